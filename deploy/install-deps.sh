@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what switchboard needs to build, run and test on Debian 12.
+# Idempotent: packages already present are not fetched again.
+set -euo pipefail
+
+packages=(
+  build-essential meson ninja-build pkg-config clang libclang-rt-14-dev
+  libh2o-dev libuv1-dev libcurl4-openssl-dev libpq-dev libsodium-dev libjansson-dev libssl-dev
+  postgresql curl ca-certificates python3 nodejs
+)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "installing: ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -1,0 +1,69 @@
+/*
+ * switchboard's settings, read once at start-up from the environment (and an
+ * optional .env file). A bad value stops start-up with a message naming the
+ * variable. After loading, the config is read-only and shared by all workers.
+ */
+#ifndef SB_CONFIG_H
+#define SB_CONFIG_H
+
+#include <stddef.h>
+
+typedef struct sb_config {
+    /* server */
+    char *host;
+    unsigned port;
+    unsigned workers; /* 0 = one per core */
+    size_t max_body_bytes;
+    unsigned drain_timeout_ms;
+    /* inbound auth */
+    char *api_keys_csv;
+    char **api_keys; /* parsed from api_keys_csv, NULL-terminated */
+    size_t api_key_count;
+    int allow_unauthenticated;
+    /* upstream provider */
+    char *llm_base_url;
+    char *llm_api_key; /* OPENAI_API_KEY: the provider's key, never an inbound key */
+    char *default_model;
+    int sandbox; /* no provider configured: answer with the built-in sandbox model */
+    unsigned llm_connect_timeout_ms;
+    unsigned llm_first_byte_timeout_ms;
+    unsigned llm_idle_timeout_ms;
+    unsigned llm_total_timeout_ms;
+    unsigned llm_retry_backoff_ms;
+    int llm_http2;
+    size_t max_upstream_bytes;
+    size_t max_event_bytes;
+    /* streaming to the client */
+    size_t stream_buffer_bytes;
+    unsigned keepalive_ms;
+    unsigned sandbox_word_ms;
+    /* logging */
+    int access_log;
+    char *env_file;
+} sb_config_t;
+
+/* One row of the settings table, for documentation checks and `switchboard --settings`. */
+typedef struct sb_setting_info {
+    const char *name;
+    const char *default_value; /* NULL: unset by default */
+    const char *help;
+} sb_setting_info_t;
+
+/* The settings table: `*count` rows, in documentation order. Static storage. */
+const sb_setting_info_t *sb_config_settings(size_t *count);
+
+/*
+ * Loads KEY=VALUE lines from `path` into the environment without overriding
+ * variables that are already set. A missing file is not an error (returns 0);
+ * a malformed line returns -1 with a message in err.
+ */
+int sb_config_load_env_file(const char *path, char *err, size_t errlen);
+
+/*
+ * Fills `c` from the environment. Returns 0, or -1 with a message naming the
+ * offending variable in err. Strings in `c` are owned by it (sb_config_dispose).
+ */
+int sb_config_load(sb_config_t *c, char *err, size_t errlen);
+void sb_config_dispose(sb_config_t *c);
+
+#endif

@@ -1,0 +1,59 @@
+/*
+ * Bearer key check. Keys and the presented token are compared as BLAKE2b
+ * digests with sodium_memcmp against every configured key, so neither the
+ * key's length nor the position of a mismatch shows in the timing.
+ */
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "auth.h"
+
+#define MAX_TOKEN 4096
+
+static unsigned char (*digests)[crypto_generichash_BYTES];
+static size_t ndigests;
+static int allow_anyone;
+
+void sb_auth_init(const sb_config_t *config)
+{
+    ndigests = config->api_key_count;
+    allow_anyone = ndigests == 0 && config->allow_unauthenticated;
+    digests = sodium_malloc(ndigests ? ndigests * sizeof(*digests) : 1);
+    if (digests == NULL)
+        abort();
+    for (size_t i = 0; i < ndigests; ++i)
+        crypto_generichash(digests[i], sizeof(digests[i]), (const unsigned char *)config->api_keys[i],
+                           strlen(config->api_keys[i]), NULL, 0);
+}
+
+void sb_auth_dispose(void)
+{
+    sodium_free(digests);
+    digests = NULL;
+    ndigests = 0;
+}
+
+int sb_auth_check(const char *value, size_t len)
+{
+    if (allow_anyone)
+        return 1;
+    if (value == NULL || len < 7 || len > MAX_TOKEN || strncasecmp(value, "bearer ", 7) != 0)
+        return 0;
+    const char *token = value + 7;
+    size_t tlen = len - 7;
+    while (tlen > 0 && *token == ' ')
+        ++token, --tlen;
+    while (tlen > 0 && token[tlen - 1] == ' ')
+        --tlen;
+    if (tlen == 0)
+        return 0;
+    unsigned char d[crypto_generichash_BYTES];
+    crypto_generichash(d, sizeof(d), (const unsigned char *)token, tlen, NULL, 0);
+    int match = 0;
+    for (size_t i = 0; i < ndigests; ++i) /* no early exit: every key is compared */
+        match |= sodium_memcmp(d, digests[i], sizeof(d)) == 0;
+    sodium_memzero(d, sizeof(d));
+    return match;
+}

@@ -1,0 +1,23 @@
+/*
+ * Inbound authentication: the `Authorization: Bearer` key the engine sends
+ * (its llm.api_key), checked against SWITCHBOARD_API_KEYS in constant time.
+ */
+#ifndef SB_AUTH_H
+#define SB_AUTH_H
+
+#include <stddef.h>
+
+#include "sb/config.h"
+
+/* Derives the key digests from the config. Call once at start-up, after sodium_init. */
+void sb_auth_init(const sb_config_t *config);
+/* Forgets the digests. */
+void sb_auth_dispose(void);
+/*
+ * Checks an Authorization header value (NULL when absent). Returns 1 when it is
+ * "Bearer <a configured key>" or when no key is configured and unauthenticated
+ * use is allowed, else 0. Time depends on neither the key nor how much matched.
+ */
+int sb_auth_check(const char *value, size_t len);
+
+#endif

@@ -1,0 +1,260 @@
+/*
+ * Settings: one table of every environment variable switchboard reads, with
+ * its default and bounds, parsed strictly into sb_config_t at start-up.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <sodium.h>
+
+#include "sb/config.h"
+
+enum kind { K_STR, K_UINT, K_SIZE, K_BOOL };
+
+/*
+ * The settings table. name: the environment variable; kind: how it parses;
+ * offset: where it lands in sb_config_t; def: default (NULL = unset);
+ * min/max: inclusive bounds for numbers; help: one line for env.example.
+ */
+static const struct setting {
+    const char *name;
+    enum kind kind;
+    size_t offset;
+    const char *def;
+    unsigned long long min, max;
+    const char *help;
+} settings[] = {
+#define S(n, k, f, d, lo, hi, h) {n, k, offsetof(sb_config_t, f), d, lo, hi, h}
+    S("HOST", K_STR, host, "0.0.0.0", 0, 0, "address to listen on"),
+    S("PORT", K_UINT, port, "3000", 1, 65535, "TCP port to listen on"),
+    S("WORKERS", K_UINT, workers, "0", 0, 256, "worker threads, each with its own loop and listener (0 = one per core)"),
+    S("MAX_BODY_BYTES", K_SIZE, max_body_bytes, "1048576", 1024, 64u << 20, "largest accepted request body"),
+    S("DRAIN_TIMEOUT_MS", K_UINT, drain_timeout_ms, "10000", 0, 600000, "on SIGTERM, how long in-flight streams may finish"),
+    S("SWITCHBOARD_API_KEYS", K_STR, api_keys_csv, NULL, 0, 0, "comma-separated inbound bearer keys (the engine's llm.api_key)"),
+    S("SWITCHBOARD_ALLOW_UNAUTHENTICATED", K_BOOL, allow_unauthenticated, "false", 0, 1,
+      "serve without inbound keys (local use only; warned about at start-up)"),
+    S("LLM_BASE_URL", K_STR, llm_base_url, NULL, 0, 0, "OpenAI-compatible provider base URL (default https://api.openai.com/v1)"),
+    S("OPENAI_API_KEY", K_STR, llm_api_key, NULL, 0, 0, "the provider's API key"),
+    S("OPENAI_MODEL", K_STR, default_model, "gpt-4o-mini", 0, 0, "model used when a request names none"),
+    S("LLM_CONNECT_TIMEOUT_MS", K_UINT, llm_connect_timeout_ms, "3000", 1, 600000, "upstream connect timeout"),
+    S("LLM_FIRST_BYTE_TIMEOUT_MS", K_UINT, llm_first_byte_timeout_ms, "20000", 1, 600000, "upstream time to first byte"),
+    S("LLM_IDLE_TIMEOUT_MS", K_UINT, llm_idle_timeout_ms, "20000", 1, 600000, "longest gap between upstream chunks"),
+    S("LLM_TOTAL_TIMEOUT_MS", K_UINT, llm_total_timeout_ms, "120000", 1, 3600000, "longest upstream call"),
+    S("LLM_RETRY_BACKOFF_MS", K_UINT, llm_retry_backoff_ms, "200", 0, 60000,
+      "base delay before the one retry (jittered 50-150%)"),
+    S("LLM_HTTP2", K_BOOL, llm_http2, "true", 0, 1, "use HTTP/2 with providers that offer it"),
+    S("MAX_UPSTREAM_BYTES", K_SIZE, max_upstream_bytes, "67108864", 4096, 1ull << 32, "most bytes read from the provider per turn"),
+    S("MAX_EVENT_BYTES", K_SIZE, max_event_bytes, "1048576", 1024, 64u << 20, "largest single upstream SSE event"),
+    S("STREAM_BUFFER_BYTES", K_SIZE, stream_buffer_bytes, "262144", 4096, 64u << 20,
+      "unsent bytes per stream before the upstream is paused"),
+    S("SSE_KEEPALIVE_MS", K_UINT, keepalive_ms, "15000", 0, 600000, "comment sent after this much silence (0 = never)"),
+    S("SANDBOX_WORD_MS", K_UINT, sandbox_word_ms, "40", 0, 10000, "pace of the offline sandbox model, per word"),
+    S("ACCESS_LOG", K_BOOL, access_log, "true", 0, 1, "one JSON line per request on stdout"),
+    S("SWITCHBOARD_ENV_FILE", K_STR, env_file, ".env", 0, 0, "file of KEY=VALUE lines read at start-up (set variables win)"),
+#undef S
+};
+
+#define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
+
+const sb_setting_info_t *sb_config_settings(size_t *count)
+{
+    static sb_setting_info_t rows[NSETTINGS];
+    for (size_t i = 0; i < NSETTINGS; ++i)
+        rows[i] = (sb_setting_info_t){settings[i].name, settings[i].def, settings[i].help};
+    *count = NSETTINGS;
+    return rows;
+}
+
+static char *xstrdup(const char *s)
+{
+    char *p = strdup(s);
+    if (p == NULL)
+        abort();
+    return p;
+}
+
+static int parse_bool(const char *v, int *out)
+{
+    static const char *const yes[] = {"1", "true", "yes", "on"}, *const no[] = {"0", "false", "no", "off"};
+    for (size_t i = 0; i < 4; ++i) {
+        if (strcasecmp(v, yes[i]) == 0)
+            return *out = 1, 0;
+        if (strcasecmp(v, no[i]) == 0)
+            return *out = 0, 0;
+    }
+    return -1;
+}
+
+static int parse_number(const char *v, unsigned long long lo, unsigned long long hi, unsigned long long *out)
+{
+    char *end;
+    if (*v < '0' || *v > '9')
+        return -1;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (errno != 0 || *end != '\0' || n < lo || n > hi)
+        return -1;
+    *out = n;
+    return 0;
+}
+
+static int apply(sb_config_t *c, const struct setting *s, const char *v, char *err, size_t errlen)
+{
+    char *field = (char *)c + s->offset;
+    unsigned long long n;
+    switch (s->kind) {
+    case K_STR:
+        *(char **)field = xstrdup(v);
+        return 0;
+    case K_BOOL:
+        if (parse_bool(v, (int *)field) == 0)
+            return 0;
+        snprintf(err, errlen, "%s must be true or false", s->name);
+        return -1;
+    case K_UINT:
+    case K_SIZE:
+        if (parse_number(v, s->min, s->max, &n) != 0) {
+            snprintf(err, errlen, "%s must be a whole number from %llu to %llu", s->name, s->min, s->max);
+            return -1;
+        }
+        if (s->kind == K_UINT)
+            *(unsigned *)field = (unsigned)n;
+        else
+            *(size_t *)field = (size_t)n;
+        return 0;
+    }
+    return -1;
+}
+
+/* Splits the comma-separated inbound keys, trimming spaces and dropping empty items. */
+static int split_keys(sb_config_t *c, char *err, size_t errlen)
+{
+    const char *p = c->api_keys_csv;
+    size_t n = 0, cap = 4;
+    c->api_keys = calloc(cap + 1, sizeof(char *));
+    while (p != NULL && *p != '\0') {
+        const char *comma = strchr(p, ',');
+        const char *end = comma ? comma : p + strlen(p);
+        while (p < end && (*p == ' ' || *p == '\t'))
+            ++p;
+        const char *e = end;
+        while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
+            --e;
+        if (e > p) {
+            if ((size_t)(e - p) < 16) {
+                snprintf(err, errlen, "SWITCHBOARD_API_KEYS: every key must be at least 16 characters");
+                return -1;
+            }
+            if (n == cap)
+                c->api_keys = realloc(c->api_keys, ((cap *= 2) + 1) * sizeof(char *));
+            if (c->api_keys == NULL)
+                abort();
+            c->api_keys[n++] = strndup(p, (size_t)(e - p));
+            c->api_keys[n] = NULL;
+        }
+        p = comma ? comma + 1 : end;
+    }
+    c->api_key_count = n;
+    return 0;
+}
+
+int sb_config_load(sb_config_t *c, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof(*c));
+    for (size_t i = 0; i < NSETTINGS; ++i) {
+        const struct setting *s = &settings[i];
+        const char *v = getenv(s->name);
+        if (v != NULL && *v == '\0')
+            v = NULL;
+        if (v == NULL)
+            v = s->def;
+        if (v != NULL && apply(c, s, v, err, errlen) != 0)
+            return -1;
+    }
+    if (split_keys(c, err, errlen) != 0)
+        return -1;
+    if (c->api_key_count == 0 && !c->allow_unauthenticated) {
+        snprintf(err, errlen,
+                 "SWITCHBOARD_API_KEYS is not set: set the inbound keys your voice engine sends "
+                 "(or SWITCHBOARD_ALLOW_UNAUTHENTICATED=true for local use)");
+        return -1;
+    }
+    /* A keyless local provider (Ollama, llama.cpp) needs only LLM_BASE_URL; with neither, the sandbox answers. */
+    c->sandbox = c->llm_base_url == NULL && c->llm_api_key == NULL;
+    if (c->llm_base_url == NULL)
+        c->llm_base_url = xstrdup("https://api.openai.com/v1");
+    size_t ulen = strlen(c->llm_base_url);
+    while (ulen > 0 && c->llm_base_url[ulen - 1] == '/')
+        c->llm_base_url[--ulen] = '\0';
+    if (strncmp(c->llm_base_url, "http://", 7) != 0 && strncmp(c->llm_base_url, "https://", 8) != 0) {
+        snprintf(err, errlen, "LLM_BASE_URL must start with http:// or https://");
+        return -1;
+    }
+    if (strlen(c->default_model) > 256) {
+        snprintf(err, errlen, "OPENAI_MODEL is longer than 256 characters");
+        return -1;
+    }
+    return 0;
+}
+
+void sb_config_dispose(sb_config_t *c)
+{
+    for (size_t i = 0; i < NSETTINGS; ++i)
+        if (settings[i].kind == K_STR)
+            free(*(char **)((char *)c + settings[i].offset));
+    for (size_t i = 0; i < c->api_key_count; ++i) {
+        sodium_memzero(c->api_keys[i], strlen(c->api_keys[i]));
+        free(c->api_keys[i]);
+    }
+    free(c->api_keys);
+    memset(c, 0, sizeof(*c));
+}
+
+/* Strips one pair of matching quotes around a .env value. */
+static void unquote(char **v, size_t *len)
+{
+    if (*len >= 2 && ((*v)[0] == '"' || (*v)[0] == '\'') && (*v)[*len - 1] == (*v)[0]) {
+        ++*v;
+        *len -= 2;
+    }
+}
+
+int sb_config_load_env_file(const char *path, char *err, size_t errlen)
+{
+    FILE *fp = fopen(path, "r");
+    if (fp == NULL)
+        return 0;
+    char line[8192];
+    int lineno = 0, rc = 0;
+    while (fgets(line, sizeof(line), fp) != NULL) {
+        ++lineno;
+        size_t len = strcspn(line, "\r\n");
+        line[len] = '\0';
+        char *p = line;
+        while (*p == ' ' || *p == '\t')
+            ++p;
+        if (*p == '\0' || *p == '#')
+            continue;
+        if (strncmp(p, "export ", 7) == 0)
+            p += 7;
+        char *eq = strchr(p, '=');
+        if (eq == NULL || eq == p) {
+            snprintf(err, errlen, "%s:%d: expected KEY=VALUE", path, lineno);
+            rc = -1;
+            break;
+        }
+        *eq = '\0';
+        char *v = eq + 1;
+        size_t vlen = strlen(v);
+        unquote(&v, &vlen);
+        v[vlen] = '\0';
+        setenv(p, v, 0);
+    }
+    fclose(fp);
+    return rc;
+}

@@ -1,0 +1,50 @@
+/*
+ * The model provider interface. A provider runs one streamed completion per
+ * call and reports parsed deltas and the end to a sink (the turn). Concrete
+ * calls embed sb_llm_call_t as their first member named `super`.
+ */
+#ifndef SB_LLM_H
+#define SB_LLM_H
+
+#include "chunk.h"
+#include "request.h"
+#include "sb/error.h"
+
+struct sb_worker;
+
+typedef struct sb_llm_end {
+    sb_error_t error;        /* SB_OK when the stream finished normally */
+    const char *message;     /* provider's own words, sanitised, or NULL for the kind's message */
+    const char *retry_after; /* the provider's Retry-After, or NULL */
+    int timed_out;
+} sb_llm_end_t;
+
+typedef struct sb_llm_sink sb_llm_sink_t;
+struct sb_llm_sink {
+    /* One parsed delta, in stream order. May call the provider's pause. */
+    void (*on_delta)(sb_llm_sink_t *sink, const sb_delta_t *d);
+    /* The call is over (the call object is already gone; do not cancel it). */
+    void (*on_end)(sb_llm_sink_t *sink, const sb_llm_end_t *end);
+};
+
+typedef struct sb_llm_call {
+    const struct sb_provider *provider;
+} sb_llm_call_t;
+
+typedef struct sb_provider {
+    const char *name;
+    /* Starts a call for the validated request (borrowed until the call ends). Callbacks come later, never from in here. */
+    sb_llm_call_t *(*start)(struct sb_worker *w, const sb_chat_request_t *req, sb_llm_sink_t *sink);
+    /* Stops reading until resume: the client is slow. Callable from on_delta. */
+    void (*pause)(sb_llm_call_t *call);
+    void (*resume)(sb_llm_call_t *call);
+    /* Ends the call at once; no sink callback follows. Not callable after on_end. */
+    void (*cancel)(sb_llm_call_t *call);
+} sb_provider_t;
+
+/* Any OpenAI-compatible Chat Completions endpoint over HTTP (LLM_BASE_URL). */
+extern const sb_provider_t sb_provider_openai;
+/* The offline sandbox model: answers locally when no provider is configured. */
+extern const sb_provider_t sb_provider_sandbox;
+
+#endif

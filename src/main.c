@@ -1,0 +1,149 @@
+/*
+ * switchboard's entry point: reads the settings, starts one worker per core,
+ * and on SIGTERM/SIGINT stops accepting, lets open streams finish (up to the
+ * drain deadline) and exits 0.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "http.h"
+#include "llm.h"
+#include "sb/config.h"
+#include "sb/log.h"
+#include "worker.h"
+
+static void usage(FILE *out)
+{
+    fputs("usage: switchboard [--help | --version | --settings]\n"
+          "\n"
+          "Serves OpenAI-compatible chat completions for voice agents on PORT.\n"
+          "Settings come from the environment and an optional .env file\n"
+          "(SWITCHBOARD_ENV_FILE); --settings lists them with their defaults.\n",
+          out);
+}
+
+static void print_settings(void)
+{
+    size_t n;
+    const sb_setting_info_t *s = sb_config_settings(&n);
+    for (size_t i = 0; i < n; ++i)
+        printf("# %s\n%s%s=%s\n\n", s[i].help, s[i].default_value ? "" : "# ", s[i].name,
+               s[i].default_value ? s[i].default_value : "");
+}
+
+static struct curl_slist *upstream_headers(const sb_config_t *c)
+{
+    struct curl_slist *h = NULL;
+    h = curl_slist_append(h, "Content-Type: application/json");
+    h = curl_slist_append(h, "Accept: text/event-stream");
+    /* curl would wait for "100 Continue" before sending a large body: a round trip of silence. */
+    h = curl_slist_append(h, "Expect:");
+    if (c->llm_api_key != NULL) {
+        size_t len = strlen(c->llm_api_key) + 32;
+        char *line = malloc(len);
+        if (line == NULL)
+            abort();
+        snprintf(line, len, "Authorization: Bearer %s", c->llm_api_key);
+        h = curl_slist_append(h, line);
+        sodium_memzero(line, len);
+        free(line);
+    }
+    return h;
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; ++i) {
+        if (strcmp(argv[i], "--version") == 0) {
+            puts("switchboard " SB_VERSION);
+            return 0;
+        }
+        if (strcmp(argv[i], "--settings") == 0) {
+            print_settings();
+            return 0;
+        }
+        usage(strcmp(argv[i], "--help") == 0 ? stdout : stderr);
+        return strcmp(argv[i], "--help") == 0 ? 0 : 2;
+    }
+
+    char err[512];
+    const char *env_file = getenv("SWITCHBOARD_ENV_FILE");
+    if (sb_config_load_env_file(env_file && *env_file ? env_file : ".env", err, sizeof(err)) != 0) {
+        sb_log_error("%s", err);
+        return 2;
+    }
+    static sb_config_t config;
+    if (sb_config_load(&config, err, sizeof(err)) != 0) {
+        sb_log_error("configuration: %s", err);
+        return 2;
+    }
+    if (sodium_init() < 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+        sb_log_error("cannot initialise libsodium or libcurl");
+        return 1;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    sb_auth_init(&config);
+
+    static sb_server_t server;
+    server.config = &config;
+    server.provider = config.sandbox ? &sb_provider_sandbox : &sb_provider_openai;
+    server.upstream_headers = upstream_headers(&config);
+    size_t ulen = strlen(config.llm_base_url) + sizeof("/chat/completions");
+    server.chat_url = malloc(ulen);
+    if (server.chat_url == NULL)
+        abort();
+    snprintf(server.chat_url, ulen, "%s/chat/completions", config.llm_base_url);
+
+    h2o_config_init(&server.h2o);
+    server.h2o.server_name = h2o_iovec_init(H2O_STRLIT("switchboard"));
+    server.h2o.max_request_entity_size = config.max_body_bytes;
+    sb_http_register(h2o_config_register_host(&server.h2o, h2o_iovec_init(H2O_STRLIT("default")), 65535));
+
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    server.nworkers = config.workers ? config.workers : (unsigned)(cores > 0 ? cores : 1);
+    server.workers = calloc(server.nworkers, sizeof(*server.workers));
+    if (server.workers == NULL)
+        abort();
+
+    /* Workers inherit this mask: only the main thread takes the shutdown signals. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+    for (unsigned i = 0; i < server.nworkers; ++i) {
+        int rc = sb_worker_init(&server.workers[i], &server, i);
+        if (rc != 0) {
+            sb_log_error("cannot listen on %s:%u (HOST, PORT): %s", config.host, config.port, strerror(-rc));
+            return 1;
+        }
+    }
+    for (unsigned i = 0; i < server.nworkers; ++i)
+        pthread_create(&server.workers[i].thread, NULL, sb_worker_run, &server.workers[i]);
+
+    if (config.api_key_count == 0)
+        sb_log_warn("SWITCHBOARD_ALLOW_UNAUTHENTICATED is on: anyone who can reach port %u can use the model", config.port);
+    if (config.sandbox)
+        sb_log_warn("no provider configured (OPENAI_API_KEY, LLM_BASE_URL): the offline sandbox model answers every turn");
+    sb_log_info("switchboard %s listening on %s:%u with %u workers; provider %s%s%s", SB_VERSION, config.host, config.port,
+                server.nworkers, server.provider->name, config.sandbox ? "" : " at ", config.sandbox ? "" : config.llm_base_url);
+
+    int sig = 0;
+    while (sigwait(&sigs, &sig) != 0)
+        ;
+    sb_log_info("received %s: draining (up to %u ms)", sig == SIGTERM ? "SIGTERM" : "SIGINT", config.drain_timeout_ms);
+    for (unsigned i = 0; i < server.nworkers; ++i)
+        sb_worker_request_drain(&server.workers[i]);
+    for (unsigned i = 0; i < server.nworkers; ++i)
+        pthread_join(server.workers[i].thread, NULL);
+    sb_log_info("stopped");
+    return 0;
+}

@@ -1,0 +1,405 @@
+/*
+ * Inbound request validation. Everything the engine sends is checked before
+ * anything leaves switchboard; the provider gets a body built from scratch
+ * out of the parameters below, so engine extras (turn_id, timestamp,
+ * interruptable, metadata, agent llm.params such as app_id) never reach it.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "request.h"
+#include "sb/buf.h"
+
+#define MAX_MESSAGES 2048
+#define MAX_MODEL_LEN 256
+#define MAX_TOOLS 128
+
+enum check {
+    C_STRING,     /* string, at most `max` bytes */
+    C_NUMBER,     /* number within [lo, hi] */
+    C_INTEGER,    /* integer within [lo, hi] */
+    C_BOOL,
+    C_OBJECT,
+    C_STOP,       /* string, or array of at most 4 strings */
+    C_TOOLS,      /* array of function tool objects */
+    C_TOOL_CHOICE /* "none" / "auto" / "required", or an object */
+};
+
+/*
+ * OpenAI Chat Completions parameters that pass through to the provider. name:
+ * the top-level key; check: how its value is validated; lo/hi: bounds for
+ * numbers, hi is the byte limit for strings. Keys not listed here (and not
+ * handled separately: messages, model, stream, stream_options) are dropped.
+ */
+static const struct param {
+    const char *name;
+    enum check check;
+    double lo, hi;
+} params[] = {
+    {"temperature", C_NUMBER, 0, 2},
+    {"top_p", C_NUMBER, 0, 1},
+    {"max_tokens", C_INTEGER, 1, 1e9},
+    {"max_completion_tokens", C_INTEGER, 1, 1e9},
+    {"n", C_INTEGER, 1, 1}, /* one spoken answer per turn: several choices cannot be relayed */
+    {"stop", C_STOP, 0, 0},
+    {"seed", C_INTEGER, -9.2e18, 9.2e18},
+    {"presence_penalty", C_NUMBER, -2, 2},
+    {"frequency_penalty", C_NUMBER, -2, 2},
+    {"logit_bias", C_OBJECT, 0, 0},
+    {"logprobs", C_BOOL, 0, 0},
+    {"top_logprobs", C_INTEGER, 0, 20},
+    {"tools", C_TOOLS, 0, 0},
+    {"tool_choice", C_TOOL_CHOICE, 0, 0},
+    {"parallel_tool_calls", C_BOOL, 0, 0},
+    {"response_format", C_OBJECT, 0, 0},
+    {"user", C_STRING, 0, 256},
+    {"reasoning_effort", C_STRING, 0, 32},
+    {"service_tier", C_STRING, 0, 32},
+    {"verbosity", C_STRING, 0, 32},
+};
+
+static const char *const roles[] = {"system", "developer", "user", "assistant", "tool", "function"};
+
+__attribute__((format(printf, 3, 4))) static int fail(sb_request_error_t *err, const char *param, const char *fmt, ...)
+{
+    va_list ap;
+    err->kind = SB_E_INVALID_REQUEST;
+    snprintf(err->param, sizeof(err->param), "%s", param ? param : "");
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static int check_param(const struct param *p, json_t *v, sb_request_error_t *err)
+{
+    switch (p->check) {
+    case C_STRING:
+        if (!json_is_string(v))
+            return fail(err, p->name, "%s must be a string", p->name);
+        if (json_string_length(v) > p->hi)
+            return fail(err, p->name, "%s is longer than %.0f bytes", p->name, p->hi);
+        return 0;
+    case C_NUMBER:
+    case C_INTEGER: {
+        if (p->check == C_INTEGER ? !json_is_integer(v) : !json_is_number(v))
+            return fail(err, p->name, "%s must be %s", p->name, p->check == C_INTEGER ? "an integer" : "a number");
+        double d = json_number_value(v);
+        if (!(d >= p->lo && d <= p->hi)) {
+            if (p->lo == p->hi)
+                return fail(err, p->name, "%s must be %g", p->name, p->lo);
+            return fail(err, p->name, "%s must be between %g and %g", p->name, p->lo, p->hi);
+        }
+        return 0;
+    }
+    case C_BOOL:
+        return json_is_boolean(v) ? 0 : fail(err, p->name, "%s must be true or false", p->name);
+    case C_OBJECT:
+        return json_is_object(v) ? 0 : fail(err, p->name, "%s must be an object", p->name);
+    case C_STOP:
+        if (json_is_string(v))
+            return 0;
+        if (json_is_array(v) && json_array_size(v) <= 4) {
+            size_t i;
+            json_t *s;
+            json_array_foreach(v, i, s) if (!json_is_string(s)) return fail(err, "stop", "stop must hold only strings");
+            return 0;
+        }
+        return fail(err, "stop", "stop must be a string or an array of at most 4 strings");
+    case C_TOOLS: {
+        if (!json_is_array(v) || json_array_size(v) > MAX_TOOLS)
+            return fail(err, "tools", "tools must be an array of at most %d tools", MAX_TOOLS);
+        size_t i;
+        json_t *t;
+        json_array_foreach(v, i, t)
+        {
+            char where[32];
+            snprintf(where, sizeof(where), "tools[%zu]", i);
+            json_t *fn = json_object_get(t, "function");
+            if (!json_is_object(t) || !json_is_string(json_object_get(t, "type")))
+                return fail(err, where, "%s must be an object with a string type", where);
+            if (strcmp(json_string_value(json_object_get(t, "type")), "function") == 0 &&
+                (!json_is_object(fn) || !json_is_string(json_object_get(fn, "name"))))
+                return fail(err, where, "%s.function.name must be a string", where);
+        }
+        return 0;
+    }
+    case C_TOOL_CHOICE:
+        if (json_is_object(v))
+            return 0;
+        if (json_is_string(v)) {
+            const char *s = json_string_value(v);
+            if (strcmp(s, "none") == 0 || strcmp(s, "auto") == 0 || strcmp(s, "required") == 0)
+                return 0;
+        }
+        return fail(err, "tool_choice", "tool_choice must be \"none\", \"auto\", \"required\" or an object");
+    }
+    return 0;
+}
+
+/*
+ * The text of a content array when it can be said as one string: an array of
+ * strings (the engine sends system prompts that way) or of text parts, joined
+ * with `sep`. Returns a new string, or NULL for other shapes (kept as parts).
+ */
+static json_t *flatten_text(json_t *content, const char *sep)
+{
+    size_t i;
+    json_t *part;
+    sb_buf_t text;
+    sb_buf_init(&text, SIZE_MAX);
+    json_array_foreach(content, i, part)
+    {
+        json_t *t = json_is_string(part) ? part : NULL;
+        if (json_is_object(part)) {
+            json_t *type = json_object_get(part, "type");
+            if (json_is_string(type) && strcmp(json_string_value(type), "text") == 0)
+                t = json_object_get(part, "text");
+        }
+        if (!json_is_string(t)) {
+            sb_buf_dispose(&text);
+            return NULL;
+        }
+        if (i > 0)
+            sb_buf_appendz(&text, sep);
+        sb_buf_append(&text, json_string_value(t), json_string_length(t));
+    }
+    json_t *out = json_stringn(text.base ? text.base : "", text.len);
+    sb_buf_dispose(&text);
+    return out;
+}
+
+static int is_role(const char *s)
+{
+    for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); ++i)
+        if (strcmp(s, roles[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* Copies `len` bytes of `s` into `dst` (size `cap`), cut at a UTF-8 boundary. */
+static void copy_prefix(char *dst, size_t cap, const char *s, size_t len)
+{
+    if (len >= cap) {
+        len = cap - 1;
+        while (len > 0 && ((unsigned char)s[len] & 0xC0) == 0x80)
+            --len;
+    }
+    memcpy(dst, s, len);
+    dst[len] = '\0';
+}
+
+/* Validates one message and returns the cleaned copy to send upstream (new reference), or NULL. */
+static json_t *clean_message(json_t *m, size_t idx, sb_chat_request_t *out, sb_request_error_t *err)
+{
+    char where[64];
+    snprintf(where, sizeof(where), "messages[%zu]", idx);
+    if (!json_is_object(m))
+        return fail(err, where, "%s must be an object", where), NULL;
+
+    json_t *role = json_object_get(m, "role");
+    char rp[80];
+    snprintf(rp, sizeof(rp), "%s.role", where);
+    if (!json_is_string(role))
+        return fail(err, rp, "%s must be a string", rp), NULL;
+    const char *r = json_string_value(role);
+    if (!is_role(r))
+        return fail(err, rp, "%s must be one of system, developer, user, assistant, tool", rp), NULL;
+
+    json_t *clean = json_object();
+    json_object_set(clean, "role", role);
+
+    char cp[80];
+    snprintf(cp, sizeof(cp), "%s.content", where);
+    json_t *content = json_object_get(m, "content");
+    json_t *tool_calls = json_object_get(m, "tool_calls");
+    int is_assistant = strcmp(r, "assistant") == 0;
+    if (content == NULL || json_is_null(content)) {
+        if (!is_assistant) {
+            fail(err, cp, "%s is required for %s messages", cp, r);
+            goto fail;
+        }
+        json_object_set_new(clean, "content", json_null());
+    } else if (json_is_string(content)) {
+        json_object_set(clean, "content", content);
+    } else if (json_is_array(content)) {
+        size_t i;
+        json_t *part;
+        json_array_foreach(content, i, part)
+        {
+            int ok = json_is_object(part) && json_is_string(json_object_get(part, "type"));
+            /* The engine sends system prompts as a list of strings. */
+            if (json_is_string(part))
+                ok = 1;
+            if (!ok) {
+                fail(err, cp, "%s[%zu] must be a string or an object with a string type", cp, i);
+                goto fail;
+            }
+        }
+        json_t *text = flatten_text(content, strcmp(r, "system") == 0 ? "\n" : "");
+        json_object_set_new(clean, "content", text ? text : json_incref(content));
+    } else {
+        fail(err, cp, "%s must be a string or an array of content parts", cp);
+        goto fail;
+    }
+
+    json_t *name = json_object_get(m, "name");
+    if (name != NULL) {
+        if (!json_is_string(name) || json_string_length(name) > 256) {
+            fail(err, where, "%s.name must be a string of at most 256 bytes", where);
+            goto fail;
+        }
+        json_object_set(clean, "name", name);
+    }
+    if (tool_calls != NULL && !json_is_null(tool_calls)) {
+        if (!is_assistant || !json_is_array(tool_calls)) {
+            fail(err, where, "%s.tool_calls must be an array on an assistant message", where);
+            goto fail;
+        }
+        json_object_set(clean, "tool_calls", tool_calls);
+    }
+    if (strcmp(r, "tool") == 0) {
+        json_t *id = json_object_get(m, "tool_call_id");
+        if (!json_is_string(id)) {
+            fail(err, where, "%s.tool_call_id must be a string on a tool message", where);
+            goto fail;
+        }
+        json_object_set(clean, "tool_call_id", id);
+    }
+    if (strcmp(r, "user") == 0) {
+        json_t *text = json_object_get(clean, "content");
+        if (json_is_string(text))
+            copy_prefix(out->last_user, sizeof(out->last_user), json_string_value(text), json_string_length(text));
+    }
+    return clean;
+fail:
+    json_decref(clean);
+    return NULL;
+}
+
+int sb_chat_request_parse(json_t *root, const char *default_model, sb_chat_request_t *out, sb_request_error_t *err)
+{
+    memset(out, 0, sizeof(*out));
+    err->kind = SB_OK;
+    err->param[0] = err->message[0] = '\0';
+    if (!json_is_object(root))
+        return fail(err, NULL, "request body must be a JSON object");
+
+    json_t *messages = json_object_get(root, "messages");
+    if (messages == NULL)
+        return fail(err, "messages", "messages is required");
+    if (!json_is_array(messages))
+        return fail(err, "messages", "messages must be an array");
+    if (json_array_size(messages) == 0)
+        return fail(err, "messages", "messages must not be empty");
+    if (json_array_size(messages) > MAX_MESSAGES)
+        return fail(err, "messages", "messages holds more than %d entries", MAX_MESSAGES);
+
+    json_t *body = json_object();
+    json_t *clean_messages = json_array();
+    json_object_set_new(body, "messages", clean_messages);
+
+    size_t i;
+    json_t *m;
+    json_array_foreach(messages, i, m)
+    {
+        json_t *clean = clean_message(m, i, out, err);
+        if (clean == NULL)
+            goto fail;
+        json_array_append_new(clean_messages, clean);
+    }
+
+    json_t *model = json_object_get(root, "model");
+    if (model != NULL && !json_is_null(model)) {
+        if (!json_is_string(model) || json_string_length(model) > MAX_MODEL_LEN) {
+            fail(err, "model", "model must be a string of at most %d bytes", MAX_MODEL_LEN);
+            goto fail;
+        }
+        if (json_string_length(model) == 0)
+            model = NULL;
+    } else {
+        model = NULL;
+    }
+    json_object_set_new(body, "model", model ? json_incref(model) : json_string(default_model));
+
+    json_t *stream = json_object_get(root, "stream");
+    if (stream != NULL && !json_is_null(stream) && !json_is_boolean(stream)) {
+        fail(err, "stream", "stream must be true or false");
+        goto fail;
+    }
+    out->stream = json_is_true(stream);
+
+    json_t *so = json_object_get(root, "stream_options");
+    if (so != NULL && !json_is_null(so)) {
+        json_t *iu = json_object_get(so, "include_usage");
+        if (!json_is_object(so) || (iu != NULL && !json_is_boolean(iu))) {
+            fail(err, "stream_options", "stream_options must be an object with a boolean include_usage");
+            goto fail;
+        }
+        out->include_usage = json_is_true(iu);
+    }
+
+    for (size_t p = 0; p < sizeof(params) / sizeof(params[0]); ++p) {
+        json_t *v = json_object_get(root, params[p].name);
+        if (v == NULL || json_is_null(v))
+            continue;
+        if (check_param(&params[p], v, err) != 0)
+            goto fail;
+        json_object_set(body, params[p].name, v);
+    }
+    out->has_tools = json_array_size(json_object_get(body, "tools")) > 0;
+
+    /* Upstream always streams, and always reports usage: tokens go to the access log either way. */
+    json_object_set_new(body, "stream", json_true());
+    json_object_set_new(body, "stream_options", json_pack("{s:b}", "include_usage", 1));
+
+    json_t *turn = json_object_get(root, "turn_id");
+    if (json_is_integer(turn))
+        snprintf(out->turn_id, sizeof(out->turn_id), "%" JSON_INTEGER_FORMAT, json_integer_value(turn));
+    else if (json_is_string(turn))
+        copy_prefix(out->turn_id, sizeof(out->turn_id), json_string_value(turn), json_string_length(turn));
+
+    out->upstream = body;
+    out->model = json_string_value(json_object_get(body, "model"));
+    return 0;
+fail:
+    json_decref(body);
+    return -1;
+}
+
+int sb_chat_request_parse_body(const char *body, size_t len, const char *default_model, sb_chat_request_t *out,
+                               sb_request_error_t *err)
+{
+    json_error_t jerr;
+    memset(out, 0, sizeof(*out));
+    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        err->kind = SB_E_INVALID_JSON;
+        err->param[0] = '\0';
+        snprintf(err->message, sizeof(err->message), "request body is not valid json: %s at line %d column %d", jerr.text,
+                 jerr.line, jerr.column);
+        return -1;
+    }
+    int rc = sb_chat_request_parse(root, default_model, out, err);
+    json_decref(root);
+    return rc;
+}
+
+void sb_chat_request_dispose(sb_chat_request_t *r)
+{
+    json_decref(r->upstream);
+    r->upstream = NULL;
+}
+
+char *sb_chat_request_dump(const sb_chat_request_t *r)
+{
+    /* jansson prints 0.3 as 0.29999999999999999 by default: same double, but not what the client wrote */
+    char *text = json_dumps(r->upstream, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    if (text == NULL)
+        abort();
+    return text;
+}

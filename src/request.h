@@ -1,0 +1,43 @@
+/*
+ * The inbound Chat Completions request: strict validation of what the engine
+ * or an SDK sent, and the cleaned body that goes to the provider (engine
+ * extras stripped, known OpenAI parameters kept, streaming always on).
+ */
+#ifndef SB_REQUEST_H
+#define SB_REQUEST_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "sb/error.h"
+
+typedef struct sb_chat_request {
+    json_t *upstream;   /* new reference: the body to send upstream */
+    const char *model;  /* borrowed from `upstream` */
+    int stream;         /* the client wants SSE */
+    int include_usage;  /* the client asked for stream_options.include_usage */
+    int has_tools;      /* the client sent `tools` */
+    char turn_id[64];   /* the engine's turn_id, if any ("" otherwise) */
+    char last_user[160]; /* start of the caller's last utterance, for the sandbox */
+} sb_chat_request_t;
+
+typedef struct sb_request_error {
+    sb_error_t kind;
+    char message[256];
+    char param[96]; /* JSON path of the offending field ("messages[2].role"), "" when none */
+} sb_request_error_t;
+
+/*
+ * Validates `root` (borrowed) and fills `out`. `default_model` is used when
+ * the request names none. Returns 0, or -1 with `err` filled (out->upstream is
+ * then NULL). Release a filled request with sb_chat_request_dispose.
+ */
+int sb_chat_request_parse(json_t *root, const char *default_model, sb_chat_request_t *out, sb_request_error_t *err);
+/* Parses a body of `len` bytes (JSON) and validates it; INVALID_JSON on syntax errors. */
+int sb_chat_request_parse_body(const char *body, size_t len, const char *default_model, sb_chat_request_t *out,
+                               sb_request_error_t *err);
+void sb_chat_request_dispose(sb_chat_request_t *r);
+/* The body to send upstream as compact JSON (numbers as the client wrote them, up to 15 digits). New, free() it. */
+char *sb_chat_request_dump(const sb_chat_request_t *r);
+
+#endif

@@ -1,0 +1,532 @@
+/*
+ * The turn: relays one completion from the provider to the client. In
+ * streaming mode every delta is re-encoded as switchboard's own chunk and
+ * handed to h2o at once; a slow reader pauses the provider once the unsent
+ * bytes pass the per-stream ceiling. In JSON mode the deltas are gathered
+ * into one chat.completion. The client leaving ends the provider call at once.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "http.h"
+#include "llm.h"
+#include "sb/buf.h"
+#include "sb/log.h"
+#include "turn.h"
+#include "worker.h"
+
+#define MAX_TOOL_CALLS 16
+
+/* A tool call gathered from fragments, for JSON responses. */
+struct tool_acc {
+    long index;
+    sb_buf_t id, name, arguments;
+};
+
+typedef struct turn {
+    sb_llm_sink_t sink;
+    h2o_generator_t generator;
+    h2o_linklist_t link; /* in the worker's list of active turns */
+    h2o_req_t *req;
+    sb_worker_t *w;
+    sb_llm_call_t *call; /* NULL once the provider is done */
+    sb_chat_request_t creq;
+    char id[48];
+    char model_raw[257]; /* the model the provider named (else the requested one) */
+    char model[320];     /* the same, JSON-escaped, for the chunk prefix */
+    char route[64];      /* for the access log, which is written after the request is gone */
+    time_t created;
+    /* output */
+    sb_buf_t pending;  /* encoded, not yet handed to h2o */
+    sb_buf_t inflight; /* handed to h2o, kept until proceed */
+    uv_timer_t *keepalive;
+    uint64_t last_write; /* loop ms */
+    unsigned sending : 1, started : 1, final_queued : 1, finished : 1, paused : 1, role_sent : 1, finish_sent : 1,
+        client_gone : 1;
+    char finish_reason[32];
+    /* gathered for JSON responses and the access log */
+    sb_buf_t content;
+    struct tool_acc tools[MAX_TOOL_CALLS];
+    size_t ntools;
+    long long prompt_tokens, completion_tokens, total_tokens;
+    int has_usage;
+    /* access log */
+    uint64_t t_start, t_first; /* hrtime ns */
+    size_t bytes_out;
+    int status;
+    const char *end;
+} turn_t;
+
+static void flush(turn_t *t);
+
+static double ms_since(uint64_t from_ns, uint64_t to_ns)
+{
+    return (double)(to_ns - from_ns) / 1e6;
+}
+
+/* --- encoding switchboard's chunks ------------------------------------------------------------ */
+
+/* `data: {"id":...,"object":"chat.completion.chunk","created":...,"model":...,` */
+static void open_chunk(turn_t *t, sb_buf_t *b)
+{
+    sb_buf_appendf(b, "data: {\"id\":\"%s\",\"object\":\"chat.completion.chunk\",\"created\":%lld,\"model\":\"%s\",", t->id,
+                   (long long)t->created, t->model);
+}
+
+static void append_str_field(sb_buf_t *b, const char *name, sb_str_t s, int *comma)
+{
+    if (s.base == NULL)
+        return;
+    sb_buf_appendf(b, "%s\"%s\":\"", *comma ? "," : "", name);
+    sb_buf_append_json_escaped(b, s.base, s.len);
+    sb_buf_append(b, "\"", 1);
+    *comma = 1;
+}
+
+/* One choice-0 chunk carrying the delta's content and/or tool-call fragments, and maybe a finish reason. */
+static int emit_delta(turn_t *t, const sb_delta_t *d, const char *finish)
+{
+    sb_buf_t *b = &t->pending;
+    size_t mark = b->len;
+    int comma = 0;
+    open_chunk(t, b);
+    sb_buf_appendz(b, "\"choices\":[{\"index\":0,\"delta\":{");
+    if (!t->role_sent) {
+        sb_buf_appendz(b, "\"role\":\"assistant\"");
+        t->role_sent = 1;
+        comma = 1;
+    }
+    if (d != NULL) {
+        append_str_field(b, "content", d->content, &comma);
+        if (d->ntools > 0) {
+            sb_buf_appendf(b, "%s\"tool_calls\":[", comma ? "," : "");
+            for (size_t i = 0; i < d->ntools; ++i) {
+                const sb_tool_delta_t *tc = &d->tools[i];
+                int c2 = 1, fc = 0;
+                sb_buf_appendf(b, "%s{\"index\":%ld", i ? "," : "", tc->index);
+                append_str_field(b, "id", tc->id, &c2);
+                if (tc->id.base != NULL)
+                    sb_buf_appendz(b, ",\"type\":\"function\"");
+                if (tc->name.base != NULL || tc->arguments.base != NULL) {
+                    sb_buf_appendz(b, ",\"function\":{");
+                    append_str_field(b, "name", tc->name, &fc);
+                    append_str_field(b, "arguments", tc->arguments, &fc);
+                    sb_buf_append(b, "}", 1);
+                }
+                sb_buf_append(b, "}", 1);
+            }
+            sb_buf_append(b, "]", 1);
+        }
+    }
+    if (finish != NULL)
+        sb_buf_appendf(b, "},\"finish_reason\":\"%s\"}]}\n\n", finish);
+    else
+        sb_buf_appendz(b, "},\"finish_reason\":null}]}\n\n");
+    if (b->len == mark) /* an append failed halfway: the ceiling is far above one chunk, so this is a bug */
+        return -1;
+    return 0;
+}
+
+static void emit_usage(turn_t *t)
+{
+    open_chunk(t, &t->pending);
+    sb_buf_appendf(&t->pending, "\"choices\":[],\"usage\":{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"total_tokens\":%lld}}\n\n",
+                   t->prompt_tokens, t->completion_tokens, t->total_tokens);
+}
+
+static void emit_error(turn_t *t, sb_error_t e, const char *message)
+{
+    sb_buf_t *b = &t->pending;
+    sb_buf_appendz(b, "data: {\"error\":{\"message\":\"");
+    const char *m = message ? message : sb_error_message(e);
+    sb_buf_append_json_escaped(b, m, strlen(m));
+    sb_buf_appendf(b, "\",\"type\":\"%s\",\"param\":null,\"code\":\"%s\"}}\n\n", sb_error_type(e), sb_error_code(e));
+}
+
+/* --- gathering for JSON responses -------------------------------------------------------------- */
+
+static struct tool_acc *tool_for(turn_t *t, long index)
+{
+    for (size_t i = 0; i < t->ntools; ++i)
+        if (t->tools[i].index == index)
+            return &t->tools[i];
+    if (t->ntools == MAX_TOOL_CALLS)
+        return NULL;
+    struct tool_acc *a = &t->tools[t->ntools++];
+    size_t max = t->w->config->max_upstream_bytes;
+    a->index = index;
+    sb_buf_init(&a->id, 256);
+    sb_buf_init(&a->name, 256);
+    sb_buf_init(&a->arguments, max);
+    return a;
+}
+
+static void gather(turn_t *t, const sb_delta_t *d)
+{
+    if (d->content.base != NULL)
+        sb_buf_append(&t->content, d->content.base, d->content.len);
+    for (size_t i = 0; i < d->ntools; ++i) {
+        const sb_tool_delta_t *tc = &d->tools[i];
+        struct tool_acc *a = tool_for(t, tc->index);
+        if (a == NULL)
+            continue;
+        if (tc->id.base != NULL && a->id.len == 0)
+            sb_buf_append(&a->id, tc->id.base, tc->id.len);
+        if (tc->name.base != NULL)
+            sb_buf_append(&a->name, tc->name.base, tc->name.len);
+        if (tc->arguments.base != NULL)
+            sb_buf_append(&a->arguments, tc->arguments.base, tc->arguments.len);
+    }
+}
+
+static void send_completion(turn_t *t)
+{
+    json_t *message = json_pack("{s:s, s:s%}", "role", "assistant", "content", t->content.base ? t->content.base : "",
+                                t->content.len);
+    if (t->ntools > 0) {
+        json_t *calls = json_array();
+        for (size_t i = 0; i < t->ntools; ++i) {
+            struct tool_acc *a = &t->tools[i];
+            json_array_append_new(calls, json_pack("{s:s%, s:s, s:{s:s%, s:s%}}", "id", a->id.base ? a->id.base : "", a->id.len,
+                                                   "type", "function", "function", "name", a->name.base ? a->name.base : "",
+                                                   a->name.len, "arguments", a->arguments.base ? a->arguments.base : "",
+                                                   a->arguments.len));
+        }
+        json_object_set_new(message, "tool_calls", calls);
+        if (t->content.len == 0)
+            json_object_set_new(message, "content", json_null());
+    }
+    const char *finish = t->finish_reason[0] ? t->finish_reason : (t->ntools ? "tool_calls" : "stop");
+    json_t *body = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:o, s:s}], s:{s:I, s:I, s:I}}", "id", t->id, "object",
+                             "chat.completion", "created", (json_int_t)t->created, "model", t->creq.model, "choices", "index", 0,
+                             "message", message, "finish_reason", finish, "usage", "prompt_tokens", (json_int_t)t->prompt_tokens,
+                             "completion_tokens", (json_int_t)t->completion_tokens, "total_tokens", (json_int_t)t->total_tokens);
+    if (body == NULL) { /* content that is not UTF-8 cannot come from a parsed chunk; treat as a provider fault */
+        sb_http_send_error(t->req, SB_E_UPSTREAM_BAD_RESPONSE, NULL, NULL, NULL);
+        t->status = 502;
+        t->end = "upstream_error";
+        return;
+    }
+    if (t->model_raw[0] != '\0')
+        json_object_set_new(body, "model", json_string(t->model_raw));
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    size_t len = strlen(text);
+    h2o_req_t *req = t->req;
+    req->res.status = 200;
+    req->res.reason = "OK";
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    h2o_iovec_t buf = h2o_strdup(&req->pool, text, len);
+    free(text);
+    t->status = 200;
+    t->bytes_out = len;
+    t->t_first = uv_hrtime();
+    t->finished = 1;
+    h2o_send_inline(req, buf.base, buf.len);
+}
+
+/* --- the stream to the client ------------------------------------------------------------------ */
+
+static void on_keepalive(uv_timer_t *timer)
+{
+    turn_t *t = timer->data;
+    uint64_t now = sb_worker_now(t->w), every = t->w->config->keepalive_ms;
+    if (now - t->last_write >= every) {
+        /* A comment line: clients ignore it, proxies and the engine see the stream is alive. */
+        sb_buf_appendz(&t->pending, ": keep-alive\n\n");
+        flush(t);
+        t->last_write = now;
+    }
+    uv_timer_start(timer, on_keepalive, t->last_write + every - now, 0);
+}
+
+static void start_stream(turn_t *t)
+{
+    h2o_req_t *req = t->req;
+    req->res.status = 200;
+    req->res.reason = "OK";
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("text/event-stream"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-cache"));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-accel-buffering"), 0, NULL, H2O_STRLIT("no"));
+    h2o_start_response(req, &t->generator);
+    t->started = 1;
+    t->status = 200;
+    t->t_first = uv_hrtime();
+    t->last_write = sb_worker_now(t->w);
+    if (t->w->config->keepalive_ms > 0) {
+        t->keepalive = malloc(sizeof(*t->keepalive));
+        if (t->keepalive == NULL)
+            abort();
+        uv_timer_init(&t->w->loop, t->keepalive);
+        t->keepalive->data = t;
+        uv_timer_start(t->keepalive, on_keepalive, t->w->config->keepalive_ms, 0);
+    }
+}
+
+/* Hands the pending bytes to h2o, unless a send is already in flight (one at a time). */
+static void flush(turn_t *t)
+{
+    if (t->sending || !t->started || t->finished || t->req == NULL)
+        return;
+    if (t->pending.len == 0 && !t->final_queued)
+        return;
+    sb_buf_t swap = t->inflight;
+    t->inflight = t->pending;
+    t->pending = swap;
+    sb_buf_reset(&t->pending);
+    h2o_iovec_t iov = h2o_iovec_init(t->inflight.base, t->inflight.len);
+    h2o_send_state_t state = t->final_queued ? H2O_SEND_STATE_FINAL : H2O_SEND_STATE_IN_PROGRESS;
+    t->sending = 1;
+    t->bytes_out += iov.len;
+    t->last_write = sb_worker_now(t->w);
+    if (state == H2O_SEND_STATE_FINAL)
+        t->finished = 1;
+    h2o_send(t->req, &iov, iov.len ? 1 : 0, state);
+}
+
+static void on_proceed(h2o_generator_t *g, h2o_req_t *req)
+{
+    turn_t *t = H2O_STRUCT_FROM_MEMBER(turn_t, generator, g);
+    t->sending = 0;
+    sb_buf_reset(&t->inflight);
+    if (t->paused && t->call != NULL && t->pending.len < t->w->config->stream_buffer_bytes / 2) {
+        t->paused = 0;
+        t->call->provider->resume(t->call); /* may deliver buffered deltas, and send, right here */
+    }
+    flush(t);
+}
+
+static void cancel_call(turn_t *t)
+{
+    if (t->call == NULL)
+        return;
+    sb_llm_call_t *call = t->call;
+    t->call = NULL;
+    call->provider->cancel(call);
+}
+
+/* h2o is abandoning the response (the client went away). */
+static void on_stop(h2o_generator_t *g, h2o_req_t *req)
+{
+    turn_t *t = H2O_STRUCT_FROM_MEMBER(turn_t, generator, g);
+    if (!t->finished) {
+        t->client_gone = 1;
+        t->end = "client_gone";
+    }
+    cancel_call(t);
+}
+
+/* --- what the provider tells us ------------------------------------------------------------- */
+
+static void set_model(turn_t *t, sb_str_t model)
+{
+    if (t->model[0] != '\0')
+        return;
+    sb_buf_t b;
+    sb_buf_init(&b, sizeof(t->model) - 1);
+    if (model.base == NULL || model.len == 0 || model.len > 256)
+        model = (sb_str_t){t->creq.model, strlen(t->creq.model)};
+    memcpy(t->model_raw, model.base, model.len);
+    t->model_raw[model.len] = '\0';
+    if (sb_buf_append_json_escaped(&b, model.base, model.len) == 0)
+        memcpy(t->model, b.base, b.len + 1);
+    else
+        memcpy(t->model, "unknown", 8);
+    sb_buf_dispose(&b);
+}
+
+static void on_delta(sb_llm_sink_t *sink, const sb_delta_t *d)
+{
+    turn_t *t = H2O_STRUCT_FROM_MEMBER(turn_t, sink, sink);
+    set_model(t, d->model);
+    if (d->has_usage) {
+        t->has_usage = 1;
+        t->prompt_tokens = d->prompt_tokens;
+        t->completion_tokens = d->completion_tokens;
+        t->total_tokens = d->total_tokens ? d->total_tokens : d->prompt_tokens + d->completion_tokens;
+    }
+    /* Providers may repeat finish_reason (OpenRouter does): the first one counts. */
+    const char *finish = NULL;
+    if (d->finish_reason.base != NULL && !t->finish_sent) {
+        size_t n = d->finish_reason.len < sizeof(t->finish_reason) - 1 ? d->finish_reason.len : sizeof(t->finish_reason) - 1;
+        memcpy(t->finish_reason, d->finish_reason.base, n);
+        t->finish_reason[n] = '\0';
+        for (size_t i = 0; i < n; ++i) /* it goes into JSON unescaped: keep it to a plain word */
+            if (!((t->finish_reason[i] >= 'a' && t->finish_reason[i] <= 'z') || t->finish_reason[i] == '_'))
+                t->finish_reason[i] = '_';
+        t->finish_sent = 1;
+        finish = t->finish_reason;
+    }
+    if (!t->creq.stream) {
+        gather(t, d);
+        return;
+    }
+    if (d->content.base == NULL && d->ntools == 0 && finish == NULL && t->role_sent)
+        return; /* nothing the client needs: role-only, usage-only or vendor-only chunks */
+    if (!t->started)
+        start_stream(t);
+    if (d->content.base != NULL && d->content.len == 0 && d->ntools == 0 && finish == NULL && t->role_sent)
+        return;
+    emit_delta(t, d, finish);
+    flush(t);
+    if (t->pending.len > t->w->config->stream_buffer_bytes && !t->paused && t->call != NULL) {
+        t->paused = 1;
+        t->call->provider->pause(t->call);
+    }
+}
+
+static void on_end(sb_llm_sink_t *sink, const sb_llm_end_t *e)
+{
+    turn_t *t = H2O_STRUCT_FROM_MEMBER(turn_t, sink, sink);
+    t->call = NULL;
+    if (t->req == NULL || t->client_gone)
+        return;
+    t->end = e->error == SB_OK ? "done" : e->timed_out ? "timeout" : "upstream_error";
+    if (e->error != SB_OK && (!t->creq.stream || !t->started)) {
+        /* Nothing was sent yet: an HTTP error the engine turns into its failure message. */
+        t->status = sb_error_status(e->error);
+        sb_http_send_error(t->req, e->error, e->message, NULL, e->retry_after);
+        t->finished = 1;
+        return;
+    }
+    if (!t->creq.stream) {
+        send_completion(t);
+        return;
+    }
+    if (!t->started) {
+        set_model(t, (sb_str_t){NULL, 0});
+        start_stream(t);
+    }
+    if (e->error != SB_OK) {
+        emit_error(t, e->error, e->message);
+    } else {
+        if (!t->finish_sent) {
+            t->finish_sent = 1;
+            emit_delta(t, NULL, t->ntools ? "tool_calls" : "stop");
+        }
+        if (t->creq.include_usage && t->has_usage)
+            emit_usage(t);
+    }
+    sb_buf_appendz(&t->pending, "data: [DONE]\n\n");
+    t->final_queued = 1;
+    flush(t);
+}
+
+/* --- lifetime ------------------------------------------------------------------------------------ */
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void log_access(turn_t *t)
+{
+    uint64_t now = uv_hrtime();
+    sb_access_t a = {
+        .request_id = t->id + sizeof("chatcmpl-") - 1,
+        .method = "POST",
+        .route = t->route,
+        .model = t->model_raw[0] ? t->model_raw : t->creq.model,
+        .status = t->status ? t->status : 499,
+        .ttfb_ms = t->t_first ? ms_since(t->t_start, t->t_first) : -1,
+        .total_ms = ms_since(t->t_start, now),
+        .bytes = t->bytes_out,
+        .prompt_tokens = t->has_usage ? t->prompt_tokens : -1,
+        .completion_tokens = t->has_usage ? t->completion_tokens : -1,
+        .end = t->end ? t->end : "client_gone",
+    };
+    sb_access_log(t->w, &a);
+}
+
+/* The request's pool is going away: whatever way the turn ended, release everything it holds. */
+static void on_dispose(void *p)
+{
+    turn_t *t = p;
+    cancel_call(t);
+    log_access(t);
+    sb_worker_turn_ended(t->w, &t->link);
+    if (t->keepalive != NULL) {
+        uv_timer_stop(t->keepalive);
+        uv_close((uv_handle_t *)t->keepalive, on_timer_closed);
+    }
+    sb_buf_dispose(&t->pending);
+    sb_buf_dispose(&t->inflight);
+    sb_buf_dispose(&t->content);
+    for (size_t i = 0; i < t->ntools; ++i) {
+        sb_buf_dispose(&t->tools[i].id);
+        sb_buf_dispose(&t->tools[i].name);
+        sb_buf_dispose(&t->tools[i].arguments);
+    }
+    sb_chat_request_dispose(&t->creq);
+    t->req = NULL;
+}
+
+void sb_turn_start(h2o_req_t *req, sb_chat_request_t *creq, const char *request_id)
+{
+    sb_worker_t *w = sb_worker_of(req);
+    turn_t *t = h2o_mem_alloc_shared(&req->pool, sizeof(*t), on_dispose);
+    memset(t, 0, sizeof(*t));
+    t->sink.on_delta = on_delta;
+    t->sink.on_end = on_end;
+    t->generator.proceed = on_proceed;
+    t->generator.stop = on_stop;
+    t->req = req;
+    t->w = w;
+    t->creq = *creq;
+    memset(creq, 0, sizeof(*creq));
+    t->t_start = uv_hrtime();
+    t->created = time(NULL);
+    size_t rlen = req->path_normalized.len < sizeof(t->route) - 1 ? req->path_normalized.len : sizeof(t->route) - 1;
+    memcpy(t->route, req->path_normalized.base, rlen);
+    snprintf(t->id, sizeof(t->id), "chatcmpl-%s", request_id);
+    /* The ceiling on unsent bytes is soft by one provider read (curl delivers at most 16 KiB at a time). */
+    size_t ceiling = w->config->stream_buffer_bytes + w->config->max_event_bytes * 2 + 65536;
+    sb_buf_init(&t->pending, ceiling);
+    sb_buf_init(&t->inflight, ceiling);
+    sb_buf_init(&t->content, w->config->max_upstream_bytes);
+    sb_worker_turn_started(w, &t->link);
+
+    t->call = w->server->provider->start(w, &t->creq, &t->sink);
+    if (t->call == NULL) {
+        t->end = "error";
+        t->status = 500;
+        sb_http_send_error(req, SB_E_INTERNAL, NULL, NULL, NULL);
+    }
+}
+
+void sb_turn_client_gone(h2o_linklist_t *link)
+{
+    turn_t *t = H2O_STRUCT_FROM_MEMBER(turn_t, link, link);
+    if (t->req == NULL || t->client_gone || t->finished)
+        return;
+    t->client_gone = 1;
+    t->end = "client_gone";
+    cancel_call(t);
+    /* h2o does not read an HTTP/1 socket while a response is pending, so it has not noticed: end the response as failed. */
+    h2o_req_t *req = t->req;
+    req->http1_is_persistent = 0;
+    if (!t->started) {
+        req->res.status = 499;
+        req->res.reason = "Client Closed Request";
+        h2o_start_response(req, &t->generator);
+        t->started = 1;
+    }
+    t->finished = 1;
+    if (!t->sending)
+        h2o_send(req, NULL, 0, H2O_SEND_STATE_ERROR);
+}
+
+int sb_turn_probe_fd(h2o_linklist_t *link, uint64_t now, uint64_t quiet_ms)
+{
+    turn_t *t = H2O_STRUCT_FROM_MEMBER(turn_t, link, link);
+    if (t->req == NULL || t->finished || t->client_gone || t->req->version >= 0x200)
+        return -1;
+    if (t->started && now - t->last_write < quiet_ms)
+        return -1; /* a write a moment ago would have failed had the client gone */
+    h2o_socket_t *sock = t->req->conn->callbacks->get_socket(t->req->conn);
+    return sock != NULL ? h2o_socket_get_fd(sock) : -1;
+}

@@ -1,0 +1,25 @@
+/*
+ * One chat turn: the request's state machine from a validated request to the
+ * last byte sent. Lives in the request's memory pool; everything it holds
+ * outside the pool (the provider call, timers, buffers) is released by the
+ * pool's dispose hook, whatever way the turn ends.
+ */
+#ifndef SB_TURN_H
+#define SB_TURN_H
+
+#include <h2o.h>
+
+#include "request.h"
+
+/*
+ * Starts the turn for `req`, taking ownership of `creq`'s contents. The
+ * response (stream or JSON) follows asynchronously.
+ */
+void sb_turn_start(h2o_req_t *req, sb_chat_request_t *creq, const char *request_id);
+
+/* The liveness probe found the HTTP/1 client gone: ends the turn at once. `link` is the turn's worker link. */
+void sb_turn_client_gone(h2o_linklist_t *link);
+/* The HTTP/1 socket the turn's client is on, or -1 (HTTP/2, or already gone). */
+int sb_turn_probe_fd(h2o_linklist_t *link, uint64_t now, uint64_t quiet_ms);
+
+#endif

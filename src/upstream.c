@@ -1,0 +1,429 @@
+/*
+ * The OpenAI-compatible provider: POST {LLM_BASE_URL}/chat/completions over
+ * the worker's curl multi handle, decode the SSE stream as bytes arrive, hand
+ * each chunk to the turn. Owns the upstream deadlines (first byte, gap, total)
+ * and the single retry, which is allowed only while nothing reached the client.
+ */
+#include <ctype.h>
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "llm.h"
+#include "sb/buf.h"
+#include "sb/log.h"
+#include "sb/sse.h"
+#include "worker.h"
+
+#define MAX_ERROR_BODY 65536
+#define MAX_MESSAGE 300
+
+enum state { ST_RUNNING, ST_BACKOFF, ST_ENDED };
+
+struct call {
+    sb_llm_call_t super;
+    sb_worker_t *w;
+    sb_llm_sink_t *sink; /* NULL once cancelled */
+    sb_xfer_t xfer;
+    char *body;
+    size_t body_len;
+    sb_sse_decoder_t sse;
+    sb_buf_t errbody;
+    uv_timer_t *timer;
+    enum state state;
+    long status;
+    unsigned attempts;
+    uint64_t started_at, attempt_at, last_data_at;
+    size_t bytes;
+    unsigned xfer_running : 1, got_first_byte : 1, delivered : 1, saw_done : 1, paused : 1, pause_wanted : 1;
+    char retry_after[32];
+    /* the outcome, filled by fail() before the sink hears of it */
+    sb_error_t error;
+    int timed_out;
+    char message[MAX_MESSAGE + 1];
+};
+
+static void arm_timer(struct call *c);
+static void on_deadline(uv_timer_t *t);
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void destroy(struct call *c)
+{
+    curl_easy_cleanup(c->xfer.easy);
+    sb_sse_decoder_dispose(&c->sse);
+    sb_buf_dispose(&c->errbody);
+    uv_close((uv_handle_t *)c->timer, on_timer_closed);
+    free(c->body);
+    free(c);
+}
+
+/*
+ * Tells the sink how the call ended (once), then lets go of the transfer; the
+ * call is freed when curl is done with it, which may be right here.
+ */
+static void end(struct call *c, sb_error_t error)
+{
+    if (c->state == ST_ENDED)
+        return;
+    c->state = ST_ENDED;
+    uv_timer_stop(c->timer);
+    sb_llm_sink_t *sink = c->sink;
+    c->sink = NULL;
+    if (sink != NULL) {
+        sb_llm_end_t e = {error, c->message[0] ? c->message : NULL, c->retry_after[0] ? c->retry_after : NULL, c->timed_out};
+        sink->on_end(sink, &e);
+    }
+    if (c->xfer_running)
+        sb_curlm_cancel(&c->xfer); /* on_xfer_done frees the call */
+    else
+        destroy(c);
+}
+
+/* Copies a provider message for the client: bounded, printable, and never containing the provider key. */
+static void set_message(struct call *c, const char *msg, size_t len)
+{
+    const char *key = c->w->config->llm_api_key;
+    size_t o = 0;
+    for (size_t i = 0; i < len && o < MAX_MESSAGE; ++i) {
+        if (key != NULL && *key != '\0' && len - i >= strlen(key) && memcmp(msg + i, key, strlen(key)) == 0) {
+            static const char mask[] = "[redacted]";
+            for (const char *m = mask; *m != '\0' && o < MAX_MESSAGE; ++m)
+                c->message[o++] = *m;
+            i += strlen(key) - 1;
+            continue;
+        }
+        unsigned char ch = (unsigned char)msg[i];
+        c->message[o++] = ch < 0x20 ? ' ' : (char)ch;
+    }
+    /* never leave half a UTF-8 sequence at the cut */
+    if (o == MAX_MESSAGE)
+        while (o > 0 && ((unsigned char)c->message[o - 1] & 0xC0) == 0x80)
+            --o;
+    c->message[o] = '\0';
+}
+
+static void set_messagez(struct call *c, const char *msg)
+{
+    set_message(c, msg, strlen(msg));
+}
+
+/* Reads the provider's error message out of an error body ({"error":{"message":...}} or text). */
+static void message_from_body(struct call *c, const char *body, size_t len)
+{
+    json_t *root = json_loadb(body, len, 0, NULL);
+    json_t *msg = NULL;
+    if (root != NULL) {
+        json_t *err = json_object_get(root, "error");
+        msg = json_is_object(err) ? json_object_get(err, "message") : json_is_string(err) ? err : json_object_get(root, "message");
+    }
+    if (json_is_string(msg))
+        set_message(c, json_string_value(msg), json_string_length(msg));
+    else if (root == NULL && len > 0)
+        set_message(c, body, len);
+    json_decref(root);
+}
+
+/* Maps a non-2xx provider status to switchboard's error list. */
+static sb_error_t error_for_status(long status)
+{
+    if (status == 401 || status == 403)
+        return SB_E_UPSTREAM_AUTH;
+    if (status == 429)
+        return SB_E_UPSTREAM_RATE_LIMITED;
+    if (status == 408 || status == 504)
+        return SB_E_UPSTREAM_TIMEOUT;
+    if (status >= 500)
+        return SB_E_UPSTREAM_ERROR;
+    if (status >= 400)
+        return SB_E_UPSTREAM_REJECTED;
+    return SB_E_UPSTREAM_BAD_RESPONSE;
+}
+
+static int on_sse_event(void *ctx, const sb_sse_event_t *ev)
+{
+    struct call *c = ctx;
+    if (c->saw_done || c->sink == NULL)
+        return 0;
+    if (ev->data_len == 6 && memcmp(ev->data, "[DONE]", 6) == 0) {
+        c->saw_done = 1;
+        return 0;
+    }
+    sb_delta_t d;
+    json_t *holder;
+    if (sb_chunk_parse(ev->data, ev->data_len, &d, &holder) != 0) {
+        if (ev->event_len == 5 && memcmp(ev->event, "error", 5) == 0) {
+            set_message(c, ev->data, ev->data_len);
+            return SB_E_UPSTREAM_ERROR;
+        }
+        set_messagez(c, "the model provider sent a chunk that is not valid json");
+        return SB_E_UPSTREAM_BAD_RESPONSE;
+    }
+    int rc = 0;
+    if (d.is_error || (ev->event_len == 5 && memcmp(ev->event, "error", 5) == 0)) {
+        if (d.error_message.base != NULL)
+            set_message(c, d.error_message.base, d.error_message.len);
+        rc = SB_E_UPSTREAM_ERROR;
+    } else {
+        c->delivered = 1;
+        c->sink->on_delta(c->sink, &d);
+    }
+    json_decref(holder);
+    return rc;
+}
+
+static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
+{
+    struct call *c = userp;
+    size_t len = size * nmemb;
+    if (c->state != ST_RUNNING)
+        return 0;
+    if (!c->got_first_byte) {
+        c->got_first_byte = 1;
+        curl_easy_getinfo(c->xfer.easy, CURLINFO_RESPONSE_CODE, &c->status);
+    }
+    c->last_data_at = sb_worker_now(c->w);
+    c->bytes += len;
+    if (c->bytes > c->w->config->max_upstream_bytes) {
+        c->error = SB_E_UPSTREAM_TOO_LARGE;
+        return 0;
+    }
+    if (c->status != 200) {
+        size_t room = MAX_ERROR_BODY - c->errbody.len;
+        sb_buf_append(&c->errbody, data, len < room ? len : room);
+        return len;
+    }
+    int rc = sb_sse_decoder_feed(&c->sse, data, len, on_sse_event, c);
+    if (rc != 0) {
+        c->error = rc == SB_SSE_ERR_TOO_LARGE ? SB_E_UPSTREAM_TOO_LARGE : (sb_error_t)rc;
+        return 0; /* aborts the transfer: on_xfer_done reports c->error */
+    }
+    if (c->pause_wanted && !c->paused) {
+        c->paused = 1;
+        curl_easy_pause(c->xfer.easy, CURLPAUSE_RECV);
+    }
+    return len;
+}
+
+static size_t on_header(char *line, size_t size, size_t nmemb, void *userp)
+{
+    struct call *c = userp;
+    size_t len = size * nmemb;
+    static const char name[] = "retry-after:";
+    if (len > sizeof(name) - 1 && strncasecmp(line, name, sizeof(name) - 1) == 0) {
+        const char *v = line + sizeof(name) - 1;
+        size_t vlen = len - (sizeof(name) - 1);
+        while (vlen > 0 && (*v == ' ' || *v == '\t'))
+            ++v, --vlen;
+        while (vlen > 0 && isspace((unsigned char)v[vlen - 1]))
+            --vlen;
+        size_t n = 0;
+        for (; n < vlen && n < sizeof(c->retry_after) - 1; ++n)
+            c->retry_after[n] = isprint((unsigned char)v[n]) ? v[n] : ' ';
+        c->retry_after[n] = '\0';
+    }
+    return len;
+}
+
+static int start_attempt(struct call *c)
+{
+    ++c->attempts;
+    c->attempt_at = sb_worker_now(c->w);
+    c->status = 0;
+    c->got_first_byte = c->saw_done = c->paused = c->pause_wanted = 0;
+    c->retry_after[0] = '\0';
+    c->message[0] = '\0';
+    c->error = SB_OK;
+    c->bytes = 0;
+    sb_buf_reset(&c->errbody);
+    sb_sse_decoder_dispose(&c->sse);
+    sb_sse_decoder_init(&c->sse, c->w->config->max_event_bytes);
+    if (sb_curlm_add(c->w->curlm, &c->xfer) != 0)
+        return -1;
+    c->xfer_running = 1;
+    c->state = ST_RUNNING;
+    arm_timer(c);
+    return 0;
+}
+
+/* A failure worth one more try: nothing reached the client, and the provider may well answer next time. */
+static int retryable(struct call *c, CURLcode result)
+{
+    if (c->delivered || c->attempts >= 2 || c->sink == NULL)
+        return 0;
+    if (result == CURLE_COULDNT_CONNECT || result == CURLE_COULDNT_RESOLVE_HOST)
+        return 1;
+    if (result == CURLE_OPERATION_TIMEDOUT && !c->got_first_byte) /* only the connect timeout is curl's */
+        return 1;
+    if (result == CURLE_OK && (c->status == 429 || c->status >= 500)) {
+        /* A provider asking for a long pause gets its 429 passed on instead. */
+        long ra = c->retry_after[0] ? strtol(c->retry_after, NULL, 10) : 0;
+        return ra <= 2;
+    }
+    return 0;
+}
+
+static void on_xfer_done(sb_xfer_t *x, CURLcode result)
+{
+    struct call *c = H2O_STRUCT_FROM_MEMBER(struct call, xfer, x);
+    c->xfer_running = 0;
+    if (c->state == ST_ENDED) {
+        destroy(c);
+        return;
+    }
+    if (result == CURLE_OK && c->status == 200) {
+        int rc = sb_sse_decoder_finish(&c->sse, on_sse_event, c);
+        if (rc == 0 && c->sink != NULL && (c->delivered || c->saw_done)) {
+            end(c, SB_OK);
+            return;
+        }
+        c->error = rc == 0 ? SB_E_UPSTREAM_BAD_RESPONSE : rc == SB_SSE_ERR_TOO_LARGE ? SB_E_UPSTREAM_TOO_LARGE : (sb_error_t)rc;
+        if (rc == 0)
+            set_messagez(c, "the model provider ended the stream without an answer");
+        end(c, c->error);
+        return;
+    }
+    if (retryable(c, result)) {
+        uint64_t base = c->w->config->llm_retry_backoff_ms;
+        uint64_t delay = base / 2 + (base ? randombytes_uniform((uint32_t)base + 1) : 0); /* 50-150% */
+        sb_log_warn("upstream attempt failed (%s, status %ld); retrying in %llu ms", curl_easy_strerror(result), c->status,
+                    (unsigned long long)delay);
+        c->state = ST_BACKOFF;
+        uv_timer_start(c->timer, on_deadline, delay, 0);
+        return;
+    }
+    sb_error_t error;
+    if (c->error != SB_OK) {
+        error = c->error;
+    } else if (result == CURLE_OK) {
+        error = error_for_status(c->status);
+        if (error != SB_E_UPSTREAM_AUTH) /* an auth failure message can quote the key: say ours */
+            message_from_body(c, c->errbody.base, c->errbody.len);
+    } else if (result == CURLE_OPERATION_TIMEDOUT) {
+        error = SB_E_UPSTREAM_TIMEOUT;
+        c->timed_out = 1;
+    } else if (!c->got_first_byte) {
+        error = SB_E_UPSTREAM_UNAVAILABLE;
+    } else {
+        error = SB_E_UPSTREAM_ERROR;
+        set_messagez(c, "the model provider closed the stream early");
+    }
+    end(c, error);
+}
+
+/*
+ * One timer per call. While running it enforces the deadlines, re-armed for the
+ * nearest one; after a failed attempt it carries the backoff and starts the retry.
+ */
+static void on_deadline(uv_timer_t *t)
+{
+    struct call *c = t->data;
+    if (c->state == ST_BACKOFF) {
+        if (start_attempt(c) != 0)
+            end(c, SB_E_INTERNAL);
+        return;
+    }
+    arm_timer(c);
+}
+
+static void arm_timer(struct call *c)
+{
+    const sb_config_t *cf = c->w->config;
+    uint64_t now = sb_worker_now(c->w);
+    uint64_t due = c->started_at + cf->llm_total_timeout_ms;
+    if (!c->got_first_byte) {
+        uint64_t fb = c->attempt_at + cf->llm_first_byte_timeout_ms;
+        due = fb < due ? fb : due;
+    } else if (!c->paused) {
+        uint64_t idle = c->last_data_at + cf->llm_idle_timeout_ms;
+        due = idle < due ? idle : due;
+    }
+    if (due <= now) {
+        c->timed_out = 1;
+        set_messagez(c, c->got_first_byte ? "the model provider stalled mid-stream"
+                                           : "the model provider did not start answering in time");
+        end(c, SB_E_UPSTREAM_TIMEOUT);
+        return;
+    }
+    uv_timer_start(c->timer, on_deadline, due - now, 0);
+}
+
+static sb_llm_call_t *start(sb_worker_t *w, const sb_chat_request_t *req, sb_llm_sink_t *sink)
+{
+    struct call *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        abort();
+    c->super.provider = &sb_provider_openai;
+    c->w = w;
+    c->sink = sink;
+    c->body = sb_chat_request_dump(req);
+    c->body_len = strlen(c->body);
+    sb_buf_init(&c->errbody, MAX_ERROR_BODY);
+    sb_sse_decoder_init(&c->sse, w->config->max_event_bytes);
+    c->timer = malloc(sizeof(*c->timer));
+    if (c->timer == NULL)
+        abort();
+    uv_timer_init(&w->loop, c->timer);
+    c->timer->data = c;
+
+    CURL *e = c->xfer.easy = curl_easy_init();
+    if (e == NULL)
+        abort();
+    c->xfer.on_done = on_xfer_done;
+    const sb_config_t *cf = w->config;
+    curl_easy_setopt(e, CURLOPT_URL, w->server->chat_url);
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body_len);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, w->server->upstream_headers);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)cf->llm_connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, cf->llm_http2 ? CURL_HTTP_VERSION_2TLS : CURL_HTTP_VERSION_1_1);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "switchboard/" SB_VERSION);
+
+    c->started_at = sb_worker_now(w);
+    if (start_attempt(c) != 0) {
+        c->xfer_running = 0;
+        c->sink = NULL;
+        destroy(c);
+        return NULL;
+    }
+    return &c->super;
+}
+
+static void pause_call(sb_llm_call_t *call)
+{
+    struct call *c = H2O_STRUCT_FROM_MEMBER(struct call, super, call);
+    c->pause_wanted = 1;
+}
+
+static void resume_call(sb_llm_call_t *call)
+{
+    struct call *c = H2O_STRUCT_FROM_MEMBER(struct call, super, call);
+    c->pause_wanted = 0;
+    if (!c->paused || c->state != ST_RUNNING)
+        return;
+    c->paused = 0;
+    c->last_data_at = sb_worker_now(c->w);
+    sb_curlm_unpause(&c->xfer);
+}
+
+static void cancel_call(sb_llm_call_t *call)
+{
+    struct call *c = H2O_STRUCT_FROM_MEMBER(struct call, super, call);
+    c->sink = NULL;
+    end(c, SB_OK);
+}
+
+const sb_provider_t sb_provider_openai = {"openai", start, pause_call, resume_call, cancel_call};

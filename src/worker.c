@@ -1,0 +1,181 @@
+/*
+ * Worker threads. Each owns a libuv loop with its h2o context, its own
+ * SO_REUSEPORT listener (the kernel spreads connections over workers), its
+ * curl multi handle, and a probe that notices HTTP/1 clients hanging up while
+ * h2o is not reading their socket.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "sb/log.h"
+#include "turn.h"
+#include "worker.h"
+
+#define PROBE_INTERVAL_MS 10 /* a client that hangs up is noticed within this (the target is 50 ms) */
+#define DRAIN_POLL_MS 10
+
+static int open_listener(sb_worker_t *w)
+{
+    const sb_config_t *c = w->config;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_PASSIVE};
+    struct addrinfo *ai;
+    char port[8];
+    snprintf(port, sizeof(port), "%u", c->port);
+    int rc = getaddrinfo(c->host, port, &hints, &ai);
+    if (rc != 0)
+        return -EINVAL;
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
+        listen(fd, 4096) != 0) {
+        int err = errno;
+        if (fd >= 0)
+            close(fd);
+        freeaddrinfo(ai);
+        return -err;
+    }
+    freeaddrinfo(ai);
+    w->listen_fd = fd;
+    return 0;
+}
+
+static void on_conn_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void on_accept(uv_stream_t *listener, int status)
+{
+    sb_worker_t *w = listener->data;
+    if (status != 0)
+        return;
+    uv_tcp_t *conn = malloc(sizeof(*conn));
+    if (conn == NULL)
+        abort();
+    uv_tcp_init(listener->loop, conn);
+    if (uv_accept(listener, (uv_stream_t *)conn) != 0) {
+        uv_close((uv_handle_t *)conn, on_conn_closed);
+        return;
+    }
+    /* Every token is written as soon as it arrives: Nagle would hold small writes back. */
+    uv_tcp_nodelay(conn, 1);
+    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)conn, on_conn_closed);
+    h2o_accept(&w->accept_ctx, sock);
+}
+
+/*
+ * h2o stops reading an HTTP/1 socket while its request is handled, so a caller
+ * who barges in is invisible until the next write. Peek at the sockets of
+ * quiet turns: a read of 0 (or an error) means the client is gone.
+ */
+static void on_probe(uv_timer_t *timer)
+{
+    sb_worker_t *w = timer->data;
+    uint64_t now = sb_worker_now(w);
+    h2o_linklist_t *node = w->turns.next;
+    while (node != &w->turns) {
+        h2o_linklist_t *next = node->next;
+        int fd = sb_turn_probe_fd(node, now, PROBE_INTERVAL_MS);
+        if (fd >= 0) {
+            char c;
+            ssize_t r = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+            if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+                sb_turn_client_gone(node);
+        }
+        node = next;
+    }
+}
+
+void sb_worker_turn_started(sb_worker_t *w, h2o_linklist_t *link)
+{
+    h2o_linklist_insert(&w->turns, link);
+    if (w->nturns++ == 0)
+        uv_timer_start(&w->probe_timer, on_probe, PROBE_INTERVAL_MS, PROBE_INTERVAL_MS);
+}
+
+void sb_worker_turn_ended(sb_worker_t *w, h2o_linklist_t *link)
+{
+    if (!h2o_linklist_is_linked(link))
+        return;
+    h2o_linklist_unlink(link);
+    if (--w->nturns == 0)
+        uv_timer_stop(&w->probe_timer);
+}
+
+static void on_drain_poll(uv_timer_t *timer)
+{
+    sb_worker_t *w = timer->data;
+    if (w->nturns > 0 && sb_worker_now(w) < w->drain_deadline)
+        return;
+    if (w->nturns > 0)
+        sb_log_warn("worker %u: drain deadline passed with %zu streams open; closing them", w->id, w->nturns);
+    uv_stop(&w->loop);
+}
+
+static void on_wake(uv_async_t *async)
+{
+    sb_worker_t *w = async->data;
+    if (w->draining)
+        return;
+    w->draining = 1;
+    w->drain_deadline = sb_worker_now(w) + w->config->drain_timeout_ms;
+    uv_close((uv_handle_t *)&w->listener, NULL);
+    h2o_context_request_shutdown(&w->ctx); /* idle keep-alive connections close, HTTP/2 peers get GOAWAY */
+    uv_timer_start(&w->drain_timer, on_drain_poll, 0, DRAIN_POLL_MS);
+}
+
+int sb_worker_init(sb_worker_t *w, sb_server_t *server, unsigned id)
+{
+    memset(w, 0, sizeof(*w));
+    w->server = server;
+    w->config = server->config;
+    w->id = id;
+    int rc = open_listener(w);
+    if (rc != 0)
+        return rc;
+    uv_loop_init(&w->loop);
+    uv_async_init(&w->loop, &w->wake, on_wake);
+    w->wake.data = w;
+    return 0;
+}
+
+void sb_worker_request_drain(sb_worker_t *w)
+{
+    uv_async_send(&w->wake);
+}
+
+void *sb_worker_run(void *arg)
+{
+    sb_worker_t *w = arg;
+    h2o_context_init(&w->ctx, &w->loop, &w->server->h2o);
+    w->accept_ctx.ctx = &w->ctx;
+    w->accept_ctx.hosts = w->server->h2o.hosts;
+    w->curlm = sb_curlm_create(&w->loop, 0);
+    h2o_linklist_init_anchor(&w->turns);
+    uv_timer_init(&w->loop, &w->probe_timer);
+    w->probe_timer.data = w;
+    uv_timer_init(&w->loop, &w->drain_timer);
+    w->drain_timer.data = w;
+
+    uv_tcp_init(&w->loop, &w->listener);
+    w->listener.data = w;
+    int rc = uv_tcp_open(&w->listener, w->listen_fd);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&w->listener, 4096, on_accept);
+    if (rc != 0) {
+        sb_log_error("worker %u: cannot listen: %s", w->id, uv_strerror(rc));
+        exit(1);
+    }
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+    /* The process exits after the workers stop; open connections are closed by the kernel. */
+    return NULL;
+}

@@ -1,0 +1,74 @@
+/*
+ * A worker: one thread, one libuv loop, one h2o context, one SO_REUSEPORT
+ * listener and one curl multi handle. Workers share only the read-only config.
+ */
+#ifndef SB_WORKER_H
+#define SB_WORKER_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include <h2o.h>
+
+#include "sb/config.h"
+#include "sb/curl_uv.h"
+
+struct sb_provider;
+
+typedef struct sb_server {
+    const sb_config_t *config;
+    h2o_globalconf_t h2o;
+    const struct sb_provider *provider;
+    struct curl_slist *upstream_headers; /* shared, read-only after start-up */
+    char *chat_url;
+    unsigned nworkers;
+    struct sb_worker *workers;
+} sb_server_t;
+
+typedef struct sb_worker {
+    sb_server_t *server;
+    const sb_config_t *config;
+    unsigned id;
+    pthread_t thread;
+    uv_loop_t loop;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept_ctx;
+    uv_tcp_t listener;
+    uv_async_t wake;          /* main thread -> worker: start draining */
+    uv_timer_t drain_timer;
+    uv_timer_t probe_timer;   /* HTTP/1 client liveness checks, runs while turns are waiting */
+    sb_curlm_t *curlm;
+    h2o_linklist_t turns;     /* active chat turns */
+    size_t nturns;
+    uint64_t drain_deadline;
+    int draining;
+    int listen_fd;
+} sb_worker_t;
+
+/* The worker that owns a request's context. */
+static inline sb_worker_t *sb_worker_of(h2o_req_t *req)
+{
+    return H2O_STRUCT_FROM_MEMBER(sb_worker_t, ctx, req->conn->ctx);
+}
+
+/* Milliseconds on the worker's loop clock (cached per loop iteration). */
+static inline uint64_t sb_worker_now(sb_worker_t *w)
+{
+    return uv_now(&w->loop);
+}
+
+/*
+ * Prepares worker `id`: its loop, and its own listening socket (SO_REUSEPORT,
+ * so the kernel spreads connections over workers). Returns 0 or -errno.
+ */
+int sb_worker_init(sb_worker_t *w, sb_server_t *server, unsigned id);
+/* Thread body: runs the loop until drained. */
+void *sb_worker_run(void *arg);
+/* Asks the worker to stop accepting and drain. Any thread. */
+void sb_worker_request_drain(sb_worker_t *w);
+/* Called by turns when they start and end, for the liveness probe and draining. */
+void sb_worker_turn_started(sb_worker_t *w, h2o_linklist_t *link);
+void sb_worker_turn_ended(sb_worker_t *w, h2o_linklist_t *link);
+
+#endif

@@ -1,0 +1,77 @@
+/* Unit tests for src/config.c: defaults, strict parsing, and env.example covering every setting. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "sb/config.h"
+#include "tap.h"
+
+static void clear_env(void)
+{
+    size_t n;
+    const sb_setting_info_t *s = sb_config_settings(&n);
+    for (size_t i = 0; i < n; ++i)
+        unsetenv(s[i].name);
+}
+
+int main(void)
+{
+    sb_config_t c;
+    char err[512];
+
+    clear_env();
+    is_int(sb_config_load(&c, err, sizeof(err)), -1, "no inbound key and no explicit opt-out refuses to start");
+    ok(strstr(err, "SWITCHBOARD_API_KEYS") != NULL, "and names the variable");
+    sb_config_dispose(&c);
+
+    setenv("SWITCHBOARD_ALLOW_UNAUTHENTICATED", "true", 1);
+    is_int(sb_config_load(&c, err, sizeof(err)), 0, "unauthenticated use when asked for");
+    ok(c.port == 3000 && c.max_body_bytes == 1048576 && c.sandbox, "defaults: port 3000, 1 MiB bodies, sandbox without provider");
+    is_str(c.llm_base_url, "https://api.openai.com/v1", "default provider base URL");
+    sb_config_dispose(&c);
+
+    setenv("LLM_BASE_URL", "http://127.0.0.1:11434/v1/", 1);
+    is_int(sb_config_load(&c, err, sizeof(err)), 0, "a keyless local provider");
+    ok(!c.sandbox, "LLM_BASE_URL alone turns the sandbox off");
+    is_str(c.llm_base_url, "http://127.0.0.1:11434/v1", "trailing slashes are dropped");
+    sb_config_dispose(&c);
+
+    setenv("SWITCHBOARD_API_KEYS", " key-aaaaaaaaaaaaaaaa , key-bbbbbbbbbbbbbbbb,,", 1);
+    is_int(sb_config_load(&c, err, sizeof(err)), 0, "several inbound keys");
+    ok(c.api_key_count == 2 && strcmp(c.api_keys[1], "key-bbbbbbbbbbbbbbbb") == 0, "keys are split and trimmed");
+    sb_config_dispose(&c);
+
+    setenv("SWITCHBOARD_API_KEYS", "short", 1);
+    is_int(sb_config_load(&c, err, sizeof(err)), -1, "a short inbound key is refused");
+    sb_config_dispose(&c);
+    unsetenv("SWITCHBOARD_API_KEYS");
+
+    const char *bad[][2] = {{"PORT", "0"}, {"PORT", "70000"}, {"PORT", "80x"}, {"WORKERS", "-1"},
+                            {"ACCESS_LOG", "maybe"}, {"LLM_BASE_URL", "ftp://x"}, {"MAX_BODY_BYTES", ""}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i) {
+        setenv(bad[i][0], bad[i][1], 1);
+        int rc = sb_config_load(&c, err, sizeof(err));
+        if (bad[i][1][0] == '\0')
+            ok(rc == 0, "an empty %s means its default", bad[i][0]);
+        else
+            ok(rc == -1 && strstr(err, bad[i][0]) != NULL, "%s=%s is refused, naming the variable", bad[i][0], bad[i][1]);
+        sb_config_dispose(&c);
+        unsetenv(bad[i][0]);
+    }
+
+    /* env.example documents every setting, with its default. */
+    FILE *fp = fopen(SB_SOURCE_ROOT "/env.example", "r");
+    ok(fp != NULL, "env.example exists");
+    char text[65536] = "";
+    size_t len = fp ? fread(text, 1, sizeof(text) - 1, fp) : 0;
+    text[len] = '\0';
+    if (fp)
+        fclose(fp);
+    size_t n;
+    const sb_setting_info_t *s = sb_config_settings(&n);
+    for (size_t i = 0; i < n; ++i) {
+        char line[256];
+        snprintf(line, sizeof(line), "%s=%s\n", s[i].name, s[i].default_value ? s[i].default_value : "");
+        ok(strstr(text, line) != NULL, "env.example lists %s with its default", s[i].name);
+    }
+    return done_testing();
+}

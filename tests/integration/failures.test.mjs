@@ -2,7 +2,7 @@
 // or an error event after it, and the server goes on serving.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startFakeUpstream, startSwitchboard, post, scenario, assemble, freePort, PROVIDER_KEY } from './lib.mjs';
+import { startFakeUpstream, startSwitchboard, post, scenario, assemble, freePort, until, PROVIDER_KEY } from './lib.mjs';
 
 let up, sb;
 before(async () => {
@@ -13,8 +13,11 @@ before(async () => {
   });
 });
 after(async () => {
-  await sb?.stop();
-  await up?.stop();
+  try {
+    await sb?.stop();
+  } finally {
+    await up?.stop();
+  }
 });
 
 const user = [{ role: 'user', content: 'hello' }];
@@ -80,7 +83,7 @@ test('a refused connection is a 502 after one retry', async () => {
     const res = await post(dead.base, { stream: true, messages: user });
     assert.equal(res.status, 502);
     assert.equal(res.json.error.code, 'upstream_unavailable');
-    const line = dead.accessLog.find((l) => l.route === '/v1/chat/completions');
+    const line = await until(() => dead.accessLog.find((l) => l.route === '/v1/chat/completions'), { what: 'the access log line' });
     assert.equal(line.end, 'upstream_error');
   } finally {
     await dead.stop();
@@ -103,13 +106,13 @@ test('a provider that stalls mid-stream ends in an error event and [DONE]', asyn
   assert.ok(out.done);
   assert.equal(out.errors.length, 1);
   assert.equal(out.errors[0].error.code, 'upstream_timeout');
-  const line = sb.accessLog.findLast((l) => l.route === '/v1/chat/completions');
-  assert.equal(line.end, 'timeout');
+  await until(() => sb.accessLog.some((l) => l.end === 'timeout' && l.status === 200), { what: 'an access log line ending in timeout' });
   await stillServes();
 });
 
 test('a connection dropped mid-stream ends in an error event and [DONE]', async () => {
-  const res = await stream({ file: 'openai_chat_content_usage_stream.sse', drop_after: '2000' });
+  // Paced, so the bytes before the reset have been read when it comes (a reset discards unread data).
+  const res = await stream({ file: 'openai_chat_content_usage_stream.sse', chunk: '500', pace_ms: '20', drop_after: '2000' });
   assert.equal(res.status, 200);
   const out = assemble(res.text);
   assert.ok(out.done);
@@ -121,7 +124,7 @@ test('a connection dropped mid-stream ends in an error event and [DONE]', async 
 test('non-streaming turns get the HTTP error', async () => {
   const res = await post(sb.base, { model: scenario({ status: '500' }), messages: user });
   assert.equal(res.status, 502);
-  const mid = await post(sb.base, { model: scenario({ file: 'openai_chat_content_usage_stream.sse', drop_after: '2000' }), messages: user });
+  const mid = await post(sb.base, { model: scenario({ file: 'openai_chat_content_usage_stream.sse', chunk: '500', pace_ms: '20', drop_after: '2000' }), messages: user });
   assert.equal(mid.status, 502);
   assert.ok(mid.json.error);
 });

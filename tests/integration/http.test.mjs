@@ -10,8 +10,11 @@ before(async () => {
   sb = await startSwitchboard({ LLM_BASE_URL: `${up.base}/v1`, OPENAI_API_KEY: PROVIDER_KEY, MAX_BODY_BYTES: '65536' });
 });
 after(async () => {
-  await sb?.stop();
-  await up?.stop();
+  try {
+    await sb?.stop();
+  } finally {
+    await up?.stop();
+  }
 });
 
 const user = [{ role: 'user', content: 'hello' }];

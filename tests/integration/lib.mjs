@@ -83,6 +83,7 @@ export async function startSwitchboard(env = {}) {
       PATH: process.env.PATH,
       ASAN_OPTIONS: process.env.ASAN_OPTIONS || '',
       UBSAN_OPTIONS: process.env.UBSAN_OPTIONS || '',
+      LSAN_OPTIONS: process.env.LSAN_OPTIONS || '',
       HOST: '127.0.0.1',
       PORT: String(port),
       WORKERS: '2',
@@ -111,10 +112,13 @@ export async function startSwitchboard(env = {}) {
   return {
     proc, port, base, accessLog, stderr,
     get exited() { return exited; },
+    /** Stops it with SIGTERM; a non-zero exit (a sanitizer report, a crash) fails the caller. */
     async stop(signal = 'SIGTERM') {
-      if (exited) return exited;
-      proc.kill(signal);
-      await new Promise((r) => (exited ? r() : proc.on('exit', r)));
+      if (!exited) {
+        proc.kill(signal);
+        await new Promise((r) => (exited ? r() : proc.on('exit', r)));
+      }
+      if (exited.code !== 0) throw new Error(`switchboard exited with ${exited.code ?? exited.signal}:\n${stderr.join('\n')}`);
       return exited;
     },
   };

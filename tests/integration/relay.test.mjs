@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import OpenAI from 'openai';
 import {
-  startFakeUpstream, startSwitchboard, post, scenario, assemble, upstreamContent, fixtures, INBOUND_KEY, PROVIDER_KEY,
+  startFakeUpstream, startSwitchboard, post, until, scenario, assemble, upstreamContent, fixtures, INBOUND_KEY, PROVIDER_KEY,
 } from './lib.mjs';
 
 let up, sb;
@@ -14,8 +14,11 @@ before(async () => {
   sb = await startSwitchboard({ LLM_BASE_URL: `${up.base}/v1`, OPENAI_API_KEY: PROVIDER_KEY });
 });
 after(async () => {
-  await sb?.stop();
-  await up?.stop();
+  try {
+    await sb?.stop();
+  } finally {
+    await up?.stop();
+  }
 });
 
 const user = [{ role: 'user', content: 'hello' }];
@@ -187,8 +190,9 @@ test('every chat route serves the same relay', async () => {
 test('the access log has one line per request and no secrets', async () => {
   const before = sb.accessLog.length;
   await post(sb.base, { model: scenario({ text: 'logged' }), stream: true, messages: user });
-  const line = sb.accessLog.slice(before).find((l) => l.route === '/v1/chat/completions');
-  assert.ok(line, 'a line for the turn');
+  // The line is written when the request is disposed, just after the last byte went out.
+  const line = await until(() => sb.accessLog.slice(before).find((l) => l.route === '/v1/chat/completions'),
+    { what: 'the access log line' });
   assert.equal(line.status, 200);
   assert.equal(line.end, 'done');
   assert.ok(line.ttfb_ms >= 0 && line.total_ms >= line.ttfb_ms);

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential meson ninja-build pkg-config clang libclang-rt-14-dev
+  build-essential meson ninja-build pkg-config clang clang-format libclang-rt-14-dev
   libh2o-dev libuv1-dev libcurl4-openssl-dev libpq-dev libsodium-dev libjansson-dev libssl-dev
   postgresql curl ca-certificates python3 nodejs
 )

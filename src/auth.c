@@ -24,8 +24,8 @@ void sb_auth_init(const sb_config_t *config)
     if (digests == NULL)
         abort();
     for (size_t i = 0; i < ndigests; ++i)
-        crypto_generichash(digests[i], sizeof(digests[i]), (const unsigned char *)config->api_keys[i],
-                           strlen(config->api_keys[i]), NULL, 0);
+        crypto_generichash(digests[i], sizeof(digests[i]), (const unsigned char *)config->api_keys[i], strlen(config->api_keys[i]),
+                           NULL, 0);
 }
 
 void sb_auth_dispose(void)

@@ -93,6 +93,8 @@ int sb_buf_appendf(sb_buf_t *b, const char *fmt, ...)
 
 int sb_buf_append_json_escaped(sb_buf_t *b, const char *s, size_t len)
 {
+    static const char short_escape[256] = {
+        ['"'] = '"', ['\\'] = '\\', ['\n'] = 'n', ['\r'] = 'r', ['\t'] = 't', ['\b'] = 'b', ['\f'] = 'f'};
     static const char hex[] = "0123456789abcdef";
     size_t start = b->len;
     size_t run = 0; /* bytes at s[i - run, i) that need no escaping */
@@ -102,20 +104,11 @@ int sb_buf_append_json_escaped(sb_buf_t *b, const char *s, size_t len)
             ++run;
             continue;
         }
-        char esc[6] = {'\\', 0};
+        char esc[6] = {'\\', short_escape[c], 0};
         size_t elen = 2;
-        switch (c) {
-        case '"': esc[1] = '"'; break;
-        case '\\': esc[1] = '\\'; break;
-        case '\n': esc[1] = 'n'; break;
-        case '\r': esc[1] = 'r'; break;
-        case '\t': esc[1] = 't'; break;
-        case '\b': esc[1] = 'b'; break;
-        case '\f': esc[1] = 'f'; break;
-        default:
+        if (esc[1] == 0) {
             esc[1] = 'u', esc[2] = '0', esc[3] = '0', esc[4] = hex[c >> 4], esc[5] = hex[c & 15];
             elen = 6;
-            break;
         }
         if (sb_buf_append(b, s + i - run, run) != 0 || sb_buf_append(b, esc, elen) != 0)
             goto fail;

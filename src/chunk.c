@@ -84,8 +84,7 @@ static int parse(json_t *root, sb_delta_t *out)
     json_t *usage = json_object_get(root, "usage");
     if (usage != NULL && !json_is_null(usage)) {
         if (!json_is_object(usage) || get_count(usage, "prompt_tokens", &out->prompt_tokens) ||
-            get_count(usage, "completion_tokens", &out->completion_tokens) ||
-            get_count(usage, "total_tokens", &out->total_tokens))
+            get_count(usage, "completion_tokens", &out->completion_tokens) || get_count(usage, "total_tokens", &out->total_tokens))
             return -1;
         out->has_usage = 1;
     }

@@ -29,6 +29,7 @@ static const struct setting {
     unsigned long long min, max;
     const char *help;
 } settings[] = {
+/* clang-format off */
 #define S(n, k, f, d, lo, hi, h) {n, k, offsetof(sb_config_t, f), d, lo, hi, h}
     S("HOST", K_STR, host, "0.0.0.0", 0, 0, "address to listen on"),
     S("PORT", K_UINT, port, "3000", 1, 65535, "TCP port to listen on"),
@@ -45,8 +46,7 @@ static const struct setting {
     S("LLM_FIRST_BYTE_TIMEOUT_MS", K_UINT, llm_first_byte_timeout_ms, "20000", 1, 600000, "upstream time to first byte"),
     S("LLM_IDLE_TIMEOUT_MS", K_UINT, llm_idle_timeout_ms, "20000", 1, 600000, "longest gap between upstream chunks"),
     S("LLM_TOTAL_TIMEOUT_MS", K_UINT, llm_total_timeout_ms, "120000", 1, 3600000, "longest upstream call"),
-    S("LLM_RETRY_BACKOFF_MS", K_UINT, llm_retry_backoff_ms, "200", 0, 60000,
-      "base delay before the one retry (jittered 50-150%)"),
+    S("LLM_RETRY_BACKOFF_MS", K_UINT, llm_retry_backoff_ms, "200", 0, 60000, "base delay before the one retry (jittered 50-150%)"),
     S("LLM_HTTP2", K_BOOL, llm_http2, "true", 0, 1, "use HTTP/2 with providers that offer it"),
     S("MAX_UPSTREAM_BYTES", K_SIZE, max_upstream_bytes, "67108864", 4096, 1ull << 32, "most bytes read from the provider per turn"),
     S("MAX_EVENT_BYTES", K_SIZE, max_event_bytes, "1048576", 1024, 64u << 20, "largest single upstream SSE event"),
@@ -57,6 +57,7 @@ static const struct setting {
     S("ACCESS_LOG", K_BOOL, access_log, "true", 0, 1, "one JSON line per request on stdout"),
     S("SWITCHBOARD_ENV_FILE", K_STR, env_file, ".env", 0, 0, "file of KEY=VALUE lines read at start-up (set variables win)"),
 #undef S
+    /* clang-format on */
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))

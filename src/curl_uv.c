@@ -13,8 +13,8 @@ struct sb_curlm {
     CURLM *multi;
     uv_loop_t *loop;
     uv_timer_t *timer;
-    unsigned depth;             /* > 0 while we are inside a call into curl */
-    sb_xfer_t *cancelled;       /* cancels requested from inside curl, removed when depth drops to 0 */
+    unsigned depth;       /* > 0 while we are inside a call into curl */
+    sb_xfer_t *cancelled; /* cancels requested from inside curl, removed when depth drops to 0 */
     unsigned active;
 };
 

@@ -9,10 +9,9 @@ struct info {
     const char *type, *code, *message, *name;
 };
 
-static const struct info table[SB_E__COUNT] = {
-    [SB_OK] = {200, "", "", "ok", "ok"},
+static const struct info table[SB_E__COUNT] = {[SB_OK] = {200, "", "", "ok", "ok"},
 #define SB_ERROR_INFO(name, status, type, code, msg) [SB_E_##name] = {status, type, code, msg, code},
-    SB_ERROR_MAP(SB_ERROR_INFO)
+                                               SB_ERROR_MAP(SB_ERROR_INFO)
 #undef SB_ERROR_INFO
 };
 

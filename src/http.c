@@ -141,8 +141,8 @@ static void answer(h2o_req_t *req, sb_error_t e, const char *message, const char
     } else {
         sb_http_send_error(req, e, message, param, NULL);
     }
-    sb_access_t a = {id, method, route, NULL, e == SB_OK ? 200 : sb_error_status(e), -1, 0, bytes, -1, -1,
-                     e == SB_OK ? "done" : "rejected"};
+    sb_access_t a = {id, method, route, NULL, e == SB_OK ? 200 : sb_error_status(e), -1,
+                     0,  bytes,  -1,    -1,   e == SB_OK ? "done" : "rejected"};
     sb_access_log(sb_worker_of(req), &a);
 }
 

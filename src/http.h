@@ -24,14 +24,14 @@ typedef struct sb_access {
     const char *request_id;
     const char *method;
     const char *route;
-    const char *model;       /* NULL when none */
+    const char *model; /* NULL when none */
     int status;
-    double ttfb_ms;          /* < 0: no byte was sent */
+    double ttfb_ms; /* < 0: no byte was sent */
     double total_ms;
     size_t bytes;
     long long prompt_tokens; /* < 0: unknown */
     long long completion_tokens;
-    const char *end;         /* done, client_gone, timeout, upstream_error, rejected, error */
+    const char *end; /* done, client_gone, timeout, upstream_error, rejected, error */
 } sb_access_t;
 
 /* Writes one access-log line (when ACCESS_LOG is on). Never includes a header or a body. */

@@ -19,9 +19,9 @@
 #define MAX_TOOLS 128
 
 enum check {
-    C_STRING,     /* string, at most `max` bytes */
-    C_NUMBER,     /* number within [lo, hi] */
-    C_INTEGER,    /* integer within [lo, hi] */
+    C_STRING,  /* string, at most `max` bytes */
+    C_NUMBER,  /* number within [lo, hi] */
+    C_INTEGER, /* integer within [lo, hi] */
     C_BOOL,
     C_OBJECT,
     C_STOP,       /* string, or array of at most 4 strings */

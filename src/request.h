@@ -12,12 +12,12 @@
 #include "sb/error.h"
 
 typedef struct sb_chat_request {
-    json_t *upstream;   /* new reference: the body to send upstream */
-    const char *model;  /* borrowed from `upstream` */
-    int stream;         /* the client wants SSE */
-    int include_usage;  /* the client asked for stream_options.include_usage */
-    int has_tools;      /* the client sent `tools` */
-    char turn_id[64];   /* the engine's turn_id, if any ("" otherwise) */
+    json_t *upstream;    /* new reference: the body to send upstream */
+    const char *model;   /* borrowed from `upstream` */
+    int stream;          /* the client wants SSE */
+    int include_usage;   /* the client asked for stream_options.include_usage */
+    int has_tools;       /* the client sent `tools` */
+    char turn_id[64];    /* the engine's turn_id, if any ("" otherwise) */
     char last_user[160]; /* start of the caller's last utterance, for the sandbox */
 } sb_chat_request_t;
 

@@ -45,8 +45,7 @@ typedef struct turn {
     sb_buf_t inflight; /* handed to h2o, kept until proceed */
     uv_timer_t *keepalive;
     uint64_t last_write; /* loop ms */
-    unsigned sending : 1, started : 1, final_queued : 1, finished : 1, paused : 1, role_sent : 1, finish_sent : 1,
-        client_gone : 1;
+    unsigned sending : 1, started : 1, final_queued : 1, finished : 1, paused : 1, role_sent : 1, finish_sent : 1, client_gone : 1;
     char finish_reason[32];
     /* gathered for JSON responses and the access log */
     sb_buf_t content;
@@ -134,7 +133,8 @@ static int emit_delta(turn_t *t, const sb_delta_t *d, const char *finish)
 static void emit_usage(turn_t *t)
 {
     open_chunk(t, &t->pending);
-    sb_buf_appendf(&t->pending, "\"choices\":[],\"usage\":{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"total_tokens\":%lld}}\n\n",
+    sb_buf_appendf(&t->pending,
+                   "\"choices\":[],\"usage\":{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"total_tokens\":%lld}}\n\n",
                    t->prompt_tokens, t->completion_tokens, t->total_tokens);
 }
 
@@ -185,16 +185,16 @@ static void gather(turn_t *t, const sb_delta_t *d)
 
 static void send_completion(turn_t *t)
 {
-    json_t *message = json_pack("{s:s, s:s%}", "role", "assistant", "content", t->content.base ? t->content.base : "",
-                                t->content.len);
+    json_t *message =
+        json_pack("{s:s, s:s%}", "role", "assistant", "content", t->content.base ? t->content.base : "", t->content.len);
     if (t->ntools > 0) {
         json_t *calls = json_array();
         for (size_t i = 0; i < t->ntools; ++i) {
             struct tool_acc *a = &t->tools[i];
-            json_array_append_new(calls, json_pack("{s:s%, s:s, s:{s:s%, s:s%}}", "id", a->id.base ? a->id.base : "", a->id.len,
-                                                   "type", "function", "function", "name", a->name.base ? a->name.base : "",
-                                                   a->name.len, "arguments", a->arguments.base ? a->arguments.base : "",
-                                                   a->arguments.len));
+            json_array_append_new(calls,
+                                  json_pack("{s:s%, s:s, s:{s:s%, s:s%}}", "id", a->id.base ? a->id.base : "", a->id.len, "type",
+                                            "function", "function", "name", a->name.base ? a->name.base : "", a->name.len,
+                                            "arguments", a->arguments.base ? a->arguments.base : "", a->arguments.len));
         }
         json_object_set_new(message, "tool_calls", calls);
         if (t->content.len == 0)

@@ -345,7 +345,7 @@ static void arm_timer(struct call *c)
     if (due <= now) {
         c->timed_out = 1;
         set_messagez(c, c->got_first_byte ? "the model provider stalled mid-stream"
-                                           : "the model provider did not start answering in time");
+                                          : "the model provider did not start answering in time");
         end(c, SB_E_UPSTREAM_TIMEOUT);
         return;
     }

@@ -35,11 +35,11 @@ typedef struct sb_worker {
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
     uv_tcp_t listener;
-    uv_async_t wake;          /* main thread -> worker: start draining */
+    uv_async_t wake; /* main thread -> worker: start draining */
     uv_timer_t drain_timer;
-    uv_timer_t probe_timer;   /* HTTP/1 client liveness checks, runs while turns are waiting */
+    uv_timer_t probe_timer; /* HTTP/1 client liveness checks, runs while turns are waiting */
     sb_curlm_t *curlm;
-    h2o_linklist_t turns;     /* active chat turns */
+    h2o_linklist_t turns; /* active chat turns */
     size_t nturns;
     uint64_t drain_deadline;
     int draining;

@@ -10,19 +10,19 @@
 /* X(name, http status, openai type, openai code, message) */
 #define SB_ERROR_MAP(X)                                                                                                            \
     X(NOT_FOUND, 404, "invalid_request_error", "not_found", "no such route")                                                       \
-    X(METHOD_NOT_ALLOWED, 405, "invalid_request_error", "method_not_allowed", "method not allowed on this route")                 \
+    X(METHOD_NOT_ALLOWED, 405, "invalid_request_error", "method_not_allowed", "method not allowed on this route")                  \
     X(UNAUTHORIZED, 401, "invalid_request_error", "invalid_api_key", "missing or invalid api key")                                 \
-    X(BODY_TOO_LARGE, 413, "invalid_request_error", "request_too_large", "request body exceeds the size limit")                   \
-    X(INVALID_JSON, 400, "invalid_request_error", "invalid_json", "request body is not valid json")                               \
-    X(INVALID_REQUEST, 400, "invalid_request_error", "invalid_value", "invalid request")                                          \
-    X(UPSTREAM_AUTH, 502, "upstream_error", "upstream_auth_failed", "the model provider rejected switchboard's credentials")      \
-    X(UPSTREAM_RATE_LIMITED, 429, "rate_limit_error", "rate_limit_exceeded", "the model provider is rate limiting requests")     \
-    X(UPSTREAM_TIMEOUT, 504, "timeout_error", "upstream_timeout", "the model provider did not answer in time")                    \
-    X(UPSTREAM_UNAVAILABLE, 502, "upstream_error", "upstream_unavailable", "could not reach the model provider")                  \
+    X(BODY_TOO_LARGE, 413, "invalid_request_error", "request_too_large", "request body exceeds the size limit")                    \
+    X(INVALID_JSON, 400, "invalid_request_error", "invalid_json", "request body is not valid json")                                \
+    X(INVALID_REQUEST, 400, "invalid_request_error", "invalid_value", "invalid request")                                           \
+    X(UPSTREAM_AUTH, 502, "upstream_error", "upstream_auth_failed", "the model provider rejected switchboard's credentials")       \
+    X(UPSTREAM_RATE_LIMITED, 429, "rate_limit_error", "rate_limit_exceeded", "the model provider is rate limiting requests")       \
+    X(UPSTREAM_TIMEOUT, 504, "timeout_error", "upstream_timeout", "the model provider did not answer in time")                     \
+    X(UPSTREAM_UNAVAILABLE, 502, "upstream_error", "upstream_unavailable", "could not reach the model provider")                   \
     X(UPSTREAM_REJECTED, 400, "invalid_request_error", "upstream_rejected", "the model provider rejected the request")             \
-    X(UPSTREAM_ERROR, 502, "upstream_error", "upstream_error", "the model provider failed")                                       \
-    X(UPSTREAM_BAD_RESPONSE, 502, "upstream_error", "upstream_bad_response", "the model provider sent a malformed response")     \
-    X(UPSTREAM_TOO_LARGE, 502, "upstream_error", "upstream_too_large", "the model provider's response exceeded the size limit")  \
+    X(UPSTREAM_ERROR, 502, "upstream_error", "upstream_error", "the model provider failed")                                        \
+    X(UPSTREAM_BAD_RESPONSE, 502, "upstream_error", "upstream_bad_response", "the model provider sent a malformed response")       \
+    X(UPSTREAM_TOO_LARGE, 502, "upstream_error", "upstream_too_large", "the model provider's response exceeded the size limit")    \
     X(SHUTTING_DOWN, 503, "server_error", "shutting_down", "switchboard is shutting down")                                         \
     X(INTERNAL, 500, "server_error", "internal_error", "internal error")
 

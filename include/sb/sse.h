@@ -31,13 +31,13 @@ typedef int (*sb_sse_on_event_cb)(void *ctx, const sb_sse_event_t *ev);
 
 typedef struct sb_sse_decoder {
     /* private */
-    char *line;        /* the incomplete current line */
+    char *line; /* the incomplete current line */
     size_t line_len, line_cap;
-    char *data;        /* data of the event being built */
+    char *data; /* data of the event being built */
     size_t data_len, data_cap;
-    char event[64];    /* event name (longer names are truncated) */
+    char event[64]; /* event name (longer names are truncated) */
     size_t event_len;
-    size_t max;        /* ceiling for line + data bytes */
+    size_t max; /* ceiling for line + data bytes */
     unsigned has_data : 1;
     unsigned last_was_cr : 1; /* a CR ended the previous chunk; a leading LF belongs to it */
     unsigned bom_checked : 1;

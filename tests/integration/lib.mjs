@@ -34,7 +34,9 @@ export async function until(fn, { timeoutMs = 5000, everyMs = 5, what = 'conditi
     try {
       const v = await fn();
       if (v) return v;
-    } catch { /* not yet */ }
+    } catch (e) {
+      if (e.fatal) throw e; // it will never hold
+    }
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }

@@ -31,7 +31,7 @@ __attribute__((format(printf, 2, 3))) static int ok(int cond, const char *fmt, .
     do {                                                                                                                           \
         const char *g_ = (got), *w_ = (want);                                                                                      \
         if (!ok(g_ != NULL && strcmp(g_, w_) == 0, __VA_ARGS__))                                                                   \
-            printf("#   got:  '%s'\n#   want: '%s'\n", g_ ? g_ : "(null)", w_);                                                 \
+            printf("#   got:  '%s'\n#   want: '%s'\n", g_ ? g_ : "(null)", w_);                                                    \
     } while (0)
 
 #define is_int(got, want, ...)                                                                                                     \

@@ -42,6 +42,7 @@ int main(void)
     ok(h == NULL, "nothing to release after a failure");
     is_int(parse("[1,2]", &d, &h), -1, "a non-object is malformed");
     is_int(parse("{\"choices\":[{\"delta\":{\"content\":\"a\"", &d, &h), -1, "truncated JSON is malformed");
-    is_int(parse("{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":-1}]}}]}", &d, &h), -1, "a negative tool index is malformed");
+    is_int(parse("{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":-1}]}}]}", &d, &h), -1,
+           "a negative tool index is malformed");
     return done_testing();
 }

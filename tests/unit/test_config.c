@@ -45,7 +45,7 @@ int main(void)
     sb_config_dispose(&c);
     unsetenv("SWITCHBOARD_API_KEYS");
 
-    const char *bad[][2] = {{"PORT", "0"}, {"PORT", "70000"}, {"PORT", "80x"}, {"WORKERS", "-1"},
+    const char *bad[][2] = {{"PORT", "0"},           {"PORT", "70000"},           {"PORT", "80x"},       {"WORKERS", "-1"},
                             {"ACCESS_LOG", "maybe"}, {"LLM_BASE_URL", "ftp://x"}, {"MAX_BODY_BYTES", ""}};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i) {
         setenv(bad[i][0], bad[i][1], 1);

@@ -56,9 +56,9 @@ int main(void)
     free(out);
     sb_chat_request_dispose(&r);
 
-    is_int(parse("{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"x\"}}]}]}", &r,
-                 &e),
-           0, "non-text parts are kept as parts");
+    is_int(
+        parse("{\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"x\"}}]}]}", &r, &e),
+        0, "non-text parts are kept as parts");
     sb_chat_request_dispose(&r);
 
     is_int(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\",\"content\":null,"
@@ -100,9 +100,9 @@ int main(void)
             "stop with a number");
     rejects("{\"tools\":[{\"type\":\"function\"}],\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", SB_E_INVALID_REQUEST,
             "tools[0]", "a function tool without a name");
-    rejects("{\"tool_choice\":\"maybe\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", SB_E_INVALID_REQUEST,
-            "tool_choice", "an unknown tool_choice");
-    rejects("{\"stream_options\":{\"include_usage\":1},\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
-            SB_E_INVALID_REQUEST, "stream_options", "include_usage that is not a boolean");
+    rejects("{\"tool_choice\":\"maybe\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", SB_E_INVALID_REQUEST, "tool_choice",
+            "an unknown tool_choice");
+    rejects("{\"stream_options\":{\"include_usage\":1},\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", SB_E_INVALID_REQUEST,
+            "stream_options", "include_usage that is not a boolean");
     return done_testing();
 }

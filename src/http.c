@@ -112,15 +112,48 @@ static h2o_iovec_t error_body(h2o_mem_pool_t *pool, sb_error_t e, const char *me
     return out;
 }
 
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 413:
+        return "Payload Too Large";
+    case 429:
+        return "Too Many Requests";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "Internal Server Error";
+    }
+}
+
+void sb_http_send_json(h2o_req_t *req, const char *body, size_t len)
+{
+    /* h2o_send_inline leaves the length unset, and HTTP/1 then closes the connection after the body */
+    req->res.content_length = len;
+    h2o_send_inline(req, body, len);
+}
+
 void sb_http_send_error(h2o_req_t *req, sb_error_t e, const char *message, const char *param, const char *retry_after)
 {
     h2o_iovec_t body = error_body(&req->pool, e, message, param);
     req->res.status = sb_error_status(e);
-    req->res.reason = "Error";
+    req->res.reason = reason_phrase(req->res.status);
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
     if (retry_after != NULL)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, retry_after, strlen(retry_after));
-    h2o_send_inline(req, body.base, body.len);
+    sb_http_send_json(req, body.base, body.len);
 }
 
 /* Sends a fixed response and logs it. */
@@ -137,7 +170,7 @@ static void answer(h2o_req_t *req, sb_error_t e, const char *message, const char
         req->res.reason = "OK";
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
         bytes = strlen(json);
-        h2o_send_inline(req, json, bytes);
+        sb_http_send_json(req, json, bytes);
     } else {
         sb_http_send_error(req, e, message, param, NULL);
     }

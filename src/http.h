@@ -20,6 +20,9 @@ void sb_http_register(h2o_hostconf_t *hostconf);
  */
 void sb_http_send_error(h2o_req_t *req, sb_error_t e, const char *message, const char *param, const char *retry_after);
 
+/* Sends `len` bytes of JSON (copied) as the whole response body, with its length, so the connection stays open. */
+void sb_http_send_json(h2o_req_t *req, const char *body, size_t len);
+
 typedef struct sb_access {
     const char *request_id;
     const char *method;

@@ -45,7 +45,8 @@ typedef struct turn {
     sb_buf_t inflight; /* handed to h2o, kept until proceed */
     uv_timer_t *keepalive;
     uint64_t last_write; /* loop ms */
-    unsigned sending : 1, started : 1, final_queued : 1, finished : 1, paused : 1, role_sent : 1, finish_sent : 1, client_gone : 1;
+    unsigned sending : 1, started : 1, final_queued : 1, finished : 1, paused : 1, role_sent : 1, finish_sent : 1, client_gone : 1,
+        relayed_tools : 1;
     char finish_reason[32];
     /* gathered for JSON responses and the access log */
     sb_buf_t content;
@@ -220,13 +221,12 @@ static void send_completion(turn_t *t)
     req->res.status = 200;
     req->res.reason = "OK";
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
-    h2o_iovec_t buf = h2o_strdup(&req->pool, text, len);
-    free(text);
     t->status = 200;
     t->bytes_out = len;
     t->t_first = uv_hrtime();
     t->finished = 1;
-    h2o_send_inline(req, buf.base, buf.len);
+    sb_http_send_json(req, text, len);
+    free(text);
 }
 
 /* --- the stream to the client ------------------------------------------------------------------ */
@@ -372,6 +372,7 @@ static void on_delta(sb_llm_sink_t *sink, const sb_delta_t *d)
     if (d->content.base != NULL && d->content.len == 0 && d->ntools == 0 && finish == NULL && t->role_sent)
         return;
     emit_delta(t, d, finish);
+    t->relayed_tools |= d->ntools > 0;
     flush(t);
     if (t->pending.len > t->w->config->stream_buffer_bytes && !t->paused && t->call != NULL) {
         t->paused = 1;
@@ -406,7 +407,7 @@ static void on_end(sb_llm_sink_t *sink, const sb_llm_end_t *e)
     } else {
         if (!t->finish_sent) {
             t->finish_sent = 1;
-            emit_delta(t, NULL, t->ntools ? "tool_calls" : "stop");
+            emit_delta(t, NULL, t->relayed_tools ? "tool_calls" : "stop");
         }
         if (t->creq.include_usage && t->has_usage)
             emit_usage(t);
@@ -489,6 +490,9 @@ void sb_turn_start(h2o_req_t *req, sb_chat_request_t *creq, const char *request_
     sb_buf_init(&t->inflight, ceiling);
     sb_buf_init(&t->content, w->config->max_upstream_bytes);
     sb_worker_turn_started(w, &t->link);
+    /* h2o keeps the pointer, not a copy: the value must live in the turn */
+    const char *rid = t->id + sizeof("chatcmpl-") - 1;
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, rid, strlen(rid));
 
     t->call = w->server->provider->start(w, &t->creq, &t->sink);
     if (t->call == NULL) {

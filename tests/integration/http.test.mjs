@@ -70,6 +70,12 @@ test('a missing or wrong key is 401 and never reaches the provider', async () =>
   assert.equal((await up.requests()).length, 0);
 });
 
+test('an error answer keeps the connection open', async () => {
+  const out = execFileSync('curl', ['-s', '-o', '/dev/null', '-X', 'POST', '-d', '{}', `${sb.base}/v1/chat/completions`,
+    '--next', '-s', '-o', '/dev/null', '-w', '%{http_code} %{num_connects}', `${sb.base}/ping`]).toString();
+  assert.equal(out, '200 0', 'the second request reused the connection of the 401');
+});
+
 test('the right key works, in any case of the scheme name', async () => {
   const res = await post(sb.base, { model: scenario({ text: 'yes' }), stream: true, messages: user }, {
     key: null, headers: { authorization: `bearer ${INBOUND_KEY}` },

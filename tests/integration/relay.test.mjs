@@ -189,12 +189,14 @@ test('every chat route serves the same relay', async () => {
 
 test('the access log has one line per request and no secrets', async () => {
   const before = sb.accessLog.length;
-  await post(sb.base, { model: scenario({ text: 'logged' }), stream: true, messages: user });
+  const res = await post(sb.base, { model: scenario({ text: 'logged' }), stream: true, messages: user });
   // The line is written when the request is disposed, just after the last byte went out.
   const line = await until(() => sb.accessLog.slice(before).find((l) => l.route === '/v1/chat/completions'),
     { what: 'the access log line' });
   assert.equal(line.status, 200);
   assert.equal(line.end, 'done');
+  assert.equal(line.request_id, res.headers['x-request-id'], 'the response names its log line');
+  assert.equal(assemble(res.text).chunks[0].id, `chatcmpl-${line.request_id}`);
   assert.ok(line.ttfb_ms >= 0 && line.total_ms >= line.ttfb_ms);
   assert.ok(line.bytes > 0);
   assert.ok(line.completion_tokens > 0, 'tokens from the provider usage');

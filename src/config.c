@@ -2,6 +2,7 @@
  * Settings: one table of every environment variable switchboard reads, with
  * its default and bounds, parsed strictly into sb_config_t at start-up.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stddef.h>
@@ -54,6 +55,12 @@ static const struct setting {
       "unsent bytes per stream before the upstream is paused"),
     S("SSE_KEEPALIVE_MS", K_UINT, keepalive_ms, "15000", 0, 600000, "comment sent after this much silence (0 = never)"),
     S("SANDBOX_WORD_MS", K_UINT, sandbox_word_ms, "40", 0, 10000, "pace of the offline sandbox model, per word"),
+    S("DATABASE_URL", K_STR, database_url, NULL, 0, 0, "Postgres connection URI for tools and retrieval (unset: no database)"),
+    S("PG_POOL_SIZE", K_UINT, pg_pool_size, "4", 1, 100, "Postgres connections per worker"),
+    S("PG_STATEMENT_TIMEOUT_MS", K_UINT, pg_statement_timeout_ms, "3000", 0, 600000, "longest a statement may run"),
+    S("PG_CONNECT_TIMEOUT_MS", K_UINT, pg_connect_timeout_ms, "2000", 100, 60000, "longest a connection attempt may take"),
+    S("SUPPORT_TICKETS_TABLE", K_STR, tickets_table, "support_tickets", 0, 0, "table holding support tickets"),
+    S("SUPPORT_INTERACTIONS_TABLE", K_STR, interactions_table, "support_interactions", 0, 0, "table holding ticket notes and calls"),
     S("ACCESS_LOG", K_BOOL, access_log, "true", 0, 1, "one JSON line per request on stdout"),
     S("SWITCHBOARD_ENV_FILE", K_STR, env_file, ".env", 0, 0, "file of KEY=VALUE lines read at start-up (set variables win)"),
 #undef S
@@ -195,6 +202,15 @@ int sb_config_load(sb_config_t *c, char *err, size_t errlen)
     if (strncmp(c->llm_base_url, "http://", 7) != 0 && strncmp(c->llm_base_url, "https://", 8) != 0) {
         snprintf(err, errlen, "LLM_BASE_URL must start with http:// or https://");
         return -1;
+    }
+    const char *tables[][2] = {{"SUPPORT_TICKETS_TABLE", c->tickets_table}, {"SUPPORT_INTERACTIONS_TABLE", c->interactions_table}};
+    for (size_t i = 0; i < 2; ++i) {
+        size_t n = strlen(tables[i][1]);
+        if (n == 0 || n > 63 || strspn(tables[i][1], "abcdefghijklmnopqrstuvwxyz0123456789_") != n ||
+            isdigit((unsigned char)tables[i][1][0])) {
+            snprintf(err, errlen, "%s must be a lowercase table name (letters, digits, _; at most 63)", tables[i][0]);
+            return -1;
+        }
     }
     if (strlen(c->default_model) > 256) {
         snprintf(err, errlen, "OPENAI_MODEL is longer than 256 characters");

@@ -37,6 +37,13 @@ typedef struct sb_config {
     size_t stream_buffer_bytes;
     unsigned keepalive_ms;
     unsigned sandbox_word_ms;
+    /* Postgres */
+    char *database_url;
+    unsigned pg_pool_size;
+    unsigned pg_statement_timeout_ms;
+    unsigned pg_connect_timeout_ms;
+    char *tickets_table;
+    char *interactions_table;
     /* logging */
     int access_log;
     char *env_file;

@@ -23,6 +23,10 @@
     X(UPSTREAM_ERROR, 502, "upstream_error", "upstream_error", "the model provider failed")                                        \
     X(UPSTREAM_BAD_RESPONSE, 502, "upstream_error", "upstream_bad_response", "the model provider sent a malformed response")       \
     X(UPSTREAM_TOO_LARGE, 502, "upstream_error", "upstream_too_large", "the model provider's response exceeded the size limit")    \
+    X(DB_UNAVAILABLE, 503, "server_error", "database_unavailable", "database unavailable")                                         \
+    X(DB_TIMEOUT, 504, "timeout_error", "database_timeout", "database statement timed out")                                        \
+    X(DB_ERROR, 500, "server_error", "database_error", "database error")                                                           \
+    X(DB_CONFLICT, 409, "invalid_request_error", "conflict", "the change conflicts with existing data")                            \
     X(SHUTTING_DOWN, 503, "server_error", "shutting_down", "switchboard is shutting down")                                         \
     X(INTERNAL, 500, "server_error", "internal_error", "internal error")
 

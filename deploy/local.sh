@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds switchboard and starts the local stack in the foreground (Ctrl-C stops it).
+# Builds switchboard and starts the local stack in the foreground (Ctrl-C stops it):
+# a Postgres cluster kept in .local/pg (schema and demo data applied), and switchboard.
 # On first run it writes .env from env.example with a fresh inbound API key.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,15 +15,23 @@ if [ ! -f .env ]; then
   chmod 600 .env
   echo "wrote .env with a new inbound API key (SWITCHBOARD_API_KEYS)"
 fi
-set -a
-. ./.env
-set +a
-port="${PORT:-3000}"
-first_key="${SWITCHBOARD_API_KEYS%%,*}"
+setting() { sed -n "s/^$1=//p" .env | tail -1; }
+
+# The local database, unless .env points at another one.
+if [ -z "$(setting DATABASE_URL)" ]; then
+  mkdir -p .local
+  url=$(tests/pg/cluster.sh start "$PWD/.local/pg" | sed -n 's/^DATABASE_URL=//p')
+  trap 'tests/pg/cluster.sh stop "$PWD/.local/pg"' EXIT
+  export DATABASE_URL="$url"
+fi
+build/src/switchboard migrate --seed
+
+port=$(setting PORT); port=${port:-3000}
+key=$(setting SWITCHBOARD_API_KEYS); key=${key%%,*}
 cat <<TEXT
 switchboard is starting on http://localhost:$port — try:
   curl -N http://localhost:$port/v1/chat/completions \\
-    -H "Authorization: Bearer $first_key" -H 'Content-Type: application/json' \\
-    -d '{"stream":true,"messages":[{"role":"user","content":"Hello!"}]}'
+    -H "Authorization: Bearer $key" -H 'Content-Type: application/json' \\
+    -d '{"stream":true,"messages":[{"role":"user","content":"Where is my order 4417?"}]}'
 TEXT
-exec build/src/switchboard
+build/src/switchboard

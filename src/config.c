@@ -61,6 +61,10 @@ static const struct setting {
     S("PG_CONNECT_TIMEOUT_MS", K_UINT, pg_connect_timeout_ms, "2000", 100, 60000, "longest a connection attempt may take"),
     S("SUPPORT_TICKETS_TABLE", K_STR, tickets_table, "support_tickets", 0, 0, "table holding support tickets"),
     S("SUPPORT_INTERACTIONS_TABLE", K_STR, interactions_table, "support_interactions", 0, 0, "table holding ticket notes and calls"),
+    S("TOOLS_ENABLED", K_STR, tools_enabled, "all", 0, 0, "comma-separated tools offered to the model (all, or none)"),
+    S("TOOL_MAX_ROUNDS", K_UINT, tool_max_rounds, "4", 1, 16, "tool rounds per turn before switchboard apologises"),
+    S("TOOL_FILLER_TEXT", K_STR, tool_filler_text, "One moment while I check that.", 0, 0,
+      "said while tools run if nothing was said yet (none: silence)"),
     S("ACCESS_LOG", K_BOOL, access_log, "true", 0, 1, "one JSON line per request on stdout"),
     S("SWITCHBOARD_ENV_FILE", K_STR, env_file, ".env", 0, 0, "file of KEY=VALUE lines read at start-up (set variables win)"),
 #undef S
@@ -186,12 +190,6 @@ int sb_config_load(sb_config_t *c, char *err, size_t errlen)
     }
     if (split_keys(c, err, errlen) != 0)
         return -1;
-    if (c->api_key_count == 0 && !c->allow_unauthenticated) {
-        snprintf(err, errlen,
-                 "SWITCHBOARD_API_KEYS is not set: set the inbound keys your voice engine sends "
-                 "(or SWITCHBOARD_ALLOW_UNAUTHENTICATED=true for local use)");
-        return -1;
-    }
     /* A keyless local provider (Ollama, llama.cpp) needs only LLM_BASE_URL; with neither, the sandbox answers. */
     c->sandbox = c->llm_base_url == NULL && c->llm_api_key == NULL;
     if (c->llm_base_url == NULL)
@@ -214,6 +212,17 @@ int sb_config_load(sb_config_t *c, char *err, size_t errlen)
     }
     if (strlen(c->default_model) > 256) {
         snprintf(err, errlen, "OPENAI_MODEL is longer than 256 characters");
+        return -1;
+    }
+    return 0;
+}
+
+int sb_config_check_serving(const sb_config_t *c, char *err, size_t errlen)
+{
+    if (c->api_key_count == 0 && !c->allow_unauthenticated) {
+        snprintf(err, errlen,
+                 "SWITCHBOARD_API_KEYS is not set: set the inbound keys your voice engine sends "
+                 "(or SWITCHBOARD_ALLOW_UNAUTHENTICATED=true for local use)");
         return -1;
     }
     return 0;

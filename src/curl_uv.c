@@ -207,3 +207,8 @@ unsigned sb_curlm_active(sb_curlm_t *m)
 {
     return m->active;
 }
+
+uv_loop_t *sb_curlm_loop(sb_curlm_t *m)
+{
+    return m->loop;
+}

@@ -15,13 +15,16 @@
 #include "auth.h"
 #include "http.h"
 #include "llm.h"
+#include "migrate.h"
 #include "sb/config.h"
 #include "sb/log.h"
+#include "sb/tools.h"
 #include "worker.h"
 
 static void usage(FILE *out)
 {
     fputs("usage: switchboard [--help | --version | --settings]\n"
+          "       switchboard migrate [--seed]   apply the database schema (and the demo data)\n"
           "\n"
           "Serves OpenAI-compatible chat completions for voice agents on PORT.\n"
           "Settings come from the environment and an optional .env file\n"
@@ -60,7 +63,9 @@ static struct curl_slist *upstream_headers(const sb_config_t *c)
 
 int main(int argc, char **argv)
 {
-    for (int i = 1; i < argc; ++i) {
+    int migrate = argc > 1 && strcmp(argv[1], "migrate") == 0;
+    int seed = migrate && argc > 2 && strcmp(argv[2], "--seed") == 0;
+    for (int i = 1 + migrate + seed; i < argc; ++i) {
         if (strcmp(argv[i], "--version") == 0) {
             puts("switchboard " SB_VERSION);
             return 0;
@@ -81,6 +86,15 @@ int main(int argc, char **argv)
     }
     static sb_config_t config;
     if (sb_config_load(&config, err, sizeof(err)) != 0) {
+        sb_log_error("configuration: %s", err);
+        return 2;
+    }
+    if (migrate) {
+        int rc = sb_migrate_run(&config, seed, stderr);
+        sb_config_dispose(&config);
+        return rc;
+    }
+    if (sb_config_check_serving(&config, err, sizeof(err)) != 0 || sb_tools_init(&config, err, sizeof(err)) != 0) {
         sb_log_error("configuration: %s", err);
         return 2;
     }

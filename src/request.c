@@ -281,6 +281,56 @@ fail:
     return NULL;
 }
 
+/*
+ * The customer an agent binds to the call through llm.params (customer_id,
+ * customer_email). Tools then refuse to touch anyone else's data.
+ */
+static int bind_caller(json_t *root, sb_caller_t *caller, sb_request_error_t *err)
+{
+    json_t *id = json_object_get(root, "customer_id");
+    json_t *email = json_object_get(root, "customer_email");
+    if (id != NULL && !json_is_null(id)) {
+        long long v = -1;
+        if (json_is_integer(id)) {
+            v = json_integer_value(id);
+        } else if (json_is_string(id) && json_string_length(id) > 0 && json_string_length(id) < 19 &&
+                   strspn(json_string_value(id), "0123456789") == json_string_length(id)) {
+            v = strtoll(json_string_value(id), NULL, 10);
+        }
+        if (v <= 0)
+            return fail(err, "customer_id", "customer_id must be a positive integer");
+        caller->customer_id = v;
+    }
+    if (email != NULL && !json_is_null(email)) {
+        if (!json_is_string(email) || json_string_length(email) < 3 || json_string_length(email) >= sizeof(caller->email))
+            return fail(err, "customer_email", "customer_email must be an email address");
+        memcpy(caller->email, json_string_value(email), json_string_length(email) + 1);
+    }
+    return 0;
+}
+
+/* The engine's conversation identity (app, channel, user), when it sends one. */
+static void describe_conversation(json_t *root, char *out, size_t cap)
+{
+    static const char *const keys[] = {"app_id", "channel", "user_uid", "agent_id"};
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); ++i) {
+        json_t *v = json_object_get(root, keys[i]);
+        char val[96] = "";
+        if (json_is_string(v))
+            copy_prefix(val, sizeof(val), json_string_value(v), json_string_length(v));
+        else if (json_is_integer(v))
+            snprintf(val, sizeof(val), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        else
+            continue;
+        int n = snprintf(out + used, cap - used, "%s=%s;", keys[i], val);
+        if (n < 0 || (size_t)n >= cap - used)
+            break;
+        used += (size_t)n;
+    }
+}
+
 int sb_chat_request_parse(json_t *root, const char *default_model, sb_chat_request_t *out, sb_request_error_t *err)
 {
     memset(out, 0, sizeof(*out));
@@ -356,6 +406,10 @@ int sb_chat_request_parse(json_t *root, const char *default_model, sb_chat_reque
     /* Upstream always streams, and always reports usage: tokens go to the access log either way. */
     json_object_set_new(body, "stream", json_true());
     json_object_set_new(body, "stream_options", json_pack("{s:b}", "include_usage", 1));
+
+    if (bind_caller(root, &out->caller, err) != 0)
+        goto fail;
+    describe_conversation(root, out->conversation, sizeof(out->conversation));
 
     json_t *turn = json_object_get(root, "turn_id");
     if (json_is_integer(turn))

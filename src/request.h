@@ -10,15 +10,18 @@
 #include <stddef.h>
 
 #include "sb/error.h"
+#include "sb/tools.h"
 
 typedef struct sb_chat_request {
-    json_t *upstream;    /* new reference: the body to send upstream */
-    const char *model;   /* borrowed from `upstream` */
-    int stream;          /* the client wants SSE */
-    int include_usage;   /* the client asked for stream_options.include_usage */
-    int has_tools;       /* the client sent `tools` */
-    char turn_id[64];    /* the engine's turn_id, if any ("" otherwise) */
-    char last_user[160]; /* start of the caller's last utterance, for the sandbox */
+    json_t *upstream;       /* new reference: the body to send upstream */
+    const char *model;      /* borrowed from `upstream` */
+    int stream;             /* the client wants SSE */
+    int include_usage;      /* the client asked for stream_options.include_usage */
+    int has_tools;          /* the client sent `tools` */
+    char turn_id[64];       /* the engine's turn_id, if any ("" otherwise) */
+    char last_user[160];    /* start of the caller's last utterance, for the sandbox */
+    char conversation[256]; /* app_id, channel, user_uid as sent (agent llm.params), for idempotency keys */
+    sb_caller_t caller;     /* the customer bound by llm.params customer_id / customer_email, if any */
 } sb_chat_request_t;
 
 typedef struct sb_request_error {

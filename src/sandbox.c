@@ -4,6 +4,7 @@
  * a speaking pace from a timer on the worker's loop, so the quickstart works
  * with no account anywhere.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,9 @@ struct call {
     size_t pos;
     unsigned pace_ms;
     int paused;
+    /* a tool call instead of words, when the caller plainly asks for one */
+    const char *tool;
+    sb_buf_t arguments;
 };
 
 static void on_closed(uv_handle_t *h)
@@ -33,13 +37,124 @@ static void destroy(struct call *c)
 {
     uv_close((uv_handle_t *)c->timer, on_closed);
     sb_buf_dispose(&c->text);
+    sb_buf_dispose(&c->arguments);
     free(c);
+}
+
+static int offered(json_t *body, const char *name)
+{
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(body, "tools"), i, t)
+    {
+        const char *n = json_string_value(json_object_get(json_object_get(t, "function"), "name"));
+        if (n != NULL && strcmp(n, name) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* The first run of digits in `s` (an order number the caller said), or "". */
+static void find_number(const char *s, char *out, size_t cap)
+{
+    const char *p = s + strcspn(s, "0123456789");
+    size_t n = strspn(p, "0123456789");
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, p, n);
+    out[n] = '\0';
+}
+
+/* Words for the results of the tools the sandbox called in its previous round. */
+static void say_results(struct call *c, json_t *messages)
+{
+    for (size_t i = json_array_size(messages); i-- > 0;) {
+        json_t *m = json_array_get(messages, i);
+        if (strcmp(json_string_value(json_object_get(m, "role")), "tool") != 0)
+            break;
+        json_t *r = json_loads(json_string_value(json_object_get(m, "content")), 0, NULL);
+        json_t *err = json_object_get(r, "error");
+        if (json_is_string(err))
+            sb_buf_appendf(&c->text, "I could not do that: %s. ", json_string_value(err));
+        else if (json_object_get(r, "order_number") != NULL)
+            sb_buf_appendf(
+                &c->text, "Order %s is %s%s%s%s%s. ", json_string_value(json_object_get(r, "order_number")),
+                json_string_value(json_object_get(r, "status")), json_is_string(json_object_get(r, "carrier")) ? " with " : "",
+                json_is_string(json_object_get(r, "carrier")) ? json_string_value(json_object_get(r, "carrier")) : "",
+                json_is_string(json_object_get(r, "tracking_number")) ? ", tracking number " : "",
+                json_is_string(json_object_get(r, "tracking_number")) ? json_string_value(json_object_get(r, "tracking_number"))
+                                                                      : "");
+        else if (json_object_get(r, "ticket_id") != NULL)
+            sb_buf_appendf(&c->text, "I have opened ticket number %lld for you. ",
+                           (long long)json_integer_value(json_object_get(r, "ticket_id")));
+        else
+            sb_buf_appendz(&c->text, "Done. ");
+        json_decref(r);
+    }
+    sb_buf_appendz(&c->text, "This answer came from the switchboard sandbox model.");
+}
+
+/* Decides what the sandbox does this round: call a tool the caller plainly asked for, report tool results, or talk. */
+static void plan(struct call *c, const sb_chat_request_t *req)
+{
+    json_t *messages = json_object_get(req->upstream, "messages");
+    json_t *last = json_array_get(messages, json_array_size(messages) - 1);
+    if (strcmp(json_string_value(json_object_get(last, "role")), "tool") == 0) {
+        say_results(c, messages);
+        return;
+    }
+    char lower[sizeof(req->last_user)];
+    size_t n = strlen(req->last_user);
+    for (size_t i = 0; i <= n; ++i)
+        lower[i] = (char)tolower((unsigned char)req->last_user[i]);
+    char number[24];
+    find_number(lower, number, sizeof(number));
+    if (strstr(lower, "order") != NULL && number[0] != '\0' && offered(req->upstream, "get_order_status")) {
+        c->tool = "get_order_status";
+        sb_buf_appendf(&c->arguments, "{\"order_number\":\"%s\"}", number);
+        return;
+    }
+    if ((strstr(lower, "complain") || strstr(lower, "broken") || strstr(lower, "ticket")) &&
+        offered(req->upstream, "create_support_ticket")) {
+        json_t *args = json_pack("{s:s}", "subject", req->last_user);
+        char *text = json_dumps(args, JSON_COMPACT);
+        sb_buf_appendz(&c->arguments, text);
+        free(text);
+        json_decref(args);
+        c->tool = "create_support_ticket";
+        return;
+    }
+    if (req->last_user[0] != '\0')
+        sb_buf_appendf(&c->text, "You said: \"%s\". ", req->last_user);
+    sb_buf_appendz(&c->text, "This is the switchboard sandbox model answering offline. "
+                             "Set OPENAI_API_KEY or LLM_BASE_URL to talk to a real model.");
+}
+
+/* The sandbox's tool call: one chunk with the whole call, then finish_reason tool_calls. */
+static void call_tool(struct call *c)
+{
+    sb_delta_t d;
+    memset(&d, 0, sizeof(d));
+    d.model = (sb_str_t){SANDBOX_MODEL, sizeof(SANDBOX_MODEL) - 1};
+    d.ntools = 1;
+    d.tools[0] = (sb_tool_delta_t){
+        0, {"call_sandbox_0", 14}, {"function", 8}, {c->tool, strlen(c->tool)}, {c->arguments.base, c->arguments.len}};
+    d.finish_reason = (sb_str_t){"tool_calls", 10};
+    sb_llm_sink_t *sink = c->sink;
+    sink->on_delta(sink, &d);
+    sb_llm_end_t e = {SB_OK, NULL, NULL, 0};
+    destroy(c);
+    sink->on_end(sink, &e);
 }
 
 /* Emits the next word (with the spaces before it), or the finish and usage once the text is said. */
 static void on_tick(uv_timer_t *t)
 {
     struct call *c = t->data;
+    if (c->tool != NULL) {
+        call_tool(c);
+        return;
+    }
     sb_delta_t d;
     memset(&d, 0, sizeof(d));
     d.model = (sb_str_t){SANDBOX_MODEL, sizeof(SANDBOX_MODEL) - 1};
@@ -76,11 +191,9 @@ static sb_llm_call_t *start(sb_worker_t *w, const sb_chat_request_t *req, sb_llm
     c->super.provider = &sb_provider_sandbox;
     c->sink = sink;
     c->pace_ms = w->config->sandbox_word_ms;
-    sb_buf_init(&c->text, 4096);
-    if (req->last_user[0] != '\0')
-        sb_buf_appendf(&c->text, "You said: \"%s\". ", req->last_user);
-    sb_buf_appendz(&c->text, "This is the switchboard sandbox model answering offline. "
-                             "Set OPENAI_API_KEY or LLM_BASE_URL to talk to a real model.");
+    sb_buf_init(&c->text, 8192);
+    sb_buf_init(&c->arguments, 1024);
+    plan(c, req);
     c->timer = malloc(sizeof(*c->timer));
     if (c->timer == NULL)
         abort();

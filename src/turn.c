@@ -12,19 +12,31 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include <sodium.h>
+
 #include "http.h"
 #include "llm.h"
 #include "sb/buf.h"
 #include "sb/log.h"
+#include "sb/tools.h"
 #include "turn.h"
 #include "worker.h"
 
 #define MAX_TOOL_CALLS 16
 
-/* A tool call gathered from fragments, for JSON responses. */
+/*
+ * A tool call gathered from its fragments. switchboard's own calls are run
+ * between rounds and never shown to the client; the client's are relayed.
+ */
 struct tool_acc {
+    struct turn *turn;
     long index;
     sb_buf_t id, name, arguments;
+    int owned; /* -1 until the name is known */
+    const sb_tool_t *tool;
+    sb_tool_call_t *running;
+    char *result;
+    size_t result_len;
 };
 
 typedef struct turn {
@@ -46,7 +58,13 @@ typedef struct turn {
     uv_timer_t *keepalive;
     uint64_t last_write; /* loop ms */
     unsigned sending : 1, started : 1, final_queued : 1, finished : 1, paused : 1, role_sent : 1, finish_sent : 1, client_gone : 1,
-        relayed_tools : 1;
+        relayed_tools : 1, said_anything : 1;
+    /* the tool loop */
+    unsigned round;         /* provider rounds finished */
+    unsigned n_owned;       /* this round's calls of switchboard's tools */
+    unsigned n_client;      /* this round's calls of the client's tools */
+    unsigned pending_tools; /* calls still running */
+    sb_buf_t round_content; /* what the model said this round, for the assistant message */
     char finish_reason[32];
     /* gathered for JSON responses and the access log */
     sb_buf_t content;
@@ -159,39 +177,64 @@ static struct tool_acc *tool_for(turn_t *t, long index)
         return NULL;
     struct tool_acc *a = &t->tools[t->ntools++];
     size_t max = t->w->config->max_upstream_bytes;
+    memset(a, 0, sizeof(*a));
+    a->turn = t;
     a->index = index;
+    a->owned = -1;
     sb_buf_init(&a->id, 256);
     sb_buf_init(&a->name, 256);
     sb_buf_init(&a->arguments, max);
     return a;
 }
 
-static void gather(turn_t *t, const sb_delta_t *d)
+/* Adds a call's fragment; the first fragment naming a tool decides whose call it is. */
+static struct tool_acc *gather_tool(turn_t *t, const sb_tool_delta_t *tc)
 {
-    if (d->content.base != NULL)
-        sb_buf_append(&t->content, d->content.base, d->content.len);
-    for (size_t i = 0; i < d->ntools; ++i) {
-        const sb_tool_delta_t *tc = &d->tools[i];
-        struct tool_acc *a = tool_for(t, tc->index);
-        if (a == NULL)
-            continue;
-        if (tc->id.base != NULL && a->id.len == 0)
-            sb_buf_append(&a->id, tc->id.base, tc->id.len);
-        if (tc->name.base != NULL)
-            sb_buf_append(&a->name, tc->name.base, tc->name.len);
-        if (tc->arguments.base != NULL)
-            sb_buf_append(&a->arguments, tc->arguments.base, tc->arguments.len);
+    struct tool_acc *a = tool_for(t, tc->index);
+    if (a == NULL)
+        return NULL;
+    if (tc->id.base != NULL && a->id.len == 0)
+        sb_buf_append(&a->id, tc->id.base, tc->id.len);
+    if (tc->name.base != NULL)
+        sb_buf_append(&a->name, tc->name.base, tc->name.len);
+    if (tc->arguments.base != NULL)
+        sb_buf_append(&a->arguments, tc->arguments.base, tc->arguments.len);
+    if (a->owned < 0 && a->name.len > 0) {
+        a->tool = sb_tools_find(a->name.base, a->name.len);
+        a->owned = a->tool != NULL;
+        if (a->owned)
+            ++t->n_owned;
+        else
+            ++t->n_client;
     }
+    return a;
+}
+
+static void reset_tools(turn_t *t)
+{
+    for (size_t i = 0; i < t->ntools; ++i) {
+        struct tool_acc *a = &t->tools[i];
+        if (a->running != NULL)
+            sb_tool_call_cancel(a->running);
+        sb_buf_dispose(&a->id);
+        sb_buf_dispose(&a->name);
+        sb_buf_dispose(&a->arguments);
+        free(a->result);
+    }
+    t->ntools = 0;
+    t->n_owned = t->n_client = t->pending_tools = 0;
 }
 
 static void send_completion(turn_t *t)
 {
     json_t *message =
         json_pack("{s:s, s:s%}", "role", "assistant", "content", t->content.base ? t->content.base : "", t->content.len);
-    if (t->ntools > 0) {
+    if (t->n_client > 0) {
         json_t *calls = json_array();
         for (size_t i = 0; i < t->ntools; ++i) {
             struct tool_acc *a = &t->tools[i];
+            if (a->owned == 1)
+                continue;
             json_array_append_new(calls,
                                   json_pack("{s:s%, s:s, s:{s:s%, s:s%}}", "id", a->id.base ? a->id.base : "", a->id.len, "type",
                                             "function", "function", "name", a->name.base ? a->name.base : "", a->name.len,
@@ -201,7 +244,7 @@ static void send_completion(turn_t *t)
         if (t->content.len == 0)
             json_object_set_new(message, "content", json_null());
     }
-    const char *finish = t->finish_reason[0] ? t->finish_reason : (t->ntools ? "tool_calls" : "stop");
+    const char *finish = t->finish_reason[0] ? t->finish_reason : (t->n_client ? "tool_calls" : "stop");
     json_t *body = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:o, s:s}], s:{s:I, s:I, s:I}}", "id", t->id, "object",
                              "chat.completion", "created", (json_int_t)t->created, "model", t->creq.model, "choices", "index", 0,
                              "message", message, "finish_reason", finish, "usage", "prompt_tokens", (json_int_t)t->prompt_tokens,
@@ -318,6 +361,7 @@ static void on_stop(h2o_generator_t *g, h2o_req_t *req)
         t->end = "client_gone";
     }
     cancel_call(t);
+    reset_tools(t);
 }
 
 /* --- what the provider tells us ------------------------------------------------------------- */
@@ -343,15 +387,29 @@ static void on_delta(sb_llm_sink_t *sink, const sb_delta_t *d)
 {
     turn_t *t = H2O_STRUCT_FROM_MEMBER(turn_t, sink, sink);
     set_model(t, d->model);
-    if (d->has_usage) {
+    if (d->has_usage) { /* summed over tool rounds */
         t->has_usage = 1;
-        t->prompt_tokens = d->prompt_tokens;
-        t->completion_tokens = d->completion_tokens;
-        t->total_tokens = d->total_tokens ? d->total_tokens : d->prompt_tokens + d->completion_tokens;
+        t->prompt_tokens += d->prompt_tokens;
+        t->completion_tokens += d->completion_tokens;
+        t->total_tokens += d->total_tokens ? d->total_tokens : d->prompt_tokens + d->completion_tokens;
     }
-    /* Providers may repeat finish_reason (OpenRouter does): the first one counts. */
+    /* switchboard's own tool calls are gathered and run; only the client's are relayed */
+    sb_delta_t relay = *d;
+    relay.ntools = 0;
+    for (size_t i = 0; i < d->ntools; ++i) {
+        struct tool_acc *a = gather_tool(t, &d->tools[i]);
+        if (a != NULL && a->owned != 1)
+            relay.tools[relay.ntools++] = d->tools[i];
+    }
+    if (d->content.base != NULL) {
+        sb_buf_append(&t->round_content, d->content.base, d->content.len);
+        sb_buf_append(&t->content, d->content.base, d->content.len);
+        t->said_anything |= d->content.len > 0;
+    }
+    /* Providers may repeat finish_reason (OpenRouter does): the first one counts. A round that ends in
+     * switchboard's tools is not the end of the turn. */
     const char *finish = NULL;
-    if (d->finish_reason.base != NULL && !t->finish_sent) {
+    if (d->finish_reason.base != NULL && !t->finish_sent && !(t->n_owned > 0 && t->n_client == 0)) {
         size_t n = d->finish_reason.len < sizeof(t->finish_reason) - 1 ? d->finish_reason.len : sizeof(t->finish_reason) - 1;
         memcpy(t->finish_reason, d->finish_reason.base, n);
         t->finish_reason[n] = '\0';
@@ -361,22 +419,137 @@ static void on_delta(sb_llm_sink_t *sink, const sb_delta_t *d)
         t->finish_sent = 1;
         finish = t->finish_reason;
     }
-    if (!t->creq.stream) {
-        gather(t, d);
+    if (!t->creq.stream)
         return;
-    }
-    if (d->content.base == NULL && d->ntools == 0 && finish == NULL && t->role_sent)
-        return; /* nothing the client needs: role-only, usage-only or vendor-only chunks */
+    if (relay.content.base == NULL && relay.ntools == 0 && finish == NULL && t->role_sent)
+        return; /* nothing the client needs: role-only, usage-only, vendor-only or own-tool chunks */
     if (!t->started)
         start_stream(t);
-    if (d->content.base != NULL && d->content.len == 0 && d->ntools == 0 && finish == NULL && t->role_sent)
+    if (relay.content.base != NULL && relay.content.len == 0 && relay.ntools == 0 && finish == NULL && t->role_sent)
         return;
-    emit_delta(t, d, finish);
-    t->relayed_tools |= d->ntools > 0;
+    emit_delta(t, &relay, finish);
+    t->relayed_tools |= relay.ntools > 0;
     flush(t);
     if (t->pending.len > t->w->config->stream_buffer_bytes && !t->paused && t->call != NULL) {
         t->paused = 1;
         t->call->provider->pause(t->call);
+    }
+}
+
+/* --- the tool loop ------------------------------------------------------------------------------ */
+
+static void on_end(sb_llm_sink_t *sink, const sb_llm_end_t *e);
+
+/* Asks the provider for the next round (the first, or the one after a tool round). */
+static void start_round(turn_t *t)
+{
+    t->call = t->w->server->provider->start(t->w, &t->creq, &t->sink);
+    if (t->call == NULL) {
+        sb_llm_end_t e = {SB_E_INTERNAL, NULL, NULL, 0};
+        on_end(&t->sink, &e);
+    }
+}
+
+/* Says `text` to the caller as part of the answer (a filler while tools run, or an apology). */
+static void say(turn_t *t, const char *text)
+{
+    sb_delta_t d;
+    memset(&d, 0, sizeof(d));
+    d.content = (sb_str_t){text, strlen(text)};
+    if (!t->creq.stream) {
+        sb_buf_append(&t->content, text, strlen(text));
+        return;
+    }
+    if (!t->started)
+        start_stream(t);
+    emit_delta(t, &d, NULL);
+    flush(t);
+    t->said_anything = 1;
+}
+
+/*
+ * A write's idempotency key: the conversation, the engine's turn id, and the
+ * call's place in the turn. A repeated turn makes the same key whatever words
+ * the model picks, so its write finds the first one. No turn id, no key.
+ */
+static char *idempotency_key(turn_t *t, const struct tool_acc *a, char *out, size_t cap)
+{
+    if (t->creq.turn_id[0] == '\0' || !a->tool->writes)
+        return NULL;
+    char material[512];
+    int n = snprintf(material, sizeof(material), "%s\n%s\n%u\n%ld\n%s", t->creq.conversation, t->creq.turn_id, t->round, a->index,
+                     a->tool->name);
+    unsigned char hash[16];
+    crypto_generichash(hash, sizeof(hash), (const unsigned char *)material, n > 0 ? (size_t)n : 0, NULL, 0);
+    sodium_bin2hex(out, cap, hash, sizeof(hash));
+    return out;
+}
+
+static void on_tool_done(void *data, const char *result, size_t len)
+{
+    struct tool_acc *a = data;
+    turn_t *t = a->turn;
+    a->running = NULL;
+    a->result = strndup(result, len);
+    a->result_len = len;
+    if (a->result == NULL)
+        abort();
+    if (--t->pending_tools > 0)
+        return;
+    /* every call of the round is back: hand the results to the model, in call order */
+    json_t *messages = json_object_get(t->creq.upstream, "messages");
+    for (size_t i = 0; i < t->ntools; ++i) {
+        struct tool_acc *c = &t->tools[i];
+        if (c->owned == 1)
+            json_array_append_new(messages, json_pack("{s:s, s:s%, s:s%}", "role", "tool", "tool_call_id", c->id.base, c->id.len,
+                                                      "content", c->result, c->result_len));
+    }
+    reset_tools(t);
+    ++t->round;
+    start_round(t);
+}
+
+/* The round asked for switchboard's tools: run them all at once, then ask the model again. */
+static void run_tools(turn_t *t)
+{
+    const sb_config_t *cf = t->w->config;
+    if (t->round + 1 >= cf->tool_max_rounds) {
+        reset_tools(t);
+        say(t, t->said_anything ? " Sorry, I could not finish looking that up. Could you ask me again?"
+                                : "Sorry, I could not finish looking that up. Could you ask me again?");
+        return;
+    }
+    if (!t->said_anything && t->creq.stream && strcmp(cf->tool_filler_text, "none") != 0)
+        say(t, cf->tool_filler_text);
+
+    json_t *calls = json_array();
+    for (size_t i = 0; i < t->ntools; ++i) {
+        struct tool_acc *a = &t->tools[i];
+        if (a->owned != 1)
+            continue;
+        if (a->id.len == 0) /* some providers leave ids out; the tool message must still match its call */
+            sb_buf_appendf(&a->id, "call_sb_%u_%ld", t->round, a->index);
+        json_array_append_new(calls,
+                              json_pack("{s:s%, s:s, s:{s:s%, s:s%}}", "id", a->id.base, a->id.len, "type", "function", "function",
+                                        "name", a->name.base, a->name.len, "arguments",
+                                        a->arguments.base ? a->arguments.base : "{}", a->arguments.len ? a->arguments.len : 2));
+    }
+    json_t *assistant = json_pack("{s:s, s:o}", "role", "assistant", "tool_calls", calls);
+    json_object_set_new(assistant, "content",
+                        t->round_content.len ? json_stringn(t->round_content.base, t->round_content.len) : json_null());
+    json_array_append_new(json_object_get(t->creq.upstream, "messages"), assistant);
+    sb_buf_reset(&t->round_content);
+
+    sb_tool_env_t env = {cf, t->w->pg, t->w->curlm, &t->creq.caller};
+    for (size_t i = 0; i < t->ntools; ++i) {
+        struct tool_acc *a = &t->tools[i];
+        if (a->owned != 1)
+            continue;
+        char key[33];
+        ++t->pending_tools;
+        a->running =
+            sb_tool_call_start(a->tool, &env, a->arguments.base ? a->arguments.base : "{}", a->arguments.len ? a->arguments.len : 2,
+                               idempotency_key(t, a, key, sizeof(key)), on_tool_done, a);
     }
 }
 
@@ -386,6 +559,12 @@ static void on_end(sb_llm_sink_t *sink, const sb_llm_end_t *e)
     t->call = NULL;
     if (t->req == NULL || t->client_gone)
         return;
+    if (e->error == SB_OK && t->n_owned > 0 && t->n_client == 0) {
+        run_tools(t);
+        if (t->pending_tools > 0)
+            return; /* the turn goes on when the tools are back */
+        /* no tool ran (the round limit): the apology was said, end the turn */
+    }
     t->end = e->error == SB_OK ? "done" : e->timed_out ? "timeout" : "upstream_error";
     if (e->error != SB_OK && (!t->creq.stream || !t->started)) {
         /* Nothing was sent yet: an HTTP error the engine turns into its failure message. */
@@ -457,11 +636,8 @@ static void on_dispose(void *p)
     sb_buf_dispose(&t->pending);
     sb_buf_dispose(&t->inflight);
     sb_buf_dispose(&t->content);
-    for (size_t i = 0; i < t->ntools; ++i) {
-        sb_buf_dispose(&t->tools[i].id);
-        sb_buf_dispose(&t->tools[i].name);
-        sb_buf_dispose(&t->tools[i].arguments);
-    }
+    sb_buf_dispose(&t->round_content);
+    reset_tools(t); /* a tool still running is forgotten: its statement lands whole or not at all */
     sb_chat_request_dispose(&t->creq);
     t->req = NULL;
 }
@@ -489,17 +665,15 @@ void sb_turn_start(h2o_req_t *req, sb_chat_request_t *creq, const char *request_
     sb_buf_init(&t->pending, ceiling);
     sb_buf_init(&t->inflight, ceiling);
     sb_buf_init(&t->content, w->config->max_upstream_bytes);
+    sb_buf_init(&t->round_content, w->config->max_upstream_bytes);
     sb_worker_turn_started(w, &t->link);
+    if (w->pg != NULL)
+        sb_tools_offer(t->creq.upstream);
     /* h2o keeps the pointer, not a copy: the value must live in the turn */
     const char *rid = t->id + sizeof("chatcmpl-") - 1;
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, rid, strlen(rid));
 
-    t->call = w->server->provider->start(w, &t->creq, &t->sink);
-    if (t->call == NULL) {
-        t->end = "error";
-        t->status = 500;
-        sb_http_send_error(req, SB_E_INTERNAL, NULL, NULL, NULL);
-    }
+    start_round(t);
 }
 
 void sb_turn_client_gone(h2o_linklist_t *link)
@@ -510,6 +684,7 @@ void sb_turn_client_gone(h2o_linklist_t *link)
     t->client_gone = 1;
     t->end = "client_gone";
     cancel_call(t);
+    reset_tools(t);
     /* h2o does not read an HTTP/1 socket while a response is pending, so it has not noticed: end the response as failed. */
     h2o_req_t *req = t->req;
     req->http1_is_persistent = 0;

@@ -160,6 +160,17 @@ void *sb_worker_run(void *arg)
     w->accept_ctx.ctx = &w->ctx;
     w->accept_ctx.hosts = w->server->h2o.hosts;
     w->curlm = sb_curlm_create(&w->loop, 0);
+    if (w->config->database_url != NULL) {
+        sb_pgpool_config_t pc = {
+            .conninfo = w->config->database_url,
+            .size = w->config->pg_pool_size,
+            .statement_timeout_ms = w->config->pg_statement_timeout_ms,
+            .connect_timeout_ms = w->config->pg_connect_timeout_ms,
+            .queue_timeout_ms = w->config->pg_connect_timeout_ms,
+            .max_queue = 10000,
+        };
+        w->pg = sb_pgpool_create(&w->loop, &pc);
+    }
     h2o_linklist_init_anchor(&w->turns);
     uv_timer_init(&w->loop, &w->probe_timer);
     w->probe_timer.data = w;

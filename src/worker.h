@@ -13,6 +13,7 @@
 
 #include "sb/config.h"
 #include "sb/curl_uv.h"
+#include "sb/pgpool.h"
 
 struct sb_provider;
 
@@ -39,6 +40,7 @@ typedef struct sb_worker {
     uv_timer_t drain_timer;
     uv_timer_t probe_timer; /* HTTP/1 client liveness checks, runs while turns are waiting */
     sb_curlm_t *curlm;
+    sb_pgpool_t *pg;      /* NULL without DATABASE_URL */
     h2o_linklist_t turns; /* active chat turns */
     size_t nturns;
     uint64_t drain_deadline;

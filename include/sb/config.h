@@ -44,6 +44,10 @@ typedef struct sb_config {
     unsigned pg_connect_timeout_ms;
     char *tickets_table;
     char *interactions_table;
+    /* tools */
+    char *tools_enabled;
+    unsigned tool_max_rounds;
+    char *tool_filler_text;
     /* logging */
     int access_log;
     char *env_file;
@@ -72,5 +76,7 @@ int sb_config_load_env_file(const char *path, char *err, size_t errlen);
  */
 int sb_config_load(sb_config_t *c, char *err, size_t errlen);
 void sb_config_dispose(sb_config_t *c);
+/* Checks what serving needs beyond valid values: inbound keys, or the explicit opt-out. 0, or -1 with err. */
+int sb_config_check_serving(const sb_config_t *c, char *err, size_t errlen);
 
 #endif

@@ -44,6 +44,8 @@ int sb_curlm_add(sb_curlm_t *m, sb_xfer_t *x);
 void sb_curlm_cancel(sb_xfer_t *x);
 /* Resumes a transfer paused with CURL_WRITEFUNC_PAUSE; its write callback may run before this returns. */
 void sb_curlm_unpause(sb_xfer_t *x);
+/* The loop the multi handle runs on. */
+uv_loop_t *sb_curlm_loop(sb_curlm_t *m);
 /* Transfers currently added. */
 unsigned sb_curlm_active(sb_curlm_t *m);
 

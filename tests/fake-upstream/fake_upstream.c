@@ -46,6 +46,8 @@
 #define CHUNK_MAX ((uint64_t)64 * 1024 * 1024)
 #define MS_MAX ((uint64_t)3600 * 1000)
 #define GEN_EVENT_BYTES 100
+#define ROUNDS_MAX 1000000
+#define ARG_FRAGMENT_BYTES 7 /* calls=: tool-call arguments are streamed in fragments of about this many bytes */
 
 #define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
@@ -990,13 +992,59 @@ struct str {
 
 struct scenario {
     char *qbuf;
-    struct str file, text, body, key, retry_after;
-    bool has_gen, tools, has_fail, hang_head;
-    uint64_t gen_bytes, chunk, seed, pace_ms, delay_ms, fail_times, end_after;
+    struct str file, text, body, key, retry_after, content_first;
+    json_t *calls; /* calls=JSON, validated: a non-empty array of {"name", "arguments"} */
+    bool has_gen, tools, has_fail, hang_head, has_rounds, has_reply_pace;
+    uint64_t gen_bytes, chunk, seed, pace_ms, delay_ms, fail_times, end_after, rounds, reply_pace_ms;
     enum seg_mode seg;
     enum end_mode end;
     int status;
 };
+
+/* calls=JSON: a non-empty array of {"name": "...", "arguments": {...}}; arguments may also be a string (sent as is,
+ * e.g. to script malformed arguments) or absent ({}). Returns the array, or NULL with a message in err. */
+static json_t *calls_parse(const char *v, size_t vn, char *err, size_t errlen)
+{
+    json_error_t jerr;
+    json_t *calls = json_loadb(v, vn, 0, &jerr);
+    if (calls == NULL) {
+        snprintf(err, errlen, "fake-upstream: bad JSON in calls: %s (at byte %d)", jerr.text, jerr.position);
+        return NULL;
+    }
+    if (!json_is_array(calls) || json_array_size(calls) == 0) {
+        snprintf(err, errlen, "fake-upstream: calls must be a non-empty JSON array of {\"name\":...,\"arguments\":{...}}");
+        json_decref(calls);
+        return NULL;
+    }
+    size_t i;
+    json_t *call;
+    json_array_foreach(calls, i, call)
+    {
+        const char *why = NULL;
+        json_t *name = json_object_get(call, "name"), *args = json_object_get(call, "arguments");
+        const char *key;
+        json_t *val;
+        if (!json_is_object(call))
+            why = "is not an object";
+        else if (!json_is_string(name) || json_string_length(name) == 0)
+            why = "needs a non-empty string 'name'";
+        else if (args != NULL && !json_is_object(args) && !json_is_string(args))
+            why = "'arguments' must be an object or a string";
+        if (why == NULL) {
+            json_object_foreach(call, key, val)
+            {
+                if (strcmp(key, "name") != 0 && strcmp(key, "arguments") != 0)
+                    why = "has a key other than 'name' and 'arguments'";
+            }
+        }
+        if (why != NULL) {
+            snprintf(err, errlen, "fake-upstream: calls[%zu] %s", i, why);
+            json_decref(calls);
+            return NULL;
+        }
+    }
+    return calls;
+}
 
 static bool scenario_set(struct scenario *s, const char *k, const char *v, size_t vn, char *err, size_t errlen)
 {
@@ -1013,6 +1061,17 @@ static bool scenario_set(struct scenario *s, const char *k, const char *v, size_
             return false;
         }
         s->text = (struct str){v, vn, true};
+    } else if (strcmp(k, "content_first") == 0) {
+        if (!utf8_valid(v, vn)) {
+            snprintf(err, errlen, "fake-upstream: content_first is not valid UTF-8");
+            return false;
+        }
+        s->content_first = (struct str){v, vn, true};
+    } else if (strcmp(k, "calls") == 0) {
+        json_decref(s->calls);
+        s->calls = calls_parse(v, vn, err, errlen);
+        if (s->calls == NULL)
+            return false;
     } else if (strcmp(k, "body") == 0) {
         s->body = (struct str){v, vn, true};
     } else if (strcmp(k, "key") == 0) {
@@ -1061,6 +1120,8 @@ static bool scenario_set(struct scenario *s, const char *k, const char *v, size_
             {"fail_times", UINT32_MAX, &s->fail_times},
             {"hang_after", SIZE_MAX / 2, &u},
             {"drop_after", SIZE_MAX / 2, &u},
+            {"rounds", ROUNDS_MAX, &s->rounds},
+            {"reply_pace_ms", MS_MAX, &s->reply_pace_ms},
         };
         size_t i;
         for (i = 0; i < sizeof nums / sizeof nums[0]; i++)
@@ -1076,6 +1137,12 @@ static bool scenario_set(struct scenario *s, const char *k, const char *v, size_
             s->has_gen = true;
         } else if (strcmp(k, "fail_times") == 0) {
             s->has_fail = true;
+        } else if (strcmp(k, "rounds") == 0) {
+            if (s->rounds == 0)
+                goto bad_number;
+            s->has_rounds = true;
+        } else if (strcmp(k, "reply_pace_ms") == 0) {
+            s->has_reply_pace = true;
         } else if (strcmp(k, "status") == 0) {
             if (u < 200)
                 goto bad_number;
@@ -1099,6 +1166,8 @@ static void scenario_free(struct scenario *s)
 {
     free(s->qbuf);
     s->qbuf = NULL;
+    json_decref(s->calls);
+    s->calls = NULL;
 }
 
 /* Parses the query after "fake?". On error, err holds a message and the scenario must still be freed. */
@@ -1106,6 +1175,7 @@ static bool scenario_parse(struct scenario *s, const char *query, char *err, siz
 {
     memset(s, 0, sizeof *s);
     s->seed = 1;
+    s->rounds = 1;
     s->qbuf = xstrndup(query, strlen(query));
     char *p = s->qbuf;
     while (p != NULL) {
@@ -1127,6 +1197,14 @@ static bool scenario_parse(struct scenario *s, const char *query, char *err, siz
     int contents = (int)s->file.set + (int)s->text.set + (int)s->has_gen + (int)s->tools;
     if (contents > 1) {
         snprintf(err, errlen, "fake-upstream: file, text, gen_bytes and tools exclude each other");
+        return false;
+    }
+    if (s->calls != NULL && (s->file.set || s->has_gen || s->tools)) {
+        snprintf(err, errlen, "fake-upstream: calls excludes file, gen_bytes and tools (text is its final answer)");
+        return false;
+    }
+    if (s->calls == NULL && (s->content_first.set || s->has_rounds || s->has_reply_pace)) {
+        snprintf(err, errlen, "fake-upstream: content_first, rounds and reply_pace_ms need calls");
         return false;
     }
     if (s->hang_head && s->end != END_NORMAL) {
@@ -1344,9 +1422,8 @@ static void sb_json_string(struct sbuf *b, const char *s, size_t n)
 
 /* One content chunk per word: each piece is leading whitespace + a word, so the pieces concatenate to text.
  * With piece > 0, fixed-size pieces instead. The content chunks are spliced into a template dumped once. */
-static void gen_content_stream(struct gen *g, const char *text, size_t n, size_t piece)
+static void gen_content_pieces(struct gen *g, const char *text, size_t n, size_t piece)
 {
-    gen_event(g, gen_chunk(g, json_pack("{s:s, s:s}", "role", "assistant", "content", ""), NULL));
     size_t tlen;
     json_t *tj = gen_chunk(g, json_pack("{s:s}", "content", "\x01"), NULL);
     char *tpl = json_to_str(tj, JSON_COMPACT, &tlen);
@@ -1375,6 +1452,12 @@ static void gen_content_stream(struct gen *g, const char *text, size_t n, size_t
         gen_event_end(g);
     }
     free(tpl);
+}
+
+static void gen_content_stream(struct gen *g, const char *text, size_t n, size_t piece)
+{
+    gen_event(g, gen_chunk(g, json_pack("{s:s, s:s}", "role", "assistant", "content", ""), NULL));
+    gen_content_pieces(g, text, n, piece);
     gen_finish(g, "stop", count_words(text, n));
 }
 
@@ -1394,6 +1477,116 @@ static void gen_tools_stream(struct gen *g)
     gen_finish(g, "tool_calls", 8);
 }
 
+/* calls=: the text of a call's arguments (an object dumped compactly, a string as is, absent: {}). */
+static char *call_arguments(const json_t *call, size_t *len)
+{
+    json_t *args = json_object_get(call, "arguments");
+    if (args == NULL) {
+        *len = 2;
+        return xstrndup("{}", 2);
+    }
+    if (json_is_string(args)) {
+        *len = json_string_length(args);
+        return xstrndup(json_string_value(args), *len);
+    }
+    return json_to_str(args, JSON_COMPACT, len);
+}
+
+static void call_id(char *buf, size_t size, size_t index, uint64_t seq)
+{
+    snprintf(buf, size, "call_fake_%zu_%" PRIu64, index, seq);
+}
+
+static json_t *xpacked(json_t *j)
+{
+    if (j == NULL)
+        die("json_pack failed");
+    return j;
+}
+
+/* calls=: the model says content_first (if any), then calls every tool of the list in parallel (index 0, 1, ...), each
+ * call's arguments streamed in fragments of about ARG_FRAGMENT_BYTES bytes cut anywhere but inside a UTF-8 sequence. */
+static void gen_calls_stream(struct gen *g, const json_t *calls, uint64_t seq, const struct str *content_first)
+{
+    uint64_t tokens = 0;
+    if (content_first->set) {
+        gen_event(g, gen_chunk(g, xpacked(json_pack("{s:s, s:s}", "role", "assistant", "content", "")), NULL));
+        gen_content_pieces(g, content_first->p, content_first->n, 0);
+        tokens += count_words(content_first->p, content_first->n);
+    } else {
+        gen_event(g, gen_chunk(g, xpacked(json_pack("{s:s, s:n}", "role", "assistant", "content")), NULL));
+    }
+    size_t i;
+    json_t *call;
+    json_array_foreach(calls, i, call)
+    {
+        char id[64];
+        call_id(id, sizeof id, i, seq);
+        json_t *name = json_object_get(call, "name");
+        gen_event(g, gen_chunk(g,
+                               xpacked(json_pack("{s:[{s:I, s:s, s:s, s:{s:s%, s:s}}]}", "tool_calls", "index", (json_int_t)i, "id",
+                                                 id, "type", "function", "function", "name", json_string_value(name),
+                                                 json_string_length(name), "arguments", "")),
+                               NULL));
+        size_t alen;
+        char *args = call_arguments(call, &alen);
+        size_t off = 0;
+        while (off < alen) {
+            size_t end = alen - off > ARG_FRAGMENT_BYTES ? off + ARG_FRAGMENT_BYTES : alen;
+            while (end < alen && ((unsigned char)args[end] & 0xC0) == 0x80)
+                end++;
+            gen_event(g, gen_chunk(g,
+                                   xpacked(json_pack("{s:[{s:I, s:{s:s%}}]}", "tool_calls", "index", (json_int_t)i, "function",
+                                                     "arguments", args + off, end - off)),
+                                   NULL));
+            off = end;
+        }
+        tokens += 1 + alen / 4;
+        free(args);
+    }
+    gen_finish(g, "tool_calls", tokens);
+}
+
+/* A chat.completion with one choice; takes the reference to msg. */
+static char *gen_completion_json(const struct gen *g, json_t *msg, const char *finish, uint64_t completion_tokens, size_t *len)
+{
+    json_t *j = json_pack("{s:s, s:s, s:I, s:s, s:s, s:[{s:i, s:o, s:n, s:s}], s:o}", "id", g->id, "object", "chat.completion",
+                          "created", g->created, "model", g->model, "system_fingerprint", "fp_fake", "choices", "index", 0,
+                          "message", msg, "logprobs", "finish_reason", finish, "usage", gen_usage(g, completion_tokens));
+    if (j == NULL)
+        die("json_pack failed");
+    char *s = json_to_str(j, JSON_COMPACT, len);
+    json_decref(j);
+    return s;
+}
+
+/* calls=, stream false: one chat.completion whose message has content_first (or null) and all the tool_calls. */
+static char *gen_calls_completion(const struct gen *g, const json_t *calls, uint64_t seq, const struct str *content_first,
+                                  size_t *len)
+{
+    uint64_t tokens = content_first->set ? count_words(content_first->p, content_first->n) : 0;
+    json_t *tool_calls = json_array();
+    size_t i;
+    json_t *call;
+    json_array_foreach(calls, i, call)
+    {
+        char id[64];
+        call_id(id, sizeof id, i, seq);
+        size_t alen;
+        char *args = call_arguments(call, &alen);
+        json_t *name = json_object_get(call, "name");
+        json_array_append_new(tool_calls,
+                              xpacked(json_pack("{s:s, s:s, s:{s:s%, s:s%}}", "id", id, "type", "function", "function", "name",
+                                                json_string_value(name), json_string_length(name), "arguments", args, alen)));
+        tokens += 1 + alen / 4;
+        free(args);
+    }
+    json_t *content = content_first->set ? json_stringn(content_first->p, content_first->n) : json_null();
+    json_t *msg =
+        xpacked(json_pack("{s:s, s:o, s:o, s:n}", "role", "assistant", "content", content, "tool_calls", tool_calls, "refusal"));
+    return gen_completion_json(g, msg, "tool_calls", tokens, len);
+}
+
 static char *gen_completion(const struct gen *g, const char *text, size_t n, bool tools, size_t *len)
 {
     json_t *msg;
@@ -1407,15 +1600,7 @@ static char *gen_completion(const struct gen *g, const char *text, size_t n, boo
         msg = json_pack("{s:s, s:s%, s:n}", "role", "assistant", "content", text, n, "refusal");
         completion_tokens = count_words(text, n);
     }
-    json_t *j =
-        json_pack("{s:s, s:s, s:I, s:s, s:s, s:[{s:i, s:o, s:n, s:s}], s:o}", "id", g->id, "object", "chat.completion", "created",
-                  g->created, "model", g->model, "system_fingerprint", "fp_fake", "choices", "index", 0, "message", msg, "logprobs",
-                  "finish_reason", tools ? "tool_calls" : "stop", "usage", gen_usage(g, completion_tokens));
-    if (j == NULL)
-        die("json_pack failed");
-    char *s = json_to_str(j, JSON_COMPACT, len);
-    json_decref(j);
-    return s;
+    return gen_completion_json(g, msg, tools ? "tool_calls" : "stop", completion_tokens, len);
 }
 
 /* gen_bytes: N bytes of lowercase words separated by single spaces, deterministic for a seed. */
@@ -1463,6 +1648,60 @@ static uint64_t count_prompt_words(const json_t *req)
         }
     }
     return words;
+}
+
+static bool is_tool_message(const json_t *m)
+{
+    const char *role = json_string_value(json_object_get(m, "role"));
+    return role != NULL && strcmp(role, "tool") == 0;
+}
+
+/* The text of a tool message's content: a string as is, the text parts of an array joined, anything else as JSON. */
+static void sb_tool_content(struct sbuf *b, const json_t *content)
+{
+    if (json_is_string(content)) {
+        sb_add(b, json_string_value(content), json_string_length(content));
+    } else if (json_is_array(content)) {
+        size_t i;
+        json_t *part;
+        json_array_foreach(content, i, part)
+        {
+            json_t *t = json_object_get(part, "text");
+            if (json_is_string(t))
+                sb_add(b, json_string_value(t), json_string_length(t));
+        }
+    } else if (content != NULL && !json_is_null(content)) {
+        sb_json(b, content, JSON_COMPACT);
+    }
+}
+
+/* calls=: whether this request gets the tool calls. If not (the tool results came back after the last round), and
+ * results is not NULL, it gets "RESULTS " and the contents of the trailing tool messages joined with " | ". */
+static bool calls_round(const json_t *req, const struct scenario *s, struct sbuf *results)
+{
+    json_t *msgs = json_object_get(req, "messages");
+    size_t n = json_array_size(msgs), first = n;
+    uint64_t ntool = 0;
+    size_t i;
+    json_t *m;
+    json_array_foreach(msgs, i, m)
+    {
+        if (is_tool_message(m))
+            ntool++;
+    }
+    while (first > 0 && is_tool_message(json_array_get(msgs, first - 1)))
+        first--;
+    if (first == n || ntool < s->rounds * json_array_size(s->calls))
+        return true;
+    if (results != NULL) {
+        sb_str(results, "RESULTS ");
+        for (i = first; i < n; i++) {
+            if (i > first)
+                sb_str(results, " | ");
+            sb_tool_content(results, json_object_get(json_array_get(msgs, i), "content"));
+        }
+    }
+    return false;
 }
 
 static bool read_fixture(const char *name, char **data, size_t *len)
@@ -1565,6 +1804,10 @@ static void handle_chat(struct conn *c)
         char *genbuf = NULL;
         const char *text = "Hello from the fake upstream.";
         size_t tlen = strlen(text);
+        struct sbuf results = {0};
+        bool calls = s.calls != NULL && calls_round(req, &s, s.text.set ? NULL : &results);
+        if (s.calls != NULL && !calls && s.has_reply_pace)
+            s.pace_ms = s.reply_pace_ms;
         if (s.text.set) {
             text = s.text.p;
             tlen = s.text.n;
@@ -1572,10 +1815,15 @@ static void handle_chat(struct conn *c)
             genbuf = gen_words(s.gen_bytes, s.seed);
             text = genbuf;
             tlen = (size_t)s.gen_bytes;
+        } else if (s.calls != NULL && !calls) {
+            genbuf = sb_take(&results, &tlen);
+            text = genbuf;
         }
         if (stream) {
             if (s.tools)
                 gen_tools_stream(&g);
+            else if (calls)
+                gen_calls_stream(&g, s.calls, c->seq, &s.content_first);
             else
                 gen_content_stream(&g, text, tlen, s.has_gen ? GEN_EVENT_BYTES : 0);
             size_t len;
@@ -1587,7 +1835,8 @@ static void handle_chat(struct conn *c)
             p.nev = g.nev;
         } else {
             size_t len;
-            char *body = gen_completion(&g, text, tlen, s.tools, &len);
+            char *body = calls ? gen_calls_completion(&g, s.calls, c->seq, &s.content_first, &len)
+                               : gen_completion(&g, text, tlen, s.tools, &len);
             plan_init(&p, 200, "application/json", body, len);
         }
         free(genbuf);
@@ -1705,8 +1954,8 @@ static void handle_embeddings(struct conn *c)
     char err[256];
     if (strncmp(model, "fake?", 5) == 0) {
         bool parsed = scenario_parse(&s, model + 5, err, sizeof err);
-        if (parsed && (s.file.set || s.text.set || s.has_gen || s.tools)) {
-            snprintf(err, sizeof err, "fake-upstream: file/text/gen_bytes/tools do not apply to embeddings");
+        if (parsed && (s.file.set || s.text.set || s.has_gen || s.tools || s.calls != NULL)) {
+            snprintf(err, sizeof err, "fake-upstream: file/text/gen_bytes/tools/calls do not apply to embeddings");
             parsed = false;
         }
         if (!parsed) {

@@ -26,6 +26,13 @@ wait_ready() {
 
 case $cmd in
 start)
+  if [ -d "$dir/data" ]; then # an existing cluster (the local stack keeps its data): start it on its port
+    port=$(cat "$dir/port")
+    as_pg "$bindir/pg_ctl" -D "$dir/data" -l "$dir/log" -w -o "-c listen_addresses=127.0.0.1 -p $port -k $dir" start >/dev/null
+    wait_ready "$port"
+    echo "DATABASE_URL=postgresql://postgres@127.0.0.1:$port/switchboard"
+    exit 0
+  fi
   mkdir -p "$dir"
   [ "$(id -u)" -eq 0 ] && chmod o+x "$(dirname "$dir")"
   [ "$(id -u)" -eq 0 ] && chown postgres "$dir"

@@ -19,12 +19,14 @@ int main(void)
     char err[512];
 
     clear_env();
-    is_int(sb_config_load(&c, err, sizeof(err)), -1, "no inbound key and no explicit opt-out refuses to start");
+    is_int(sb_config_load(&c, err, sizeof(err)), 0, "defaults load");
+    is_int(sb_config_check_serving(&c, err, sizeof(err)), -1, "no inbound key and no explicit opt-out refuses to serve");
     ok(strstr(err, "SWITCHBOARD_API_KEYS") != NULL, "and names the variable");
     sb_config_dispose(&c);
 
     setenv("SWITCHBOARD_ALLOW_UNAUTHENTICATED", "true", 1);
     is_int(sb_config_load(&c, err, sizeof(err)), 0, "unauthenticated use when asked for");
+    is_int(sb_config_check_serving(&c, err, sizeof(err)), 0, "and then it serves");
     ok(c.port == 3000 && c.max_body_bytes == 1048576 && c.sandbox, "defaults: port 3000, 1 MiB bodies, sandbox without provider");
     is_str(c.llm_base_url, "https://api.openai.com/v1", "default provider base URL");
     sb_config_dispose(&c);

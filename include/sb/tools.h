@@ -1,0 +1,86 @@
+/*
+ * switchboard's own LLM tools: one const table (tools/registry.c) of name,
+ * description, JSON schema sent to the model, strict argument parser and
+ * handler. Handlers run on the worker's loop and finish asynchronously.
+ */
+#ifndef SB_TOOLS_H
+#define SB_TOOLS_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "sb/buf.h"
+#include "sb/config.h"
+#include "sb/curl_uv.h"
+#include "sb/error.h"
+#include "sb/pgpool.h"
+
+#define SB_TOOL_MAX_RESULT 16384 /* bytes of JSON a tool may hand back to the model */
+
+/* Who is calling, when the request binds a customer (agent llm.params customer_id / customer_email). */
+typedef struct sb_caller {
+    long long customer_id; /* 0: not bound by id */
+    char email[256];       /* "": not bound by email */
+} sb_caller_t;
+
+/* What a handler may use. Borrowed for the duration of the call. */
+typedef struct sb_tool_env {
+    const sb_config_t *config;
+    sb_pgpool_t *pg; /* NULL without DATABASE_URL */
+    sb_curlm_t *curlm;
+    const sb_caller_t *caller;
+} sb_tool_env_t;
+
+typedef struct sb_tool_call sb_tool_call_t;
+
+/*
+ * Reports the end of a call: `result` is the JSON text for the role:"tool"
+ * message (borrowed; copied by the callee). Called exactly once, never from
+ * inside sb_tool_call_start, and never after sb_tool_call_cancel.
+ */
+typedef void (*sb_tool_done_cb)(void *data, const char *result, size_t len);
+
+typedef struct sb_tool {
+    const char *name;
+    const char *description;
+    const char *parameters; /* JSON schema, as text */
+    int writes;             /* the tool changes data: its write carries the idempotency key */
+    int customer_scoped;    /* refuses to touch another customer's data when the caller is bound */
+    size_t args_size;       /* size of the typed argument struct */
+    /* Fills `args` from the model's arguments; on error writes a message for the model and returns -1. */
+    int (*parse)(json_t *in, void *args, char *err, size_t errlen);
+    /* Starts the work; ends with sb_tool_call_finish / sb_tool_call_fail. */
+    void (*run)(sb_tool_call_t *call, const void *args);
+} sb_tool_t;
+
+/* The tool table and its size. Validated once at start-up by sb_tools_init. */
+const sb_tool_t *sb_tools_table(size_t *count);
+/* Checks the table (unique names, valid schemas) and selects the offered tools (TOOLS_ENABLED). Returns 0 or -1 with err. */
+int sb_tools_init(const sb_config_t *config, char *err, size_t errlen);
+/* The enabled tool named `name` (len bytes), or NULL. */
+const sb_tool_t *sb_tools_find(const char *name, size_t len);
+/* Appends the enabled tools, in OpenAI form, to the request's `tools` array (created if missing). */
+void sb_tools_offer(json_t *body);
+
+/*
+ * Runs one call of `tool` with the model's `arguments` text. The call is
+ * freed after done() runs or after cancel. `idempotency_key` (may be NULL)
+ * is copied.
+ */
+sb_tool_call_t *sb_tool_call_start(const sb_tool_t *tool, const sb_tool_env_t *env, const char *arguments, size_t len,
+                                   const char *idempotency_key, sb_tool_done_cb done, void *data);
+/* Forgets the call: done() will not run; a statement already sent lands whole or not at all. */
+void sb_tool_call_cancel(sb_tool_call_t *call);
+
+/* --- for handlers --------------------------------------------------------------------------- */
+const sb_tool_env_t *sb_tool_call_env(sb_tool_call_t *call);
+const char *sb_tool_call_key(sb_tool_call_t *call); /* the idempotency key, or NULL */
+/* Runs a statement for the call; `on_result` gets the call back. Cancelling the call cancels the query. */
+void sb_tool_call_query(sb_tool_call_t *call, const char *sql, int nparams, const char *const *values,
+                        void (*on_result)(sb_tool_call_t *call, const PGresult *res));
+/* Ends the call with a JSON object (takes the reference). */
+void sb_tool_call_finish(sb_tool_call_t *call, json_t *result);
+/* Ends the call with {"error": message} the model can read and recover from. */
+void sb_tool_call_fail(sb_tool_call_t *call, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,316 @@
+/*
+ * The tool table and the machinery around it: validation at start-up, the
+ * schemas offered to the model, and one call's life (strict argument parsing,
+ * the handler's queries, a bounded JSON result, cancellation).
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sb/log.h"
+#include "sb/tools.h"
+#include "tools.h"
+
+/*
+ * The tool surface, one line per tool. Each entry (defined in the domain
+ * file named on its line) carries: the name the model calls (the Node
+ * sample's names, so existing prompts keep working), a description and JSON
+ * schema for the model, whether it writes (and so carries an idempotency
+ * key), whether it is scoped to the bound caller, and the strict parser and
+ * the handler. TOOLS_ENABLED picks which are offered.
+ */
+static const sb_tool_t *const table[] = {
+    &sb_tool_fetch_customer_profile, /* customers.c */
+    &sb_tool_fetch_recent_orders,    /* orders.c */
+    &sb_tool_get_order_status,       /* orders.c */
+    &sb_tool_create_support_ticket,  /* tickets.c */
+};
+
+#define NTOOLS (sizeof(table) / sizeof(table[0]))
+
+static int enabled[NTOOLS];
+static json_t *offered; /* the enabled tools in OpenAI form, built once */
+
+struct sb_tool_call {
+    const sb_tool_t *tool;
+    sb_tool_env_t env;
+    sb_caller_t caller;
+    sb_tool_done_cb done;
+    void *data;
+    char *key;
+    void *args;
+    sb_pgquery_t *query;
+    void (*on_result)(sb_tool_call_t *call, const PGresult *res);
+    uv_timer_t *defer;     /* reports parse errors from the loop, never from inside start */
+    char *early;           /* the result of a call that failed before it ran */
+    const char *not_found; /* for sb_tool_run_json */
+    json_t *in;            /* the parsed arguments: the typed struct borrows its strings from it */
+    char scope_id[24];
+};
+
+const sb_tool_t *sb_tools_table(size_t *count)
+{
+    static sb_tool_t rows[NTOOLS];
+    for (size_t i = 0; i < NTOOLS; ++i)
+        rows[i] = *table[i];
+    *count = NTOOLS;
+    return rows;
+}
+
+/* Whether `name` appears in the comma-separated list `list`. */
+static int listed(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; *p != '\0';) {
+        while (*p == ' ' || *p == ',')
+            ++p;
+        size_t len = strcspn(p, ", ");
+        if (len == n && memcmp(p, name, n) == 0)
+            return 1;
+        p += len;
+    }
+    return 0;
+}
+
+int sb_tools_init(const sb_config_t *config, char *err, size_t errlen)
+{
+    json_decref(offered);
+    offered = json_array();
+    sb_tickets_init(config);
+    const char *list = config->tools_enabled;
+    int all = list == NULL || strcmp(list, "all") == 0;
+    for (size_t i = 0; i < NTOOLS; ++i) {
+        const sb_tool_t *t = table[i];
+        for (size_t j = 0; j < i; ++j)
+            if (strcmp(table[j]->name, t->name) == 0)
+                return snprintf(err, errlen, "tool %s is listed twice", t->name), -1;
+        json_error_t jerr;
+        json_t *schema = json_loads(t->parameters, JSON_REJECT_DUPLICATES, &jerr);
+        if (!json_is_object(schema))
+            return snprintf(err, errlen, "tool %s: schema is not a JSON object: %s", t->name, jerr.text), -1;
+        enabled[i] = config->database_url != NULL && (all || listed(list, t->name));
+        if (enabled[i])
+            json_array_append_new(offered, json_pack("{s:s, s:{s:s, s:s, s:o}}", "type", "function", "function", "name", t->name,
+                                                     "description", t->description, "parameters", schema));
+        else
+            json_decref(schema);
+    }
+    if (!all) { /* every name in TOOLS_ENABLED must exist */
+        for (const char *p = list; *p != '\0';) {
+            while (*p == ' ' || *p == ',')
+                ++p;
+            size_t len = strcspn(p, ", ");
+            if (len > 0 && sb_tools_find(p, len) == NULL && strncmp(p, "none", len) != 0)
+                return snprintf(err, errlen, "TOOLS_ENABLED names an unknown tool: %.*s", (int)len, p), -1;
+            p += len;
+        }
+    }
+    return 0;
+}
+
+const sb_tool_t *sb_tools_find(const char *name, size_t len)
+{
+    for (size_t i = 0; i < NTOOLS; ++i)
+        if (enabled[i] && strlen(table[i]->name) == len && memcmp(table[i]->name, name, len) == 0)
+            return table[i];
+    return NULL;
+}
+
+void sb_tools_offer(json_t *body)
+{
+    if (offered == NULL || json_array_size(offered) == 0)
+        return;
+    json_t *tools = json_object_get(body, "tools");
+    if (!json_is_array(tools)) {
+        tools = json_array();
+        json_object_set_new(body, "tools", tools);
+    }
+    json_array_extend(tools, offered);
+}
+
+/* --- one call --------------------------------------------------------------------------------- */
+
+static void destroy(sb_tool_call_t *c)
+{
+    if (c->defer != NULL)
+        uv_close((uv_handle_t *)c->defer, (uv_close_cb)free);
+    free(c->early);
+    json_decref(c->in);
+    free(c->key);
+    free(c->args);
+    free(c);
+}
+
+/* Hands `result` to the owner and frees the call. */
+static void report(sb_tool_call_t *c, json_t *result)
+{
+    char *text = json_dumps(result, JSON_COMPACT);
+    json_decref(result);
+    if (text == NULL)
+        abort();
+    size_t len = strlen(text);
+    if (len > SB_TOOL_MAX_RESULT) { /* never hand the model more than the ceiling */
+        free(text);
+        text = strdup("{\"error\":\"the result was too large to return\"}");
+        len = strlen(text);
+    }
+    sb_tool_done_cb done = c->done;
+    void *data = c->data;
+    destroy(c);
+    done(data, text, len);
+    free(text);
+}
+
+static void on_deferred(uv_timer_t *timer)
+{
+    sb_tool_call_t *c = timer->data;
+    json_t *result = json_loads(c->early, 0, NULL);
+    report(c, result);
+}
+
+static json_t *error_result(const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    return json_pack("{s:s}", "error", msg);
+}
+
+/* Fails a call that has not started yet: the owner hears of it from the loop, not from inside start. */
+static sb_tool_call_t *fail_early(sb_tool_call_t *c, uv_loop_t *loop, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    json_t *r = error_result(fmt, ap);
+    va_end(ap);
+    c->early = json_dumps(r, JSON_COMPACT);
+    json_decref(r);
+    c->defer = malloc(sizeof(*c->defer));
+    if (c->defer == NULL || c->early == NULL)
+        abort();
+    uv_timer_init(loop, c->defer);
+    c->defer->data = c;
+    uv_timer_start(c->defer, on_deferred, 0, 0);
+    return c;
+}
+
+sb_tool_call_t *sb_tool_call_start(const sb_tool_t *tool, const sb_tool_env_t *env, const char *arguments, size_t len,
+                                   const char *idempotency_key, sb_tool_done_cb done, void *data)
+{
+    sb_tool_call_t *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        abort();
+    c->tool = tool;
+    c->env = *env;
+    c->caller = *env->caller;
+    c->env.caller = &c->caller;
+    c->done = done;
+    c->data = data;
+    c->key = idempotency_key ? strdup(idempotency_key) : NULL;
+    c->args = calloc(1, tool->args_size ? tool->args_size : 1);
+    if (c->args == NULL)
+        abort();
+    uv_loop_t *loop = sb_curlm_loop(env->curlm);
+    if (env->pg == NULL)
+        return fail_early(c, loop, "database unavailable: switchboard has no DATABASE_URL");
+    json_error_t jerr;
+    c->in = json_loadb(arguments, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!json_is_object(c->in))
+        return fail_early(c, loop, "arguments must be a JSON object");
+    char err[256] = "";
+    if (tool->parse(c->in, c->args, err, sizeof(err)) != 0)
+        return fail_early(c, loop, "invalid arguments: %s", err);
+    tool->run(c, c->args);
+    return c;
+}
+
+void sb_tool_call_cancel(sb_tool_call_t *c)
+{
+    if (c->query != NULL)
+        sb_pgquery_cancel(c->query);
+    if (c->defer != NULL)
+        uv_timer_stop(c->defer);
+    destroy(c);
+}
+
+const sb_tool_env_t *sb_tool_call_env(sb_tool_call_t *c)
+{
+    return &c->env;
+}
+
+const char *sb_tool_call_key(sb_tool_call_t *c)
+{
+    return c->key;
+}
+
+static void on_query(void *data, const PGresult *res, sb_error_t err, const char *sqlstate)
+{
+    sb_tool_call_t *c = data;
+    c->query = NULL;
+    switch (err) {
+    case SB_OK:
+        c->on_result(c, res);
+        return;
+    case SB_E_DB_CONFLICT:
+        sb_tool_call_fail(c, "the change conflicts with existing data (%s)", sqlstate);
+        return;
+    default:
+        /* the model hears the kind of failure, never the server's text (it can quote values); the log gets the code */
+        sb_log_warn("tool %s: %s (SQLSTATE %s)", c->tool->name, sb_error_name(err), sqlstate && *sqlstate ? sqlstate : "none");
+        sb_tool_call_fail(c, "%s", sb_error_message(err));
+        return;
+    }
+}
+
+void sb_tool_call_query(sb_tool_call_t *c, const char *sql, int nparams, const char *const *values,
+                        void (*on_result)(sb_tool_call_t *call, const PGresult *res))
+{
+    c->on_result = on_result;
+    c->query = sb_pgpool_query(c->env.pg, sql, nparams, values, on_query, c);
+}
+
+void sb_tool_call_finish(sb_tool_call_t *c, json_t *result)
+{
+    report(c, result);
+}
+
+void sb_tool_call_fail(sb_tool_call_t *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    json_t *r = error_result(fmt, ap);
+    va_end(ap);
+    report(c, r);
+}
+
+static void on_json(sb_tool_call_t *c, const PGresult *res)
+{
+    if (PQntuples(res) == 0 || PQnfields(res) < 1 || PQgetisnull(res, 0, 0)) {
+        sb_tool_call_fail(c, "%s", c->not_found);
+        return;
+    }
+    json_t *v = json_loadb(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0), 0, NULL);
+    if (v == NULL) {
+        sb_tool_call_fail(c, "%s", sb_error_message(SB_E_INTERNAL));
+        return;
+    }
+    sb_tool_call_finish(c, v);
+}
+
+void sb_tool_run_json(sb_tool_call_t *c, const char *sql, int nparams, const char *const *values, const char *not_found)
+{
+    c->not_found = not_found ? not_found : "not found";
+    sb_tool_call_query(c, sql, nparams, values, on_json);
+}
+
+void sb_tool_scope(sb_tool_call_t *c, const char **values)
+{
+    values[0] = NULL;
+    values[1] = NULL;
+    if (c->caller.customer_id > 0) {
+        snprintf(c->scope_id, sizeof(c->scope_id), "%lld", c->caller.customer_id);
+        values[0] = c->scope_id;
+    }
+    if (c->caller.email[0] != '\0')
+        values[1] = c->caller.email;
+}

@@ -187,9 +187,22 @@ static void on_ping(h2o_req_t *req)
 static void on_healthz(h2o_req_t *req)
 {
     sb_worker_t *w = sb_worker_of(req);
-    char body[256];
-    snprintf(body, sizeof(body), "{\"status\":\"%s\",\"provider\":\"%s\",\"worker\":%u,\"active_turns\":%zu}",
-             w->draining ? "draining" : "ok", w->server->provider->name, w->id, w->nturns);
+    char db[160] = "null";
+    int degraded = 0;
+    if (w->pg != NULL) {
+        sb_pgpool_stats_t st;
+        sb_pgpool_stats(w->pg, &st);
+        degraded = !st.healthy;
+        snprintf(db, sizeof(db), "{\"status\":\"%s\",\"open\":%u,\"busy\":%u,\"queued\":%u}", st.healthy ? "ok" : "unavailable",
+                 st.open, st.busy, st.queued);
+    }
+    char body[512];
+    snprintf(body, sizeof(body), "{\"status\":\"%s\",\"provider\":\"%s\",\"database\":%s,\"worker\":%u,\"active_turns\":%zu}",
+             w->draining ? "draining"
+             : degraded  ? "degraded"
+                         : "ok",
+             w->server->provider->name, db, w->id, w->nturns);
+    /* degraded still answers 200: switchboard serves turns without the database, the model hears why */
     answer(req, SB_OK, NULL, NULL, h2o_strdup(&req->pool, body, strlen(body)).base);
 }
 

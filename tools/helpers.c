@@ -9,15 +9,68 @@
 
 #include "tools.h"
 
+/* Whether `v` fits the unpack type character `t`. */
+static int fits(json_t *v, char t)
+{
+    switch (t) {
+    case 's':
+        return json_is_string(v);
+    case 'I':
+    case 'i':
+        return json_is_integer(v);
+    case 'b':
+        return json_is_boolean(v);
+    case 'f':
+    case 'F':
+        return json_is_number(v);
+    case 'O':
+    case 'o':
+        return 1;
+    default:
+        return 1;
+    }
+}
+
+static const char *described(char t)
+{
+    return t == 's' ? "a string" : t == 'I' || t == 'i' ? "an integer" : t == 'b' ? "true or false" : "a number";
+}
+
+/*
+ * jansson says "Expected string, got integer" without the key. Walk the flat
+ * "{s:x, s?y}" format and its arguments (key, then one pointer per value) to
+ * name the offending field, so the model can fix exactly that.
+ */
+static void name_the_field(json_t *in, char *err, size_t errlen, const char *fmt, va_list ap)
+{
+    for (const char *f = fmt; *f != '\0'; ++f) {
+        if (*f != 's' || (f[1] != ':' && f[1] != '?'))
+            continue;
+        const char *key = va_arg(ap, const char *);
+        char t = f[2];
+        (void)va_arg(ap, void *);
+        f += 2;
+        json_t *v = json_object_get(in, key);
+        if (v != NULL && !json_is_null(v) && !fits(v, t)) {
+            snprintf(err, errlen, "%s must be %s", key, described(t));
+            return;
+        }
+    }
+}
+
 int sb_tool_unpack(json_t *in, char *err, size_t errlen, const char *fmt, ...)
 {
     json_error_t jerr;
-    va_list ap;
+    va_list ap, again;
     va_start(ap, fmt);
+    va_copy(again, ap);
     int rc = json_vunpack_ex(in, &jerr, JSON_STRICT, fmt, ap);
     va_end(ap);
-    if (rc != 0)
+    if (rc != 0) {
         snprintf(err, errlen, "%s", jerr.text);
+        name_the_field(in, err, errlen, fmt, again);
+    }
+    va_end(again);
     return rc;
 }
 

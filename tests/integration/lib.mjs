@@ -1,7 +1,7 @@
 // Shared harness for switchboard's integration tests: starts the fake upstream
 // and switchboard as real processes on free ports, and offers raw HTTP helpers
 // that see every byte and its arrival time.
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
@@ -210,3 +210,28 @@ export function upstreamContent(sseText) {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** The test Postgres cluster that tests/run starts, or null when there is none. */
+export const adminDatabaseUrl = process.env.SB_TEST_DATABASE_URL || null;
+
+/** Runs SQL through psql and returns the unaligned output rows. */
+export function psql(url, sql) {
+  return execFileSync('psql', ['-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', url, '-c', sql]).toString().trim();
+}
+
+/** A fresh database on the test cluster, migrated and seeded by `switchboard migrate --seed`. */
+export function freshDatabase(name) {
+  const db = `${name}_${process.pid}_${Date.now() % 100000}`;
+  psql(adminDatabaseUrl, `create database ${db}`);
+  const url = adminDatabaseUrl.replace(/\/[^/]*$/, `/${db}`);
+  execFileSync(path.join(buildDir, 'src', 'switchboard'), ['migrate', '--seed'], {
+    env: { PATH: process.env.PATH, DATABASE_URL: url, ASAN_OPTIONS: process.env.ASAN_OPTIONS || '', LSAN_OPTIONS: process.env.LSAN_OPTIONS || '' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  return url;
+}
+
+/** Stops or restarts the test cluster (for outage tests). */
+export function cluster(action) {
+  execFileSync(path.join(root, 'tests', 'pg', 'cluster.sh'), [action, process.env.SB_TEST_PG_DIR], { stdio: 'ignore' });
+}

@@ -149,6 +149,9 @@ sb_curlm_t *sb_curlm_create(uv_loop_t *loop, long max_host_connections)
     curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, m);
     /* Several concurrent turns to one provider share HTTP/2 connections when offered. */
     curl_multi_setopt(m->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+    /* curl's default cache is 4 x the transfers running now: it shrinks whenever load dips and the next turns pay a
+     * new TCP and TLS handshake to the provider before their first token. Keep idle connections around instead. */
+    curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, 256L);
     if (max_host_connections > 0)
         curl_multi_setopt(m->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host_connections);
     return m;

@@ -18,10 +18,10 @@ const env = process.env;
 const num = (name, dflt) => (env[name] !== undefined && env[name] !== '' ? Number(env[name]) : dflt);
 
 const CFG = {
-  turns: num('BENCH_TURNS', 1000), // measured latency turns per path and scenario
+  turns: num('BENCH_TURNS', 2000), // measured latency turns per path and scenario
   warmupTurns: num('BENCH_WARMUP_TURNS', 50),
-  tpSeconds: num('BENCH_TP_SECONDS', 3), // wrk run length per path, level and round
-  tpRounds: num('BENCH_TP_ROUNDS', 2),
+  tpSeconds: num('BENCH_TP_SECONDS', 1), // wrk run length per path, level and round
+  tpRounds: num('BENCH_TP_ROUNDS', 8),
   tpLevels: [1, 50],
   streams: num('BENCH_STREAMS', 200),
   holdMs: 2000, // how long the open streams are held while CPU is sampled
@@ -59,7 +59,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // --- request bodies ------------------------------------------------------------------------------
 
-const WORDS20 = 'Sure, I can help with that. Your table for four is booked at seven tonight, and I sent the confirmation to your phone.';
+const WORDS = 'Sure, I can help with that. Your table for four is booked at seven tonight, and I sent the confirmation to your phone.';
 const WORDS_HOLD = 'one two three four five six seven eight nine ten';
 
 // What a voice engine sends on a turn: a system prompt, some history, the new user utterance.
@@ -83,7 +83,7 @@ function turnBody(model) {
   });
 }
 const scen = (params) => 'fake?' + new URLSearchParams(params).toString();
-const BODY_TEXT = Buffer.from(turnBody(scen({ text: WORDS20 })));
+const BODY_TEXT = Buffer.from(turnBody(scen({ text: WORDS })));
 const BODY_FILE = Buffer.from(turnBody(scen({ file: FILE })));
 const BODY_HOLD = Buffer.from(turnBody(scen({ text: WORDS_HOLD, pace_ms: '400' })));
 
@@ -101,7 +101,7 @@ function contentOf(sseText) {
   }
   return content;
 }
-const EXPECT_TEXT = WORDS20;
+const EXPECT_TEXT = WORDS;
 const EXPECT_FILE = contentOf(fs.readFileSync(path.join(env.BENCH_FIXTURES, FILE), 'utf8'));
 
 // --- one streamed turn -----------------------------------------------------------------------------
@@ -117,7 +117,7 @@ const HEADERS_FILE = headersFor(BODY_FILE);
 const HEADERS_HOLD = headersFor(BODY_HOLD);
 
 /** One POST; resolves {status, ttft, total, body} (ms since the request was made), or {error}. */
-function turn(p, agent, body, headers, { onFirstData } = {}) {
+function turn(p, agent, body, headers, { onFirstData, sockets } = {}) {
   return new Promise((resolve) => {
     let tFirst = 0;
     let tail = '';
@@ -140,6 +140,7 @@ function turn(p, agent, body, headers, { onFirstData } = {}) {
       res.on('error', (error) => resolve({ error }));
       res.on('aborted', () => resolve({ error: new Error('aborted') }));
     });
+    if (sockets) req.once('socket', (sock) => sockets.add(sock));
     req.setTimeout(15000, () => req.destroy(new Error('timeout')));
     req.on('error', (error) => resolve({ error }));
     req.end(body);
@@ -184,6 +185,12 @@ function childrenOf(ppid) {
   }
   return kids;
 }
+/** CPU time of this process's reaped children (cutime + cstime): wrk's, once it has exited. */
+function childrenCpuUs() {
+  const s = fs.readFileSync('/proc/self/stat', 'utf8');
+  const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[13]) + Number(f[14])) * TICK_US;
+}
 const nginxWorkers = () => childrenOf(PID.nginx);
 function cpuOf(which) {
   if (which === 'nginx') return [PID.nginx, ...nginxWorkers()].reduce((a, p) => a + cpuUs(p), 0);
@@ -192,6 +199,37 @@ function cpuOf(which) {
 function rssOf(which) {
   if (which === 'nginx') return nginxWorkers().reduce((a, p) => a + procStatus(p).VmRSS, 0);
   return procStatus(PID[which]).VmRSS;
+}
+/**
+ * TCP connections to or from `port` now in TIME_WAIT, as a set of address pairs. A
+ * connection to the fake upstream shows up here once it has been closed, so the
+ * entries that appear during a run count the upstream connections a proxy let go of.
+ */
+function timeWaitOf(port) {
+  const hex = ':' + port.toString(16).toUpperCase().padStart(4, '0');
+  const set = new Set();
+  for (const f of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text;
+    try { text = fs.readFileSync(f, 'utf8'); } catch { continue; }
+    for (const line of text.split('\n')) {
+      const c = line.trim().split(/\s+/);
+      if (c[3] === '06' && (c[1].endsWith(hex) || c[2].endsWith(hex))) set.add(`${c[1]}-${c[2]}`);
+    }
+  }
+  return set;
+}
+const newIn = (before, after) => [...after].filter((x) => !before.has(x)).length;
+/** Busy CPU time of the whole machine (all cores, µs) from /proc/stat. */
+function machineBusyUs() {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, , , irq, softirq, steal] = f; // idle and iowait left out
+  return (user + nice + system + irq + softirq + (steal || 0)) * TICK_US;
+}
+let wrkCpuTotalUs = 0; // every wrk run adds its CPU time here
+/** CPU time of everything this benchmark runs: servers, this client, wrk. */
+function ourCpuUs() {
+  const self = process.cpuUsage();
+  return cpuOf('fake') + cpuOf('nginx') + cpuOf('sb') + self.user + self.system + wrkCpuTotalUs;
 }
 const fdCount = (pid) => fs.readdirSync(`/proc/${pid}/fd`).length;
 function alive(pid) {
@@ -214,6 +252,11 @@ function stats(xs) {
   const mean = s.reduce((a, b) => a + b, 0) / s.length;
   const us = (ms) => Math.round(ms * 1000);
   return { n: s.length, p50_us: us(q(50)), p90_us: us(q(90)), p99_us: us(q(99)), max_us: us(s[s.length - 1]), mean_us: us(mean) };
+}
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : Math.round((s[m - 1] + s[m]) / 2);
 }
 const ratio = (a, b) => Math.round((a / b) * 100) / 100;
 
@@ -329,15 +372,19 @@ async function latencyPhase() {
   log(`latency: ${CFG.turns} interleaved turns per path and scenario (+${CFG.warmupTurns} warm-up)`);
   // fresh keep-alive connections, one per path, reused across turns like an engine's
   const agents = PATHS.map(() => new http.Agent({ keepAlive: true, maxSockets: 1 }));
+  const socketSets = PATHS.map(() => new Set());
   const res = PATHS.map(() => ({ text_ttft: [], text_total: [], file_ttft: [], file_total: [], errors: 0, firstError: null }));
   const rounds = CFG.warmupTurns + CFG.turns;
+  const tw0 = timeWaitOf(PATHS[0].port);
   for (let i = 0; i < rounds; ++i) {
     const measured = i >= CFG.warmupTurns;
     for (const [body, headers, expect, kind] of [[BODY_TEXT, HEADERS_TEXT, EXPECT_TEXT, 'text'], [BODY_FILE, HEADERS_FILE, EXPECT_FILE, 'file']]) {
       for (let k = 0; k < PATHS.length; ++k) {
         const j = (i + k) % PATHS.length; // rotate which path goes first
-        const r = await turn(PATHS[j], agents[j], body, headers);
+        const r = await turn(PATHS[j], agents[j], body, headers, { sockets: socketSets[j] });
         const bad = check(r, expect);
+        // Collect the client's garbage between turns (node --expose-gc), not during one.
+        globalThis.gc?.({ type: 'minor', execution: 'sync' });
         if (bad) {
           res[j].errors++;
           res[j].firstError ??= bad;
@@ -350,10 +397,11 @@ async function latencyPhase() {
     }
     if (i % 200 === 0) assertAlive();
   }
+  const upstreamClosed = newIn(tw0, timeWaitOf(PATHS[0].port));
   // the connections really were reused: one socket per path for the whole phase
-  const sockets = agents.map((a) => Object.values(a.freeSockets).flat().length + Object.values(a.sockets).flat().length);
+  const sockets = socketSets.map((set) => set.size);
   agents.forEach((a) => a.destroy());
-  const out = {};
+  const out = { upstream_conns_closed: upstreamClosed };
   PATHS.forEach((p, j) => {
     out[p.name] = {
       ttft: stats(res[j].text_ttft),
@@ -362,7 +410,7 @@ async function latencyPhase() {
       full_stream: stats(res[j].file_total),
       errors: res[j].errors,
       first_error: res[j].firstError,
-      sockets_at_end: sockets[j],
+      connections_used: sockets[j],
     };
   });
   return out;
@@ -371,6 +419,7 @@ async function latencyPhase() {
 function runWrk(p, conns, seconds) {
   return new Promise((resolve, reject) => {
     const args = ['-t1', `-c${conns}`, `-d${seconds}s`, '--timeout', '5s', '-s', path.join(here, 'turn.lua'), `http://127.0.0.1:${p.port}${ROUTE}`];
+    const reaped0 = childrenCpuUs();
     const child = spawn('wrk', args, {
       env: { ...process.env, BENCH_BODY_FILE: path.join(env.BENCH_TMP, 'body_text.json'), BENCH_KEY: KEY },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -382,15 +431,14 @@ function runWrk(p, conns, seconds) {
     child.stderr.on('data', (d) => { err += d; });
     const timer = setTimeout(() => child.kill('SIGKILL'), (seconds + 15) * 1000);
     child.on('exit', (code) => {
+      child.wrkCpu = childrenCpuUs() - reaped0; // wrk's CPU time, counted once node has reaped it
       clearTimeout(timer);
       children.delete(child);
       const m = /^BENCH_JSON (.*)$/m.exec(out);
       if (code !== 0 || !m) return reject(new Error(`wrk failed (${code}): ${err || out}`));
+      wrkCpuTotalUs += child.wrkCpu ?? 0;
       resolve({ ...JSON.parse(m[1]), wrk_cpu_us: child.wrkCpu ?? null });
     });
-    // wrk's own CPU, sampled just before it exits (it is a child: read its /proc while it runs)
-    const sampler = setInterval(() => { try { child.wrkCpu = cpuUs(child.pid); } catch { /* exited */ } }, 200);
-    child.on('exit', () => clearInterval(sampler));
   });
 }
 
@@ -401,13 +449,15 @@ async function throughputPhase() {
   for (const p of PATHS) await runWrk(p, CFG.tpLevels.at(-1), 1);
   const out = {};
   for (const c of CFG.tpLevels) {
-    const acc = PATHS.map(() => ({ requests: 0, duration_us: 0, ok: 0, bad: 0, errors: 0, p50: [], p99: [], cpu: { sb: 0, nginx: 0, fake: 0 }, wrk_cpu_us: 0 }));
+    const acc = PATHS.map(() => ({ requests: 0, duration_us: 0, ok: 0, bad: 0, errors: 0, p50: [], p99: [], cpu: { sb: 0, nginx: 0, fake: 0 }, wrk_cpu_us: 0, closed: 0, rounds: [] }));
     for (let round = 0; round < CFG.tpRounds; ++round) {
       for (let k = 0; k < PATHS.length; ++k) {
         const j = (round + k) % PATHS.length;
         const c0 = { sb: cpuOf('sb'), nginx: cpuOf('nginx'), fake: cpuOf('fake') };
+        const tw0 = timeWaitOf(PATHS[0].port);
         const r = await runWrk(PATHS[j], c, CFG.tpSeconds);
         const a = acc[j];
+        a.closed += newIn(tw0, timeWaitOf(PATHS[0].port));
         for (const w of ['sb', 'nginx', 'fake']) a.cpu[w] += cpuOf(w) - c0[w];
         a.requests += r.requests;
         a.duration_us += r.duration_us;
@@ -416,6 +466,7 @@ async function throughputPhase() {
         a.errors += r.err_connect + r.err_read + r.err_write + r.err_status + r.err_timeout;
         a.p50.push(r.lat_p50_us);
         a.p99.push(r.lat_p99_us);
+        a.rounds.push({ turns_per_s: Math.round(r.requests / (r.duration_us / 1e6)), p50_us: r.lat_p50_us, p99_us: r.lat_p99_us, max_us: r.lat_max_us });
         a.wrk_cpu_us += r.wrk_cpu_us ?? 0;
         assertAlive();
       }
@@ -430,11 +481,17 @@ async function throughputPhase() {
         ok: a.ok,
         bad_streams: a.bad,
         socket_errors: a.errors,
-        latency_p50_us: Math.max(...a.p50),
-        latency_p99_us: Math.max(...a.p99),
+        // wrk's per-turn latency: the median over the rounds (each round's figures are in `rounds`)
+        latency_p50_us: median(a.p50),
+        latency_p99_us: median(a.p99),
         proxy_cpu_us_per_turn: p.name === 'direct' ? null : Math.round(proxy / Math.max(1, a.requests)),
         upstream_cpu_us_per_turn: Math.round(a.cpu.fake / Math.max(1, a.requests)),
+        upstream_cpu_pct: Math.round((a.cpu.fake / a.duration_us) * 100), // the fake upstream is one thread: ~100 means it is the limit
         client_cpu_pct: Math.round((a.wrk_cpu_us / a.duration_us) * 100),
+        // the proxy's upstream connections closed during its runs (direct: wrk's own, closed at the end of each run)
+        upstream_conns_closed: a.closed,
+        upstream_conns_closed_per_1000_turns: Math.round((a.closed / Math.max(1, a.requests)) * 10000) / 10,
+        rounds: a.rounds,
       };
     });
   }
@@ -479,24 +536,28 @@ function table(report) {
   L.push('');
   L.push(`Latency, µs (${report.config.turns} sequential turns per path, one keep-alive connection per path)`);
   L.push(row(['', 'direct', 'nginx', 'switchboard', 'sb/direct', 'sb/nginx', '+µs direct', '+µs nginx'], W));
-  for (const [label, key] of [['first content token p50', 'ttft'], ['first content token p99', 'ttft'], ['full stream (8.8 KB file) p50', 'full_stream'], ['full stream (8.8 KB file) p99', 'full_stream']]) {
+  const kb = `${(report.config.file_bytes / 1000).toFixed(1)} KB`;
+  for (const [label, key] of [['first content token p50', 'ttft'], ['first content token p99', 'ttft'], [`full stream (${kb} file) p50`, 'full_stream'], [`full stream (${kb} file) p99`, 'full_stream']]) {
     const q = label.endsWith('p50') ? 'p50' : 'p99';
     const rr = rt.latency[`${key}_${q}`];
     L.push(row([label, lat.direct[key][`${q}_us`], lat.nginx[key][`${q}_us`], lat.switchboard[key][`${q}_us`], rr.switchboard_over_direct.toFixed(2), rr.switchboard_over_nginx.toFixed(2), rr.added_us_vs_direct, rr.added_us_vs_nginx], W));
   }
   const errs = PATHS.map((p) => `${p.name} ${lat[p.name].errors}`).join(', ');
-  L.push(`  failed or wrong turns: ${errs}`);
+  L.push(`  failed or wrong turns: ${errs}; client connections used: ${PATHS.map((p) => lat[p.name].connections_used).join('/')}; ` +
+    `upstream connections closed: ${lat.upstream_conns_closed}`);
   L.push('');
-  L.push(`Throughput, completed streamed turns/s (wrk, ${report.config.tp_rounds} × ${report.config.tp_seconds} s per path and level, 20-word stream)`);
+  L.push(`Throughput, completed streamed turns/s (wrk, ${report.config.tp_rounds} × ${report.config.tp_seconds} s per path and level, ${report.config.text_words}-word stream)`);
   const W2 = [30, 9, 9, 12, 10, 10, 30];
   L.push(row(['', 'direct', 'nginx', 'switchboard', 'sb/direct', 'sb/nginx', 'proxy CPU µs/turn nginx / sb'], W2));
   for (const level of Object.keys(tp)) {
     const t = tp[level];
     L.push(row([`concurrency ${level.slice(1)}`, t.direct.turns_per_s, t.nginx.turns_per_s, t.switchboard.turns_per_s, rt.throughput[level].switchboard_over_direct.toFixed(2), rt.throughput[level].switchboard_over_nginx.toFixed(2), `${t.nginx.proxy_cpu_us_per_turn} / ${t.switchboard.proxy_cpu_us_per_turn}`], W2));
-    L.push(row([`  turn latency p50 / p99, µs`, '', '', '', '', '', ''], W2).trimEnd() + ' ' +
+    L.push(row([`  turn latency p50/p99 µs (median of rounds)`, '', '', '', '', '', ''], W2).trimEnd() + ' ' +
       PATHS.map((p) => `${p.name} ${t[p.name].latency_p50_us}/${t[p.name].latency_p99_us}`).join(', '));
     const bad = PATHS.map((p) => `${p.name} ${t[p.name].bad_streams + t[p.name].socket_errors}`).join(', ');
-    L.push(`  bad streams + socket errors: ${bad}; wrk CPU ${PATHS.map((p) => `${t[p.name].client_cpu_pct}%`).join('/')}`);
+    L.push(`  CPU, % of a core: fake upstream ${PATHS.map((p) => `${t[p.name].upstream_cpu_pct}`).join('/')}, wrk ${PATHS.map((p) => `${t[p.name].client_cpu_pct}`).join('/')} (direct/nginx/switchboard)`);
+    L.push(`  bad streams + socket errors: ${bad}; ` +
+      `upstream connections closed per 1000 turns: nginx ${t.nginx.upstream_conns_closed_per_1000_turns}, switchboard ${t.switchboard.upstream_conns_closed_per_1000_turns}`);
   }
   L.push('');
   const s = mem.switchboard;
@@ -506,6 +567,9 @@ function table(report) {
   L.push(`  switchboard after the streams closed: ${s.rss_after_close_kib} KiB; fds ${s.fds_before} → ${s.fds_open} open → ${s.fds_after_close} after; CPU while holding them ${s.cpu_pct_while_holding}% of a core`);
   L.push(`  nginx workers for reference: ${n.rss_before_kib} → ${n.rss_open_kib} KiB → ${n.kib_per_stream} KiB per open stream; CPU while holding ${n.cpu_pct_while_holding}%`);
   L.push(`  switchboard idle RSS at the end of the run: ${report.end.sb_rss_kib} KiB (peak ${report.end.sb_hwm_kib} KiB), ${report.end.sb_fds} fds`);
+  const oth = report.end.other_processes_cpu_pct;
+  L.push('');
+  L.push(`Other processes on the machine used ${Object.entries(oth).map(([k, v]) => `${v}% (${k})`).join(', ')} of all cores meanwhile.`);
   if (report.end.sb_stderr_lines.length) L.push(`  switchboard stderr: ${report.end.sb_stderr_lines.length} lines, e.g. ${report.end.sb_stderr_lines[0]}`);
   return L.join('\n');
 }
@@ -514,13 +578,24 @@ async function main() {
   await waitReady();
   await sanity();
   const t0 = Date.now();
-  const memory = await memoryPhase();
-  assertAlive();
-  const latency = await latencyPhase();
-  assertAlive();
+  const phaseS = {};
+  const others = {};
+  const timed = async (name, fn) => {
+    const t = Date.now();
+    const m0 = machineBusyUs();
+    const o0 = ourCpuUs();
+    const v = await fn();
+    const wall = (Date.now() - t) * 1000;
+    phaseS[name] = Math.round(wall / 1e5) / 10;
+    // CPU other processes on the machine used meanwhile, in % of all cores: the noise the run had to live with
+    others[name] = Math.max(0, Math.round((((machineBusyUs() - m0) - (ourCpuUs() - o0)) / (wall * os.cpus().length)) * 100));
+    assertAlive();
+    return v;
+  };
+  const memory = await timed('memory', memoryPhase);
+  const latency = await timed('latency', latencyPhase);
   const afterLatency = procStatus(PID.sb);
-  const throughput = await throughputPhase();
-  assertAlive();
+  const throughput = await timed('throughput', throughputPhase);
   await sleep(500);
   const endStatus = procStatus(PID.sb);
   const stderrLines = fs.readFileSync(env.BENCH_SB_STDERR, 'utf8').split('\n').filter((l) => l && !/"level":"info"/.test(l));
@@ -531,7 +606,8 @@ async function main() {
     config: {
       turns: CFG.turns, warmup_turns: CFG.warmupTurns, tp_seconds: CFG.tpSeconds, tp_rounds: CFG.tpRounds, tp_levels: CFG.tpLevels,
       streams: CFG.streams, workers: CFG.workers, request_body_bytes: BODY_TEXT.length, file: FILE,
-      text_words: WORDS20.split(' ').length,
+      file_bytes: fs.statSync(path.join(env.BENCH_FIXTURES, FILE)).size,
+      text_words: WORDS.split(' ').length,
     },
     latency,
     throughput,
@@ -544,6 +620,8 @@ async function main() {
       sb_fds: fdCount(PID.sb),
       sb_stderr_lines: stderrLines.slice(0, 20),
       duration_s: Math.round((Date.now() - t0) / 1000),
+      phase_s: phaseS,
+      other_processes_cpu_pct: others,
     },
   };
   const text = table(report);

@@ -1,0 +1,129 @@
+// The tool-round benchmark: how much time switchboard itself adds to a turn
+// with one round of its own tools against a local Postgres, and whether 500
+// concurrent tool turns stay within the connection pool.
+//
+// A round's own time is measured at the fake provider: from the moment it
+// finished the round-1 answer (the tool calls) to the moment the round-2
+// request (carrying the tool results) arrived. That span is switchboard's
+// work alone: decoding the calls, validating arguments, the statement on
+// Postgres, and building the next request. Run by tests/bench/tools-run.
+import http from 'node:http';
+import fs from 'node:fs';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+
+const sb = process.env.SB_URL;
+const fake = process.env.FAKE_URL;
+const db = process.env.DATABASE_URL;
+const key = process.env.SB_KEY;
+const poolCap = Number(process.env.POOL_CAP);
+const turns = Number(process.env.BENCH_TOOL_TURNS || 400);
+const agent = new http.Agent({ keepAlive: true, maxSockets: 600 });
+
+const model = 'fake?' + new URLSearchParams({
+  calls: JSON.stringify([{ name: 'get_order_status', arguments: { order_number: '4417' } }]),
+  text: 'Your order has shipped.',
+}).toString();
+const body = JSON.stringify({ model, stream: true, messages: [{ role: 'user', content: 'where is my order 4417?' }] });
+
+function turn() {
+  return new Promise((resolve, reject) => {
+    const req = http.request(`${sb}/v1/chat/completions`, {
+      method: 'POST', agent,
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}`, 'content-length': Buffer.byteLength(body) },
+    }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => resolve({ status: res.statusCode, ok: res.statusCode === 200 && text.includes('shipped') && text.endsWith('[DONE]\n\n') }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function records() {
+  const res = await fetch(`${fake}/_requests`);
+  const all = await res.json();
+  await fetch(`${fake}/_reset`, { method: 'POST' });
+  return all;
+}
+
+/** Own time per round: round-2 arrival minus round-1 end, paired by the tool call id the fake gave out. */
+function roundTimes(recs) {
+  const bySeq = new Map(recs.map((r) => [r.seq, r]));
+  const out = [];
+  for (const r of recs) {
+    const msgs = JSON.parse(r.body).messages;
+    const last = msgs.at(-1);
+    if (last.role !== 'tool') continue;
+    const seq = Number(/^call_fake_\d+_(\d+)$/.exec(last.tool_call_id)?.[1]);
+    const first = bySeq.get(seq);
+    if (first && first.t_done) out.push(r.t_received - first.t_done);
+  }
+  return out;
+}
+
+function pct(xs, p) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+}
+
+function connections() {
+  return Number(execFileSync('psql', ['-X', '-At', db, '-c',
+    "select count(*) from pg_stat_activity where application_name = 'switchboard'"]).toString().trim());
+}
+
+async function level(concurrency, n) {
+  await records();
+  let errors = 0;
+  let next = 0;
+  const worker = async () => {
+    while (next < n) {
+      next++;
+      const r = await turn().catch(() => ({ ok: false }));
+      if (!r.ok) errors++;
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const times = roundTimes(await records());
+  return { concurrency, turns: n, errors, rounds: times.length, p50_ms: pct(times, 50), p99_ms: pct(times, 99) };
+}
+
+async function burst(n) {
+  await records();
+  let peak = 0;
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      peak = Math.max(peak, connections());
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  const results = await Promise.all(Array.from({ length: n }, () => turn().catch(() => ({ ok: false }))));
+  sampling = false;
+  await sampler;
+  return { concurrent_turns: n, errors: results.filter((r) => !r.ok).length, peak_pg_connections: peak, pool_cap: poolCap };
+}
+
+await level(10, 100); // warm-up: connections, caches
+const report = {
+  one: await level(1, turns),
+  hundred: await level(100, Math.max(turns, 500)),
+  burst: await burst(500),
+};
+const fmt = (x) => (x === undefined ? '-' : x.toFixed(3));
+console.log('\nOne tool round (get_order_status on local Postgres): switchboard\'s own time per round');
+console.log('concurrency   turns   errors   p50 ms    p99 ms    target');
+for (const r of [report.one, report.hundred]) {
+  console.log(`${String(r.concurrency).padEnd(13)} ${String(r.turns).padEnd(7)} ${String(r.errors).padEnd(8)} ${fmt(r.p50_ms).padEnd(9)} ${fmt(r.p99_ms).padEnd(9)} p50 <= 2, p99 <= 10`);
+}
+const b = report.burst;
+console.log(`\n500 concurrent tool turns: ${b.errors} errors; Postgres connections peaked at ${b.peak_pg_connections} (pool cap ${b.pool_cap})`);
+const outDir = path.join(path.dirname(new URL(import.meta.url).pathname), 'results');
+fs.mkdirSync(outDir, { recursive: true });
+fs.writeFileSync(path.join(outDir, 'tools.json'), JSON.stringify(report, null, 2));
+const ok = report.one.p50_ms <= 2 && report.one.p99_ms <= 10 && report.hundred.p50_ms <= 2 && report.hundred.p99_ms <= 10
+  && b.errors === 0 && report.one.errors === 0 && report.hundred.errors === 0 && b.peak_pg_connections <= b.pool_cap;
+console.log(ok ? '\nall tool-round targets met' : '\nsome tool-round targets missed');
+process.exit(ok ? 0 : 1);

@@ -6,7 +6,14 @@
  * reconnect backoff, and the queue-timeout sweep. Finished queries go on a
  * done list that is drained at the end of every loop callback, never inside
  * an entry point, so a callback may query, cancel or destroy re-entrantly.
+ *
+ * libpq resolves a host name with a blocking getaddrinfo inside
+ * PQconnectStartParams, so the pool resolves it itself: once at creation,
+ * then in the background (uv_getaddrinfo) after an attempt fails, and hands
+ * libpq the addresses as hostaddr.
  */
+#include <arpa/inet.h>
+#include <netdb.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +24,7 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+#define MAX_ADDRS 8 /* addresses of the host name tried per attempt */
 
 enum query_state {
     Q_QUEUED,  /* on pool->queue, waiting for a connection */
@@ -65,13 +73,25 @@ struct conn {
     int desynced;        /* the server started COPY: the connection cannot be reused */
 };
 
+/* A background lookup of the host name, in its own allocation: the pool may be destroyed while it runs. */
+struct lookup {
+    uv_getaddrinfo_t req;
+    sb_pgpool_t *pool; /* NULL once the pool is gone: the callback then only frees */
+};
+
 struct sb_pgpool {
     uv_loop_t *loop;
     sb_pgpool_config_t config;
-    const char *keys[6], *vals[6]; /* PQconnectStartParams arguments */
+    const char *keys[8], *vals[8]; /* PQconnectStartParams arguments */
     char *options;                 /* "-c statement_timeout=N", after any options from the conninfo */
     char connect_timeout[16];
-    struct conn **conns; /* config.size slots, NULL when free */
+    char *host;              /* the host name the pool resolves for libpq; NULL when libpq needs no lookup */
+    char *hosts;             /* `host` once per address, "h,h,...": the host keyword, matching hostaddr's list */
+    char *addrs;             /* the addresses last resolved, "a,b,...": the hostaddr keyword; NULL while none is known */
+    int addr_key;            /* index of "host" in keys, "hostaddr" follows; valid when host != NULL */
+    const char *resolve_err; /* why the last lookup failed (a static string) */
+    struct lookup *lookup;   /* the lookup in flight, at most one */
+    struct conn **conns;     /* config.size slots, NULL when free */
     unsigned nconns, connecting;
     struct query_list queue, done;
     uv_timer_t *kick, *retry, *expiry;
@@ -291,6 +311,99 @@ static void schedule_retry(sb_pgpool_t *pool)
     uv_timer_start(pool->retry, on_retry, half + pool->rng % (half + 1), 0);
 }
 
+/* The hints libpq itself uses for a host name: every family, stream sockets. */
+static const struct addrinfo lookup_hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+
+/*
+ * Takes the distinct addresses of a lookup (at most MAX_ADDRS, in the
+ * resolver's order) as the next attempts' hostaddr list. All of them, not
+ * just the first: libpq tries each address of a name in turn, and a
+ * dual-stack name whose first address is unreachable from here must still
+ * connect. `host` is repeated once per address because libpq pairs the two
+ * lists; it stays the name, for TLS verification and error messages.
+ * Returns 0 when the lookup held no usable address.
+ */
+static int use_addrs(sb_pgpool_t *pool, const struct addrinfo *ai)
+{
+    char text[MAX_ADDRS][INET6_ADDRSTRLEN + 16]; /* room for a scope id (fe80::1%eth0) */
+    size_t n = 0, len = 0;
+    for (; ai != NULL && n < MAX_ADDRS; ai = ai->ai_next) {
+        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
+            getnameinfo(ai->ai_addr, ai->ai_addrlen, text[n], sizeof(text[n]), NULL, 0, NI_NUMERICHOST) != 0)
+            continue;
+        int seen = 0;
+        for (size_t i = 0; i < n; ++i)
+            seen |= strcmp(text[i], text[n]) == 0;
+        if (!seen)
+            len += strlen(text[n++]) + 1;
+    }
+    if (n == 0)
+        return 0;
+    char *addrs = xcalloc(1, len);
+    size_t hlen = n * (strlen(pool->host) + 1);
+    char *hosts = xcalloc(1, hlen);
+    for (size_t i = 0, a = 0, h = 0; i < n; ++i) {
+        a += (size_t)snprintf(addrs + a, len - a, "%s%s", i > 0 ? "," : "", text[i]);
+        h += (size_t)snprintf(hosts + h, hlen - h, "%s%s", i > 0 ? "," : "", pool->host);
+    }
+    if (pool->addrs != NULL && strcmp(pool->addrs, addrs) == 0) {
+        free(addrs);
+        free(hosts);
+        return 1;
+    }
+    if (pool->addrs != NULL)
+        sb_log_info("postgres host %s now resolves to %s", pool->host, addrs);
+    else
+        sb_log(SB_LOG_DEBUG, "postgres host %s resolves to %s", pool->host, addrs);
+    free(pool->addrs);
+    free(pool->hosts);
+    pool->addrs = addrs;
+    pool->hosts = hosts;
+    pool->vals[pool->addr_key] = hosts; /* libpq copies its arguments: attempts under way keep the old ones */
+    pool->vals[pool->addr_key + 1] = addrs;
+    return 1;
+}
+
+static void enter(sb_pgpool_t *pool);
+static void leave(sb_pgpool_t *pool);
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    struct lookup *l = req->data;
+    sb_pgpool_t *pool = l->pool;
+    free(l);
+    if (pool == NULL) { /* destroyed meanwhile */
+        uv_freeaddrinfo(res);
+        return;
+    }
+    pool->lookup = NULL;
+    enter(pool);
+    if (status != 0 || !use_addrs(pool, res)) {
+        /* Known addresses are kept: a resolver hiccup must not stop a pool that can still connect. */
+        pool->resolve_err = status != 0 ? uv_strerror(status) : "no usable address";
+        sb_log(SB_LOG_DEBUG, "postgres host %s did not resolve: %s", pool->host, pool->resolve_err);
+    }
+    uv_freeaddrinfo(res);
+    leave(pool);
+}
+
+/* Looks the host name up again on libuv's thread pool, so a database that moved (failover changes DNS) is found. */
+static void resolve_later(sb_pgpool_t *pool)
+{
+    if (pool->host == NULL || pool->lookup != NULL || pool->destroying)
+        return;
+    struct lookup *l = xcalloc(1, sizeof(*l));
+    l->pool = pool;
+    l->req.data = l;
+    int rc = uv_getaddrinfo(pool->loop, &l->req, on_resolved, pool->host, NULL, &lookup_hints);
+    if (rc != 0) {
+        sb_log(SB_LOG_DEBUG, "could not start a lookup of postgres host %s: %s", pool->host, uv_strerror(rc));
+        free(l);
+        return;
+    }
+    pool->lookup = l;
+}
+
 static void connect_failed(struct conn *c, const char *why)
 {
     sb_pgpool_t *pool = c->pool;
@@ -299,6 +412,7 @@ static void connect_failed(struct conn *c, const char *why)
     sb_log(SB_LOG_DEBUG, "postgres connection attempt failed: %s", msg);
     set_healthy(pool, 0, msg);
     conn_close(c);
+    resolve_later(pool); /* the server may have moved; the next attempt, after the backoff, uses what this finds */
     schedule_retry(pool);
 }
 
@@ -343,6 +457,17 @@ static void on_connect_timeout(uv_timer_t *timer);
 
 static void conn_open(sb_pgpool_t *pool)
 {
+    if (pool->host != NULL && pool->addrs == NULL) {
+        /* No address known yet: libpq would look the name up itself, blocking the loop. A failed attempt instead. */
+        char msg[256];
+        snprintf(msg, sizeof(msg), "could not resolve host \"%s\": %s", pool->host,
+                 pool->resolve_err != NULL ? pool->resolve_err : "unknown error");
+        sb_log(SB_LOG_DEBUG, "postgres connection attempt failed: %s", msg);
+        set_healthy(pool, 0, msg);
+        resolve_later(pool);
+        schedule_retry(pool);
+        return;
+    }
     unsigned slot = 0;
     while (pool->conns[slot] != NULL)
         ++slot;
@@ -354,7 +479,7 @@ static void conn_open(sb_pgpool_t *pool)
     pool->conns[slot] = c;
     ++pool->nconns;
     ++pool->connecting;
-    /* Starts a non-blocking connect. A host name (not an address) is still resolved synchronously by libpq. */
+    /* Starts a non-blocking connect. A host name comes with its addresses as hostaddr, so libpq does no lookup of its own. */
     c->pg = PQconnectStartParams(pool->keys, pool->vals, 1);
     if (c->pg == NULL)
         abort();
@@ -661,6 +786,12 @@ static uv_timer_t *new_timer(sb_pgpool_t *pool)
 
 static void pool_free(sb_pgpool_t *pool)
 {
+    if (pool->lookup != NULL) {
+        /* Its callback still runs (cancelled or not) and frees the request; it must not touch the pool. */
+        pool->lookup->pool = NULL;
+        uv_cancel((uv_req_t *)&pool->lookup->req);
+        pool->lookup = NULL;
+    }
     sb_pgquery_t *q;
     while ((q = pool->queue.head) != NULL) {
         list_remove(&pool->queue, q);
@@ -684,7 +815,42 @@ static void pool_free(sb_pgpool_t *pool)
     uv_close((uv_handle_t *)pool->expiry, (uv_close_cb)free);
     free(pool->conns);
     free(pool->options);
+    free(pool->host);
+    free(pool->hosts);
+    free(pool->addrs);
     free(pool);
+}
+
+static const char *opt_value(const PQconninfoOption *opts, const char *keyword)
+{
+    for (const PQconninfoOption *o = opts; o != NULL && o->keyword != NULL; ++o)
+        if (strcmp(o->keyword, keyword) == 0)
+            return o->val;
+    return NULL;
+}
+
+/*
+ * The host name libpq would resolve with a blocking getaddrinfo, or NULL when
+ * it does no lookup: hostaddr given, no host (the default socket), a socket
+ * directory, a multi-host list (left to libpq), or a numeric address. What the
+ * conninfo leaves unset comes from the environment (PGHOST, PGHOSTADDR), as in
+ * libpq. A host set only in a pg_service.conf entry is not seen here.
+ */
+static char *host_to_resolve(const PQconninfoOption *opts)
+{
+    PQconninfoOption *defaults = PQconndefaults();
+    const char *host = opt_value(opts, "host"), *hostaddr = opt_value(opts, "hostaddr");
+    if (host == NULL)
+        host = opt_value(defaults, "host");
+    if (hostaddr == NULL)
+        hostaddr = opt_value(defaults, "hostaddr");
+    unsigned char buf[sizeof(struct in6_addr)];
+    char *name = NULL;
+    if ((hostaddr == NULL || *hostaddr == '\0') && host != NULL && *host != '\0' && *host != '/' && *host != '@' &&
+        strchr(host, ',') == NULL && inet_pton(AF_INET, host, buf) != 1 && inet_pton(AF_INET6, host, buf) != 1)
+        name = xstrdup(host);
+    PQconninfoFree(defaults);
+    return name;
 }
 
 sb_pgpool_t *sb_pgpool_create(uv_loop_t *loop, const sb_pgpool_config_t *config)
@@ -704,6 +870,7 @@ sb_pgpool_t *sb_pgpool_create(uv_loop_t *loop, const sb_pgpool_config_t *config)
     pool->expiry = new_timer(pool);
 
     /* Later keywords override what the expanded conninfo sets; options from the conninfo are kept. */
+    PQconninfoOption *opts = PQconninfoParse(pool->config.conninfo, NULL); /* NULL when invalid: libpq reports it on connect */
     int k = 0;
     pool->keys[k] = "dbname";
     pool->vals[k++] = pool->config.conninfo;
@@ -716,17 +883,33 @@ sb_pgpool_t *sb_pgpool_create(uv_loop_t *loop, const sb_pgpool_config_t *config)
         pool->vals[k++] = pool->connect_timeout;
     }
     if (pool->config.statement_timeout_ms > 0) {
-        const char *prior = "";
-        PQconninfoOption *opts = PQconninfoParse(pool->config.conninfo, NULL);
-        for (PQconninfoOption *o = opts; o != NULL && o->keyword != NULL; ++o)
-            if (strcmp(o->keyword, "options") == 0 && o->val != NULL)
-                prior = o->val;
+        const char *prior = opt_value(opts, "options");
+        if (prior == NULL)
+            prior = "";
         size_t len = strlen(prior) + 48;
         pool->options = xcalloc(1, len);
         snprintf(pool->options, len, "%s%s-c statement_timeout=%u", prior, *prior ? " " : "", pool->config.statement_timeout_ms);
-        PQconninfoFree(opts);
         pool->keys[k] = "options";
         pool->vals[k++] = pool->options;
+    }
+    pool->host = host_to_resolve(opts);
+    PQconninfoFree(opts);
+    if (pool->host != NULL) {
+        pool->addr_key = k;
+        pool->keys[k++] = "host"; /* values set by use_addrs */
+        pool->keys[k++] = "hostaddr";
+        /*
+         * The one blocking lookup: sb_pgpool_create runs at worker start-up,
+         * before the loop serves anything. Later lookups run in the background.
+         */
+        struct addrinfo *ai = NULL;
+        int rc = getaddrinfo(pool->host, NULL, &lookup_hints, &ai);
+        if (rc != 0 || !use_addrs(pool, ai)) {
+            pool->resolve_err = rc != 0 ? gai_strerror(rc) : "no usable address";
+            sb_log_warn("postgres host %s does not resolve (%s); retrying in the background", pool->host, pool->resolve_err);
+        }
+        if (ai != NULL)
+            freeaddrinfo(ai);
     }
     pool->keys[k] = NULL;
     pool->vals[k] = NULL;

@@ -35,7 +35,13 @@ typedef struct sb_pgpool_config {
  */
 typedef void (*sb_pgquery_cb)(void *data, const PGresult *res, sb_error_t err, const char *sqlstate);
 
-/* Creates the pool. Connections open lazily; a down server is retried with backoff. Never fails. */
+/*
+ * Creates the pool. Connections open lazily; a down server is retried with
+ * backoff. Never fails. A host name in the conninfo is resolved here, with a
+ * blocking lookup (call it before the loop serves anything), and afterwards
+ * only in the background, after a failed attempt, so connecting never blocks
+ * the loop.
+ */
 sb_pgpool_t *sb_pgpool_create(uv_loop_t *loop, const sb_pgpool_config_t *config);
 /* Closes every connection; queued queries are dropped without their callbacks. Handles close asynchronously. */
 void sb_pgpool_destroy(sb_pgpool_t *pool);

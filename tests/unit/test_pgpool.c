@@ -2,12 +2,17 @@
  * Unit tests for src/pgpool.c against a real server (SB_TEST_DATABASE_URL;
  * skipped without one): parameters, concurrency under the size limit, error
  * mapping, cancel, queue limits, connect timeouts, a socket that changes while
- * connecting, and, with SB_TEST_PG_DIR, an outage and recovery of the cluster.
+ * connecting, host names resolved without blocking the loop, and, with
+ * SB_TEST_PG_DIR, an outage and recovery of the cluster.
  */
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
+#include <string.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -44,6 +49,54 @@ static double ms_since(uint64_t t0)
 {
     return (double)(uv_hrtime() - t0) / 1e6;
 }
+
+/*
+ * getaddrinfo, interposed for the whole program (libpq's and libuv's calls
+ * land here too): counts the lookups of `watched` on the loop's thread and on
+ * others, and those of numeric addresses on the loop's thread (what libpq
+ * does with hostaddr). FAKE_HOST resolves to `fake_target` (NULL: no such
+ * host) after `fake_delay_ms`, so a test can move the database or make DNS
+ * slow without touching the system's resolver.
+ */
+#define FAKE_HOST "db.sb-pgpool-test.invalid"
+
+static pthread_t loop_thread;
+static const char *_Atomic watched; /* set while a test watches a host name */
+static const char *_Atomic fake_target;
+static _Atomic unsigned fake_delay_ms;
+static _Atomic unsigned lookups_on_loop, lookups_elsewhere, numeric_on_loop;
+
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints, struct addrinfo **res)
+{
+    static int (*real)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
+    if (real == NULL)
+        real = (int (*)(const char *, const char *, const struct addrinfo *, struct addrinfo **))dlsym(RTLD_NEXT, "getaddrinfo");
+    int on_loop = pthread_equal(pthread_self(), loop_thread);
+    if (node != NULL && watched != NULL && strcmp(node, watched) == 0)
+        ++*(on_loop ? &lookups_on_loop : &lookups_elsewhere);
+    else if (node != NULL && on_loop && hints != NULL && (hints->ai_flags & AI_NUMERICHOST))
+        ++numeric_on_loop;
+    if (node == NULL || strcmp(node, FAKE_HOST) != 0)
+        return real(node, service, hints, res);
+    if (fake_delay_ms > 0)
+        usleep(fake_delay_ms * 1000);
+    const char *target = fake_target;
+    if (target == NULL)
+        return EAI_NONAME;
+    struct addrinfo h = {.ai_socktype = SOCK_STREAM};
+    if (hints != NULL)
+        h = *hints;
+    h.ai_flags |= AI_NUMERICHOST;
+    return real(target, service, &h, res);
+}
+
+static void watch(const char *host)
+{
+    watched = host;
+    lookups_on_loop = lookups_elsewhere = numeric_on_loop = 0;
+}
+
+static uint64_t longest_turn; /* the longest uv_run(UV_RUN_ONCE) in run_until, in ns: a blocked loop shows here */
 
 static void on_result(void *data, const PGresult *res, sb_error_t err, const char *sqlstate);
 
@@ -103,8 +156,12 @@ static int run_until(int (*cond)(void *), void *arg, unsigned timeout_ms)
     uv_update_time(loop);
     uint64_t deadline = uv_now(loop) + timeout_ms;
     int held;
-    while (!(held = cond(arg)) && uv_now(loop) < deadline)
+    while (!(held = cond(arg)) && uv_now(loop) < deadline) {
+        uint64_t t0 = uv_hrtime();
         uv_run(loop, UV_RUN_ONCE);
+        if (uv_hrtime() - t0 > longest_turn)
+            longest_turn = uv_hrtime() - t0;
+    }
     uv_close((uv_handle_t *)tick, (uv_close_cb)free);
     return held;
 }
@@ -527,6 +584,133 @@ static void test_connect_paths(void)
     close(silent_fd);
 }
 
+/* db_url with its host replaced by `host`; 0 when db_url does not name 127.0.0.1 (the test cluster's address). */
+static int url_with_host(char *out, size_t len, const char *host)
+{
+    const char *at = strstr(db_url, "127.0.0.1");
+    if (at == NULL)
+        return 0;
+    snprintf(out, len, "%.*s%s%s", (int)(at - db_url), db_url, host, at + strlen("127.0.0.1"));
+    return 1;
+}
+
+static void test_host_names(void)
+{
+    char url[512];
+    if (!url_with_host(url, sizeof(url), "localhost")) {
+        ok(1, "# SKIP host name tests: SB_TEST_DATABASE_URL does not use 127.0.0.1");
+        return;
+    }
+    struct result r;
+    sb_pgpool_stats_t st;
+
+    /* a name: resolved once at creation, then libpq only gets addresses */
+    watch("localhost");
+    sb_pgpool_config_t c = config(url, 2);
+    sb_pgpool_t *pool = sb_pgpool_create(loop, &c);
+    is_int(lookups_on_loop, 1, "sb_pgpool_create looks the host name up once");
+    watch("localhost");
+    query(pool, "select host(inet_server_addr())", 0, NULL, &r);
+    wait_for(&r, 5000);
+    ok(r.err == SB_OK && strcmp(r.value, "127.0.0.1") == 0, "a host name connects (server address %s)", r.value);
+    query(pool, "select 'by name'", 0, NULL, &r);
+    wait_for(&r, 5000);
+    is_str(r.value, "by name", "and keeps working");
+    is_int(lookups_on_loop, 0, "libpq did not look the name up on the loop's thread");
+    ok(numeric_on_loop >= 1, "libpq was given the address as hostaddr (%u numeric lookups)", numeric_on_loop);
+    sb_pgpool_destroy(pool);
+
+    /* the database moves (failover changes DNS): a background lookup after a failed attempt finds it */
+    char fake[512];
+    url_with_host(fake, sizeof(fake), FAKE_HOST);
+    fake_target = "127.0.0.2"; /* loopback, but the server listens on 127.0.0.1 only: refused */
+    fake_delay_ms = 100;
+    watch(FAKE_HOST);
+    c = config(fake, 2);
+    c.queue_timeout_ms = 400;
+    pool = sb_pgpool_create(loop, &c);
+    watch(FAKE_HOST);
+    longest_turn = 0;
+    query(pool, "select 'old address'", 0, NULL, &r);
+    wait_for(&r, 5000);
+    ok(r.err == SB_E_DB_UNAVAILABLE, "at the old address queries fail with SB_E_DB_UNAVAILABLE");
+    ok(lookups_elsewhere >= 1, "failed attempts re-resolve the name in the background (%u lookups)", lookups_elsewhere);
+    fake_target = "127.0.0.1";
+    uint64_t t0 = uv_hrtime();
+    do {
+        query(pool, "select host(inet_server_addr())", 0, NULL, &r);
+        wait_for(&r, 5000);
+    } while (r.err != SB_OK && ms_since(t0) < 5000);
+    ok(r.err == SB_OK && strcmp(r.value, "127.0.0.1") == 0, "once the name points at the server, the same pool connects (%.0f ms)",
+       ms_since(t0));
+    is_int(lookups_on_loop, 0, "no lookup ran on the loop's thread");
+    ok(longest_turn < 50 * 1000000ull, "and the loop never waited for DNS (longest turn %.1f ms)", (double)longest_turn / 1e6);
+    sb_pgpool_destroy(pool);
+
+    /* a name that does not resolve, on slow DNS: attempts fail without a lookup on the loop, queries at queue_timeout */
+    fake_target = NULL;
+    fake_delay_ms = 200;
+    c = config(fake, 2);
+    c.queue_timeout_ms = 500;
+    pool = sb_pgpool_create(loop, &c);
+    uv_update_time(loop); /* the start-up lookup blocked for fake_delay_ms: queue deadlines count from now */
+    watch(FAKE_HOST);
+    longest_turn = 0;
+    t0 = uv_hrtime();
+    query(pool, "select 1", 0, NULL, &r);
+    double call = ms_since(t0);
+    wait_for(&r, 5000);
+    double took = ms_since(t0);
+    ok(r.err == SB_E_DB_UNAVAILABLE && took >= 450 && took < 800,
+       "slow DNS, no such host: SB_E_DB_UNAVAILABLE at queue_timeout (%.0f ms)", took);
+    ok(call < 20, "sb_pgpool_query returned at once (%.1f ms)", call);
+    ok(lookups_on_loop == 0 && lookups_elsewhere >= 1, "lookups ran only in the background (%u on the loop, %u elsewhere)",
+       lookups_on_loop, lookups_elsewhere);
+    ok(longest_turn < 50 * 1000000ull, "the loop never waited for DNS (longest turn %.1f ms)", (double)longest_turn / 1e6);
+    sb_pgpool_stats(pool, &st);
+    ok(!st.healthy && st.open == 0, "the pool reports unhealthy, nothing open");
+
+    sb_pgpool_destroy(pool);
+
+    /*
+     * Destroyed while a lookup is in flight, queued (cancelled) or running:
+     * its callback must not touch the pool (ASan watches).
+     */
+    pool = sb_pgpool_create(loop, &c);
+    query(pool, "select 2", 0, NULL, &r); /* a fresh pool's first attempt fails at once and starts a lookup */
+    sb_pgpool_destroy(pool);
+    run_until(never, NULL, 50);
+    ok(!r.called, "destroy right after a lookup started runs no callback");
+    pool = sb_pgpool_create(loop, &c);
+    watch(FAKE_HOST);
+    query(pool, "select 3", 0, NULL, &r);
+    run_until(never, NULL, 50);
+    unsigned started = lookups_elsewhere;
+    sb_pgpool_destroy(pool);
+    run_until(never, NULL, 400);
+    ok(!r.called && started == 1, "destroy while a lookup runs (%u started) runs no callback", started);
+    fake_delay_ms = 0;
+
+    /* the real resolver, a name that cannot exist */
+    if (!url_with_host(url, sizeof(url), "no-such-host.invalid"))
+        return;
+    c = config(url, 2);
+    c.queue_timeout_ms = 400;
+    pool = sb_pgpool_create(loop, &c);
+    watch("no-such-host.invalid");
+    longest_turn = 0;
+    t0 = uv_hrtime();
+    query(pool, "select 1", 0, NULL, &r);
+    wait_for(&r, 5000);
+    took = ms_since(t0);
+    ok(r.err == SB_E_DB_UNAVAILABLE && took >= 350 && took < 700,
+       "no-such-host.invalid: SB_E_DB_UNAVAILABLE at queue_timeout (%.0f ms)", took);
+    ok(lookups_on_loop == 0 && longest_turn < 50 * 1000000ull, "without a lookup on the loop (longest turn %.1f ms)",
+       (double)longest_turn / 1e6);
+    sb_pgpool_destroy(pool);
+    watch(NULL);
+}
+
 static int cluster(const char *cmd, const char *dir)
 {
     char line[1024];
@@ -589,6 +773,7 @@ int main(void)
         return 0;
     }
     signal(SIGPIPE, SIG_IGN);
+    loop_thread = pthread_self();
     if (getenv("SB_TEST_DEBUG") != NULL)
         sb_log_set_level(SB_LOG_DEBUG); /* every connection attempt and its outcome on stderr */
     loop = calloc(1, sizeof(*loop));
@@ -604,6 +789,7 @@ int main(void)
     test_errors();
     test_cancel();
     test_connect_paths();
+    test_host_names();
 
     const char *dir = getenv("SB_TEST_PG_DIR");
     if (dir != NULL && *dir != '\0')

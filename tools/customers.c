@@ -53,6 +53,7 @@ const sb_tool_t sb_tool_fetch_customer_profile = {
                   "\"email\":{\"type\":\"string\",\"maxLength\":254,\"description\":\"the customer's email address\"}},"
                   "\"additionalProperties\":false}",
     .customer_scoped = 1,
+    .needs_db = 1,
     .args_size = sizeof(struct profile_args),
     .parse = parse_profile,
     .run = run_profile,

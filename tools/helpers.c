@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sb/buf.h"
 #include "tools.h"
 
 /* Whether `v` fits the unpack type character `t`. */
@@ -51,7 +52,7 @@ static void name_the_field(json_t *in, char *err, size_t errlen, const char *fmt
         (void)va_arg(ap, void *);
         f += 2;
         json_t *v = json_object_get(in, key);
-        if (v != NULL && !json_is_null(v) && !fits(v, t)) {
+        if (v != NULL && !fits(v, t)) { /* null too: "Expected string, got null" would not say which */
             snprintf(err, errlen, "%s must be %s", key, described(t));
             return;
         }
@@ -110,4 +111,30 @@ int sb_tool_check_range(const char *field, json_int_t v, json_int_t min, json_in
         return -1;
     }
     return 0;
+}
+
+char *sb_tool_sql(const char *tmpl, const sb_config_t *config)
+{
+    static const char tickets[] = "{{tickets_table}}", interactions[] = "{{interactions_table}}";
+    sb_buf_t b;
+    sb_buf_init(&b, 1u << 20);
+    for (const char *p = tmpl; *p != '\0';) {
+        const char *open = strstr(p, "{{");
+        if (open == NULL) {
+            sb_buf_appendz(&b, p);
+            break;
+        }
+        sb_buf_append(&b, p, (size_t)(open - p));
+        if (strncmp(open, tickets, sizeof(tickets) - 1) == 0) {
+            sb_buf_appendf(&b, "\"%s\"", config->tickets_table);
+            p = open + sizeof(tickets) - 1;
+        } else if (strncmp(open, interactions, sizeof(interactions) - 1) == 0) {
+            sb_buf_appendf(&b, "\"%s\"", config->interactions_table);
+            p = open + sizeof(interactions) - 1;
+        } else {
+            abort(); /* a typo in a statement template, caught at start-up by any test run */
+        }
+    }
+    sb_buf_append(&b, "", 1);
+    return b.base;
 }

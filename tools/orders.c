@@ -46,6 +46,7 @@ const sb_tool_t sb_tool_get_order_status = {
                   "\"order_number\":{\"type\":\"string\",\"maxLength\":32,\"description\":\"the order number, e.g. 4417\"}},"
                   "\"required\":[\"order_number\"],\"additionalProperties\":false}",
     .customer_scoped = 1,
+    .needs_db = 1,
     .args_size = sizeof(struct status_args),
     .parse = parse_status,
     .run = run_status,
@@ -107,6 +108,7 @@ const sb_tool_t sb_tool_fetch_recent_orders = {
                   "\"limit\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":20,\"default\":5}},"
                   "\"additionalProperties\":false}",
     .customer_scoped = 1,
+    .needs_db = 1,
     .args_size = sizeof(struct recent_args),
     .parse = parse_recent,
     .run = run_recent,

@@ -17,14 +17,23 @@
  * file named on its line) carries: the name the model calls (the Node
  * sample's names, so existing prompts keep working), a description and JSON
  * schema for the model, whether it writes (and so carries an idempotency
- * key), whether it is scoped to the bound caller, and the strict parser and
- * the handler. TOOLS_ENABLED picks which are offered.
+ * key), whether it is scoped to the bound caller, whether it needs the
+ * database, and the strict parser and the handler. A tool is offered when
+ * what it needs is configured (DATABASE_URL; AGORA_* for messaging) and
+ * TOOLS_ENABLED names it.
  */
 static const sb_tool_t *const table[] = {
-    &sb_tool_fetch_customer_profile, /* customers.c */
-    &sb_tool_fetch_recent_orders,    /* orders.c */
-    &sb_tool_get_order_status,       /* orders.c */
-    &sb_tool_create_support_ticket,  /* tickets.c */
+    &sb_tool_fetch_customer_profile,   /* customers.c */
+    &sb_tool_fetch_recent_orders,      /* orders.c */
+    &sb_tool_get_order_status,         /* orders.c */
+    &sb_tool_create_support_ticket,    /* tickets.c */
+    &sb_tool_update_ticket_status,     /* tickets.c */
+    &sb_tool_get_ticket_details,       /* tickets.c */
+    &sb_tool_log_customer_interaction, /* tickets.c */
+    &sb_tool_escalate_ticket,          /* escalations.c (and its email) */
+    &sb_tool_log_change_event,         /* events.c */
+    &sb_tool_record_agent_event,       /* events.c */
+    &sb_tool_send_rtm_message,         /* messaging.c (no database) */
 };
 
 #define NTOOLS (sizeof(table) / sizeof(table[0]))
@@ -41,8 +50,10 @@ struct sb_tool_call {
     char *key;
     void *args;
     sb_pgquery_t *query;
+    struct transfer *transfer; /* an outbound HTTP/SMTP transfer in flight */
     void (*on_result)(sb_tool_call_t *call, const PGresult *res);
     uv_timer_t *defer;     /* reports parse errors from the loop, never from inside start */
+    int starting;          /* inside sb_tool_call_start: a handler that ends at once is reported from the loop */
     char *early;           /* the result of a call that failed before it ran */
     const char *not_found; /* for sb_tool_run_json */
     json_t *in;            /* the parsed arguments: the typed struct borrows its strings from it */
@@ -73,11 +84,23 @@ static int listed(const char *list, const char *name)
     return 0;
 }
 
+/* Whether the settings `t` needs are there: the database for most tools, Agora's for messaging. */
+static int available(const sb_tool_t *t, const sb_config_t *config)
+{
+    if (t->needs_db)
+        return config->database_url != NULL;
+    if (t == &sb_tool_send_rtm_message)
+        return sb_messaging_configured(config);
+    return 1;
+}
+
 int sb_tools_init(const sb_config_t *config, char *err, size_t errlen)
 {
     json_decref(offered);
     offered = json_array();
     sb_tickets_init(config);
+    if (sb_escalations_init(config, err, errlen) != 0 || sb_messaging_init(config, err, errlen) != 0)
+        return -1;
     const char *list = config->tools_enabled;
     int all = list == NULL || strcmp(list, "all") == 0;
     for (size_t i = 0; i < NTOOLS; ++i) {
@@ -89,7 +112,10 @@ int sb_tools_init(const sb_config_t *config, char *err, size_t errlen)
         json_t *schema = json_loads(t->parameters, JSON_REJECT_DUPLICATES, &jerr);
         if (!json_is_object(schema))
             return snprintf(err, errlen, "tool %s: schema is not a JSON object: %s", t->name, jerr.text), -1;
-        enabled[i] = config->database_url != NULL && (all || listed(list, t->name));
+        enabled[i] = available(t, config) && (all || listed(list, t->name));
+        if (!all && !enabled[i] && listed(list, t->name)) /* asked for by name: say why it is missing */
+            sb_log_warn("TOOLS_ENABLED names %s, but %s is not configured: not offered", t->name,
+                        t->needs_db ? "DATABASE_URL" : "AGORA_APP_ID, AGORA_CUSTOMER_ID or AGORA_CUSTOMER_SECRET");
         if (enabled[i])
             json_array_append_new(offered, json_pack("{s:s, s:{s:s, s:s, s:o}}", "type", "function", "function", "name", t->name,
                                                      "description", t->description, "parameters", schema));
@@ -131,8 +157,11 @@ void sb_tools_offer(json_t *body)
 
 /* --- one call --------------------------------------------------------------------------------- */
 
+static void stop_transfer(sb_tool_call_t *c);
+
 static void destroy(sb_tool_call_t *c)
 {
+    stop_transfer(c);
     if (c->defer != NULL)
         uv_close((uv_handle_t *)c->defer, (uv_close_cb)free);
     free(c->early);
@@ -142,9 +171,15 @@ static void destroy(sb_tool_call_t *c)
     free(c);
 }
 
+static void defer_result(sb_tool_call_t *c, json_t *result);
+
 /* Hands `result` to the owner and frees the call. */
 static void report(sb_tool_call_t *c, json_t *result)
 {
+    if (c->starting) { /* the owner must not hear of the call before sb_tool_call_start has returned it */
+        defer_result(c, result);
+        return;
+    }
     char *text = json_dumps(result, JSON_COMPACT);
     json_decref(result);
     if (text == NULL)
@@ -176,21 +211,27 @@ static json_t *error_result(const char *fmt, va_list ap)
     return json_pack("{s:s}", "error", msg);
 }
 
+/* Keeps `result` (taking the reference) and reports it from the loop. */
+static void defer_result(sb_tool_call_t *c, json_t *result)
+{
+    c->early = json_dumps(result, JSON_COMPACT);
+    json_decref(result);
+    c->defer = malloc(sizeof(*c->defer));
+    if (c->defer == NULL || c->early == NULL)
+        abort();
+    uv_timer_init(sb_curlm_loop(c->env.curlm), c->defer);
+    c->defer->data = c;
+    uv_timer_start(c->defer, on_deferred, 0, 0);
+}
+
 /* Fails a call that has not started yet: the owner hears of it from the loop, not from inside start. */
-static sb_tool_call_t *fail_early(sb_tool_call_t *c, uv_loop_t *loop, const char *fmt, ...)
+static sb_tool_call_t *fail_early(sb_tool_call_t *c, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     json_t *r = error_result(fmt, ap);
     va_end(ap);
-    c->early = json_dumps(r, JSON_COMPACT);
-    json_decref(r);
-    c->defer = malloc(sizeof(*c->defer));
-    if (c->defer == NULL || c->early == NULL)
-        abort();
-    uv_timer_init(loop, c->defer);
-    c->defer->data = c;
-    uv_timer_start(c->defer, on_deferred, 0, 0);
+    defer_result(c, r);
     return c;
 }
 
@@ -210,17 +251,20 @@ sb_tool_call_t *sb_tool_call_start(const sb_tool_t *tool, const sb_tool_env_t *e
     c->args = calloc(1, tool->args_size ? tool->args_size : 1);
     if (c->args == NULL)
         abort();
-    uv_loop_t *loop = sb_curlm_loop(env->curlm);
-    if (env->pg == NULL)
-        return fail_early(c, loop, "database unavailable: switchboard has no DATABASE_URL");
+    if (tool->needs_db && env->pg == NULL)
+        return fail_early(c, "database unavailable: switchboard has no DATABASE_URL");
     json_error_t jerr;
-    c->in = json_loadb(arguments, len, JSON_REJECT_DUPLICATES, &jerr);
+    c->in = json_loadb(arguments, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    if (c->in == NULL) /* jansson's text says what and where (a duplicate key, a number too big, a cut-off string) */
+        return fail_early(c, "arguments are not valid JSON: %s", jerr.text);
     if (!json_is_object(c->in))
-        return fail_early(c, loop, "arguments must be a JSON object");
+        return fail_early(c, "arguments must be a JSON object");
     char err[256] = "";
     if (tool->parse(c->in, c->args, err, sizeof(err)) != 0)
-        return fail_early(c, loop, "invalid arguments: %s", err);
+        return fail_early(c, "invalid arguments: %s", err);
+    c->starting = 1;
     tool->run(c, c->args);
+    c->starting = 0;
     return c;
 }
 
@@ -313,4 +357,58 @@ void sb_tool_scope(sb_tool_call_t *c, const char **values)
     }
     if (c->caller.email[0] != '\0')
         values[1] = c->caller.email;
+}
+
+/* --- outbound transfers ----------------------------------------------------------------------- */
+
+struct transfer {
+    sb_xfer_t xfer;
+    sb_tool_call_t *call; /* NULL once the call was cancelled */
+    sb_tool_transfer_cb done;
+    void *ctx;
+};
+
+static void on_transfer_done(sb_xfer_t *x, CURLcode code)
+{
+    struct transfer *t = (struct transfer *)x;
+    long status = 0;
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(x->easy);
+    sb_tool_call_t *call = t->call;
+    sb_tool_transfer_cb done = t->done;
+    void *ctx = t->ctx;
+    free(t);
+    if (call != NULL)
+        call->transfer = NULL;
+    done(call, ctx, code, status);
+}
+
+int sb_tool_call_transfer(sb_tool_call_t *c, CURL *easy, sb_tool_transfer_cb done, void *ctx)
+{
+    struct transfer *t = calloc(1, sizeof(*t));
+    if (t == NULL)
+        abort();
+    t->xfer.easy = easy;
+    t->xfer.on_done = on_transfer_done;
+    t->call = c;
+    t->done = done;
+    t->ctx = ctx;
+    if (sb_curlm_add(c->env.curlm, &t->xfer) != 0) {
+        curl_easy_cleanup(easy);
+        free(t);
+        return -1;
+    }
+    c->transfer = t;
+    return 0;
+}
+
+/* The call is going away: its transfer stops, and its handler hears of it only to free its state. */
+static void stop_transfer(sb_tool_call_t *c)
+{
+    struct transfer *t = c->transfer;
+    if (t == NULL)
+        return;
+    c->transfer = NULL;
+    t->call = NULL;
+    sb_curlm_cancel(&t->xfer); /* on_transfer_done follows, now or once curl returns */
 }

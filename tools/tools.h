@@ -12,6 +12,13 @@ extern const sb_tool_t sb_tool_fetch_customer_profile;
 extern const sb_tool_t sb_tool_fetch_recent_orders;
 extern const sb_tool_t sb_tool_get_order_status;
 extern const sb_tool_t sb_tool_create_support_ticket;
+extern const sb_tool_t sb_tool_update_ticket_status;
+extern const sb_tool_t sb_tool_get_ticket_details;
+extern const sb_tool_t sb_tool_log_customer_interaction;
+extern const sb_tool_t sb_tool_escalate_ticket;
+extern const sb_tool_t sb_tool_log_change_event;
+extern const sb_tool_t sb_tool_record_agent_event;
+extern const sb_tool_t sb_tool_send_rtm_message;
 
 /*
  * Runs `sql`, a statement whose one row holds one json column. The call
@@ -28,15 +35,40 @@ void sb_tool_run_json(sb_tool_call_t *call, const char *sql, int nparams, const 
  */
 void sb_tool_scope(sb_tool_call_t *call, const char **values);
 
+/*
+ * Runs a configured curl easy handle for the call on the worker's curl multi
+ * (env->curlm) and takes the handle: it is cleaned up before `done` runs.
+ * done(call, ctx, code, status) gets curl's code and the last response code
+ * (HTTP status, SMTP reply). When the call is cancelled first, the transfer is
+ * stopped and done runs with call == NULL, only to free ctx. Returns 0, or -1
+ * when the transfer could not start (the handle is cleaned up, done never runs).
+ */
+typedef void (*sb_tool_transfer_cb)(sb_tool_call_t *call, void *ctx, CURLcode code, long status);
+int sb_tool_call_transfer(sb_tool_call_t *call, CURL *easy, sb_tool_transfer_cb done, void *ctx);
+
+/*
+ * `tmpl` with {{tickets_table}} and {{interactions_table}} replaced by the
+ * configured names, quoted (they were validated as plain lowercase names, so
+ * quoting cannot be escaped). Malloc'd; built at start-up only.
+ */
+char *sb_tool_sql(const char *tmpl, const sb_config_t *config);
+
 /* Builds the ticket statements with the configured (validated, then quoted) table names. Start-up only. */
 void sb_tickets_init(const sb_config_t *config);
+/* Builds the escalation statement and checks the SMTP settings. 0, or -1 with a message naming the setting. */
+int sb_escalations_init(const sb_config_t *config, char *err, size_t errlen);
+/* Checks the Agora settings. 0, or -1 with a message naming the setting. */
+int sb_messaging_init(const sb_config_t *config, char *err, size_t errlen);
+/* Whether send_rtm_message has what it needs (AGORA_APP_ID, AGORA_CUSTOMER_ID, AGORA_CUSTOMER_SECRET). */
+int sb_messaging_configured(const sb_config_t *config);
 
 /* Argument checks for parsers: each writes a message into err and returns -1 when the value is out of bounds.
  * An absent (NULL) value passes: required fields are required by the unpack format. */
 int sb_tool_check_text(const char *field, const char *s, size_t min, size_t max, char *err, size_t errlen);
 int sb_tool_check_enum(const char *field, const char *s, const char *const *allowed, char *err, size_t errlen);
 int sb_tool_check_range(const char *field, json_int_t v, json_int_t min, json_int_t max, char *err, size_t errlen);
-/* Unpacks `in` strictly with `fmt` (json_unpack_ex, JSON_STRICT); a message for the model on failure. */
+/* Unpacks `in` strictly with `fmt` (json_unpack_ex, JSON_STRICT); a message for the model, naming the field, on failure.
+ * `fmt` is a flat object of keys and scalar values ("{s:s, s?I, s?o}"). */
 int sb_tool_unpack(json_t *in, char *err, size_t errlen, const char *fmt, ...);
 
 #endif

@@ -48,6 +48,18 @@ typedef struct sb_config {
     char *tools_enabled;
     unsigned tool_max_rounds;
     char *tool_filler_text;
+    /* escalation emails (escalate_ticket) */
+    char *support_email;
+    char *smtp_url;
+    char *smtp_user;
+    char *smtp_password;
+    char *smtp_from;
+    /* Agora Signaling (send_rtm_message) */
+    char *agora_app_id;
+    char *agora_customer_id;
+    char *agora_customer_secret;
+    char *agora_rtm_user_id;
+    char *agora_rtm_base_url;
     /* logging */
     int access_log;
     char *env_file;

@@ -46,6 +46,7 @@ typedef struct sb_tool {
     const char *parameters; /* JSON schema, as text */
     int writes;             /* the tool changes data: its write carries the idempotency key */
     int customer_scoped;    /* refuses to touch another customer's data when the caller is bound */
+    int needs_db;           /* runs statements: offered only with DATABASE_URL, fails without a pool */
     size_t args_size;       /* size of the typed argument struct */
     /* Fills `args` from the model's arguments; on error writes a message for the model and returns -1. */
     int (*parse)(json_t *in, void *args, char *err, size_t errlen);

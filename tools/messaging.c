@@ -1,0 +1,194 @@
+/*
+ * send_rtm_message: a peer message to a user through Agora Signaling (RTM)'s
+ * REST API, e.g. a tracking link or a ticket number to the caller's app while
+ * the call goes on. No database: it is offered whenever the Agora settings
+ * are there, also without DATABASE_URL. The call is one HTTP POST on the
+ * worker's curl multi; the customer secret goes only into curl's Basic auth
+ * and never into a result or a log line.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sb/buf.h"
+#include "sb/log.h"
+#include "tools.h"
+
+/* A voice turn waits for the answer: bounded well below the caller's patience. */
+#define RTM_CONNECT_TIMEOUT_MS 3000L
+#define RTM_TOTAL_TIMEOUT_MS 5000L
+#define MAX_RESPONSE_BYTES 4096 /* Agora answers with a small JSON object */
+
+int sb_messaging_configured(const sb_config_t *c)
+{
+    return c->agora_app_id != NULL && c->agora_customer_id != NULL && c->agora_customer_secret != NULL;
+}
+
+int sb_messaging_init(const sb_config_t *config, char *err, size_t errlen)
+{
+    const char *base = config->agora_rtm_base_url;
+    if (base != NULL && strncmp(base, "http://", 7) != 0 && strncmp(base, "https://", 8) != 0)
+        return snprintf(err, errlen, "AGORA_RTM_BASE_URL must start with http:// or https://"), -1;
+    if (config->agora_rtm_user_id != NULL && (strlen(config->agora_rtm_user_id) == 0 || strlen(config->agora_rtm_user_id) > 64))
+        return snprintf(err, errlen, "AGORA_RTM_USER_ID must be 1 to 64 characters"), -1;
+    /* AGORA_APP_ID alone is common (the voice engine's own .env): say what else messaging needs, do not refuse to start */
+    if (config->agora_app_id != NULL && !sb_messaging_configured(config))
+        sb_log_warn("AGORA_APP_ID is set without AGORA_CUSTOMER_ID and AGORA_CUSTOMER_SECRET: send_rtm_message is not offered");
+    return 0;
+}
+
+struct rtm_args {
+    const char *user_id, *message;
+};
+
+static int parse_rtm(json_t *in, void *out, char *err, size_t errlen)
+{
+    struct rtm_args *a = out;
+    if (sb_tool_unpack(in, err, errlen, "{s:s, s:s}", "user_id", &a->user_id, "message", &a->message) != 0)
+        return -1;
+    if (sb_tool_check_text("user_id", a->user_id, 1, 64, err, errlen) != 0 ||
+        sb_tool_check_text("message", a->message, 1, 4096, err, errlen) != 0)
+        return -1;
+    return 0;
+}
+
+struct rtm {
+    char *body;
+    struct curl_slist *headers;
+    sb_buf_t response;
+};
+
+static void rtm_free(struct rtm *r)
+{
+    free(r->body);
+    curl_slist_free_all(r->headers);
+    sb_buf_dispose(&r->response);
+    free(r);
+}
+
+static size_t on_response(char *p, size_t size, size_t n, void *data)
+{
+    struct rtm *r = data;
+    sb_buf_append(&r->response, p, size * n); /* past the ceiling the rest is dropped: only the start is read */
+    return size * n;
+}
+
+static void on_sent(sb_tool_call_t *call, void *ctx, CURLcode code, long status)
+{
+    struct rtm *r = ctx;
+    if (call == NULL) {
+        rtm_free(r);
+        return;
+    }
+    if (code != CURLE_OK) {
+        sb_log_warn("send_rtm_message: %s", curl_easy_strerror(code));
+        rtm_free(r);
+        if (code == CURLE_OPERATION_TIMEDOUT)
+            sb_tool_call_fail(call, "the messaging service did not answer in time");
+        else
+            sb_tool_call_fail(call, "could not reach the messaging service");
+        return;
+    }
+    if (status < 200 || status > 299) {
+        sb_log_warn("send_rtm_message: the messaging service answered HTTP %ld", status);
+        rtm_free(r);
+        if (status == 401 || status == 403)
+            sb_tool_call_fail(call, "the messaging service rejected switchboard's credentials (HTTP %ld)", status);
+        else if (status == 429)
+            sb_tool_call_fail(call, "the messaging service is rate limiting messages, try again shortly");
+        else if (status >= 400 && status <= 499)
+            sb_tool_call_fail(call, "the messaging service rejected the message (HTTP %ld)", status);
+        else
+            sb_tool_call_fail(call, "the messaging service failed (HTTP %ld)", status);
+        return;
+    }
+    /* Agora says {"result": "success", "code": "message_sent"}; any 2xx means it took the message */
+    json_t *answer = r->response.len ? json_loadb(r->response.base, r->response.len, 0, NULL) : NULL;
+    const char *agora_code = json_string_value(json_object_get(answer, "code"));
+    json_t *result = json_pack("{s:b}", "sent", 1);
+    if (agora_code != NULL && strlen(agora_code) <= 64)
+        json_object_set_new(result, "code", json_string(agora_code));
+    json_decref(answer);
+    rtm_free(r);
+    sb_tool_call_finish(call, result);
+}
+
+static void run_rtm(sb_tool_call_t *call, const void *args)
+{
+    const struct rtm_args *a = args;
+    const sb_config_t *config = sb_tool_call_env(call)->config;
+    if (!sb_messaging_configured(config)) {
+        sb_tool_call_fail(call, "messaging is not configured");
+        return;
+    }
+    CURL *e = curl_easy_init();
+    if (e == NULL)
+        abort();
+    struct rtm *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        abort();
+    sb_buf_init(&r->response, MAX_RESPONSE_BYTES);
+
+    /* the ids go into the path: escaped, so a stray '/' or '?' in a setting cannot change the request */
+    const char *base = config->agora_rtm_base_url ? config->agora_rtm_base_url : "https://api.agora.io";
+    size_t blen = strlen(base);
+    while (blen > 0 && base[blen - 1] == '/')
+        --blen;
+    char *app = curl_easy_escape(e, config->agora_app_id, 0);
+    char *from = curl_easy_escape(e, config->agora_rtm_user_id ? config->agora_rtm_user_id : "switchboard", 0);
+    if (app == NULL || from == NULL)
+        abort();
+    sb_buf_t url;
+    sb_buf_init(&url, 8192);
+    int too_long = sb_buf_appendf(&url, "%.*s/dev/v2/project/%s/rtm/users/%s/peer_messages?wait_for_ack=false%c", (int)blen, base,
+                                  app, from, '\0');
+    curl_free(app);
+    curl_free(from);
+
+    json_t *body = json_pack("{s:s, s:b, s:b, s:s}", "destination", a->user_id, "enable_offline_messaging", 0,
+                             "enable_historical_messaging", 0, "payload", a->message);
+    r->body = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    if (r->body == NULL)
+        abort();
+    r->headers = curl_slist_append(r->headers, "Content-Type: application/json");
+    r->headers = curl_slist_append(r->headers, "Accept: application/json");
+    r->headers = curl_slist_append(r->headers, "Expect:"); /* no "100 Continue" round trip */
+
+    curl_easy_setopt(e, CURLOPT_URL, url.base);
+    sb_buf_dispose(&url); /* curl copies the URL */
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(r->body));
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+    curl_easy_setopt(e, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
+    curl_easy_setopt(e, CURLOPT_USERNAME, config->agora_customer_id);
+    curl_easy_setopt(e, CURLOPT_PASSWORD, config->agora_customer_secret);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_response);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, RTM_CONNECT_TIMEOUT_MS);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, RTM_TOTAL_TIMEOUT_MS);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "switchboard/" SB_VERSION);
+    if (too_long != 0 || sb_tool_call_transfer(call, e, on_sent, r) != 0) {
+        if (too_long != 0)
+            curl_easy_cleanup(e);
+        rtm_free(r);
+        sb_tool_call_fail(call, "could not reach the messaging service");
+    }
+}
+
+const sb_tool_t sb_tool_send_rtm_message = {
+    .name = "send_rtm_message",
+    .description = "Send a text message to a user's app through Agora Signaling (RTM), e.g. a tracking number or a link the "
+                   "caller asked for.",
+    .parameters = "{\"type\":\"object\",\"properties\":{"
+                  "\"user_id\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":64,"
+                  "\"description\":\"the RTM user id to send to\"},"
+                  "\"message\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":4096}},"
+                  "\"required\":[\"user_id\",\"message\"],\"additionalProperties\":false}",
+    .args_size = sizeof(struct rtm_args),
+    .parse = parse_rtm,
+    .run = run_rtm,
+};

@@ -78,6 +78,12 @@ static const struct setting {
     S("AGORA_RTM_USER_ID", K_STR, agora_rtm_user_id, "switchboard", 0, 0,
       "the Signaling (RTM) user that send_rtm_message sends as"),
     S("AGORA_RTM_BASE_URL", K_STR, agora_rtm_base_url, "https://api.agora.io", 0, 0, "Agora REST API base URL"),
+    S("RAG_BACKEND", K_STR, rag_backend, NULL, 0, 0, "retrieval backend: postgres or none (default: postgres when DATABASE_URL is set)"),
+    S("RAG_TOP_K", K_UINT, rag_top_k, "4", 1, 20, "passages handed to the model"),
+    S("PINECONE_TOP_K", K_UINT, pinecone_top_k, NULL, 1, 20, "the Node sample's name for RAG_TOP_K (RAG_TOP_K wins)"),
+    S("RAG_TIMEOUT_MS", K_UINT, rag_timeout_ms, "400", 10, 10000, "retrieval budget; past it the turn goes on without context"),
+    S("RAG_MIN_SCORE", K_UINT, rag_min_score_milli, "0", 0, 1000000, "passages scoring below this (in thousandths) are dropped"),
+    S("RAG_MAX_CONTEXT_CHARS", K_UINT, rag_max_context_chars, "4000", 200, 100000, "ceiling on retrieved text per turn"),
     S("ACCESS_LOG", K_BOOL, access_log, "true", 0, 1, "one JSON line per request on stdout"),
     S("SWITCHBOARD_ENV_FILE", K_STR, env_file, ".env", 0, 0, "file of KEY=VALUE lines read at start-up (set variables win)"),
 #undef S
@@ -203,6 +209,16 @@ int sb_config_load(sb_config_t *c, char *err, size_t errlen)
     }
     if (split_keys(c, err, errlen) != 0)
         return -1;
+    if (c->rag_backend != NULL && strcmp(c->rag_backend, "postgres") != 0 && strcmp(c->rag_backend, "none") != 0) {
+        snprintf(err, errlen, "RAG_BACKEND must be postgres or none");
+        return -1;
+    }
+    if (c->rag_backend != NULL && strcmp(c->rag_backend, "postgres") == 0 && c->database_url == NULL) {
+        snprintf(err, errlen, "RAG_BACKEND=postgres needs DATABASE_URL");
+        return -1;
+    }
+    if (getenv("RAG_TOP_K") == NULL && c->pinecone_top_k != 0)
+        c->rag_top_k = c->pinecone_top_k;
     /* A keyless local provider (Ollama, llama.cpp) needs only LLM_BASE_URL; with neither, the sandbox answers. */
     c->sandbox = c->llm_base_url == NULL && c->llm_api_key == NULL;
     if (c->llm_base_url == NULL)

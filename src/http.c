@@ -84,6 +84,8 @@ void sb_access_log(sb_worker_t *w, const sb_access_t *a)
     sb_buf_appendf(&b, ",\"total_ms\":%.3f,\"bytes\":%zu", a->total_ms, a->bytes);
     if (a->prompt_tokens >= 0)
         sb_buf_appendf(&b, ",\"prompt_tokens\":%lld,\"completion_tokens\":%lld", a->prompt_tokens, a->completion_tokens);
+    if (a->retrieval != NULL)
+        sb_buf_appendf(&b, ",\"retrieval\":\"%s\"", a->retrieval);
     sb_buf_appendf(&b, ",\"end\":\"%s\",\"worker\":%u}\n", a->end, w->id);
     ssize_t wr = write(STDOUT_FILENO, b.base, b.len); /* one write per line: lines from workers never interleave */
     (void)wr;
@@ -174,8 +176,17 @@ static void answer(h2o_req_t *req, sb_error_t e, const char *message, const char
     } else {
         sb_http_send_error(req, e, message, param, NULL);
     }
-    sb_access_t a = {id, method, route, NULL, e == SB_OK ? 200 : sb_error_status(e), -1,
-                     0,  bytes,  -1,    -1,   e == SB_OK ? "done" : "rejected"};
+    sb_access_t a = {
+        .request_id = id,
+        .method = method,
+        .route = route,
+        .status = e == SB_OK ? 200 : sb_error_status(e),
+        .ttfb_ms = -1,
+        .bytes = bytes,
+        .prompt_tokens = -1,
+        .completion_tokens = -1,
+        .end = e == SB_OK ? "done" : "rejected",
+    };
     sb_access_log(sb_worker_of(req), &a);
 }
 

@@ -281,6 +281,50 @@ fail:
     return NULL;
 }
 
+/* Words in `s` (runs of non-space). */
+static size_t count_words(const char *s)
+{
+    size_t n = 0;
+    for (int in = 0; *s != '\0'; ++s) {
+        int space = *s == ' ' || *s == '\t' || *s == '\n';
+        n += !space && !in;
+        in = !space;
+    }
+    return n;
+}
+
+/*
+ * The retrieval question: the caller's last utterance, joined with the one
+ * before when it is too short to stand alone ("what about returns?").
+ */
+static void compose_question(json_t *messages, char *out, size_t cap)
+{
+    const char *last = NULL, *prev = NULL;
+    size_t last_len = 0, prev_len = 0;
+    for (size_t i = json_array_size(messages); i-- > 0;) {
+        json_t *m = json_array_get(messages, i);
+        json_t *c = json_object_get(m, "content");
+        if (strcmp(json_string_value(json_object_get(m, "role")), "user") != 0 || !json_is_string(c))
+            continue;
+        if (last == NULL) {
+            last = json_string_value(c), last_len = json_string_length(c);
+        } else {
+            prev = json_string_value(c), prev_len = json_string_length(c);
+            break;
+        }
+    }
+    out[0] = '\0';
+    if (last == NULL)
+        return;
+    copy_prefix(out, cap, last, last_len);
+    if (prev != NULL && count_words(out) < 4) {
+        char joined[2048];
+        int n = snprintf(joined, sizeof(joined), "%.*s %s", (int)(prev_len < 1000 ? prev_len : 1000), prev, out);
+        if (n > 0)
+            copy_prefix(out, cap, joined, (size_t)n < sizeof(joined) ? (size_t)n : sizeof(joined) - 1);
+    }
+}
+
 /*
  * The customer an agent binds to the call through llm.params (customer_id,
  * customer_email). Tools then refuse to touch anyone else's data.
@@ -417,6 +461,7 @@ int sb_chat_request_parse(json_t *root, const char *default_model, sb_chat_reque
     else if (json_is_string(turn))
         copy_prefix(out->turn_id, sizeof(out->turn_id), json_string_value(turn), json_string_length(turn));
 
+    compose_question(clean_messages, out->question, sizeof(out->question));
     out->upstream = body;
     out->model = json_string_value(json_object_get(body, "model"));
     return 0;

@@ -20,6 +20,7 @@ typedef struct sb_chat_request {
     int has_tools;          /* the client sent `tools` */
     char turn_id[64];       /* the engine's turn_id, if any ("" otherwise) */
     char last_user[160];    /* start of the caller's last utterance, for the sandbox */
+    char question[1024];    /* what retrieval looks up: the last utterance, with the one before when it is short */
     char conversation[256]; /* app_id, channel, user_uid as sent (agent llm.params), for idempotency keys */
     sb_caller_t caller;     /* the customer bound by llm.params customer_id / customer_email, if any */
 } sb_chat_request_t;

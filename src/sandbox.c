@@ -94,6 +94,46 @@ static void say_results(struct call *c, json_t *messages)
     sb_buf_appendz(&c->text, "This answer came from the switchboard sandbox model.");
 }
 
+/*
+ * When retrieval found passages, the sandbox reads out the start of the best
+ * one (up to a few sentences), the way a model grounded in it would answer.
+ */
+static int answer_from_reference(struct call *c, json_t *messages)
+{
+    size_t i;
+    json_t *m;
+    json_array_foreach(messages, i, m)
+    {
+        const char *text = json_string_value(json_object_get(m, "content"));
+        const char *first = text ? strstr(text, "<<<reference\n[1] source: ") : NULL;
+        if (first == NULL)
+            continue;
+        const char *body = strchr(first + 13, '\n');
+        if (body == NULL)
+            return 0;
+        ++body;
+        size_t len = strcspn(body, "\n");
+        /* a heading line at the top of the chunk is not an answer: skip to its text */
+        if (body[0] == '#' && body[len] == '\n') {
+            body += len + 1;
+            len = strcspn(body, "\n");
+        }
+        size_t cut = len;
+        for (size_t k = 0, sentences = 0; k < len; ++k)
+            if ((body[k] == '.' || body[k] == '!' || body[k] == '?') && ++sentences == 3) {
+                cut = k + 1;
+                break;
+            }
+        if (cut > 600)
+            cut = 600;
+        sb_buf_appendz(&c->text, "Here is what our help centre says: ");
+        sb_buf_append(&c->text, body, cut);
+        sb_buf_appendz(&c->text, " (This answer came from the switchboard sandbox model.)");
+        return 1;
+    }
+    return 0;
+}
+
 /* Decides what the sandbox does this round: call a tool the caller plainly asked for, report tool results, or talk. */
 static void plan(struct call *c, const sb_chat_request_t *req)
 {
@@ -124,6 +164,8 @@ static void plan(struct call *c, const sb_chat_request_t *req)
         c->tool = "create_support_ticket";
         return;
     }
+    if (answer_from_reference(c, messages))
+        return;
     if (req->last_user[0] != '\0')
         sb_buf_appendf(&c->text, "You said: \"%s\". ", req->last_user);
     sb_buf_appendz(&c->text, "This is the switchboard sandbox model answering offline. "

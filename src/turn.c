@@ -18,6 +18,7 @@
 #include "llm.h"
 #include "sb/buf.h"
 #include "sb/log.h"
+#include "sb/rag.h"
 #include "sb/tools.h"
 #include "turn.h"
 #include "worker.h"
@@ -65,6 +66,8 @@ typedef struct turn {
     unsigned n_client;      /* this round's calls of the client's tools */
     unsigned pending_tools; /* calls still running */
     sb_buf_t round_content; /* what the model said this round, for the assistant message */
+    sb_rag_query_t *rag;    /* retrieval in flight before the first round */
+    const char *retrieval;  /* its outcome for the access log: hit, miss, timeout, error, off */
     char finish_reason[32];
     /* gathered for JSON responses and the access log */
     sb_buf_t content;
@@ -352,6 +355,19 @@ static void cancel_call(turn_t *t)
     call->provider->cancel(call);
 }
 
+static void reset_tools(turn_t *t);
+
+/* Lets go of everything the turn has running: retrieval, the provider call, tool calls. */
+static void abandon(turn_t *t)
+{
+    if (t->rag != NULL) {
+        sb_rag_cancel(t->rag);
+        t->rag = NULL;
+    }
+    cancel_call(t);
+    reset_tools(t);
+}
+
 /* h2o is abandoning the response (the client went away). */
 static void on_stop(h2o_generator_t *g, h2o_req_t *req)
 {
@@ -360,8 +376,7 @@ static void on_stop(h2o_generator_t *g, h2o_req_t *req)
         t->client_gone = 1;
         t->end = "client_gone";
     }
-    cancel_call(t);
-    reset_tools(t);
+    abandon(t);
 }
 
 /* --- what the provider tells us ------------------------------------------------------------- */
@@ -434,6 +449,30 @@ static void on_delta(sb_llm_sink_t *sink, const sb_delta_t *d)
         t->paused = 1;
         t->call->provider->pause(t->call);
     }
+}
+
+static void start_round(turn_t *t);
+
+/* --- retrieval ----------------------------------------------------------------------------------- */
+
+/* The passages go in one system message right after the caller's own system messages. */
+static void on_retrieved(void *data, const sb_passage_t *passages, size_t n, const char *outcome)
+{
+    turn_t *t = data;
+    t->rag = NULL;
+    t->retrieval = outcome;
+    if (n > 0) {
+        json_t *messages = json_object_get(t->creq.upstream, "messages");
+        size_t at = 0;
+        while (at < json_array_size(messages)) {
+            const char *role = json_string_value(json_object_get(json_array_get(messages, at), "role"));
+            if (strcmp(role, "system") != 0 && strcmp(role, "developer") != 0)
+                break;
+            ++at;
+        }
+        json_array_insert_new(messages, at, sb_rag_context_message(passages, n));
+    }
+    start_round(t);
 }
 
 /* --- the tool loop ------------------------------------------------------------------------------ */
@@ -618,6 +657,7 @@ static void log_access(turn_t *t)
         .prompt_tokens = t->has_usage ? t->prompt_tokens : -1,
         .completion_tokens = t->has_usage ? t->completion_tokens : -1,
         .end = t->end ? t->end : "client_gone",
+        .retrieval = t->retrieval,
     };
     sb_access_log(t->w, &a);
 }
@@ -626,6 +666,8 @@ static void log_access(turn_t *t)
 static void on_dispose(void *p)
 {
     turn_t *t = p;
+    if (t->rag != NULL)
+        sb_rag_cancel(t->rag);
     cancel_call(t);
     log_access(t);
     sb_worker_turn_ended(t->w, &t->link);
@@ -668,10 +710,15 @@ void sb_turn_start(h2o_req_t *req, sb_chat_request_t *creq, const char *request_
     sb_buf_init(&t->round_content, w->config->max_upstream_bytes);
     sb_worker_turn_started(w, &t->link);
     sb_tools_offer(t->creq.upstream); /* what is offered was settled at start-up by each tool's settings */
+    t->retrieval = "off";
     /* h2o keeps the pointer, not a copy: the value must live in the turn */
     const char *rid = t->id + sizeof("chatcmpl-") - 1;
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, rid, strlen(rid));
 
+    if (sb_rag_enabled(w->config) && w->pg != NULL && t->creq.question[0] != '\0') {
+        t->rag = sb_rag_start(w->config, w->pg, &w->loop, t->creq.question, on_retrieved, t);
+        return;
+    }
     start_round(t);
 }
 
@@ -682,8 +729,7 @@ void sb_turn_client_gone(h2o_linklist_t *link)
         return;
     t->client_gone = 1;
     t->end = "client_gone";
-    cancel_call(t);
-    reset_tools(t);
+    abandon(t);
     /* h2o does not read an HTTP/1 socket while a response is pending, so it has not noticed: end the response as failed. */
     h2o_req_t *req = t->req;
     req->http1_is_persistent = 0;

@@ -60,6 +60,13 @@ typedef struct sb_config {
     char *agora_customer_secret;
     char *agora_rtm_user_id;
     char *agora_rtm_base_url;
+    /* retrieval */
+    char *rag_backend; /* NULL: postgres when DATABASE_URL is set, else none */
+    unsigned rag_top_k;
+    unsigned pinecone_top_k;
+    unsigned rag_timeout_ms;
+    unsigned rag_min_score_milli;
+    unsigned rag_max_context_chars;
     /* logging */
     int access_log;
     char *env_file;

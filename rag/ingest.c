@@ -1,0 +1,857 @@
+/*
+ * `switchboard-ingest [--sync] [--dry-run] PATH...`: loads a knowledge base of
+ * Markdown and text files into rag_chunks, where the Postgres retrieval
+ * backend (rag/pg_search.h) searches it.
+ *
+ * Each document is split along its headings (`#` title, `##`/`###`
+ * sections) into passages of at most MAX_CHUNK bytes; a longer section is
+ * cut at paragraph, then sentence, then word boundaries, and its pieces
+ * overlap by about OVERLAP bytes so a sentence cut off at the end of one
+ * piece still has its context at the start of the next.
+ *
+ * A chunk's id is a hash of (source, heading, content), so re-ingesting an
+ * unchanged file inserts and deletes nothing, and an edited file changes only
+ * the passages that changed. Every file is read and split before the database
+ * is touched: an unreadable or non-UTF-8 file stops the run with nothing
+ * written. Each source's changes are one transaction.
+ *
+ * A command-line tool, so it uses libpq's blocking calls.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <libpq-fe.h>
+#include <sodium.h>
+
+#include "sb/buf.h"
+#include "sb/config.h"
+
+#define MAX_CHUNK 1200       /* bytes of content per chunk: a few passages fit the model's context */
+#define MIN_CHUNK 400        /* a piece is not cut shorter than this when a better boundary is further on */
+#define OVERLAP 150          /* bytes repeated from the end of one piece at the start of the next */
+#define MAX_FILE (16u << 20) /* a knowledge file larger than this is almost certainly not one */
+#define MAX_DEPTH 32         /* folder recursion; guards against symlink loops */
+
+/* One passage of a document. */
+struct chunk {
+    char id[crypto_generichash_BYTES * 2 + 1];
+    char *heading;
+    char *content;
+};
+
+/* One file to ingest: where it is read from, its name in rag_chunks, and its chunks. */
+struct doc {
+    char *path;
+    char *source;
+    char *title;
+    struct chunk *chunks;
+    size_t nchunks, capchunks;
+};
+
+struct run {
+    struct doc *docs;
+    size_t ndocs, capdocs;
+    int sync, dry_run, folders;
+    PGconn *conn;
+};
+
+__attribute__((format(printf, 1, 2))) static void fail_msg(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("switchboard-ingest: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static void *xrealloc(void *p, size_t n)
+{
+    p = realloc(p, n);
+    if (p == NULL)
+        abort();
+    return p;
+}
+
+static char *xstrndup(const char *s, size_t n)
+{
+    char *d = strndup(s, n);
+    if (d == NULL)
+        abort();
+    return d;
+}
+
+static char *xstrdup(const char *s)
+{
+    return xstrndup(s, strlen(s));
+}
+
+static int is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+/* ---- reading ---------------------------------------------------------------------------------------------------------- */
+
+/* Strict UTF-8 (no overlong forms, surrogates or code points past U+10FFFF). Returns the offset of the first bad byte, or len. */
+static size_t utf8_valid_prefix(const unsigned char *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = s[i];
+        size_t n;
+        unsigned lo = 0x80, hi = 0xBF;
+        if (c < 0x80) {
+            ++i;
+            continue;
+        } else if (c >= 0xC2 && c <= 0xDF) {
+            n = 1;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            n = 2;
+            if (c == 0xE0)
+                lo = 0xA0;
+            else if (c == 0xED)
+                hi = 0x9F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 3;
+            if (c == 0xF0)
+                lo = 0x90;
+            else if (c == 0xF4)
+                hi = 0x8F;
+        } else {
+            return i;
+        }
+        if (i + n >= len) /* truncated at the end of the file */
+            return i;
+        if (s[i + 1] < lo || s[i + 1] > hi)
+            return i;
+        for (size_t k = 2; k <= n; ++k)
+            if ((s[i + k] & 0xC0) != 0x80)
+                return i;
+        i += n + 1;
+    }
+    return len;
+}
+
+/* Reads a whole file as UTF-8 text without NUL bytes, a BOM or CRs. NULL after saying why. */
+static char *read_text(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        fail_msg("cannot read %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    sb_buf_t b;
+    sb_buf_init(&b, MAX_FILE);
+    char block[65536];
+    size_t n;
+    int too_big = 0;
+    while ((n = fread(block, 1, sizeof(block), f)) > 0) {
+        if (sb_buf_append(&b, block, n) != 0) {
+            too_big = 1;
+            break;
+        }
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (err || too_big) {
+        if (too_big)
+            fail_msg("%s is larger than %u MB; not a knowledge file?", path, MAX_FILE >> 20);
+        else
+            fail_msg("cannot read %s: read error", path);
+        sb_buf_dispose(&b);
+        return NULL;
+    }
+    size_t len = b.len;
+    const unsigned char *s = (const unsigned char *)(b.base ? b.base : "");
+    if (memchr(s, '\0', len) != NULL) {
+        fail_msg("%s contains NUL bytes; not a text file", path);
+        sb_buf_dispose(&b);
+        return NULL;
+    }
+    size_t bad = utf8_valid_prefix(s, len);
+    if (bad < len) {
+        size_t line = 1;
+        for (size_t i = 0; i < bad; ++i)
+            line += s[i] == '\n';
+        fail_msg("%s is not UTF-8 (line %zu, byte offset %zu); convert it (e.g. iconv -t UTF-8) and run again", path, line, bad);
+        sb_buf_dispose(&b);
+        return NULL;
+    }
+    /* Drops a byte order mark and carriage returns, so Windows-edited files hash like the same text saved elsewhere. */
+    char *out = xrealloc(NULL, len + 1);
+    size_t o = 0, i = (len >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) ? 3 : 0;
+    for (; i < len; ++i)
+        if (s[i] != '\r')
+            out[o++] = (char)s[i];
+    out[o] = '\0';
+    sb_buf_dispose(&b);
+    return out;
+}
+
+/* ---- splitting ------------------------------------------------------------------------------------------------------- */
+
+static void add_chunk(struct doc *d, const char *heading, const char *text, size_t len)
+{
+    while (len > 0 && is_space(*text))
+        ++text, --len;
+    while (len > 0 && is_space(text[len - 1]))
+        --len;
+    if (len == 0)
+        return;
+    if (d->nchunks == d->capchunks) {
+        d->capchunks = d->capchunks ? d->capchunks * 2 : 16;
+        d->chunks = xrealloc(d->chunks, d->capchunks * sizeof(*d->chunks));
+    }
+    struct chunk *c = &d->chunks[d->nchunks++];
+    c->heading = xstrdup(heading);
+    c->content = xstrndup(text, len);
+
+    /* The id covers the source and heading too: the same paragraph under two headings is two passages. */
+    unsigned char hash[crypto_generichash_BYTES];
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, sizeof(hash));
+    crypto_generichash_update(&st, (const unsigned char *)d->source, strlen(d->source) + 1);
+    crypto_generichash_update(&st, (const unsigned char *)c->heading, strlen(c->heading) + 1);
+    crypto_generichash_update(&st, (const unsigned char *)c->content, len);
+    crypto_generichash_final(&st, hash, sizeof(hash));
+    sodium_bin2hex(c->id, sizeof(c->id), hash, sizeof(hash));
+}
+
+/* Is s[i] the start of a sentence: after ". ", "? ", "! " (optionally a closing quote or bracket) or a line break? */
+static int sentence_start(const char *s, size_t i)
+{
+    if (i == 0)
+        return 1;
+    if (!is_space(s[i - 1]) || is_space(s[i]))
+        return 0;
+    if (s[i - 1] == '\n')
+        return 1;
+    size_t j = i - 1;
+    while (j > 0 && is_space(s[j - 1]))
+        --j;
+    if (j == 0)
+        return 0;
+    char p = s[j - 1];
+    if ((p == '"' || p == ')' || p == '\'') && j > 1)
+        p = s[j - 2];
+    return p == '.' || p == '?' || p == '!' || p == ':' || p == ';';
+}
+
+/*
+ * Where to end a piece that starts at `start` of text[0..len) which is longer
+ * than MAX_CHUNK from there: the last paragraph break, else the last sentence
+ * start, else the last word start within the limit (but not before
+ * MIN_CHUNK), else the last UTF-8 character boundary.
+ */
+static size_t cut_point(const char *s, size_t start, size_t len)
+{
+    size_t limit = start + MAX_CHUNK, floor = start + MIN_CHUNK;
+    if (limit > len)
+        limit = len;
+    for (size_t i = limit; i > floor; --i)
+        if (i >= 2 && s[i - 1] == '\n' && s[i - 2] == '\n')
+            return i;
+    for (size_t i = limit; i > floor; --i)
+        if (sentence_start(s, i))
+            return i;
+    for (size_t i = limit; i > floor; --i)
+        if (is_space(s[i - 1]) && !is_space(s[i]))
+            return i;
+    size_t i = limit;
+    while (i > start + 1 && ((unsigned char)s[i] & 0xC0) == 0x80)
+        --i;
+    return i;
+}
+
+/* Where the next piece starts: about OVERLAP bytes before `end`, at a sentence start if there is one, else a word start. */
+static size_t overlap_start(const char *s, size_t prev_start, size_t end)
+{
+    size_t from = end > prev_start + OVERLAP ? end - OVERLAP : prev_start + 1;
+    for (size_t i = from; i < end; ++i)
+        if (sentence_start(s, i))
+            return i;
+    for (size_t i = from; i < end; ++i)
+        if (is_space(s[i - 1]) && !is_space(s[i]))
+            return i;
+    return end; /* one long word: no overlap rather than a cut inside it */
+}
+
+/* Adds one section's text as one chunk, or as overlapping pieces when it is longer than MAX_CHUNK. */
+static void add_section(struct doc *d, const char *heading, const char *text, size_t len)
+{
+    while (len > 0 && is_space(*text))
+        ++text, --len;
+    while (len > 0 && is_space(text[len - 1]))
+        --len;
+    size_t start = 0;
+    while (start < len) {
+        if (len - start <= MAX_CHUNK) {
+            add_chunk(d, heading, text + start, len - start);
+            return;
+        }
+        size_t end = cut_point(text, start, len);
+        add_chunk(d, heading, text + start, end - start);
+        size_t next = overlap_start(text, start, end);
+        start = next > start ? next : end;
+    }
+}
+
+/* A Markdown ATX heading "#.. text": its level (1-6) and text, or 0. */
+static int heading_level(const char *line, size_t len, const char **text, size_t *tlen)
+{
+    size_t lvl = 0;
+    while (lvl < len && line[lvl] == '#')
+        ++lvl;
+    if (lvl == 0 || lvl > 6 || (lvl < len && line[lvl] != ' ' && line[lvl] != '\t'))
+        return 0;
+    const char *t = line + lvl;
+    size_t n = len - lvl;
+    while (n > 0 && is_space(*t))
+        ++t, --n;
+    while (n > 0 && (is_space(t[n - 1]) || t[n - 1] == '#')) /* closing #s are decoration */
+        --n;
+    *text = t;
+    *tlen = n;
+    return (int)lvl;
+}
+
+/* The file name without folders and extension: the title of a document that has no `#` line. */
+static char *stem(const char *source)
+{
+    const char *base = strrchr(source, '/');
+    base = base ? base + 1 : source;
+    const char *dot = strrchr(base, '.');
+    return xstrndup(base, dot && dot != base ? (size_t)(dot - base) : strlen(base));
+}
+
+/*
+ * Splits a document into sections. The first `#` line is the title; `##`
+ * starts a section and `###` a subsection, whose heading keeps its parent's
+ * ("Returns window / Plus members") because callers name the topic, not the
+ * subtopic. Headings inside fenced code blocks are text.
+ */
+static void split_doc(struct doc *d, const char *text)
+{
+    sb_buf_t body, heading;
+    char h2[512] = "";
+    sb_buf_init(&body, MAX_FILE);
+    sb_buf_init(&heading, 4096);
+    sb_buf_append(&heading, "", 1);
+    int fenced = 0;
+    for (const char *p = text; *p != '\0';) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        const char *t;
+        size_t tlen;
+        int lvl = 0;
+        if (strncmp(p, "```", 3) == 0 || strncmp(p, "~~~", 3) == 0)
+            fenced = !fenced;
+        else if (!fenced)
+            lvl = heading_level(p, len, &t, &tlen);
+        if (lvl == 1 && d->title == NULL) {
+            d->title = xstrndup(t, tlen);
+        } else if (lvl >= 1 && lvl <= 3) {
+            add_section(d, heading.base, body.base ? body.base : "", body.len);
+            sb_buf_reset(&body);
+            sb_buf_reset(&heading);
+            if (lvl <= 2) {
+                snprintf(h2, sizeof(h2), "%.*s", (int)tlen, t);
+                sb_buf_append(&heading, t, tlen);
+            } else {
+                if (h2[0] != '\0')
+                    sb_buf_appendf(&heading, "%s / ", h2);
+                sb_buf_append(&heading, t, tlen);
+            }
+            sb_buf_append(&heading, "", 1);
+        } else {
+            sb_buf_append(&body, p, len);
+            sb_buf_append(&body, "\n", 1);
+        }
+        p += len + (nl != NULL);
+    }
+    add_section(d, heading.base, body.base ? body.base : "", body.len);
+    if (d->title == NULL)
+        d->title = stem(d->source);
+    sb_buf_dispose(&body);
+    sb_buf_dispose(&heading);
+}
+
+/* ---- finding files --------------------------------------------------------------------------------------------------- */
+
+static int wanted_ext(const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    return dot != NULL && (strcmp(dot, ".md") == 0 || strcmp(dot, ".markdown") == 0 || strcmp(dot, ".txt") == 0);
+}
+
+static int add_file(struct run *r, const char *path, const char *source)
+{
+    for (size_t i = 0; i < r->ndocs; ++i) {
+        if (strcmp(r->docs[i].source, source) == 0) {
+            fail_msg("%s and %s would both be stored as source \"%s\"; ingest them in separate folders", r->docs[i].path, path,
+                     source);
+            return -1;
+        }
+    }
+    char *text = read_text(path);
+    if (text == NULL)
+        return -1;
+    if (r->ndocs == r->capdocs) {
+        r->capdocs = r->capdocs ? r->capdocs * 2 : 16;
+        r->docs = xrealloc(r->docs, r->capdocs * sizeof(*r->docs));
+    }
+    struct doc *d = &r->docs[r->ndocs++];
+    memset(d, 0, sizeof(*d));
+    d->path = xstrdup(path);
+    d->source = xstrdup(source);
+    split_doc(d, text);
+    free(text);
+    return 0;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Adds the knowledge files under `dir` (sorted, so positions and output are stable); `rel` is dir relative to the root. */
+static int walk(struct run *r, const char *dir, const char *rel, int depth)
+{
+    if (depth > MAX_DEPTH) {
+        fail_msg("%s: folders nested deeper than %d (a symlink loop?)", dir, MAX_DEPTH);
+        return -1;
+    }
+    DIR *dh = opendir(dir);
+    if (dh == NULL) {
+        fail_msg("cannot read folder %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(dh)) != NULL) {
+        if (e->d_name[0] == '.') /* ., .. and hidden files such as editor swap files and .git */
+            continue;
+        if (n == cap)
+            names = xrealloc(names, (cap = cap ? cap * 2 : 32) * sizeof(*names));
+        names[n++] = xstrdup(e->d_name);
+    }
+    closedir(dh);
+    qsort(names, n, sizeof(*names), by_name);
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; ++i) {
+        sb_buf_t path, sub;
+        sb_buf_init(&path, 8192);
+        sb_buf_init(&sub, 8192);
+        if (sb_buf_appendf(&path, "%s/%s%c", dir, names[i], '\0') != 0 ||
+            sb_buf_appendf(&sub, "%s%s%s%c", rel, rel[0] ? "/" : "", names[i], '\0') != 0) {
+            fail_msg("%s/%s: path too long", dir, names[i]);
+            rc = -1;
+        } else {
+            struct stat st;
+            if (stat(path.base, &st) != 0) {
+                fail_msg("cannot read %s: %s", path.base, strerror(errno));
+                rc = -1;
+            } else if (S_ISDIR(st.st_mode)) {
+                rc = walk(r, path.base, sub.base, depth + 1);
+            } else if (S_ISREG(st.st_mode) && wanted_ext(names[i])) {
+                rc = add_file(r, path.base, sub.base);
+            }
+        }
+        sb_buf_dispose(&path);
+        sb_buf_dispose(&sub);
+    }
+    for (size_t i = 0; i < n; ++i)
+        free(names[i]);
+    free(names);
+    return rc;
+}
+
+/* A command-line PATH: a folder is walked (its files' sources are relative to it); a file is its own source by name. */
+static int add_path(struct run *r, const char *arg)
+{
+    struct stat st;
+    if (stat(arg, &st) != 0) {
+        fail_msg("cannot read %s: %s", arg, strerror(errno));
+        return -1;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        ++r->folders;
+        char *dir = xstrdup(arg);
+        size_t n = strlen(dir);
+        while (n > 1 && dir[n - 1] == '/')
+            dir[--n] = '\0';
+        int rc = walk(r, dir, "", 0);
+        free(dir);
+        return rc;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        fail_msg("%s is neither a file nor a folder", arg);
+        return -1;
+    }
+    if (!wanted_ext(arg)) {
+        fail_msg("%s: only .md, .markdown and .txt files are ingested", arg);
+        return -1;
+    }
+    const char *base = strrchr(arg, '/');
+    return add_file(r, arg, base ? base + 1 : arg);
+}
+
+/* ---- the database ---------------------------------------------------------------------------------------------------- */
+
+/* libpq messages end in newlines; they are printed inside our own lines. */
+static const char *trimmed(const char *msg, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%s", msg != NULL ? msg : "");
+    size_t n = strlen(out);
+    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == ' '))
+        out[--n] = '\0';
+    return out;
+}
+
+/* "user@host:port/dbname": what DATABASE_URL points at, without its password. -1 when libpq cannot parse it. */
+static int describe_target(const char *url, char *out, size_t outlen)
+{
+    PQconninfoOption *opts = PQconninfoParse(url, NULL);
+    if (opts == NULL)
+        return -1;
+    const char *user = NULL, *host = NULL, *port = NULL, *db = NULL;
+    for (PQconninfoOption *o = opts; o->keyword != NULL; ++o) {
+        if (o->val == NULL || o->val[0] == '\0')
+            continue;
+        if (strcmp(o->keyword, "user") == 0)
+            user = o->val;
+        else if (strcmp(o->keyword, "host") == 0 || (strcmp(o->keyword, "hostaddr") == 0 && host == NULL))
+            host = o->val;
+        else if (strcmp(o->keyword, "port") == 0)
+            port = o->val;
+        else if (strcmp(o->keyword, "dbname") == 0)
+            db = o->val;
+    }
+    snprintf(out, outlen, "%s%s%s%s%s/%s", user ? user : "", user ? "@" : "", host ? host : "(local socket)", port ? ":" : "",
+             port ? port : "", db ? db : "(default database)");
+    PQconninfoFree(opts);
+    return 0;
+}
+
+static PGconn *connect_db(const sb_config_t *config)
+{
+    char where[512], timeout[16] = "", buf[1024];
+    if (describe_target(config->database_url, where, sizeof(where)) != 0) {
+        /* libpq's parse error may quote the URL, password and all, so it is not shown. */
+        fail_msg("DATABASE_URL is not a valid Postgres connection URI");
+        return NULL;
+    }
+    if (config->pg_connect_timeout_ms > 0)
+        snprintf(timeout, sizeof(timeout), "%u", (config->pg_connect_timeout_ms + 999) / 1000);
+    /* client_encoding after the URL: the text we send is UTF-8 whatever the URL says. */
+    const char *keys[] = {"fallback_application_name", "connect_timeout", "dbname", "client_encoding", NULL};
+    const char *vals[] = {"switchboard-ingest", timeout, config->database_url, "UTF8", NULL};
+    PGconn *conn = PQconnectdbParams(keys, vals, 1);
+    if (conn == NULL)
+        abort();
+    if (PQstatus(conn) != CONNECTION_OK) {
+        fail_msg("cannot connect to the database at %s (DATABASE_URL): %s", where, trimmed(PQerrorMessage(conn), buf, sizeof(buf)));
+        PQfinish(conn);
+        return NULL;
+    }
+    PQclear(PQexec(conn, "SET client_min_messages = warning"));
+    return conn;
+}
+
+/* Runs a parameterized statement; NULL after printing the server's message. */
+static PGresult *query(PGconn *conn, const char *what, const char *sql, int n, const char *const *params)
+{
+    PGresult *res = PQexecParams(conn, sql, n, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(res);
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+        return res;
+    char buf[1024];
+    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    fail_msg("%s failed: %s", what, msg ? msg : trimmed(PQerrorMessage(conn), buf, sizeof(buf)));
+    PQclear(res);
+    return NULL;
+}
+
+static int exec_ok(PGconn *conn, const char *what, const char *sql, int n, const char *const *params, long *affected)
+{
+    PGresult *res = query(conn, what, sql, n, params);
+    if (res == NULL)
+        return -1;
+    if (affected != NULL)
+        *affected = strtol(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    return 0;
+}
+
+/* Ends a source's transaction: COMMIT, or ROLLBACK for --dry-run. A COMMIT that turned into a ROLLBACK is a failure. */
+static int finish_tx(struct run *r, const char *what)
+{
+    PGresult *res = PQexec(r->conn, r->dry_run ? "ROLLBACK" : "COMMIT");
+    int ok = PQresultStatus(res) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(res), r->dry_run ? "ROLLBACK" : "COMMIT") == 0;
+    if (!ok) {
+        char buf[1024];
+        fail_msg("%s: committing failed: %s", what, trimmed(PQerrorMessage(r->conn), buf, sizeof(buf)));
+    }
+    PQclear(res);
+    return ok ? 0 : -1;
+}
+
+/* The ids as a Postgres array literal; hex needs no quoting. */
+static char *id_array(const struct doc *d)
+{
+    sb_buf_t b;
+    sb_buf_init(&b, (size_t)-1);
+    sb_buf_append(&b, "{", 1);
+    for (size_t i = 0; i < d->nchunks; ++i) {
+        if (i > 0)
+            sb_buf_append(&b, ",", 1);
+        sb_buf_appendz(&b, d->chunks[i].id);
+    }
+    sb_buf_append(&b, "}", 2);
+    return b.base;
+}
+
+/*
+ * Writes one document: inserts the chunks that are new, keeps title and
+ * position current on the others (writing only when they changed), and
+ * deletes the source's chunks this run no longer produces. One transaction.
+ */
+static int store_doc(struct run *r, const struct doc *d, long *added, long *removed)
+{
+    *added = *removed = 0;
+    if (exec_ok(r->conn, d->source, "BEGIN", 0, NULL, NULL) != 0)
+        return -1;
+    for (size_t i = 0; i < d->nchunks; ++i) {
+        const struct chunk *c = &d->chunks[i];
+        char pos[24];
+        snprintf(pos, sizeof(pos), "%zu", i);
+        const char *p[] = {c->id, d->source, d->title, c->heading, c->content, pos};
+        long n;
+        if (exec_ok(r->conn, d->source,
+                    "INSERT INTO rag_chunks (id, source, title, heading, content, position) "
+                    "VALUES ($1, $2, $3, $4, $5, $6::integer) ON CONFLICT (id) DO NOTHING",
+                    6, p, &n) != 0)
+            goto fail;
+        *added += n;
+        /* An unchanged chunk moved by an edit elsewhere in the file, or a new title: the id stays, these columns follow. */
+        const char *u[] = {c->id, d->title, pos};
+        if (n == 0 && exec_ok(r->conn, d->source,
+                              "UPDATE rag_chunks SET title = $2, position = $3::integer WHERE id = $1 "
+                              "AND (title, position) IS DISTINCT FROM ($2, $3::integer)",
+                              3, u, NULL) != 0)
+            goto fail;
+    }
+    char *ids = id_array(d);
+    const char *p[] = {d->source, ids};
+    int rc = exec_ok(r->conn, d->source, "DELETE FROM rag_chunks WHERE source = $1 AND id <> ALL ($2::text[])", 2, p, removed);
+    free(ids);
+    if (rc != 0)
+        goto fail;
+    return finish_tx(r, d->source);
+fail:
+    PQclear(PQexec(r->conn, "ROLLBACK"));
+    return -1;
+}
+
+/* --sync: deletes the chunks of every source this run did not find. One transaction; prints each source removed. */
+static int sync_removed(struct run *r, long *sources, long *chunks)
+{
+    *sources = *chunks = 0;
+    sb_buf_t b;
+    sb_buf_init(&b, (size_t)-1);
+    sb_buf_append(&b, "{", 1);
+    for (size_t i = 0; i < r->ndocs; ++i) {
+        if (i > 0)
+            sb_buf_append(&b, ",", 1);
+        sb_buf_append(&b, "\"", 1);
+        for (const char *s = r->docs[i].source; *s != '\0'; ++s) {
+            if (*s == '"' || *s == '\\')
+                sb_buf_append(&b, "\\", 1);
+            sb_buf_append(&b, s, 1);
+        }
+        sb_buf_append(&b, "\"", 1);
+    }
+    sb_buf_append(&b, "}", 2);
+    const char *p[] = {b.base};
+    int rc = -1;
+    if (exec_ok(r->conn, "--sync", "BEGIN", 0, NULL, NULL) != 0)
+        goto out;
+    PGresult *res = query(r->conn, "--sync",
+                          "WITH gone AS (DELETE FROM rag_chunks WHERE source <> ALL ($1::text[]) RETURNING source) "
+                          "SELECT source, count(*) FROM gone GROUP BY source ORDER BY source",
+                          1, p);
+    if (res == NULL) {
+        PQclear(PQexec(r->conn, "ROLLBACK"));
+        goto out;
+    }
+    for (int i = 0; i < PQntuples(res); ++i) {
+        long n = strtol(PQgetvalue(res, i, 1), NULL, 10);
+        printf("%s %s: %ld chunks (source no longer exists)\n", r->dry_run ? "would remove" : "removed", PQgetvalue(res, i, 0), n);
+        ++*sources;
+        *chunks += n;
+    }
+    PQclear(res);
+    rc = finish_tx(r, "--sync");
+out:
+    sb_buf_dispose(&b);
+    return rc;
+}
+
+/* The table comes from `switchboard migrate`; this tool never changes the schema. */
+static int check_table(PGconn *conn)
+{
+    PGresult *res = query(conn, "checking for rag_chunks", "SELECT to_regclass('rag_chunks') IS NOT NULL", 0, NULL);
+    if (res == NULL)
+        return -1;
+    int have = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    if (!have)
+        fail_msg("the database has no rag_chunks table; run `switchboard migrate` first");
+    return have ? 0 : -1;
+}
+
+/* ---- main ------------------------------------------------------------------------------------------------------------ */
+
+static void usage(FILE *f)
+{
+    fputs("usage: switchboard-ingest [--sync] [--dry-run] PATH...\n"
+          "Loads the .md, .markdown and .txt files under each PATH (files or folders, recursively)\n"
+          "into the rag_chunks table of DATABASE_URL, split along their headings.\n"
+          "  --sync     also delete the chunks of files that no longer exist (PATHs are the whole knowledge base)\n"
+          "  --dry-run  report what would change without writing (without DATABASE_URL: just split the files)\n"
+          "Settings come from the environment and .env (SWITCHBOARD_ENV_FILE), as for switchboard.\n",
+          f);
+}
+
+static void free_run(struct run *r)
+{
+    for (size_t i = 0; i < r->ndocs; ++i) {
+        struct doc *d = &r->docs[i];
+        for (size_t j = 0; j < d->nchunks; ++j) {
+            free(d->chunks[j].heading);
+            free(d->chunks[j].content);
+        }
+        free(d->chunks);
+        free(d->path);
+        free(d->source);
+        free(d->title);
+    }
+    free(r->docs);
+}
+
+int main(int argc, char **argv)
+{
+    struct run r = {0};
+    int npaths = 0, end_of_options = 0;
+    for (int i = 1; i < argc; ++i) {
+        if (!end_of_options && strcmp(argv[i], "--sync") == 0) {
+            r.sync = 1;
+        } else if (!end_of_options && strcmp(argv[i], "--dry-run") == 0) {
+            r.dry_run = 1;
+        } else if (!end_of_options && (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)) {
+            usage(stdout);
+            return 0;
+        } else if (!end_of_options && strcmp(argv[i], "--") == 0) {
+            end_of_options = 1;
+        } else if (!end_of_options && argv[i][0] == '-' && argv[i][1] != '\0') {
+            fail_msg("unknown option %s", argv[i]);
+            usage(stderr);
+            return 2;
+        } else {
+            argv[++npaths] = argv[i]; /* compacts the paths to argv[1..npaths] */
+        }
+    }
+    if (npaths == 0) {
+        usage(stderr);
+        return 2;
+    }
+
+    char err[512];
+    const char *env_file = getenv("SWITCHBOARD_ENV_FILE");
+    if (sb_config_load_env_file(env_file && *env_file ? env_file : ".env", err, sizeof(err)) != 0) {
+        fail_msg("%s", err);
+        return 2;
+    }
+    static sb_config_t config;
+    if (sb_config_load(&config, err, sizeof(err)) != 0) {
+        fail_msg("configuration: %s", err);
+        return 2;
+    }
+    int rc = 1;
+    const char *backend = getenv("RAG_BACKEND");
+    if (backend != NULL && *backend != '\0' && strcmp(backend, "postgres") != 0) {
+        fail_msg("RAG_BACKEND=%s: this tool loads the postgres backend's rag_chunks table only", backend);
+        goto out;
+    }
+    if ((config.database_url == NULL || config.database_url[0] == '\0') && !r.dry_run) {
+        fail_msg("DATABASE_URL is not set; it names the Postgres database to load (see env.example)");
+        goto out;
+    }
+    if (sodium_init() < 0) {
+        fail_msg("cannot initialise libsodium");
+        goto out;
+    }
+
+    /* Everything is read and split first, so a bad file stops the run before anything is written. */
+    for (int i = 1; i <= npaths; ++i)
+        if (add_path(&r, argv[i]) != 0)
+            goto out;
+    if (r.sync && r.folders == 0) {
+        fail_msg("--sync needs at least one folder: it deletes what is no longer in the given folders");
+        goto out;
+    }
+    if (r.ndocs == 0) {
+        fail_msg("no .md, .markdown or .txt files found");
+        goto out;
+    }
+
+    size_t total = 0;
+    long added = 0, removed = 0;
+    if (config.database_url == NULL || config.database_url[0] == '\0') {
+        for (size_t i = 0; i < r.ndocs; ++i) {
+            printf("would ingest %s: %zu chunks (not compared with a database: DATABASE_URL is not set)\n", r.docs[i].source,
+                   r.docs[i].nchunks);
+            total += r.docs[i].nchunks;
+        }
+        printf("dry run: %zu files, %zu chunks\n", r.ndocs, total);
+        rc = 0;
+        goto out;
+    }
+    if ((r.conn = connect_db(&config)) == NULL || check_table(r.conn) != 0)
+        goto out;
+    for (size_t i = 0; i < r.ndocs; ++i) {
+        const struct doc *d = &r.docs[i];
+        long a, rm;
+        if (store_doc(&r, d, &a, &rm) != 0) {
+            fail_msg("%s: nothing written for this file; stopping", d->source);
+            goto out;
+        }
+        printf("%s %s: %zu chunks (%ld new, %ld removed)\n", r.dry_run ? "would ingest" : "ingested", d->source, d->nchunks, a, rm);
+        fflush(stdout);
+        total += d->nchunks;
+        added += a;
+        removed += rm;
+    }
+    long gone_sources = 0, gone_chunks = 0;
+    if (r.sync && sync_removed(&r, &gone_sources, &gone_chunks) != 0)
+        goto out;
+    printf("%s%zu files, %zu chunks: %ld new, %ld removed", r.dry_run ? "dry run, nothing written: " : "", r.ndocs, total, added,
+           removed + gone_chunks);
+    if (r.sync)
+        printf(" (%ld of them from %ld files that no longer exist)", gone_chunks, gone_sources);
+    putchar('\n');
+    rc = 0;
+out:
+    if (r.conn != NULL)
+        PQfinish(r.conn);
+    free_run(&r);
+    sb_config_dispose(&config);
+    return rc;
+}

@@ -1,13 +1,13 @@
 /*
- * Retrieval for one turn: the Postgres full-text backend on the worker's pool,
- * the time budget, the filtering of what comes back (minimum score,
+ * Retrieval for one turn: the backend list, the time budget around the
+ * backend's search, the filtering of what comes back (minimum score,
  * duplicates, a ceiling on characters), and the fenced context message.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "pg_search.h"
+#include "backend.h"
 #include "sb/buf.h"
 #include "sb/rag.h"
 
@@ -15,9 +15,17 @@
 #define FENCE_OPEN "<<<reference"
 #define FENCE_CLOSE "reference>>>"
 
+/*
+ * The retrieval backends, chosen by RAG_BACKEND. name: the setting's value;
+ * the struct's functions are documented in backend.h.
+ */
+static const sb_rag_backend_t *const backends[] = {
+    &sb_rag_postgres, /* postgres.c: full-text search, the default with DATABASE_URL */
+};
+
 struct sb_rag_query {
     const sb_config_t *config;
-    sb_pgquery_t *pg;
+    sb_rag_search_t *search;
     uv_timer_t *timer;
     sb_rag_done_cb done;
     void *data;
@@ -69,34 +77,50 @@ static size_t select_passages(const sb_config_t *c, json_t *rows, sb_passage_t *
     return n;
 }
 
-static void on_result(void *data, const PGresult *res, sb_error_t err, const char *sqlstate)
+static void on_rows(void *data, json_t *rows, sb_error_t err)
 {
     sb_rag_query_t *q = data;
-    q->pg = NULL;
-    if (err != SB_OK || PQntuples(res) != 1) {
+    q->search = NULL;
+    if (err != SB_OK || !json_is_array(rows)) {
         finish(q, NULL, 0, "error");
         return;
     }
-    json_t *rows = json_loadb(PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0), 0, NULL);
     sb_passage_t passages[MAX_PASSAGES];
-    size_t n = json_is_array(rows) ? select_passages(q->config, rows, passages) : 0;
-    finish(q, passages, n, rows == NULL ? "error" : n ? "hit" : "miss");
-    json_decref(rows);
+    size_t n = select_passages(q->config, rows, passages);
+    finish(q, passages, n, n ? "hit" : "miss");
 }
 
 static void on_budget(uv_timer_t *timer)
 {
     sb_rag_query_t *q = timer->data;
-    if (q->pg != NULL)
-        sb_pgquery_cancel(q->pg); /* the statement may finish on the server; its result is dropped */
+    if (q->search != NULL)
+        q->search->backend->cancel(q->search);
     finish(q, NULL, 0, "timeout");
+}
+
+/* The configured backend, or NULL when retrieval is off. */
+static const sb_rag_backend_t *backend_for(const sb_config_t *c)
+{
+    const char *name = c->rag_backend != NULL ? c->rag_backend : c->database_url != NULL ? "postgres" : "none";
+    for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]); ++i)
+        if (strcmp(backends[i]->name, name) == 0)
+            return backends[i];
+    return NULL;
+}
+
+int sb_rag_check(const sb_config_t *c, char *err, size_t errlen)
+{
+    if (c->rag_backend != NULL && strcmp(c->rag_backend, "none") != 0 && backend_for(c) == NULL) {
+        snprintf(err, errlen, "RAG_BACKEND must be one of: none, postgres");
+        return -1;
+    }
+    const sb_rag_backend_t *b = backend_for(c);
+    return b != NULL ? b->check(c, err, errlen) : 0;
 }
 
 int sb_rag_enabled(const sb_config_t *c)
 {
-    if (c->rag_backend != NULL)
-        return strcmp(c->rag_backend, "none") != 0;
-    return c->database_url != NULL;
+    return backend_for(c) != NULL;
 }
 
 sb_rag_query_t *sb_rag_start(const sb_config_t *c, sb_pgpool_t *pg, uv_loop_t *loop, const char *question, sb_rag_done_cb done,
@@ -111,17 +135,16 @@ sb_rag_query_t *sb_rag_start(const sb_config_t *c, sb_pgpool_t *pg, uv_loop_t *l
     uv_timer_init(loop, q->timer);
     q->timer->data = q;
     uv_timer_start(q->timer, on_budget, c->rag_timeout_ms, 0);
-    char k[16];
-    snprintf(k, sizeof(k), "%u", c->rag_top_k * 2); /* a few spare for the duplicates and the score floor */
-    const char *values[2] = {question, k};
-    q->pg = sb_pgpool_query(pg, SB_RAG_PG_SEARCH_SQL, 2, values, on_result, q);
+    sb_rag_env_t env = {c, loop, pg, NULL};
+    /* a few spare rows for the duplicates and the score floor */
+    q->search = backend_for(c)->search(&env, question, NULL, 0, c->rag_top_k * 2, on_rows, q);
     return q;
 }
 
 void sb_rag_cancel(sb_rag_query_t *q)
 {
-    if (q->pg != NULL)
-        sb_pgquery_cancel(q->pg);
+    if (q->search != NULL)
+        q->search->backend->cancel(q->search);
     uv_timer_stop(q->timer);
     destroy(q);
 }

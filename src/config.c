@@ -209,14 +209,6 @@ int sb_config_load(sb_config_t *c, char *err, size_t errlen)
     }
     if (split_keys(c, err, errlen) != 0)
         return -1;
-    if (c->rag_backend != NULL && strcmp(c->rag_backend, "postgres") != 0 && strcmp(c->rag_backend, "none") != 0) {
-        snprintf(err, errlen, "RAG_BACKEND must be postgres or none");
-        return -1;
-    }
-    if (c->rag_backend != NULL && strcmp(c->rag_backend, "postgres") == 0 && c->database_url == NULL) {
-        snprintf(err, errlen, "RAG_BACKEND=postgres needs DATABASE_URL");
-        return -1;
-    }
     if (getenv("RAG_TOP_K") == NULL && c->pinecone_top_k != 0)
         c->rag_top_k = c->pinecone_top_k;
     /* A keyless local provider (Ollama, llama.cpp) needs only LLM_BASE_URL; with neither, the sandbox answers. */

@@ -18,6 +18,7 @@
 #include "migrate.h"
 #include "sb/config.h"
 #include "sb/log.h"
+#include "sb/rag.h"
 #include "sb/tools.h"
 #include "worker.h"
 
@@ -94,7 +95,8 @@ int main(int argc, char **argv)
         sb_config_dispose(&config);
         return rc;
     }
-    if (sb_config_check_serving(&config, err, sizeof(err)) != 0 || sb_tools_init(&config, err, sizeof(err)) != 0) {
+    if (sb_config_check_serving(&config, err, sizeof(err)) != 0 || sb_tools_init(&config, err, sizeof(err)) != 0 ||
+        sb_rag_check(&config, err, sizeof(err)) != 0) {
         sb_log_error("configuration: %s", err);
         return 2;
     }

@@ -31,6 +31,8 @@ typedef struct sb_rag_query sb_rag_query_t;
  */
 typedef void (*sb_rag_done_cb)(void *data, const sb_passage_t *passages, size_t n, const char *outcome);
 
+/* Checks the retrieval settings at start-up (RAG_BACKEND and the backend's own); 0, or -1 with err. */
+int sb_rag_check(const sb_config_t *config, char *err, size_t errlen);
 /* Whether retrieval is configured at all (RAG_BACKEND, or DATABASE_URL for the postgres default). */
 int sb_rag_enabled(const sb_config_t *config);
 /* Starts retrieval for `question` (copied). Returns a handle for sb_rag_cancel. */

@@ -14,49 +14,11 @@
 
 #include "migrate.h"
 #include "sb/buf.h"
+#include "pgtest.h"
 #include "tap.h"
 
-static PGconn *admin;
-static const char *admin_url;
 static char created[4][64];
 static size_t ncreated;
-
-/* admin_url with its database swapped for `db`, as a key=value string (works whether admin_url is a URI or key=value). */
-static char *conninfo_for(const char *db)
-{
-    PQconninfoOption *opts = PQconninfoParse(admin_url, NULL);
-    if (opts == NULL)
-        abort();
-    sb_buf_t b;
-    sb_buf_init(&b, 8192);
-    for (PQconninfoOption *o = opts; o->keyword != NULL; ++o) {
-        if (o->val == NULL || strcmp(o->keyword, "dbname") == 0)
-            continue;
-        sb_buf_appendf(&b, "%s='", o->keyword);
-        for (const char *p = o->val; *p != '\0'; ++p) {
-            if (*p == '\'' || *p == '\\')
-                sb_buf_append(&b, "\\", 1);
-            sb_buf_append(&b, p, 1);
-        }
-        sb_buf_appendz(&b, "' ");
-    }
-    sb_buf_appendf(&b, "dbname='%s'", db);
-    sb_buf_append(&b, "", 1);
-    PQconninfoFree(opts);
-    return b.base;
-}
-
-static void exec_admin(const char *fmt, const char *name)
-{
-    char *quoted = PQescapeIdentifier(admin, name, strlen(name));
-    char sql[256];
-    snprintf(sql, sizeof(sql), fmt, quoted);
-    PQfreemem(quoted);
-    PGresult *res = PQexec(admin, sql);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        printf("# %s: %s", sql, PQerrorMessage(admin));
-    PQclear(res);
-}
 
 /* A fresh database for one case; returns its conninfo (free it). */
 static char *fresh_db(const char *tag)

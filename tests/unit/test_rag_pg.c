@@ -19,51 +19,13 @@
 #include "migrate.h"
 #include "../../rag/pg_search.h"
 #include "sb/buf.h"
+#include "pgtest.h"
 #include "tap.h"
 
 #define K "4"
 #define MIN_RECALL 0.9
 
-static PGconn *admin;
-static const char *admin_url;
 static char dbname[64];
-
-/* admin_url with its database swapped for `db`, as a key=value string (works whether admin_url is a URI or key=value). */
-static char *conninfo_for(const char *db)
-{
-    PQconninfoOption *opts = PQconninfoParse(admin_url, NULL);
-    if (opts == NULL)
-        abort();
-    sb_buf_t b;
-    sb_buf_init(&b, 8192);
-    for (PQconninfoOption *o = opts; o->keyword != NULL; ++o) {
-        if (o->val == NULL || strcmp(o->keyword, "dbname") == 0)
-            continue;
-        sb_buf_appendf(&b, "%s='", o->keyword);
-        for (const char *p = o->val; *p != '\0'; ++p) {
-            if (*p == '\'' || *p == '\\')
-                sb_buf_append(&b, "\\", 1);
-            sb_buf_append(&b, p, 1);
-        }
-        sb_buf_appendz(&b, "' ");
-    }
-    sb_buf_appendf(&b, "dbname='%s'", db);
-    sb_buf_append(&b, "", 1);
-    PQconninfoFree(opts);
-    return b.base;
-}
-
-static void exec_admin(const char *fmt, const char *name)
-{
-    char *quoted = PQescapeIdentifier(admin, name, strlen(name));
-    char sql[256];
-    snprintf(sql, sizeof(sql), fmt, quoted);
-    PQfreemem(quoted);
-    PGresult *res = PQexec(admin, sql);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        printf("# %s: %s", sql, PQerrorMessage(admin));
-    PQclear(res);
-}
 
 /* Runs switchboard-ingest on rag/knowledge with DATABASE_URL=url; returns its exit status and its output in *out (free it). */
 static int run_ingest(const char *url, char **out)

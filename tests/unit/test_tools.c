@@ -33,56 +33,19 @@
 #include "sb/curl_uv.h"
 #include "sb/pgpool.h"
 #include "sb/tools.h"
+#include "pgtest.h"
 #include "tap.h"
 
 static uv_loop_t *loop;
 static sb_curlm_t *curlm;
 static sb_pgpool_t *pool;
 static sb_config_t config; /* the main configuration: database, SMTP (when aiosmtpd runs) and Agora */
-static PGconn *admin, *db;
-static const char *admin_url;
+static PGconn *db;
 static char created_dbs[2][64];
 static size_t ncreated;
 static const sb_caller_t nobody;
 
 /* --- the database ----------------------------------------------------------------------------- */
-
-/* admin_url with its database swapped for `name`, as a key=value string (works whether admin_url is a URI or key=value). */
-static char *conninfo_for(const char *name)
-{
-    PQconninfoOption *opts = PQconninfoParse(admin_url, NULL);
-    if (opts == NULL)
-        abort();
-    sb_buf_t b;
-    sb_buf_init(&b, 8192);
-    for (PQconninfoOption *o = opts; o->keyword != NULL; ++o) {
-        if (o->val == NULL || strcmp(o->keyword, "dbname") == 0)
-            continue;
-        sb_buf_appendf(&b, "%s='", o->keyword);
-        for (const char *p = o->val; *p != '\0'; ++p) {
-            if (*p == '\'' || *p == '\\')
-                sb_buf_append(&b, "\\", 1);
-            sb_buf_append(&b, p, 1);
-        }
-        sb_buf_appendz(&b, "' ");
-    }
-    sb_buf_appendf(&b, "dbname='%s'", name);
-    sb_buf_append(&b, "", 1);
-    PQconninfoFree(opts);
-    return b.base;
-}
-
-static void exec_admin(const char *fmt, const char *name)
-{
-    char *quoted = PQescapeIdentifier(admin, name, strlen(name));
-    char sql[256];
-    snprintf(sql, sizeof(sql), fmt, quoted);
-    PQfreemem(quoted);
-    PGresult *res = PQexec(admin, sql);
-    if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        printf("# %s: %s", sql, PQerrorMessage(admin));
-    PQclear(res);
-}
 
 /* A fresh database, migrated and seeded with the given table names; returns its conninfo (free it). */
 static char *fresh_db(const char *tag, char *tickets, char *interactions)

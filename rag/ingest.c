@@ -15,7 +15,14 @@
  * is touched: an unreadable or non-UTF-8 file stops the run with nothing
  * written. Each source's changes are one transaction.
  *
- * A command-line tool, so it uses libpq's blocking calls.
+ * With RAG_BACKEND=chroma the chunks go to a Chroma collection instead
+ * (created if missing, cosine space): each new chunk is embedded through the
+ * OpenAI-compatible embeddings endpoint, in batches, and upserted under the
+ * same content-hash id with metadata {source, heading, title, text}. The store
+ * is asked which ids a source already has, so an unchanged file is neither
+ * embedded nor written, and ids a source no longer produces are deleted.
+ *
+ * A command-line tool, so it uses libpq's and libcurl's blocking calls.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -25,17 +32,21 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <curl/curl.h>
+#include <jansson.h>
 #include <libpq-fe.h>
 #include <sodium.h>
 
 #include "sb/buf.h"
 #include "sb/config.h"
 
-#define MAX_CHUNK 1200       /* bytes of content per chunk: a few passages fit the model's context */
-#define MIN_CHUNK 400        /* a piece is not cut shorter than this when a better boundary is further on */
-#define OVERLAP 150          /* bytes repeated from the end of one piece at the start of the next */
-#define MAX_FILE (16u << 20) /* a knowledge file larger than this is almost certainly not one */
-#define MAX_DEPTH 32         /* folder recursion; guards against symlink loops */
+#define MAX_CHUNK 1200            /* bytes of content per chunk: a few passages fit the model's context */
+#define MIN_CHUNK 400             /* a piece is not cut shorter than this when a better boundary is further on */
+#define OVERLAP 150               /* bytes repeated from the end of one piece at the start of the next */
+#define MAX_FILE (16u << 20)      /* a knowledge file larger than this is almost certainly not one */
+#define MAX_DEPTH 32              /* folder recursion; guards against symlink loops */
+#define EMBED_BATCH 64            /* chunks per embeddings request: well inside providers' input limits */
+#define MAX_RESPONSE (256u << 20) /* a --sync listing of a large collection, or a batch of 3072-dim embeddings */
 
 /* One passage of a document. */
 struct chunk {
@@ -58,6 +69,10 @@ struct run {
     size_t ndocs, capdocs;
     int sync, dry_run, folders;
     PGconn *conn;
+    /* a vector store (RAG_BACKEND=chroma) */
+    const sb_config_t *config;
+    CURL *curl;
+    char *collection_url; /* .../collections/{id}; NULL in a dry run when the collection does not exist yet */
 };
 
 __attribute__((format(printf, 1, 2))) static void fail_msg(const char *fmt, ...)
@@ -717,15 +732,398 @@ static int check_table(PGconn *conn)
     return have ? 0 : -1;
 }
 
+/* ---- vector stores --------------------------------------------------------------------------------------------------- */
+
+static size_t collect(char *p, size_t size, size_t nmemb, void *userp)
+{
+    return sb_buf_append(userp, p, size * nmemb) == 0 ? size * nmemb : 0; /* 0 stops an oversized answer */
+}
+
+/* The message in an error body: Chroma's {"error","message"}, OpenAI's {"error":{"message"}}, or the text itself. */
+static void print_error_body(const char *what, const char *url, long status, const sb_buf_t *b)
+{
+    json_t *root = json_loadb(b->base ? b->base : "", b->len, 0, NULL);
+    json_t *err = json_object_get(root, "error");
+    json_t *msg = json_object_get(json_is_object(err) ? err : root, "message");
+    if (!json_is_string(msg))
+        msg = json_is_string(err) ? err : NULL;
+    if (msg != NULL)
+        fail_msg("%s failed: HTTP %ld from %s: %.300s", what, status, url, json_string_value(msg));
+    else
+        fail_msg("%s failed: HTTP %ld from %s: %.300s", what, status, url, b->len ? b->base : "(empty answer)");
+    json_decref(root);
+}
+
+/*
+ * One blocking JSON call: `body` NULL is a GET. Returns the parsed 2xx answer,
+ * or NULL after printing why; with `quiet_404` a 404 is only reported through
+ * *status. `header` (e.g. the credentials) may be NULL.
+ */
+static json_t *call(struct run *r, const char *what, const char *url, const char *header, const json_t *body, long *status,
+                    int quiet_404)
+{
+    CURL *e = r->curl;
+    curl_easy_reset(e);
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    if (header != NULL)
+        h = curl_slist_append(h, header);
+    char *payload = body != NULL ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+    sb_buf_t resp;
+    sb_buf_init(&resp, MAX_RESPONSE);
+    char errbuf[CURL_ERROR_SIZE] = "";
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+    if (payload != NULL) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, payload);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(payload));
+    }
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &resp);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 300000L); /* a large embeddings batch on a slow provider */
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "switchboard-ingest/" SB_VERSION);
+    CURLcode rc = curl_easy_perform(e);
+    *status = 0;
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, status);
+    json_t *out = NULL;
+    if (rc != CURLE_OK) {
+        fail_msg("%s failed: %s: %s", what, url, errbuf[0] ? errbuf : curl_easy_strerror(rc));
+    } else if (*status < 200 || *status > 299) {
+        if (!(quiet_404 && *status == 404))
+            print_error_body(what, url, *status, &resp);
+    } else if ((out = json_loadb(resp.base ? resp.base : "{}", resp.base ? resp.len : 2, 0, NULL)) == NULL) {
+        fail_msg("%s failed: %s answered something that is not JSON", what, url);
+    }
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, NULL);
+    sb_buf_dispose(&resp);
+    free(payload);
+    curl_slist_free_all(h);
+    return out;
+}
+
+/* The store's credentials header, or NULL. Printed nowhere. */
+static const char *chroma_auth(struct run *r, char *buf, size_t len)
+{
+    if (r->config->chroma_api_key == NULL)
+        return NULL;
+    snprintf(buf, len, "x-chroma-token: %s", r->config->chroma_api_key);
+    return buf;
+}
+
+/* `url` + "/" + `path`, NUL-terminated; aborts past the ceiling, which only absurd settings reach. */
+static void url_join(sb_buf_t *b, const char *base, const char *path)
+{
+    sb_buf_init(b, 16384);
+    size_t n = strlen(base);
+    while (n > 0 && base[n - 1] == '/')
+        --n;
+    if (sb_buf_append(b, base, n) != 0 || sb_buf_appendf(b, "/%s%c", path, '\0') != 0)
+        abort();
+}
+
+/* Appends `s` as one percent-encoded path segment. */
+static void append_segment(struct run *r, sb_buf_t *b, const char *s)
+{
+    char *esc = curl_easy_escape(r->curl, s, 0);
+    if (esc == NULL || sb_buf_appendz(b, esc) != 0)
+        abort();
+    curl_free(esc);
+}
+
+/*
+ * Finds the collection, creating it (cosine space, which chroma.c's scores
+ * assume) unless this is a dry run. In a dry run a missing collection leaves
+ * collection_url NULL: everything would be new.
+ */
+static int open_collection(struct run *r)
+{
+    const sb_config_t *c = r->config;
+    char auth[1024];
+    sb_buf_t base;
+    url_join(&base, c->chroma_url, "api/v2/tenants/");
+    base.len--; /* the NUL */
+    append_segment(r, &base, c->chroma_tenant);
+    sb_buf_appendz(&base, "/databases/");
+    append_segment(r, &base, c->chroma_database);
+    sb_buf_appendz(&base, "/collections");
+    sb_buf_t url;
+    sb_buf_init(&url, 16384);
+    sb_buf_append(&url, base.base, base.len);
+    json_t *coll;
+    long status;
+    if (r->dry_run) {
+        sb_buf_appendz(&url, "/");
+        append_segment(r, &url, c->chroma_collection);
+        sb_buf_append(&url, "", 1);
+        coll = call(r, "finding the Chroma collection", url.base, chroma_auth(r, auth, sizeof(auth)), NULL, &status, 1);
+        if (coll == NULL && status == 404) {
+            sb_buf_dispose(&url);
+            sb_buf_dispose(&base);
+            return 0;
+        }
+    } else {
+        sb_buf_append(&url, "", 1);
+        json_t *body =
+            json_pack("{s:s, s:b, s:{s:s}}", "name", c->chroma_collection, "get_or_create", 1, "metadata", "hnsw:space", "cosine");
+        coll = call(r, "creating the Chroma collection", url.base, chroma_auth(r, auth, sizeof(auth)), body, &status, 0);
+        json_decref(body);
+    }
+    sodium_memzero(auth, sizeof(auth));
+    sb_buf_dispose(&url);
+    const char *id = json_string_value(json_object_get(coll, "id"));
+    if (coll != NULL && id == NULL)
+        fail_msg("Chroma's answer about collection %s has no id", c->chroma_collection);
+    if (id != NULL) {
+        sb_buf_appendz(&base, "/");
+        append_segment(r, &base, id);
+        sb_buf_append(&base, "", 1);
+        r->collection_url = xstrdup(base.base);
+    }
+    json_decref(coll);
+    sb_buf_dispose(&base);
+    return id != NULL ? 0 : -1;
+}
+
+/* POSTs `body` (taken) to {collection}/{op}; the answer, or NULL after saying why. */
+static json_t *collection_call(struct run *r, const char *what, const char *op, json_t *body)
+{
+    char auth[1024];
+    sb_buf_t url;
+    url_join(&url, r->collection_url, op);
+    long status;
+    json_t *out = call(r, what, url.base, chroma_auth(r, auth, sizeof(auth)), body, &status, 0);
+    sodium_memzero(auth, sizeof(auth));
+    sb_buf_dispose(&url);
+    json_decref(body);
+    return out;
+}
+
+static int has_id(json_t *ids, const char *id)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(ids, i, v)
+    {
+        if (json_is_string(v) && strcmp(json_string_value(v), id) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/*
+ * Embeds `inputs` (an array of strings) with one request to
+ * {EMBEDDING_BASE_URL}/embeddings. An array of as many vectors, in input
+ * order, or NULL after saying why.
+ */
+static json_t *embed(struct run *r, json_t *inputs)
+{
+    const sb_config_t *c = r->config;
+    const char *key = c->embedding_api_key != NULL ? c->embedding_api_key : c->llm_api_key;
+    char auth[1024];
+    if (key != NULL)
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
+    sb_buf_t url;
+    url_join(&url, c->embedding_base_url != NULL ? c->embedding_base_url : c->llm_base_url, "embeddings");
+    json_t *body = json_pack("{s:s, s:O}", "model", c->embedding_model, "input", inputs);
+    long status;
+    json_t *res = call(r, "embedding", url.base, key != NULL ? auth : NULL, body, &status, 0);
+    sodium_memzero(auth, sizeof(auth));
+    json_decref(body);
+    size_t n = json_array_size(inputs), dim = 0, i;
+    json_t *data = json_object_get(res, "data"), *item;
+    json_t *out = res != NULL ? json_array() : NULL;
+    for (i = 0; out != NULL && i < n; ++i)
+        json_array_append_new(out, json_null());
+    json_array_foreach(data, i, item)
+    {
+        json_t *idx = json_object_get(item, "index"), *vec = json_object_get(item, "embedding");
+        size_t at = json_is_integer(idx) ? (size_t)json_integer_value(idx) : i;
+        if (out == NULL || at >= n || !json_is_array(vec) || json_array_size(vec) == 0 || (dim && json_array_size(vec) != dim))
+            break;
+        dim = json_array_size(vec);
+        json_array_set(out, at, vec);
+    }
+    for (i = 0; out != NULL && i < n; ++i) {
+        if (!json_is_array(json_array_get(out, i))) {
+            fail_msg("embedding failed: %s answered without a usable vector for every input (model %s)", url.base,
+                     c->embedding_model);
+            json_decref(out);
+            out = NULL;
+        }
+    }
+    sb_buf_dispose(&url);
+    json_decref(res);
+    return out;
+}
+
+/* What is embedded for a chunk: the title and heading name the topic a caller asks about, so they go in with the text. */
+static json_t *embed_input(const struct doc *d, const struct chunk *c)
+{
+    sb_buf_t b;
+    sb_buf_init(&b, (size_t)-1);
+    sb_buf_appendf(&b, "%s%s%s\n\n%s", d->title, c->heading[0] ? " — " : "", c->heading, c->content);
+    json_t *s = json_stringn(b.base, b.len);
+    sb_buf_dispose(&b);
+    return s;
+}
+
+/* Embeds and upserts the chunks of `d` at `idx[0..n)`, EMBED_BATCH at a time. */
+static int upsert(struct run *r, const struct doc *d, const size_t *idx, size_t n)
+{
+    for (size_t from = 0; from < n; from += EMBED_BATCH) {
+        size_t to = from + EMBED_BATCH < n ? from + EMBED_BATCH : n;
+        json_t *inputs = json_array();
+        for (size_t i = from; i < to; ++i)
+            json_array_append_new(inputs, embed_input(d, &d->chunks[idx[i]]));
+        json_t *vecs = embed(r, inputs);
+        json_decref(inputs);
+        if (vecs == NULL)
+            return -1;
+        json_t *ids = json_array(), *docs = json_array(), *metas = json_array();
+        for (size_t i = from; i < to; ++i) {
+            const struct chunk *c = &d->chunks[idx[i]];
+            json_array_append_new(ids, json_string(c->id));
+            json_array_append_new(docs, json_string(c->content));
+            json_array_append_new(metas, json_pack("{s:s, s:s, s:s, s:s}", "source", d->source, "heading", c->heading, "title",
+                                                   d->title, "text", c->content));
+        }
+        json_t *res = collection_call(
+            r, d->source, "upsert",
+            json_pack("{s:o, s:o, s:o, s:o}", "ids", ids, "embeddings", vecs, "documents", docs, "metadatas", metas));
+        if (res == NULL)
+            return -1;
+        json_decref(res);
+    }
+    return 0;
+}
+
+/*
+ * Writes one document to the vector store: embeds and upserts the chunks the
+ * store does not have (by id), and deletes the source's ids this run no
+ * longer produces. An unchanged file costs one lookup.
+ */
+static int store_doc_vec(struct run *r, const struct doc *d, long *added, long *removed)
+{
+    *added = *removed = 0;
+    json_t *have = NULL;
+    if (r->collection_url != NULL) {
+        json_t *res = collection_call(r, d->source, "get", json_pack("{s:{s:s}, s:[]}", "where", "source", d->source, "include"));
+        if (res == NULL)
+            return -1;
+        have = json_incref(json_object_get(res, "ids"));
+        json_decref(res);
+    }
+    size_t *fresh = xrealloc(NULL, (d->nchunks + 1) * sizeof(*fresh)), nfresh = 0;
+    for (size_t i = 0; i < d->nchunks; ++i) {
+        int dup = has_id(have, d->chunks[i].id); /* a repeated passage within the file is one point */
+        for (size_t j = 0; j < nfresh && !dup; ++j)
+            dup = strcmp(d->chunks[fresh[j]].id, d->chunks[i].id) == 0;
+        if (!dup)
+            fresh[nfresh++] = i;
+    }
+    json_t *stale = json_array(), *v;
+    size_t i;
+    json_array_foreach(have, i, v)
+    {
+        int kept = 0;
+        for (size_t j = 0; j < d->nchunks && !kept; ++j)
+            kept = strcmp(d->chunks[j].id, json_string_value(v) ? json_string_value(v) : "") == 0;
+        if (!kept)
+            json_array_append(stale, v);
+    }
+    int rc = 0;
+    if (!r->dry_run && nfresh > 0)
+        rc = upsert(r, d, fresh, nfresh);
+    if (rc == 0 && !r->dry_run && json_array_size(stale) > 0) {
+        json_t *res = collection_call(r, d->source, "delete", json_pack("{s:O}", "ids", stale));
+        rc = res != NULL ? 0 : -1;
+        json_decref(res);
+    }
+    *added = (long)nfresh;
+    *removed = (long)json_array_size(stale);
+    free(fresh);
+    json_decref(stale);
+    json_decref(have);
+    return rc;
+}
+
+static int by_source(const void *a, const void *b)
+{
+    return strcmp(json_string_value(json_object_get(*(json_t *const *)a, "source")),
+                  json_string_value(json_object_get(*(json_t *const *)b, "source")));
+}
+
+/* --sync for a vector store: deletes the ids of every source this run did not find; prints each source removed. */
+static int sync_removed_vec(struct run *r, long *sources, long *chunks)
+{
+    *sources = *chunks = 0;
+    if (r->collection_url == NULL)
+        return 0;
+    json_t *res = collection_call(r, "--sync", "get", json_pack("{s:[s]}", "include", "metadatas"));
+    if (res == NULL)
+        return -1;
+    json_t *ids = json_object_get(res, "ids"), *metas = json_object_get(res, "metadatas");
+    json_t *gone = json_array(), *bysrc = json_object(), *v;
+    size_t i;
+    json_array_foreach(ids, i, v)
+    {
+        const char *src = json_string_value(json_object_get(json_array_get(metas, i), "source"));
+        if (src == NULL)
+            continue; /* not written by this tool */
+        int found = 0;
+        for (size_t j = 0; j < r->ndocs && !found; ++j)
+            found = strcmp(r->docs[j].source, src) == 0;
+        if (found)
+            continue;
+        json_array_append(gone, v);
+        json_t *n = json_object_get(bysrc, src);
+        json_object_set_new(bysrc, src, json_integer(n ? json_integer_value(n) + 1 : 1));
+    }
+    int rc = 0;
+    if (!r->dry_run && json_array_size(gone) > 0) {
+        json_t *del = collection_call(r, "--sync", "delete", json_pack("{s:O}", "ids", gone));
+        rc = del != NULL ? 0 : -1;
+        json_decref(del);
+    }
+    if (rc == 0) {
+        size_t n = json_object_size(bysrc), k = 0;
+        json_t **rows = xrealloc(NULL, (n + 1) * sizeof(*rows));
+        const char *src;
+        json_object_foreach(bysrc, src, v)
+        {
+            rows[k++] = json_pack("{s:s, s:O}", "source", src, "n", v);
+        }
+        qsort(rows, n, sizeof(*rows), by_source);
+        for (k = 0; k < n; ++k) {
+            long cnt = (long)json_integer_value(json_object_get(rows[k], "n"));
+            printf("%s %s: %ld chunks (source no longer exists)\n", r->dry_run ? "would remove" : "removed",
+                   json_string_value(json_object_get(rows[k], "source")), cnt);
+            ++*sources;
+            *chunks += cnt;
+            json_decref(rows[k]);
+        }
+        free(rows);
+    }
+    json_decref(bysrc);
+    json_decref(gone);
+    json_decref(res);
+    return rc;
+}
+
 /* ---- main ------------------------------------------------------------------------------------------------------------ */
 
 static void usage(FILE *f)
 {
     fputs("usage: switchboard-ingest [--sync] [--dry-run] PATH...\n"
           "Loads the .md, .markdown and .txt files under each PATH (files or folders, recursively)\n"
-          "into the rag_chunks table of DATABASE_URL, split along their headings.\n"
+          "into the rag_chunks table of DATABASE_URL, split along their headings; with RAG_BACKEND=chroma,\n"
+          "embeds them (EMBEDDING_BASE_URL, OPENAI_EMBEDDING_MODEL) into the CHROMA_COLLECTION collection instead.\n"
           "  --sync     also delete the chunks of files that no longer exist (PATHs are the whole knowledge base)\n"
-          "  --dry-run  report what would change without writing (without DATABASE_URL: just split the files)\n"
+          "  --dry-run  report what would change without writing or embedding (postgres without DATABASE_URL:\n"
+          "             just split the files)\n"
           "Settings come from the environment and .env (SWITCHBOARD_ENV_FILE), as for switchboard.\n",
           f);
 }
@@ -785,12 +1183,19 @@ int main(int argc, char **argv)
         return 2;
     }
     int rc = 1;
-    const char *backend = getenv("RAG_BACKEND");
-    if (backend != NULL && *backend != '\0' && strcmp(backend, "postgres") != 0) {
-        fail_msg("RAG_BACKEND=%s: this tool loads the postgres backend's rag_chunks table only", backend);
+    r.config = &config;
+    const char *backend = config.rag_backend != NULL ? config.rag_backend : "postgres";
+    int vector = strcmp(backend, "chroma") == 0;
+    if (!vector && strcmp(backend, "postgres") != 0) {
+        fail_msg("RAG_BACKEND=%s: this tool loads the postgres and chroma backends only", backend);
         goto out;
     }
-    if ((config.database_url == NULL || config.database_url[0] == '\0') && !r.dry_run) {
+    if (vector && (config.chroma_url == NULL ||
+                   (strncmp(config.chroma_url, "http://", 7) != 0 && strncmp(config.chroma_url, "https://", 8) != 0))) {
+        fail_msg("RAG_BACKEND=chroma needs CHROMA_URL (http:// or https://), the Chroma server to load");
+        goto out;
+    }
+    if (!vector && (config.database_url == NULL || config.database_url[0] == '\0') && !r.dry_run) {
         fail_msg("DATABASE_URL is not set; it names the Postgres database to load (see env.example)");
         goto out;
     }
@@ -814,7 +1219,7 @@ int main(int argc, char **argv)
 
     size_t total = 0;
     long added = 0, removed = 0;
-    if (config.database_url == NULL || config.database_url[0] == '\0') {
+    if (!vector && (config.database_url == NULL || config.database_url[0] == '\0')) {
         for (size_t i = 0; i < r.ndocs; ++i) {
             printf("would ingest %s: %zu chunks (not compared with a database: DATABASE_URL is not set)\n", r.docs[i].source,
                    r.docs[i].nchunks);
@@ -824,13 +1229,24 @@ int main(int argc, char **argv)
         rc = 0;
         goto out;
     }
-    if ((r.conn = connect_db(&config)) == NULL || check_table(r.conn) != 0)
+    if (vector) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 || (r.curl = curl_easy_init()) == NULL) {
+            fail_msg("cannot initialise libcurl");
+            goto out;
+        }
+        if (open_collection(&r) != 0)
+            goto out;
+    } else if ((r.conn = connect_db(&config)) == NULL || check_table(r.conn) != 0) {
         goto out;
+    }
     for (size_t i = 0; i < r.ndocs; ++i) {
         const struct doc *d = &r.docs[i];
         long a, rm;
-        if (store_doc(&r, d, &a, &rm) != 0) {
-            fail_msg("%s: nothing written for this file; stopping", d->source);
+        if ((vector ? store_doc_vec(&r, d, &a, &rm) : store_doc(&r, d, &a, &rm)) != 0) {
+            if (vector) /* upserts are per batch: a re-run finds what was written and completes the file */
+                fail_msg("%s: stopping; run again to complete this file", d->source);
+            else
+                fail_msg("%s: nothing written for this file; stopping", d->source);
             goto out;
         }
         printf("%s %s: %zu chunks (%ld new, %ld removed)\n", r.dry_run ? "would ingest" : "ingested", d->source, d->nchunks, a, rm);
@@ -840,7 +1256,7 @@ int main(int argc, char **argv)
         removed += rm;
     }
     long gone_sources = 0, gone_chunks = 0;
-    if (r.sync && sync_removed(&r, &gone_sources, &gone_chunks) != 0)
+    if (r.sync && (vector ? sync_removed_vec(&r, &gone_sources, &gone_chunks) : sync_removed(&r, &gone_sources, &gone_chunks)) != 0)
         goto out;
     printf("%s%zu files, %zu chunks: %ld new, %ld removed", r.dry_run ? "dry run, nothing written: " : "", r.ndocs, total, added,
            removed + gone_chunks);
@@ -851,6 +1267,11 @@ int main(int argc, char **argv)
 out:
     if (r.conn != NULL)
         PQfinish(r.conn);
+    if (r.curl != NULL) {
+        curl_easy_cleanup(r.curl);
+        curl_global_cleanup();
+    }
+    free(r.collection_url);
     free_run(&r);
     sb_config_dispose(&config);
     return rc;

@@ -1,14 +1,17 @@
 /*
  * Retrieval for one turn: the backend list, the time budget around the
- * backend's search, the filtering of what comes back (minimum score,
- * duplicates, a ceiling on characters), and the fenced context message.
+ * question's embedding (for vector stores) and the backend's search, the
+ * filtering of what comes back (minimum score, duplicates, a ceiling on
+ * characters), and the fenced context message.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend.h"
+#include "embed.h"
 #include "sb/buf.h"
+#include "sb/log.h"
 #include "sb/rag.h"
 
 #define MAX_PASSAGES 20
@@ -17,14 +20,26 @@
 
 /*
  * The retrieval backends, chosen by RAG_BACKEND. name: the setting's value;
- * the struct's functions are documented in backend.h.
+ * the struct's functions are documented in backend.h. The vector stores
+ * (needs_embedding) get the question's embedding from embed.c first, within
+ * the same budget.
  */
+extern const sb_rag_backend_t sb_rag_chroma;   /* chroma.c */
+extern const sb_rag_backend_t sb_rag_pinecone; /* pinecone.c */
+extern const sb_rag_backend_t sb_rag_qdrant;   /* qdrant.c */
 static const sb_rag_backend_t *const backends[] = {
     &sb_rag_postgres, /* postgres.c: full-text search, the default with DATABASE_URL */
+    &sb_rag_chroma,   /* chroma.c: vector search in a Chroma collection (v2 API) */
+    &sb_rag_pinecone, /* pinecone.c: vector search in a Pinecone index (the Node sample's store) */
+    &sb_rag_qdrant,   /* qdrant.c: vector search in a Qdrant collection (query API) */
 };
 
 struct sb_rag_query {
     const sb_config_t *config;
+    const sb_rag_backend_t *backend;
+    sb_rag_env_t env;
+    char *question;
+    sb_embed_t *embed; /* the question's embedding, in flight before the search of a vector store */
     sb_rag_search_t *search;
     uv_timer_t *timer;
     sb_rag_done_cb done;
@@ -39,6 +54,7 @@ static void on_timer_closed(uv_handle_t *h)
 static void destroy(sb_rag_query_t *q)
 {
     uv_close((uv_handle_t *)q->timer, on_timer_closed);
+    free(q->question);
     free(q);
 }
 
@@ -82,6 +98,7 @@ static void on_rows(void *data, json_t *rows, sb_error_t err)
     sb_rag_query_t *q = data;
     q->search = NULL;
     if (err != SB_OK || !json_is_array(rows)) {
+        sb_log_warn("retrieval from %s failed: %s", q->backend->name, sb_error_name(err != SB_OK ? err : SB_E_INTERNAL));
         finish(q, NULL, 0, "error");
         return;
     }
@@ -90,11 +107,39 @@ static void on_rows(void *data, json_t *rows, sb_error_t err)
     finish(q, passages, n, n ? "hit" : "miss");
 }
 
+/* A few spare rows for the duplicates and the score floor. */
+static unsigned rows_wanted(const sb_config_t *c)
+{
+    return c->rag_top_k * 2;
+}
+
+static void on_embedded(void *data, const float *vec, size_t dim, sb_error_t err)
+{
+    sb_rag_query_t *q = data;
+    q->embed = NULL;
+    if (err != SB_OK) {
+        sb_log_warn("retrieval: embedding the question failed: %s", sb_error_name(err));
+        finish(q, NULL, 0, "error");
+        return;
+    }
+    q->search = q->backend->search(&q->env, q->question, vec, dim, rows_wanted(q->config), on_rows, q);
+}
+
+/* Stops whichever step is in flight; its callback will not run. */
+static void stop_steps(sb_rag_query_t *q)
+{
+    if (q->embed != NULL)
+        sb_embed_cancel(q->embed);
+    if (q->search != NULL)
+        q->search->backend->cancel(q->search);
+    q->embed = NULL;
+    q->search = NULL;
+}
+
 static void on_budget(uv_timer_t *timer)
 {
     sb_rag_query_t *q = timer->data;
-    if (q->search != NULL)
-        q->search->backend->cancel(q->search);
+    stop_steps(q);
     finish(q, NULL, 0, "timeout");
 }
 
@@ -111,10 +156,14 @@ static const sb_rag_backend_t *backend_for(const sb_config_t *c)
 int sb_rag_check(const sb_config_t *c, char *err, size_t errlen)
 {
     if (c->rag_backend != NULL && strcmp(c->rag_backend, "none") != 0 && backend_for(c) == NULL) {
-        snprintf(err, errlen, "RAG_BACKEND must be one of: none, postgres");
+        int n = snprintf(err, errlen, "RAG_BACKEND must be one of: none");
+        for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]) && n > 0 && (size_t)n < errlen; ++i)
+            n += snprintf(err + n, errlen - (size_t)n, ", %s", backends[i]->name);
         return -1;
     }
     const sb_rag_backend_t *b = backend_for(c);
+    if (b != NULL && b->needs_embedding && sb_embed_check(c, err, errlen) != 0)
+        return -1;
     return b != NULL ? b->check(c, err, errlen) : 0;
 }
 
@@ -123,8 +172,8 @@ int sb_rag_enabled(const sb_config_t *c)
     return backend_for(c) != NULL;
 }
 
-sb_rag_query_t *sb_rag_start(const sb_config_t *c, sb_pgpool_t *pg, uv_loop_t *loop, const char *question, sb_rag_done_cb done,
-                             void *data)
+sb_rag_query_t *sb_rag_start(const sb_config_t *c, sb_pgpool_t *pg, sb_curlm_t *curlm, uv_loop_t *loop, const char *question,
+                             sb_rag_done_cb done, void *data)
 {
     sb_rag_query_t *q = calloc(1, sizeof(*q));
     if (q == NULL || (q->timer = malloc(sizeof(*q->timer))) == NULL)
@@ -134,17 +183,23 @@ sb_rag_query_t *sb_rag_start(const sb_config_t *c, sb_pgpool_t *pg, uv_loop_t *l
     q->data = data;
     uv_timer_init(loop, q->timer);
     q->timer->data = q;
+    /* one budget for the embedding and the search together: the caller waits for both */
     uv_timer_start(q->timer, on_budget, c->rag_timeout_ms, 0);
-    sb_rag_env_t env = {c, loop, pg, NULL};
-    /* a few spare rows for the duplicates and the score floor */
-    q->search = backend_for(c)->search(&env, question, NULL, 0, c->rag_top_k * 2, on_rows, q);
+    q->backend = backend_for(c);
+    q->env = (sb_rag_env_t){c, loop, pg, curlm};
+    q->question = strdup(question);
+    if (q->question == NULL)
+        abort();
+    if (q->backend->needs_embedding)
+        q->embed = sb_embed_start(c, curlm, question, on_embedded, q);
+    else
+        q->search = q->backend->search(&q->env, question, NULL, 0, rows_wanted(c), on_rows, q);
     return q;
 }
 
 void sb_rag_cancel(sb_rag_query_t *q)
 {
-    if (q->search != NULL)
-        q->search->backend->cancel(q->search);
+    stop_steps(q);
     uv_timer_stop(q->timer);
     destroy(q);
 }

@@ -715,8 +715,8 @@ void sb_turn_start(h2o_req_t *req, sb_chat_request_t *creq, const char *request_
     const char *rid = t->id + sizeof("chatcmpl-") - 1;
     h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, rid, strlen(rid));
 
-    if (sb_rag_enabled(w->config) && w->pg != NULL && t->creq.question[0] != '\0') {
-        t->rag = sb_rag_start(w->config, w->pg, &w->loop, t->creq.question, on_retrieved, t);
+    if (sb_rag_enabled(w->config) && t->creq.question[0] != '\0') {
+        t->rag = sb_rag_start(w->config, w->pg, w->curlm, &w->loop, t->creq.question, on_retrieved, t);
         return;
     }
     start_round(t);

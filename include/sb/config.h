@@ -67,6 +67,27 @@ typedef struct sb_config {
     unsigned rag_timeout_ms;
     unsigned rag_min_score_milli;
     unsigned rag_max_context_chars;
+    /* embeddings for the vector stores (rag/embed.c) */
+    char *embedding_model;
+    char *embedding_base_url; /* NULL: llm_base_url */
+    char *embedding_api_key;  /* NULL: llm_api_key */
+    unsigned embedding_cache_entries;
+    /* Chroma (rag/chroma.c) */
+    char *chroma_url;
+    char *chroma_tenant;
+    char *chroma_database;
+    char *chroma_collection;
+    char *chroma_api_key; /* sent as x-chroma-token */
+    /* Pinecone (rag/pinecone.c) */
+    char *pinecone_api_key;
+    char *pinecone_host;
+    char *pinecone_index; /* accepted for the Node sample's .env; the host is what is used */
+    char *pinecone_namespace;
+    char *pinecone_api_version;
+    /* Qdrant (rag/qdrant.c) */
+    char *qdrant_url;
+    char *qdrant_api_key; /* sent as api-key */
+    char *qdrant_collection;
     /* logging */
     int access_log;
     char *env_file;

@@ -23,6 +23,11 @@
     X(UPSTREAM_ERROR, 502, "upstream_error", "upstream_error", "the model provider failed")                                        \
     X(UPSTREAM_BAD_RESPONSE, 502, "upstream_error", "upstream_bad_response", "the model provider sent a malformed response")       \
     X(UPSTREAM_TOO_LARGE, 502, "upstream_error", "upstream_too_large", "the model provider's response exceeded the size limit")    \
+    X(STORE_UNAVAILABLE, 502, "upstream_error", "store_unavailable", "could not reach the vector store")                           \
+    X(STORE_AUTH, 502, "upstream_error", "store_auth_failed", "the vector store rejected switchboard's credentials")               \
+    X(STORE_TIMEOUT, 504, "timeout_error", "store_timeout", "the vector store did not answer in time")                             \
+    X(STORE_ERROR, 502, "upstream_error", "store_error", "the vector store failed")                                                \
+    X(STORE_BAD_RESPONSE, 502, "upstream_error", "store_bad_response", "the vector store sent a malformed response")               \
     X(DB_UNAVAILABLE, 503, "server_error", "database_unavailable", "database unavailable")                                         \
     X(DB_TIMEOUT, 504, "timeout_error", "database_timeout", "database statement timed out")                                        \
     X(DB_ERROR, 500, "server_error", "database_error", "database error")                                                           \

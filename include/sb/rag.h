@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "sb/config.h"
+#include "sb/curl_uv.h"
 #include "sb/pgpool.h"
 
 typedef struct sb_passage {
@@ -35,9 +36,13 @@ typedef void (*sb_rag_done_cb)(void *data, const sb_passage_t *passages, size_t 
 int sb_rag_check(const sb_config_t *config, char *err, size_t errlen);
 /* Whether retrieval is configured at all (RAG_BACKEND, or DATABASE_URL for the postgres default). */
 int sb_rag_enabled(const sb_config_t *config);
-/* Starts retrieval for `question` (copied). Returns a handle for sb_rag_cancel. */
-sb_rag_query_t *sb_rag_start(const sb_config_t *config, sb_pgpool_t *pg, uv_loop_t *loop, const char *question, sb_rag_done_cb done,
-                             void *data);
+/*
+ * Starts retrieval for `question` (copied) on the worker's loop, with its pool
+ * (NULL without DATABASE_URL) and curl multi (embeddings, vector stores).
+ * Returns a handle for sb_rag_cancel.
+ */
+sb_rag_query_t *sb_rag_start(const sb_config_t *config, sb_pgpool_t *pg, sb_curlm_t *curlm, uv_loop_t *loop, const char *question,
+                             sb_rag_done_cb done, void *data);
 /* Forgets the query: done() will not run. */
 void sb_rag_cancel(sb_rag_query_t *q);
 /*

@@ -1,0 +1,487 @@
+/*
+ * Embeddings for retrieval: an OpenAI-compatible POST {EMBEDDING_BASE_URL}/embeddings
+ * on the worker's curl multi, with a small per-thread cache in front so that a
+ * caller who repeats a question costs no second round trip. Also the JSON POST
+ * that the vector stores (pinecone.c, qdrant.c) are built on, since it is the
+ * same bounded, cancellable call.
+ */
+#include <ctype.h>
+#include <float.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "embed.h"
+#include "sb/buf.h"
+
+/* Responses are small (a vector, or k passages); anything bigger is a misbehaving server. */
+#define MAX_RESPONSE_BYTES (4u << 20)
+#define MAX_KEY 1024
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    free(h);
+}
+
+/* A zero-delay timer: how a result known at start time still reaches its owner from the loop. */
+static uv_timer_t *defer(uv_loop_t *loop, uv_timer_cb cb, void *data)
+{
+    uv_timer_t *t = malloc(sizeof(*t));
+    if (t == NULL)
+        abort();
+    uv_timer_init(loop, t);
+    t->data = data;
+    uv_timer_start(t, cb, 0, 0);
+    return t;
+}
+
+/* --- JSON over HTTP ------------------------------------------------------------------------------ */
+
+struct sb_rag_http {
+    sb_xfer_t xfer;
+    struct curl_slist *headers;
+    char *payload;
+    sb_buf_t response;
+    uv_timer_t *failed;  /* set when the transfer could not start: the failure is reported from the loop */
+    sb_rag_http_cb done; /* NULL once cancelled */
+    void *data;
+};
+
+static void http_free(sb_rag_http_t *h)
+{
+    curl_easy_cleanup(h->xfer.easy);
+    curl_slist_free_all(h->headers);
+    free(h->payload);
+    sb_buf_dispose(&h->response);
+    if (h->failed != NULL)
+        uv_close((uv_handle_t *)h->failed, on_handle_closed);
+    free(h);
+}
+
+static size_t on_write(char *p, size_t size, size_t nmemb, void *userp)
+{
+    sb_rag_http_t *h = userp;
+    size_t len = size * nmemb;
+    /* returning short aborts the transfer with CURLE_WRITE_ERROR, which maps to a bad response */
+    return h->done != NULL && sb_buf_append(&h->response, p, len) == 0 ? len : 0;
+}
+
+static void on_xfer_done(sb_xfer_t *x, CURLcode result)
+{
+    sb_rag_http_t *h = (sb_rag_http_t *)x; /* the transfer is the first member */
+    sb_rag_http_cb done = h->done;
+    void *data = h->data;
+    long status = 0;
+    json_t *body = NULL;
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (done != NULL && result == CURLE_OK && h->response.len > 0)
+        body = json_loadb(h->response.base, h->response.len, 0, NULL);
+    http_free(h);
+    if (done != NULL)
+        done(data, result, status, body);
+    json_decref(body);
+}
+
+static void on_start_failed(uv_timer_t *t)
+{
+    sb_rag_http_t *h = t->data;
+    sb_rag_http_cb done = h->done;
+    void *data = h->data;
+    http_free(h);
+    done(data, CURLE_FAILED_INIT, 0, NULL);
+}
+
+sb_rag_http_t *sb_rag_http_post(sb_curlm_t *m, const char *url, struct curl_slist *headers, const json_t *body, unsigned timeout_ms,
+                                sb_rag_http_cb done, void *data)
+{
+    sb_rag_http_t *h = calloc(1, sizeof(*h));
+    if (h == NULL)
+        abort();
+    h->done = done;
+    h->data = data;
+    h->headers = curl_slist_append(headers, "Content-Type: application/json");
+    /* 9 significant digits bring a float back exactly, at half the size of a double's 17 */
+    h->payload = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    sb_buf_init(&h->response, MAX_RESPONSE_BYTES);
+    CURL *e = h->xfer.easy = curl_easy_init();
+    if (e == NULL || h->headers == NULL || h->payload == NULL)
+        abort();
+    h->xfer.on_done = on_xfer_done;
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, h->payload);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(h->payload));
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h->headers);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, h);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "switchboard/" SB_VERSION);
+    if (sb_curlm_add(m, &h->xfer) != 0)
+        h->failed = defer(sb_curlm_loop(m), on_start_failed, h);
+    return h;
+}
+
+void sb_rag_http_cancel(sb_rag_http_t *h)
+{
+    h->done = NULL;
+    if (h->failed != NULL) {
+        uv_timer_stop(h->failed);
+        http_free(h);
+        return;
+    }
+    sb_curlm_cancel(&h->xfer); /* on_xfer_done frees it, now or once curl returns */
+}
+
+sb_error_t sb_rag_store_error(CURLcode result, long status)
+{
+    if (result == CURLE_OPERATION_TIMEDOUT)
+        return SB_E_STORE_TIMEOUT;
+    if (result == CURLE_WRITE_ERROR || (result == CURLE_OK && status >= 200 && status < 300))
+        return SB_E_STORE_BAD_RESPONSE; /* too large, or not the JSON it should be */
+    if (result != CURLE_OK)
+        return SB_E_STORE_UNAVAILABLE;
+    if (status == 401 || status == 403)
+        return SB_E_STORE_AUTH;
+    return SB_E_STORE_ERROR;
+}
+
+int sb_rag_append_escaped(sb_buf_t *out, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; ++p) {
+        char enc[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+        int rc = isalnum(*p) || strchr("-._~", *p) != NULL ? sb_buf_append(out, p, 1) : sb_buf_append(out, enc, 3);
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* --- the cache ----------------------------------------------------------------------------------- */
+
+/*
+ * One cache per worker thread, so no locking: the entries are looked up by a
+ * hash and evicted by the clock algorithm (an entry used since the hand last
+ * passed gets a second chance). A thread-specific key frees it when the worker
+ * thread exits.
+ */
+struct entry {
+    uint64_t hash;
+    char *key;
+    float *vec;
+    size_t dim;
+    int used;
+};
+
+struct cache {
+    struct entry *entries;
+    size_t n, cap, hand;
+};
+
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+static void cache_free(void *p)
+{
+    struct cache *c = p;
+    for (size_t i = 0; i < c->n; ++i) {
+        free(c->entries[i].key);
+        free(c->entries[i].vec);
+    }
+    free(c->entries);
+    free(c);
+}
+
+static void cache_key_create(void)
+{
+    if (pthread_key_create(&cache_key, cache_free) != 0)
+        abort();
+}
+
+/* This thread's cache, or NULL when EMBEDDING_CACHE_ENTRIES is 0. */
+static struct cache *cache_get(const sb_config_t *config)
+{
+    if (config->embedding_cache_entries == 0)
+        return NULL;
+    pthread_once(&cache_once, cache_key_create);
+    struct cache *c = pthread_getspecific(cache_key);
+    if (c == NULL) {
+        c = calloc(1, sizeof(*c));
+        if (c == NULL || (c->entries = calloc(config->embedding_cache_entries, sizeof(*c->entries))) == NULL)
+            abort();
+        c->cap = config->embedding_cache_entries;
+        pthread_setspecific(cache_key, c);
+    }
+    return c;
+}
+
+static uint64_t hash_key(const char *s)
+{
+    uint64_t h = 14695981039346656037ull; /* FNV-1a */
+    for (; *s != '\0'; ++s)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static struct entry *cache_find(struct cache *c, const char *key)
+{
+    uint64_t h = hash_key(key);
+    for (size_t i = 0; i < c->n; ++i)
+        if (c->entries[i].hash == h && strcmp(c->entries[i].key, key) == 0) {
+            c->entries[i].used = 1;
+            return &c->entries[i];
+        }
+    return NULL;
+}
+
+static void cache_put(struct cache *c, const char *key, const float *vec, size_t dim)
+{
+    if (cache_find(c, key) != NULL) /* two turns asked at once; the first answer stays */
+        return;
+    struct entry *e;
+    if (c->n < c->cap) {
+        e = &c->entries[c->n++];
+    } else {
+        while (c->entries[c->hand].used) {
+            c->entries[c->hand].used = 0;
+            c->hand = (c->hand + 1) % c->cap;
+        }
+        e = &c->entries[c->hand];
+        c->hand = (c->hand + 1) % c->cap;
+        free(e->key);
+        free(e->vec);
+    }
+    e->hash = hash_key(key);
+    e->key = strdup(key);
+    e->vec = malloc(dim * sizeof(float));
+    if (e->key == NULL || e->vec == NULL)
+        abort();
+    memcpy(e->vec, vec, dim * sizeof(float));
+    e->dim = dim;
+    e->used = 0;
+}
+
+size_t sb_embed_normalize(const char *text, char *out, size_t cap)
+{
+    size_t n = 0;
+    int space = 0;
+    for (const unsigned char *p = (const unsigned char *)text; *p != '\0' && cap > 0; ++p) {
+        if (isspace(*p)) {
+            space = n > 0;
+            continue;
+        }
+        if (n + space + 1 >= cap)
+            break;
+        if (space)
+            out[n++] = ' ';
+        space = 0;
+        out[n++] = (char)tolower(*p);
+    }
+    /* a cut must not leave half a UTF-8 sequence in the key */
+    if (*text != '\0' && n + 1 >= cap)
+        while (n > 0 && ((unsigned char)out[n - 1] & 0xC0) == 0x80)
+            --n;
+    if (cap > 0)
+        out[n] = '\0';
+    return n;
+}
+
+/* --- embeddings ---------------------------------------------------------------------------------- */
+
+struct sb_embed {
+    const sb_config_t *config;
+    sb_rag_http_t *http;
+    uv_timer_t *early; /* a cached vector or a failure known at start, delivered from the loop */
+    float *vec;
+    size_t dim;
+    sb_error_t err;
+    sb_embed_cb done;
+    void *data;
+    char key[MAX_KEY];
+};
+
+static const char *base_url(const sb_config_t *c)
+{
+    return c->embedding_base_url != NULL ? c->embedding_base_url : c->llm_base_url;
+}
+
+static const char *api_key(const sb_config_t *c)
+{
+    return c->embedding_api_key != NULL ? c->embedding_api_key : c->llm_api_key;
+}
+
+int sb_embed_check(const sb_config_t *c, char *err, size_t errlen)
+{
+    const char *url = base_url(c);
+    if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
+        snprintf(err, errlen, "EMBEDDING_BASE_URL must start with http:// or https://");
+        return -1;
+    }
+    /* as for the model: a keyless local server is fine, the default OpenAI URL without a key is not */
+    if (api_key(c) == NULL && c->embedding_base_url == NULL && c->sandbox) {
+        snprintf(err, errlen, "RAG_BACKEND=%s needs embeddings: set EMBEDDING_API_KEY or OPENAI_API_KEY (or EMBEDDING_BASE_URL)",
+                 c->rag_backend);
+        return -1;
+    }
+    const char *key = api_key(c);
+    for (const char *p = key; p != NULL && *p != '\0'; ++p)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f || p - key >= 4096) {
+            snprintf(err, errlen, "%s must be at most 4096 characters, none of them control characters",
+                     c->embedding_api_key != NULL ? "EMBEDDING_API_KEY" : "OPENAI_API_KEY");
+            return -1;
+        }
+    if (strlen(url) > 2048) {
+        snprintf(err, errlen, "EMBEDDING_BASE_URL is longer than 2048 characters");
+        return -1;
+    }
+    if (strlen(c->embedding_model) > 256) {
+        snprintf(err, errlen, "OPENAI_EMBEDDING_MODEL is longer than 256 characters");
+        return -1;
+    }
+    return 0;
+}
+
+static void embed_free(sb_embed_t *e)
+{
+    if (e->early != NULL)
+        uv_close((uv_handle_t *)e->early, on_handle_closed);
+    free(e->vec);
+    free(e);
+}
+
+static void on_early(uv_timer_t *t)
+{
+    sb_embed_t *e = t->data;
+    e->done(e->data, e->vec, e->dim, e->err);
+    embed_free(e);
+}
+
+static sb_error_t error_for_status(long status)
+{
+    if (status == 401 || status == 403)
+        return SB_E_UPSTREAM_AUTH;
+    if (status == 429)
+        return SB_E_UPSTREAM_RATE_LIMITED;
+    if (status == 408 || status == 504)
+        return SB_E_UPSTREAM_TIMEOUT;
+    if (status >= 500)
+        return SB_E_UPSTREAM_ERROR;
+    if (status >= 400)
+        return SB_E_UPSTREAM_REJECTED;
+    return SB_E_UPSTREAM_BAD_RESPONSE;
+}
+
+/* Reads data[0].embedding: an array of 1..SB_EMBED_MAX_DIM finite numbers that fit a float. Returns 0, or -1. */
+static int parse_embedding(json_t *body, sb_embed_t *e)
+{
+    json_t *data = json_object_get(body, "data");
+    json_t *emb = json_object_get(json_array_get(data, 0), "embedding");
+    size_t dim = json_array_size(emb);
+    if (!json_is_array(emb) || dim == 0 || dim > SB_EMBED_MAX_DIM)
+        return -1;
+    e->vec = malloc(dim * sizeof(float));
+    if (e->vec == NULL)
+        abort();
+    for (size_t i = 0; i < dim; ++i) {
+        json_t *v = json_array_get(emb, i);
+        double d = json_number_value(v);
+        if (!json_is_number(v) || !isfinite(d) || fabs(d) > FLT_MAX)
+            return -1;
+        e->vec[i] = (float)d;
+    }
+    e->dim = dim;
+    return 0;
+}
+
+static void on_embedded(void *data, CURLcode result, long status, json_t *body)
+{
+    sb_embed_t *e = data;
+    e->http = NULL;
+    sb_error_t err = SB_OK;
+    if (result == CURLE_OPERATION_TIMEDOUT)
+        err = SB_E_UPSTREAM_TIMEOUT;
+    else if (result == CURLE_WRITE_ERROR)
+        err = SB_E_UPSTREAM_TOO_LARGE;
+    else if (result != CURLE_OK)
+        err = SB_E_UPSTREAM_UNAVAILABLE;
+    else if (status != 200)
+        err = error_for_status(status);
+    else if (parse_embedding(body, e) != 0)
+        err = SB_E_UPSTREAM_BAD_RESPONSE;
+    if (err == SB_OK) {
+        struct cache *c = cache_get(e->config);
+        if (c != NULL)
+            cache_put(c, e->key, e->vec, e->dim);
+    }
+    e->done(e->data, err == SB_OK ? e->vec : NULL, err == SB_OK ? e->dim : 0, err);
+    embed_free(e);
+}
+
+sb_embed_t *sb_embed_start(const sb_config_t *config, sb_curlm_t *m, const char *text, sb_embed_cb done, void *data)
+{
+    sb_embed_t *e = calloc(1, sizeof(*e));
+    if (e == NULL)
+        abort();
+    e->config = config;
+    e->done = done;
+    e->data = data;
+    sb_embed_normalize(text, e->key, sizeof(e->key));
+    struct cache *c = cache_get(config);
+    struct entry *hit = c != NULL ? cache_find(c, e->key) : NULL;
+    if (hit != NULL) {
+        /* a copy: another turn's answer may evict the entry before the timer runs */
+        e->vec = malloc(hit->dim * sizeof(float));
+        if (e->vec == NULL)
+            abort();
+        memcpy(e->vec, hit->vec, hit->dim * sizeof(float));
+        e->dim = hit->dim;
+        e->early = defer(sb_curlm_loop(m), on_early, e);
+        return e;
+    }
+    sb_buf_t url;
+    sb_buf_init(&url, 4096);
+    const char *base = base_url(config);
+    size_t blen = strlen(base);
+    while (blen > 0 && base[blen - 1] == '/')
+        --blen;
+    sb_buf_append(&url, base, blen);
+    sb_buf_appendz(&url, "/embeddings");
+    struct curl_slist *headers = NULL;
+    const char *key = api_key(config);
+    if (key != NULL) {
+        sb_buf_t auth;
+        sb_buf_init(&auth, 8192);
+        if (sb_buf_appendf(&auth, "Authorization: Bearer %s", key) == 0)
+            headers = curl_slist_append(NULL, auth.base);
+        sb_buf_dispose(&auth);
+    }
+    json_t *body = json_pack("{s:s, s:s}", "model", config->embedding_model, "input", text);
+    if (body == NULL || url.len == 0) { /* text that is not UTF-8 cannot go into JSON */
+        curl_slist_free_all(headers);
+        sb_buf_dispose(&url);
+        e->err = SB_E_INVALID_REQUEST;
+        e->early = defer(sb_curlm_loop(m), on_early, e);
+        return e;
+    }
+    /* with a timeout above the budget's: the budget, not curl, decides when retrieval gives up */
+    e->http = sb_rag_http_post(m, url.base, headers, body, config->rag_timeout_ms + 1000, on_embedded, e);
+    json_decref(body);
+    sb_buf_dispose(&url);
+    return e;
+}
+
+void sb_embed_cancel(sb_embed_t *e)
+{
+    if (e->http != NULL)
+        sb_rag_http_cancel(e->http);
+    if (e->early != NULL)
+        uv_timer_stop(e->early);
+    embed_free(e);
+}

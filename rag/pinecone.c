@@ -1,0 +1,171 @@
+/*
+ * The Pinecone backend: POST {PINECONE_HOST}/query with the question's
+ * embedding on the worker's curl multi. It reads the index the way the Node
+ * sample writes it (the settings keep the sample's PINECONE_* names): the
+ * passage in metadata.text (metadata.content is accepted too). The sample
+ * stores no document name, only {text, timestamp} under a UUID, so the match's
+ * id stands in when metadata.source is absent. Scores are used as Pinecone
+ * gives them, which for the cosine and dotproduct metrics means higher is closer.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "embed.h"
+#include "sb/buf.h"
+
+extern const sb_rag_backend_t sb_rag_pinecone;
+
+/* Header values are formatted into a buffer this big; the settings are checked to fit at start-up. */
+#define MAX_HEADER 8192
+
+struct search {
+    sb_rag_search_t super; /* first: the backend hands out &super and gets it back */
+    sb_rag_http_t *http;
+    sb_rag_rows_cb done;
+    void *data;
+};
+
+/* A value that goes into a header must not be able to start another one. */
+static int has_control(const char *s)
+{
+    for (; *s != '\0'; ++s)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return 1;
+    return 0;
+}
+
+static int check(const sb_config_t *c, char *err, size_t errlen)
+{
+    if (c->pinecone_api_key == NULL) {
+        snprintf(err, errlen, "RAG_BACKEND=pinecone needs PINECONE_API_KEY");
+        return -1;
+    }
+    if (c->pinecone_host == NULL) {
+        snprintf(err, errlen, "RAG_BACKEND=pinecone needs PINECONE_HOST, the index's host from the Pinecone console%s",
+                 c->pinecone_index != NULL ? " (PINECONE_INDEX alone does not say where the index lives)" : "");
+        return -1;
+    }
+    const char *scheme = strstr(c->pinecone_host, "://");
+    if ((scheme != NULL && strncmp(c->pinecone_host, "http://", 7) != 0 && strncmp(c->pinecone_host, "https://", 8) != 0) ||
+        strpbrk(c->pinecone_host, " \t") != NULL || has_control(c->pinecone_host)) {
+        snprintf(err, errlen, "PINECONE_HOST must be a host name, optionally with https://");
+        return -1;
+    }
+    if (has_control(c->pinecone_api_key) || strlen(c->pinecone_api_key) > MAX_HEADER / 2) {
+        snprintf(err, errlen, "PINECONE_API_KEY must be at most %d characters, none of them control characters", MAX_HEADER / 2);
+        return -1;
+    }
+    if (strlen(c->pinecone_host) > 2048) {
+        snprintf(err, errlen, "PINECONE_HOST is longer than 2048 characters");
+        return -1;
+    }
+    if (*c->pinecone_api_version == '\0' || has_control(c->pinecone_api_version) || strlen(c->pinecone_api_version) > 64) {
+        snprintf(err, errlen, "PINECONE_API_VERSION must be a version such as 2024-07");
+        return -1;
+    }
+    return 0;
+}
+
+/* A metadata string, or NULL when absent or not a string. */
+static const char *meta(json_t *m, const char *key)
+{
+    return json_string_value(json_object_get(m, key));
+}
+
+/* {"matches":[{"id","score","metadata":{...}}]} → rows; NULL when the shape is wrong. */
+static json_t *rows_from(json_t *body)
+{
+    json_t *matches = json_object_get(body, "matches");
+    if (!json_is_array(matches))
+        return NULL;
+    json_t *rows = json_array();
+    size_t i;
+    json_t *m;
+    json_array_foreach(matches, i, m)
+    {
+        json_t *score = json_object_get(m, "score");
+        json_t *md = json_object_get(m, "metadata");
+        if (!json_is_object(m) || !json_is_number(score)) {
+            json_decref(rows);
+            return NULL;
+        }
+        const char *text = meta(md, "text") != NULL ? meta(md, "text") : meta(md, "content");
+        const char *source = meta(md, "source") != NULL ? meta(md, "source") : json_string_value(json_object_get(m, "id"));
+        const char *heading = meta(md, "heading") != NULL ? meta(md, "heading") : "";
+        if (text == NULL || source == NULL) /* a vector stored without its passage has nothing to say */
+            continue;
+        json_array_append_new(rows, json_pack("{s:s, s:s, s:s, s:f}", "source", source, "heading", heading, "text", text, "score",
+                                              json_number_value(score)));
+    }
+    return rows;
+}
+
+static void on_answer(void *data, CURLcode result, long status, json_t *body)
+{
+    struct search *s = data;
+    sb_rag_rows_cb done = s->done;
+    void *cbdata = s->data;
+    free(s);
+    json_t *rows = result == CURLE_OK && status / 100 == 2 ? rows_from(body) : NULL;
+    sb_error_t err = rows != NULL                        ? SB_OK
+                     : body != NULL && status / 100 == 2 ? SB_E_STORE_BAD_RESPONSE
+                                                         : sb_rag_store_error(result, status);
+    done(cbdata, rows, err);
+    json_decref(rows);
+}
+
+static sb_rag_search_t *search(const sb_rag_env_t *env, const char *question, const float *vec, size_t dim, unsigned k,
+                               sb_rag_rows_cb done, void *data)
+{
+    (void)question;
+    const sb_config_t *c = env->config;
+    struct search *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        abort();
+    s->super.backend = &sb_rag_pinecone;
+    s->done = done;
+    s->data = data;
+
+    sb_buf_t url, h;
+    sb_buf_init(&url, 4096);
+    sb_buf_init(&h, MAX_HEADER);
+    const char *host = c->pinecone_host;
+    size_t hlen = strlen(host);
+    while (hlen > 0 && host[hlen - 1] == '/')
+        --hlen;
+    /* the console shows the bare host; the Node client accepts it either way */
+    if (strncmp(host, "http://", 7) != 0 && strncmp(host, "https://", 8) != 0)
+        sb_buf_appendz(&url, "https://");
+    sb_buf_append(&url, host, hlen);
+    sb_buf_appendz(&url, "/query");
+    struct curl_slist *headers = NULL;
+    sb_buf_appendf(&h, "Api-Key: %s", c->pinecone_api_key);
+    headers = curl_slist_append(headers, h.base);
+    sb_buf_reset(&h);
+    sb_buf_appendf(&h, "X-Pinecone-Api-Version: %s", c->pinecone_api_version);
+    headers = curl_slist_append(headers, h.base);
+    sb_buf_dispose(&h);
+
+    json_t *vector = json_array();
+    for (size_t i = 0; i < dim; ++i)
+        json_array_append_new(vector, json_real(vec[i]));
+    json_t *body = json_pack("{s:o, s:I, s:b}", "vector", vector, "topK", (json_int_t)k, "includeMetadata", 1);
+    if (c->pinecone_namespace != NULL)
+        json_object_set_new(body, "namespace", json_string(c->pinecone_namespace));
+    /* the budget decides when retrieval gives up; curl's own limit only keeps a lost transfer from living on */
+    s->http = sb_rag_http_post(env->curlm, url.base, headers, body, c->rag_timeout_ms + 1000, on_answer, s);
+    json_decref(body);
+    sb_buf_dispose(&url);
+    return &s->super;
+}
+
+static void cancel(sb_rag_search_t *base)
+{
+    struct search *s = (struct search *)base;
+    sb_rag_http_cancel(s->http);
+    free(s);
+}
+
+const sb_rag_backend_t sb_rag_pinecone = {"pinecone", 1, check, search, cancel};

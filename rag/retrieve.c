@@ -58,12 +58,46 @@ static void destroy(sb_rag_query_t *q)
     free(q);
 }
 
+/* RAG_FALLBACK_FILE: always-true facts handed to the model when retrieval brings nothing. Read once at start-up. */
+static char *fallback_text;
+static char fallback_source[128];
+
 static void finish(sb_rag_query_t *q, const sb_passage_t *p, size_t n, const char *outcome)
 {
     sb_rag_done_cb done = q->done;
     void *data = q->data;
     destroy(q);
+    sb_passage_t fallback = {fallback_source, "", fallback_text, 0};
+    if (n == 0 && fallback_text != NULL) /* the outcome still says what retrieval did; the model gets the facts */
+        p = &fallback, n = 1;
     done(data, p, n, outcome);
+}
+
+/* Reads the fallback facts (at most RAG_MAX_CONTEXT_CHARS of UTF-8 text). */
+static int load_fallback(const sb_config_t *c, char *err, size_t errlen)
+{
+    free(fallback_text);
+    fallback_text = NULL;
+    if (c->rag_fallback_file == NULL)
+        return 0;
+    FILE *fp = fopen(c->rag_fallback_file, "rb");
+    if (fp == NULL) {
+        snprintf(err, errlen, "RAG_FALLBACK_FILE: cannot read %s", c->rag_fallback_file);
+        return -1;
+    }
+    size_t cap = c->rag_max_context_chars;
+    fallback_text = calloc(1, cap + 2);
+    if (fallback_text == NULL)
+        abort();
+    size_t len = fread(fallback_text, 1, cap + 1, fp);
+    fclose(fp);
+    if (len > cap || len == 0) {
+        snprintf(err, errlen, "RAG_FALLBACK_FILE must hold 1 to %zu bytes (RAG_MAX_CONTEXT_CHARS)", cap);
+        return -1;
+    }
+    const char *base = strrchr(c->rag_fallback_file, '/');
+    snprintf(fallback_source, sizeof(fallback_source), "%s", base ? base + 1 : c->rag_fallback_file);
+    return 0;
 }
 
 /* Keeps the best passages that clear the minimum score, once each, within the character ceiling. */
@@ -155,6 +189,8 @@ static const sb_rag_backend_t *backend_for(const sb_config_t *c)
 
 int sb_rag_check(const sb_config_t *c, char *err, size_t errlen)
 {
+    if (load_fallback(c, err, errlen) != 0)
+        return -1;
     if (c->rag_backend != NULL && strcmp(c->rag_backend, "none") != 0 && backend_for(c) == NULL) {
         int n = snprintf(err, errlen, "RAG_BACKEND must be one of: none");
         for (size_t i = 0; i < sizeof(backends) / sizeof(backends[0]) && n > 0 && (size_t)n < errlen; ++i)

@@ -67,6 +67,7 @@ typedef struct turn {
     unsigned pending_tools; /* calls still running */
     sb_buf_t round_content; /* what the model said this round, for the assistant message */
     sb_rag_query_t *rag;    /* retrieval in flight before the first round */
+    uv_timer_t *rag_wait;   /* says RAG_WAIT_TEXT if retrieval runs long */
     const char *retrieval;  /* its outcome for the access log: hit, miss, timeout, error, off */
     char finish_reason[32];
     /* gathered for JSON responses and the access log */
@@ -356,6 +357,7 @@ static void cancel_call(turn_t *t)
 }
 
 static void reset_tools(turn_t *t);
+static void stop_rag_wait(turn_t *t);
 
 /* Lets go of everything the turn has running: retrieval, the provider call, tool calls. */
 static void abandon(turn_t *t)
@@ -364,6 +366,7 @@ static void abandon(turn_t *t)
         sb_rag_cancel(t->rag);
         t->rag = NULL;
     }
+    stop_rag_wait(t);
     cancel_call(t);
     reset_tools(t);
 }
@@ -455,12 +458,34 @@ static void start_round(turn_t *t);
 
 /* --- retrieval ----------------------------------------------------------------------------------- */
 
+static void on_timer_closed(uv_handle_t *h);
+static void say(turn_t *t, const char *text);
+
+static void stop_rag_wait(turn_t *t)
+{
+    if (t->rag_wait == NULL)
+        return;
+    uv_timer_stop(t->rag_wait);
+    uv_close((uv_handle_t *)t->rag_wait, on_timer_closed);
+    t->rag_wait = NULL;
+}
+
+/* Retrieval is taking long: a short phrase tells the caller someone is there. */
+static void on_rag_wait(uv_timer_t *timer)
+{
+    turn_t *t = timer->data;
+    stop_rag_wait(t);
+    if (t->rag != NULL && !t->said_anything)
+        say(t, t->w->config->rag_wait_text);
+}
+
 /* The passages go in one system message right after the caller's own system messages. */
 static void on_retrieved(void *data, const sb_passage_t *passages, size_t n, const char *outcome)
 {
     turn_t *t = data;
     t->rag = NULL;
     t->retrieval = outcome;
+    stop_rag_wait(t);
     if (n > 0) {
         json_t *messages = json_object_get(t->creq.upstream, "messages");
         size_t at = 0;
@@ -668,6 +693,7 @@ static void on_dispose(void *p)
     turn_t *t = p;
     if (t->rag != NULL)
         sb_rag_cancel(t->rag);
+    stop_rag_wait(t);
     cancel_call(t);
     log_access(t);
     sb_worker_turn_ended(t->w, &t->link);
@@ -717,6 +743,14 @@ void sb_turn_start(h2o_req_t *req, sb_chat_request_t *creq, const char *request_
 
     if (sb_rag_enabled(w->config) && t->creq.question[0] != '\0') {
         t->rag = sb_rag_start(w->config, w->pg, w->curlm, &w->loop, t->creq.question, on_retrieved, t);
+        if (t->creq.stream && w->config->rag_wait_ms > 0 && strcmp(w->config->rag_wait_text, "none") != 0) {
+            t->rag_wait = malloc(sizeof(*t->rag_wait));
+            if (t->rag_wait == NULL)
+                abort();
+            uv_timer_init(&w->loop, t->rag_wait);
+            t->rag_wait->data = t;
+            uv_timer_start(t->rag_wait, on_rag_wait, w->config->rag_wait_ms, 0);
+        }
         return;
     }
     start_round(t);

@@ -67,6 +67,9 @@ typedef struct sb_config {
     unsigned rag_timeout_ms;
     unsigned rag_min_score_milli;
     unsigned rag_max_context_chars;
+    char *rag_fallback_file;
+    unsigned rag_wait_ms;
+    char *rag_wait_text;
     /* embeddings for the vector stores (rag/embed.c) */
     char *embedding_model;
     char *embedding_base_url; /* NULL: llm_base_url */

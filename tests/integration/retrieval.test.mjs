@@ -4,6 +4,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import {
   startFakeUpstream, startSwitchboard, post, scenario, assemble, until, psql, freshDatabase, adminDatabaseUrl, PROVIDER_KEY,
 } from './lib.mjs';
@@ -87,6 +90,39 @@ test('a store that hangs costs at most the budget: the first token comes within 
   } finally {
     locker.kill('SIGKILL');
     psql(adminDatabaseUrl, `select pg_terminate_backend(pid) from pg_stat_activity where query like '%lock table rag_chunks%' and pid <> pg_backend_pid()`);
+  }
+});
+
+test('when nothing matches, the fallback facts go to the model instead', { skip }, async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-fallback-'));
+  const file = path.join(dir, 'facts.md');
+  fs.writeFileSync(file, 'Kettle & Co. support is open 8am to 8pm Eastern, Monday to Friday.');
+  const local = await startSwitchboard({ LLM_BASE_URL: `${up.base}/v1`, OPENAI_API_KEY: PROVIDER_KEY, DATABASE_URL: db, RAG_FALLBACK_FILE: file });
+  try {
+    await up.reset();
+    await post(local.base, { model: scenario({ text: 'ok' }), stream: true, messages: [{ role: 'user', content: 'zebra quantum accordion' }] });
+    const sent = JSON.parse((await up.requests())[0].body).messages;
+    assert.equal(sent[0].role, 'system');
+    assert.match(sent[0].content, /\[1\] source: facts\.md\nKettle & Co\. support is open 8am/);
+    await until(() => local.accessLog.some((l) => l.retrieval === 'miss'), { what: 'the access log to say miss' });
+  } finally {
+    await local.stop();
+    fs.rmSync(dir, { recursive: true });
+  }
+});
+
+test('slow retrieval: a waiting phrase goes out first', { skip }, async () => {
+  const local = await startSwitchboard({ LLM_BASE_URL: `${up.base}/v1`, OPENAI_API_KEY: PROVIDER_KEY, DATABASE_URL: db, RAG_TIMEOUT_MS: '300', RAG_WAIT_MS: '50' });
+  const locker = spawn('psql', ['-X', '-q', db, '-c', 'begin; lock table rag_chunks in access exclusive mode; select pg_sleep(5); commit;'], { stdio: 'ignore' });
+  try {
+    await until(() => psql(db, "select count(*) from pg_locks l join pg_class c on c.oid = l.relation where c.relname = 'rag_chunks' and l.granted") === '1',
+      { what: 'the lock' });
+    const res = await post(local.base, { model: scenario({ text: 'answer' }), stream: true, messages: [{ role: 'user', content: 'how long do refunds take?' }] });
+    assert.equal(assemble(res.text).content, 'Let me look that up.answer');
+  } finally {
+    locker.kill('SIGKILL');
+    psql(adminDatabaseUrl, `select pg_terminate_backend(pid) from pg_stat_activity where query like '%lock table rag_chunks%' and pid <> pg_backend_pid()`);
+    await local.stop();
   }
 });
 

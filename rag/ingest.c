@@ -22,6 +22,15 @@
  * is asked which ids a source already has, so an unchanged file is neither
  * embedded nor written, and ids a source no longer produces are deleted.
  *
+ * RAG_BACKEND=pinecone and qdrant work the same way, with the same embeddings
+ * and metadata. Pinecone's ids are "<hash of the source>#<content hash>", so
+ * listing by prefix finds a source's ids, and --sync groups the index's ids
+ * by prefix; its upserts carry at most 100 vectors. Qdrant takes only UUIDs
+ * or integers as ids: a point's id is the content hash's first 16 bytes as a
+ * UUID, and its payload keeps the full hash as chunk_id (a point without one
+ * was not written here and is left alone). A missing Qdrant collection is
+ * created, cosine distance, at the first upsert, which knows the dimension.
+ *
  * A command-line tool, so it uses libpq's and libcurl's blocking calls.
  */
 #include <dirent.h>
@@ -47,10 +56,16 @@
 #define MAX_DEPTH 32              /* folder recursion; guards against symlink loops */
 #define EMBED_BATCH 64            /* chunks per embeddings request: well inside providers' input limits */
 #define MAX_RESPONSE (256u << 20) /* a --sync listing of a large collection, or a batch of 3072-dim embeddings */
+#define DELETE_BATCH 1000         /* ids per delete request: Pinecone's limit */
+#define FETCH_BATCH 50            /* Pinecone ids per fetch (they go in the URL) */
+#define STORE_ID_MAX 100          /* a chunk's id in the store: Pinecone's "<32 hex>#<64 hex>" is the longest */
+
+enum store { STORE_POSTGRES, STORE_CHROMA, STORE_PINECONE, STORE_QDRANT };
 
 /* One passage of a document. */
 struct chunk {
     char id[crypto_generichash_BYTES * 2 + 1];
+    char sid[STORE_ID_MAX]; /* its id in a vector store (assign_store_ids) */
     char *heading;
     char *content;
 };
@@ -69,10 +84,14 @@ struct run {
     size_t ndocs, capdocs;
     int sync, dry_run, folders;
     PGconn *conn;
-    /* a vector store (RAG_BACKEND=chroma) */
+    /* a vector store (RAG_BACKEND=chroma, pinecone or qdrant) */
+    enum store store;
     const sb_config_t *config;
     CURL *curl;
-    char *collection_url; /* .../collections/{id}; NULL in a dry run when the collection does not exist yet */
+    char *store_url;  /* Chroma's .../collections/{id}, Pinecone's https://{host}, Qdrant's .../collections/{name} */
+    char *headers[3]; /* the store's credentials ("Name: value"), NULL-terminated */
+    int missing;      /* the collection does not exist (yet): it has no ids */
+    size_t dim;       /* Qdrant: the collection's vector size; 0 when not known */
 };
 
 __attribute__((format(printf, 1, 2))) static void fail_msg(const char *fmt, ...)
@@ -739,40 +758,71 @@ static size_t collect(char *p, size_t size, size_t nmemb, void *userp)
     return sb_buf_append(userp, p, size * nmemb) == 0 ? size * nmemb : 0; /* 0 stops an oversized answer */
 }
 
-/* The message in an error body: Chroma's {"error","message"}, OpenAI's {"error":{"message"}}, or the text itself. */
-static void print_error_body(const char *what, const char *url, long status, const sb_buf_t *b)
+/* The setting that names where `headers` go and the one holding their key: a call that fails names what to check. */
+static void settings_for(const struct run *r, char *const *headers, const char **where, const char **key)
+{
+    if (headers != r->headers) {
+        *where = "EMBEDDING_BASE_URL";
+        *key = "EMBEDDING_API_KEY or OPENAI_API_KEY";
+    } else if (r->store == STORE_PINECONE) {
+        *where = "PINECONE_HOST";
+        *key = "PINECONE_API_KEY";
+    } else if (r->store == STORE_QDRANT) {
+        *where = "QDRANT_URL";
+        *key = "QDRANT_API_KEY";
+    } else {
+        *where = "CHROMA_URL";
+        *key = "CHROMA_API_KEY";
+    }
+}
+
+/*
+ * The message in an error body: Chroma's {"error","message"}, Pinecone's
+ * {"message"}, Qdrant's {"status":{"error"}}, OpenAI's {"error":{"message"}},
+ * or the text itself. A refused key names its setting.
+ */
+static void print_error_body(const char *what, const char *url, long status, const sb_buf_t *b, const char *key_setting)
 {
     json_t *root = json_loadb(b->base ? b->base : "", b->len, 0, NULL);
     json_t *err = json_object_get(root, "error");
     json_t *msg = json_object_get(json_is_object(err) ? err : root, "message");
     if (!json_is_string(msg))
         msg = json_is_string(err) ? err : NULL;
+    if (msg == NULL && json_is_string(json_object_get(json_object_get(root, "status"), "error")))
+        msg = json_object_get(json_object_get(root, "status"), "error");
+    char hint[128] = "";
+    if (status == 401 || status == 403)
+        snprintf(hint, sizeof(hint), " (check %s)", key_setting);
     if (msg != NULL)
-        fail_msg("%s failed: HTTP %ld from %s: %.300s", what, status, url, json_string_value(msg));
+        fail_msg("%s failed: HTTP %ld from %s: %.300s%s", what, status, url, json_string_value(msg), hint);
     else
-        fail_msg("%s failed: HTTP %ld from %s: %.300s", what, status, url, b->len ? b->base : "(empty answer)");
+        fail_msg("%s failed: HTTP %ld from %s: %.300s%s", what, status, url, b->len ? b->base : "(empty answer)", hint);
     json_decref(root);
 }
 
 /*
- * One blocking JSON call: `body` NULL is a GET. Returns the parsed 2xx answer,
- * or NULL after printing why; with `quiet_404` a 404 is only reported through
- * *status. `header` (e.g. the credentials) may be NULL.
+ * One blocking JSON call: `method` NULL is a GET without `body` and a POST
+ * with one ("PUT" sends the body too). Returns the parsed 2xx answer, or NULL
+ * after printing why; an answer with status `quiet` (e.g. 404) is only
+ * reported through *status. `headers` (the credentials) is a NULL-terminated
+ * list, or NULL.
  */
-static json_t *call(struct run *r, const char *what, const char *url, const char *header, const json_t *body, long *status,
-                    int quiet_404)
+static json_t *call(struct run *r, const char *what, const char *method, const char *url, char *const *headers, const json_t *body,
+                    long *status, long quiet)
 {
     CURL *e = r->curl;
     curl_easy_reset(e);
     struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    if (header != NULL)
-        h = curl_slist_append(h, header);
+    for (size_t i = 0; headers != NULL && headers[i] != NULL; ++i)
+        h = curl_slist_append(h, headers[i]);
     char *payload = body != NULL ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
     sb_buf_t resp;
     sb_buf_init(&resp, MAX_RESPONSE);
     char errbuf[CURL_ERROR_SIZE] = "";
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+    if (method != NULL)
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
     if (payload != NULL) {
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, payload);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(payload));
@@ -788,14 +838,16 @@ static json_t *call(struct run *r, const char *what, const char *url, const char
     CURLcode rc = curl_easy_perform(e);
     *status = 0;
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, status);
+    const char *where, *key;
+    settings_for(r, headers, &where, &key);
     json_t *out = NULL;
     if (rc != CURLE_OK) {
-        fail_msg("%s failed: %s: %s", what, url, errbuf[0] ? errbuf : curl_easy_strerror(rc));
+        fail_msg("%s failed: %s: %s (check %s)", what, url, errbuf[0] ? errbuf : curl_easy_strerror(rc), where);
     } else if (*status < 200 || *status > 299) {
-        if (!(quiet_404 && *status == 404))
-            print_error_body(what, url, *status, &resp);
+        if (*status != quiet)
+            print_error_body(what, url, *status, &resp, key);
     } else if ((out = json_loadb(resp.base ? resp.base : "{}", resp.base ? resp.len : 2, 0, NULL)) == NULL) {
-        fail_msg("%s failed: %s answered something that is not JSON", what, url);
+        fail_msg("%s failed: %s answered something that is not JSON (check %s)", what, url, where);
     }
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, NULL);
     sb_buf_dispose(&resp);
@@ -804,13 +856,18 @@ static json_t *call(struct run *r, const char *what, const char *url, const char
     return out;
 }
 
-/* The store's credentials header, or NULL. Printed nowhere. */
-static const char *chroma_auth(struct run *r, char *buf, size_t len)
+/* Adds "Name: value" to the store's headers. They hold keys: printed nowhere, wiped when the run ends. */
+static void add_header(struct run *r, const char *name, const char *value)
 {
-    if (r->config->chroma_api_key == NULL)
-        return NULL;
-    snprintf(buf, len, "x-chroma-token: %s", r->config->chroma_api_key);
-    return buf;
+    size_t i = 0;
+    while (r->headers[i] != NULL)
+        ++i;
+    if (i + 1 >= sizeof(r->headers) / sizeof(r->headers[0]))
+        abort();
+    sb_buf_t b;
+    sb_buf_init(&b, (size_t)-1);
+    sb_buf_appendf(&b, "%s: %s", name, value);
+    r->headers[i] = b.base;
 }
 
 /* `url` + "/" + `path`, NUL-terminated; aborts past the ceiling, which only absurd settings reach. */
@@ -824,7 +881,7 @@ static void url_join(sb_buf_t *b, const char *base, const char *path)
         abort();
 }
 
-/* Appends `s` as one percent-encoded path segment. */
+/* Appends `s` as one percent-encoded path segment or query value. */
 static void append_segment(struct run *r, sb_buf_t *b, const char *s)
 {
     char *esc = curl_easy_escape(r->curl, s, 0);
@@ -834,14 +891,55 @@ static void append_segment(struct run *r, sb_buf_t *b, const char *s)
 }
 
 /*
- * Finds the collection, creating it (cosine space, which chroma.c's scores
- * assume) unless this is a dry run. In a dry run a missing collection leaves
- * collection_url NULL: everything would be new.
+ * {store_url}{path}, then the query parameters `params` (name, value, ...,
+ * NULL; a NULL value leaves its parameter out), percent-encoded.
  */
-static int open_collection(struct run *r)
+static void store_url(struct run *r, sb_buf_t *url, const char *path, const char *const *params)
+{
+    sb_buf_init(url, (size_t)-1);
+    sb_buf_appendz(url, r->store_url);
+    sb_buf_appendz(url, path);
+    char sep = strchr(path, '?') != NULL ? '&' : '?';
+    for (; params != NULL && params[0] != NULL; params += 2) {
+        if (params[1] == NULL)
+            continue;
+        sb_buf_append(url, &sep, 1);
+        sep = '&';
+        sb_buf_appendz(url, params[0]);
+        sb_buf_append(url, "=", 1);
+        append_segment(r, url, params[1]);
+    }
+}
+
+/* A call to {store_url}{path} with the store's credentials; takes `body` (NULL: a GET). The answer, or NULL after saying why. */
+static json_t *store_call(struct run *r, const char *what, const char *method, const char *path, json_t *body, long quiet,
+                          long *status)
+{
+    sb_buf_t url;
+    store_url(r, &url, path, NULL);
+    long st;
+    json_t *out = call(r, what, method, url.base, r->headers, body, status != NULL ? status : &st, quiet);
+    sb_buf_dispose(&url);
+    json_decref(body);
+    return out;
+}
+
+/* Says that `what` got an answer of an unexpected shape from the store. */
+static void bad_shape(struct run *r, const char *what, const char *path, const char *expected)
+{
+    fail_msg("%s failed: %s%s answered without %s", what, r->store_url, path, expected);
+}
+
+/*
+ * Finds the Chroma collection, creating it (cosine space, which chroma.c's
+ * scores assume) unless this is a dry run. In a dry run a missing collection
+ * is left missing: everything would be new.
+ */
+static int open_chroma(struct run *r)
 {
     const sb_config_t *c = r->config;
-    char auth[1024];
+    if (c->chroma_api_key != NULL)
+        add_header(r, "x-chroma-token", c->chroma_api_key);
     sb_buf_t base;
     url_join(&base, c->chroma_url, "api/v2/tenants/");
     base.len--; /* the NUL */
@@ -858,8 +956,9 @@ static int open_collection(struct run *r)
         sb_buf_appendz(&url, "/");
         append_segment(r, &url, c->chroma_collection);
         sb_buf_append(&url, "", 1);
-        coll = call(r, "finding the Chroma collection", url.base, chroma_auth(r, auth, sizeof(auth)), NULL, &status, 1);
+        coll = call(r, "finding the Chroma collection", NULL, url.base, r->headers, NULL, &status, 404);
         if (coll == NULL && status == 404) {
+            r->missing = 1;
             sb_buf_dispose(&url);
             sb_buf_dispose(&base);
             return 0;
@@ -868,37 +967,286 @@ static int open_collection(struct run *r)
         sb_buf_append(&url, "", 1);
         json_t *body =
             json_pack("{s:s, s:b, s:{s:s}}", "name", c->chroma_collection, "get_or_create", 1, "metadata", "hnsw:space", "cosine");
-        coll = call(r, "creating the Chroma collection", url.base, chroma_auth(r, auth, sizeof(auth)), body, &status, 0);
+        coll = call(r, "creating the Chroma collection", NULL, url.base, r->headers, body, &status, 0);
         json_decref(body);
     }
-    sodium_memzero(auth, sizeof(auth));
     sb_buf_dispose(&url);
     const char *id = json_string_value(json_object_get(coll, "id"));
     if (coll != NULL && id == NULL)
-        fail_msg("Chroma's answer about collection %s has no id", c->chroma_collection);
+        fail_msg("Chroma's answer about collection %s (CHROMA_COLLECTION) has no id", c->chroma_collection);
     if (id != NULL) {
         sb_buf_appendz(&base, "/");
         append_segment(r, &base, id);
-        sb_buf_append(&base, "", 1);
-        r->collection_url = xstrdup(base.base);
+        r->store_url = xstrdup(base.base);
     }
     json_decref(coll);
     sb_buf_dispose(&base);
     return id != NULL ? 0 : -1;
 }
 
-/* POSTs `body` (taken) to {collection}/{op}; the answer, or NULL after saying why. */
-static json_t *collection_call(struct run *r, const char *what, const char *op, json_t *body)
+/* Pinecone: {PINECONE_HOST} (https:// unless it names its scheme, as rag/pinecone.c does), and the two headers. */
+static int open_pinecone(struct run *r)
 {
-    char auth[1024];
-    sb_buf_t url;
-    url_join(&url, r->collection_url, op);
+    const sb_config_t *c = r->config;
+    const char *host = c->pinecone_host;
+    size_t n = strlen(host);
+    while (n > 0 && host[n - 1] == '/')
+        --n;
+    sb_buf_t b;
+    sb_buf_init(&b, (size_t)-1);
+    if (strncmp(host, "http://", 7) != 0 && strncmp(host, "https://", 8) != 0)
+        sb_buf_appendz(&b, "https://");
+    sb_buf_append(&b, host, n);
+    r->store_url = b.base;
+    add_header(r, "Api-Key", c->pinecone_api_key);
+    add_header(r, "X-Pinecone-Api-Version", c->pinecone_api_version);
+    return 0;
+}
+
+/* Qdrant: a collection's vector size, or 0 when it does not say (-1: it has only named vectors, which switchboard does not use). */
+static long qdrant_size(json_t *info)
+{
+    json_t *vectors =
+        json_object_get(json_object_get(json_object_get(json_object_get(info, "result"), "config"), "params"), "vectors");
+    json_t *size = json_object_get(vectors, "size");
+    if (json_is_integer(size) && json_integer_value(size) > 0)
+        return (long)json_integer_value(size);
+    return json_is_object(vectors) && json_object_size(vectors) > 0 ? -1 : 0;
+}
+
+/* Qdrant: {QDRANT_URL}/collections/{QDRANT_COLLECTION}, and whether it exists yet (it is created at the first upsert, which knows
+ * the dimension). */
+static int open_qdrant(struct run *r)
+{
+    const sb_config_t *c = r->config;
+    if (c->qdrant_api_key != NULL)
+        add_header(r, "api-key", c->qdrant_api_key);
+    sb_buf_t b;
+    url_join(&b, c->qdrant_url, "collections/");
+    b.len--; /* the NUL */
+    append_segment(r, &b, c->qdrant_collection);
+    r->store_url = b.base;
     long status;
-    json_t *out = call(r, what, url.base, chroma_auth(r, auth, sizeof(auth)), body, &status, 0);
-    sodium_memzero(auth, sizeof(auth));
-    sb_buf_dispose(&url);
-    json_decref(body);
-    return out;
+    json_t *info = store_call(r, "finding the Qdrant collection", NULL, "", NULL, 404, &status);
+    if (info == NULL && status == 404) {
+        r->missing = 1;
+        return 0;
+    }
+    if (info == NULL)
+        return -1;
+    long size = qdrant_size(info);
+    json_decref(info);
+    if (size < 0) {
+        fail_msg("Qdrant collection %s (QDRANT_COLLECTION) has only named vectors; switchboard reads and writes the unnamed "
+                 "vector: name a new collection and it is created",
+                 c->qdrant_collection);
+        return -1;
+    }
+    r->dim = (size_t)size;
+    return 0;
+}
+
+/* Qdrant: creates the collection (cosine distance, which qdrant.c's scores assume) for `dim`-dimensional vectors. */
+static int create_qdrant(struct run *r, size_t dim)
+{
+    long status;
+    json_t *body = json_pack("{s:{s:I, s:s}}", "vectors", "size", (json_int_t)dim, "distance", "Cosine");
+    json_t *res = store_call(r, "creating the Qdrant collection", "PUT", "", body, 409, &status);
+    if (res == NULL && status != 409) /* 409: created meanwhile by someone else */
+        return -1;
+    json_decref(res);
+    r->missing = 0;
+    r->dim = status == 409 ? 0 : dim;
+    return 0;
+}
+
+/*
+ * Pinecone: the ids in the namespace that start with `prefix` (NULL: all of
+ * them), following the listing's pagination. An array, or NULL after saying why.
+ */
+static json_t *pinecone_list(struct run *r, const char *what, const char *prefix)
+{
+    json_t *ids = json_array();
+    char *token = NULL;
+    for (;;) {
+        const char *params[] = {"prefix", prefix, "namespace", r->config->pinecone_namespace, "paginationToken", token, NULL};
+        sb_buf_t url;
+        store_url(r, &url, "/vectors/list", params);
+        long status;
+        json_t *res = call(r, what, NULL, url.base, r->headers, NULL, &status, 0);
+        sb_buf_dispose(&url);
+        json_t *vectors = json_object_get(res, "vectors"), *v;
+        if (!json_is_array(vectors)) {
+            if (res != NULL)
+                bad_shape(r, what, "/vectors/list", "a \"vectors\" list");
+            json_decref(res);
+            json_decref(ids);
+            free(token);
+            return NULL;
+        }
+        size_t i;
+        json_array_foreach(vectors, i, v)
+        {
+            const char *id = json_string_value(json_object_get(v, "id"));
+            if (id != NULL)
+                json_array_append_new(ids, json_string(id));
+        }
+        const char *next = json_string_value(json_object_get(json_object_get(res, "pagination"), "next"));
+        int more = next != NULL && next[0] != '\0' && (token == NULL || strcmp(next, token) != 0);
+        free(token);
+        token = more ? xstrdup(next) : NULL;
+        json_decref(res);
+        if (!more)
+            return ids;
+    }
+}
+
+/*
+ * Qdrant: the points matching `filter` (NULL: all of them) with the payload
+ * keys `with`, following next_page_offset. Takes both. An array of points
+ * {id, payload}, or NULL after saying why.
+ */
+static json_t *qdrant_scroll(struct run *r, const char *what, json_t *filter, json_t *with)
+{
+    json_t *points = json_array(), *offset = NULL;
+    for (;;) {
+        json_t *body = json_object();
+        if (filter != NULL)
+            json_object_set(body, "filter", filter);
+        json_object_set_new(body, "limit", json_integer(256));
+        json_object_set(body, "with_payload", with);
+        json_object_set_new(body, "with_vector", json_false());
+        if (offset != NULL)
+            json_object_set(body, "offset", offset);
+        json_t *res = store_call(r, what, NULL, "/points/scroll", body, 0, NULL);
+        json_t *result = json_object_get(res, "result"), *page = json_object_get(result, "points");
+        if (!json_is_array(page)) {
+            if (res != NULL)
+                bad_shape(r, what, "/points/scroll", "a \"result.points\" list");
+            json_decref(res);
+            json_decref(points);
+            points = NULL;
+            break;
+        }
+        json_array_extend(points, page);
+        json_t *next = json_object_get(result, "next_page_offset");
+        int more =
+            next != NULL && !json_is_null(next) && json_array_size(page) > 0 && !(offset != NULL && json_equal(next, offset));
+        json_decref(offset);
+        offset = more ? json_incref(next) : NULL;
+        json_decref(res);
+        if (!more)
+            break;
+    }
+    json_decref(offset);
+    json_decref(filter);
+    json_decref(with);
+    return points;
+}
+
+/*
+ * Each chunk's id in the store. Chroma's is the content hash. Pinecone's is
+ * "<hash of the source>#<content hash>", so one listing by prefix finds a
+ * source's ids. Qdrant takes only UUIDs and integers: the content hash's
+ * first 16 bytes, written as a UUID.
+ */
+static void source_prefix(const char *source, char out[33])
+{
+    unsigned char h[16];
+    crypto_generichash(h, sizeof(h), (const unsigned char *)source, strlen(source), NULL, 0);
+    sodium_bin2hex(out, 33, h, sizeof(h));
+}
+
+static void assign_store_ids(struct run *r)
+{
+    for (size_t i = 0; i < r->ndocs; ++i) {
+        struct doc *d = &r->docs[i];
+        char prefix[33];
+        source_prefix(d->source, prefix);
+        for (size_t j = 0; j < d->nchunks; ++j) {
+            struct chunk *c = &d->chunks[j];
+            if (r->store == STORE_PINECONE)
+                snprintf(c->sid, sizeof(c->sid), "%s#%s", prefix, c->id);
+            else if (r->store == STORE_QDRANT)
+                snprintf(c->sid, sizeof(c->sid), "%.8s-%.4s-%.4s-%.4s-%.12s", c->id, c->id + 8, c->id + 12, c->id + 16, c->id + 20);
+            else
+                snprintf(c->sid, sizeof(c->sid), "%s", c->id);
+        }
+    }
+}
+
+/* Is `id` one this tool writes to Pinecone: 32 hex digits, '#', 64 hex digits? */
+static int pinecone_ours(const char *id)
+{
+    size_t n = strlen(id);
+    if (n != 32 + 1 + 64 || id[32] != '#')
+        return 0;
+    for (size_t i = 0; i < n; ++i)
+        if (i != 32 && !((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+/* The ids the store holds for `d` (an empty array when the collection does not exist yet), or NULL after saying why. */
+static json_t *existing_ids(struct run *r, const struct doc *d)
+{
+    if (r->missing)
+        return json_array();
+    if (r->store == STORE_PINECONE) {
+        char prefix[34];
+        source_prefix(d->source, prefix);
+        prefix[32] = '#';
+        prefix[33] = '\0';
+        return pinecone_list(r, d->source, prefix);
+    }
+    if (r->store == STORE_QDRANT) {
+        json_t *filter = json_pack("{s:[{s:s, s:{s:s}}]}", "must", "key", "source", "match", "value", d->source);
+        json_t *points = qdrant_scroll(r, d->source, filter, json_pack("[s]", "chunk_id")), *p;
+        json_t *ids = points != NULL ? json_array() : NULL;
+        size_t i;
+        json_array_foreach(points, i, p)
+        {
+            /* a point without a chunk_id was not written by this tool: it is left alone */
+            if (json_is_string(json_object_get(json_object_get(p, "payload"), "chunk_id")) && json_object_get(p, "id") != NULL)
+                json_array_append(ids, json_object_get(p, "id"));
+        }
+        json_decref(points);
+        return ids;
+    }
+    json_t *res =
+        store_call(r, d->source, NULL, "/get", json_pack("{s:{s:s}, s:[]}", "where", "source", d->source, "include"), 0, NULL);
+    json_t *ids = json_object_get(res, "ids");
+    if (res != NULL && !json_is_array(ids))
+        bad_shape(r, d->source, "/get", "an \"ids\" list");
+    ids = json_is_array(ids) ? json_incref(ids) : NULL;
+    json_decref(res);
+    return ids;
+}
+
+/* Deletes `ids` from the store, DELETE_BATCH at a time. */
+static int delete_ids(struct run *r, const char *what, json_t *ids)
+{
+    const char *ns = r->config->pinecone_namespace;
+    for (size_t from = 0; from < json_array_size(ids); from += DELETE_BATCH) {
+        json_t *batch = json_array();
+        for (size_t i = from; i < from + DELETE_BATCH && i < json_array_size(ids); ++i)
+            json_array_append(batch, json_array_get(ids, i));
+        json_t *res;
+        if (r->store == STORE_PINECONE) {
+            json_t *body = json_pack("{s:o}", "ids", batch);
+            if (ns != NULL)
+                json_object_set_new(body, "namespace", json_string(ns));
+            res = store_call(r, what, NULL, "/vectors/delete", body, 0, NULL);
+        } else if (r->store == STORE_QDRANT) {
+            res = store_call(r, what, NULL, "/points/delete?wait=true", json_pack("{s:o}", "points", batch), 0, NULL);
+        } else {
+            res = store_call(r, what, NULL, "/delete", json_pack("{s:o}", "ids", batch), 0, NULL);
+        }
+        if (res == NULL)
+            return -1;
+        json_decref(res);
+    }
+    return 0;
 }
 
 static int has_id(json_t *ids, const char *id)
@@ -922,15 +1270,21 @@ static json_t *embed(struct run *r, json_t *inputs)
 {
     const sb_config_t *c = r->config;
     const char *key = c->embedding_api_key != NULL ? c->embedding_api_key : c->llm_api_key;
-    char auth[1024];
-    if (key != NULL)
-        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
+    char *auth[2] = {NULL, NULL};
+    sb_buf_t h;
+    sb_buf_init(&h, (size_t)-1);
+    if (key != NULL) {
+        sb_buf_appendf(&h, "Authorization: Bearer %s", key);
+        auth[0] = h.base;
+    }
     sb_buf_t url;
     url_join(&url, c->embedding_base_url != NULL ? c->embedding_base_url : c->llm_base_url, "embeddings");
     json_t *body = json_pack("{s:s, s:O}", "model", c->embedding_model, "input", inputs);
     long status;
-    json_t *res = call(r, "embedding", url.base, key != NULL ? auth : NULL, body, &status, 0);
-    sodium_memzero(auth, sizeof(auth));
+    json_t *res = call(r, "embedding", NULL, url.base, auth, body, &status, 0);
+    if (h.base != NULL)
+        sodium_memzero(h.base, h.len);
+    sb_buf_dispose(&h);
     json_decref(body);
     size_t n = json_array_size(inputs), dim = 0, i;
     json_t *data = json_object_get(res, "data"), *item;
@@ -948,8 +1302,8 @@ static json_t *embed(struct run *r, json_t *inputs)
     }
     for (i = 0; out != NULL && i < n; ++i) {
         if (!json_is_array(json_array_get(out, i))) {
-            fail_msg("embedding failed: %s answered without a usable vector for every input (model %s)", url.base,
-                     c->embedding_model);
+            fail_msg("embedding failed: %s answered without a usable vector for every input (model %s, OPENAI_EMBEDDING_MODEL)",
+                     url.base, c->embedding_model);
             json_decref(out);
             out = NULL;
         }
@@ -970,6 +1324,66 @@ static json_t *embed_input(const struct doc *d, const struct chunk *c)
     return s;
 }
 
+/* A chunk's metadata in every store: what the retrieval backends read back. */
+static json_t *chunk_meta(const struct doc *d, const struct chunk *c)
+{
+    return json_pack("{s:s, s:s, s:s, s:s}", "source", d->source, "heading", c->heading, "title", d->title, "text", c->content);
+}
+
+/* Writes one batch: the chunks of `d` at idx[from..to) with their vectors `vecs`. */
+static int write_batch(struct run *r, const struct doc *d, const size_t *idx, size_t from, size_t to, json_t *vecs)
+{
+    json_t *res;
+    if (r->store == STORE_PINECONE) {
+        json_t *vectors = json_array();
+        for (size_t i = from; i < to; ++i) {
+            const struct chunk *c = &d->chunks[idx[i]];
+            json_array_append_new(vectors, json_pack("{s:s, s:O, s:o}", "id", c->sid, "values", json_array_get(vecs, i - from),
+                                                     "metadata", chunk_meta(d, c)));
+        }
+        json_t *body = json_pack("{s:o}", "vectors", vectors);
+        if (r->config->pinecone_namespace != NULL)
+            json_object_set_new(body, "namespace", json_string(r->config->pinecone_namespace));
+        res = store_call(r, d->source, NULL, "/vectors/upsert", body, 0, NULL);
+    } else if (r->store == STORE_QDRANT) {
+        size_t dim = json_array_size(json_array_get(vecs, 0));
+        if (r->missing && create_qdrant(r, dim) != 0)
+            return -1;
+        if (r->dim != 0 && r->dim != dim) {
+            fail_msg("%s: the embedding model %s (OPENAI_EMBEDDING_MODEL) gives %zu-dimensional vectors, but Qdrant collection %s "
+                     "(QDRANT_COLLECTION) holds %zu-dimensional ones; use the model it was loaded with, or a new collection",
+                     d->source, r->config->embedding_model, dim, r->config->qdrant_collection, r->dim);
+            return -1;
+        }
+        json_t *points = json_array();
+        for (size_t i = from; i < to; ++i) {
+            const struct chunk *c = &d->chunks[idx[i]];
+            json_t *payload = chunk_meta(d, c);
+            json_object_set_new(payload, "chunk_id", json_string(c->id));
+            json_array_append_new(
+                points, json_pack("{s:s, s:O, s:o}", "id", c->sid, "vector", json_array_get(vecs, i - from), "payload", payload));
+        }
+        res = store_call(r, d->source, "PUT", "/points?wait=true", json_pack("{s:o}", "points", points), 0, NULL);
+    } else {
+        json_t *ids = json_array(), *docs = json_array(), *metas = json_array();
+        for (size_t i = from; i < to; ++i) {
+            const struct chunk *c = &d->chunks[idx[i]];
+            json_array_append_new(ids, json_string(c->sid));
+            json_array_append_new(docs, json_string(c->content));
+            json_array_append_new(metas, chunk_meta(d, c));
+        }
+        res = store_call(r, d->source, NULL, "/upsert",
+                         json_pack("{s:o, s:O, s:o, s:o}", "ids", ids, "embeddings", vecs, "documents", docs, "metadatas", metas),
+                         0, NULL);
+    }
+    if (res == NULL)
+        return -1;
+    json_decref(res);
+    return 0;
+}
+
+_Static_assert(EMBED_BATCH <= 100, "Pinecone takes at most 100 vectors per upsert, and each embeddings batch is one upsert");
+
 /* Embeds and upserts the chunks of `d` at `idx[0..n)`, EMBED_BATCH at a time. */
 static int upsert(struct run *r, const struct doc *d, const size_t *idx, size_t n)
 {
@@ -982,20 +1396,10 @@ static int upsert(struct run *r, const struct doc *d, const size_t *idx, size_t 
         json_decref(inputs);
         if (vecs == NULL)
             return -1;
-        json_t *ids = json_array(), *docs = json_array(), *metas = json_array();
-        for (size_t i = from; i < to; ++i) {
-            const struct chunk *c = &d->chunks[idx[i]];
-            json_array_append_new(ids, json_string(c->id));
-            json_array_append_new(docs, json_string(c->content));
-            json_array_append_new(metas, json_pack("{s:s, s:s, s:s, s:s}", "source", d->source, "heading", c->heading, "title",
-                                                   d->title, "text", c->content));
-        }
-        json_t *res = collection_call(
-            r, d->source, "upsert",
-            json_pack("{s:o, s:o, s:o, s:o}", "ids", ids, "embeddings", vecs, "documents", docs, "metadatas", metas));
-        if (res == NULL)
+        int rc = write_batch(r, d, idx, from, to, vecs);
+        json_decref(vecs);
+        if (rc != 0)
             return -1;
-        json_decref(res);
     }
     return 0;
 }
@@ -1008,19 +1412,14 @@ static int upsert(struct run *r, const struct doc *d, const size_t *idx, size_t 
 static int store_doc_vec(struct run *r, const struct doc *d, long *added, long *removed)
 {
     *added = *removed = 0;
-    json_t *have = NULL;
-    if (r->collection_url != NULL) {
-        json_t *res = collection_call(r, d->source, "get", json_pack("{s:{s:s}, s:[]}", "where", "source", d->source, "include"));
-        if (res == NULL)
-            return -1;
-        have = json_incref(json_object_get(res, "ids"));
-        json_decref(res);
-    }
+    json_t *have = existing_ids(r, d);
+    if (have == NULL)
+        return -1;
     size_t *fresh = xrealloc(NULL, (d->nchunks + 1) * sizeof(*fresh)), nfresh = 0;
     for (size_t i = 0; i < d->nchunks; ++i) {
-        int dup = has_id(have, d->chunks[i].id); /* a repeated passage within the file is one point */
+        int dup = has_id(have, d->chunks[i].sid); /* a repeated passage within the file is one point */
         for (size_t j = 0; j < nfresh && !dup; ++j)
-            dup = strcmp(d->chunks[fresh[j]].id, d->chunks[i].id) == 0;
+            dup = strcmp(d->chunks[fresh[j]].sid, d->chunks[i].sid) == 0;
         if (!dup)
             fresh[nfresh++] = i;
     }
@@ -1030,24 +1429,157 @@ static int store_doc_vec(struct run *r, const struct doc *d, long *added, long *
     {
         int kept = 0;
         for (size_t j = 0; j < d->nchunks && !kept; ++j)
-            kept = strcmp(d->chunks[j].id, json_string_value(v) ? json_string_value(v) : "") == 0;
+            kept = strcmp(d->chunks[j].sid, json_string_value(v) ? json_string_value(v) : "") == 0;
         if (!kept)
             json_array_append(stale, v);
     }
     int rc = 0;
     if (!r->dry_run && nfresh > 0)
         rc = upsert(r, d, fresh, nfresh);
-    if (rc == 0 && !r->dry_run && json_array_size(stale) > 0) {
-        json_t *res = collection_call(r, d->source, "delete", json_pack("{s:O}", "ids", stale));
-        rc = res != NULL ? 0 : -1;
-        json_decref(res);
-    }
+    if (rc == 0 && !r->dry_run && json_array_size(stale) > 0)
+        rc = delete_ids(r, d->source, stale);
     *added = (long)nfresh;
     *removed = (long)json_array_size(stale);
     free(fresh);
     json_decref(stale);
     json_decref(have);
     return rc;
+}
+
+static int is_current(const struct run *r, const char *source)
+{
+    for (size_t j = 0; j < r->ndocs; ++j)
+        if (strcmp(r->docs[j].source, source) == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * Pinecone, for --sync: the ids of sources this run did not find, as
+ * {"id","source"} pairs appended to `out`. The listing gives ids only; a
+ * source's ids share the prefix of its hash, so they are grouped by prefix,
+ * and one id of each group is fetched to name the source.
+ */
+static int pinecone_gone(struct run *r, json_t *out)
+{
+    json_t *ids = pinecone_list(r, "--sync", NULL), *v;
+    if (ids == NULL)
+        return -1;
+    json_t *groups = json_object(); /* prefix → [ids] */
+    size_t i;
+    json_array_foreach(ids, i, v)
+    {
+        const char *id = json_string_value(v);
+        if (!pinecone_ours(id))
+            continue; /* not written by this tool */
+        char prefix[33];
+        snprintf(prefix, sizeof(prefix), "%.32s", id);
+        json_t *g = json_object_get(groups, prefix);
+        if (g == NULL)
+            json_object_set_new(groups, prefix, g = json_array());
+        json_array_append(g, v);
+    }
+    for (size_t j = 0; j < r->ndocs; ++j) {
+        char prefix[33];
+        source_prefix(r->docs[j].source, prefix);
+        json_object_del(groups, prefix);
+    }
+    const char *ns = r->config->pinecone_namespace;
+    int rc = 0;
+    void *it = json_object_iter(groups);
+    while (it != NULL && rc == 0) {
+        /* up to FETCH_BATCH groups per fetch: GET /vectors/fetch?ids=a&ids=b&namespace=... */
+        void *first = it;
+        sb_buf_t url;
+        store_url(r, &url, "/vectors/fetch", NULL);
+        char sep = '?';
+        for (size_t k = 0; it != NULL && k < FETCH_BATCH; ++k, it = json_object_iter_next(groups, it)) {
+            sb_buf_appendf(&url, "%cids=", sep);
+            sep = '&';
+            append_segment(r, &url, json_string_value(json_array_get(json_object_iter_value(it), 0)));
+        }
+        if (ns != NULL) {
+            sb_buf_appendz(&url, "&namespace=");
+            append_segment(r, &url, ns);
+        }
+        long status;
+        json_t *res = call(r, "--sync", NULL, url.base, r->headers, NULL, &status, 0);
+        sb_buf_dispose(&url);
+        json_t *vectors = json_object_get(res, "vectors");
+        if (res != NULL && !json_is_object(vectors))
+            bad_shape(r, "--sync", "/vectors/fetch", "a \"vectors\" object");
+        if (!json_is_object(vectors)) {
+            rc = -1;
+        } else {
+            for (void *g = first; g != it; g = json_object_iter_next(groups, g)) {
+                json_t *members = json_object_iter_value(g);
+                const char *id = json_string_value(json_array_get(members, 0));
+                const char *src =
+                    json_string_value(json_object_get(json_object_get(json_object_get(vectors, id), "metadata"), "source"));
+                sb_buf_t name;
+                sb_buf_init(&name, (size_t)-1);
+                if (src != NULL)
+                    sb_buf_appendz(&name, src);
+                else /* written by this tool, but its metadata is gone: named by its ids */
+                    sb_buf_appendf(&name, "(ids %s#...)", json_object_iter_key(g));
+                json_array_foreach(members, i, v)
+                {
+                    json_array_append_new(out, json_pack("{s:O, s:s}", "id", v, "source", name.base));
+                }
+                sb_buf_dispose(&name);
+            }
+        }
+        json_decref(res);
+    }
+    json_decref(groups);
+    json_decref(ids);
+    return rc;
+}
+
+/* For --sync: every record this tool wrote, as {"id","source"} pairs (Pinecone: only those of sources gone). NULL after saying why.
+ */
+static json_t *list_all(struct run *r)
+{
+    json_t *out = json_array(), *v;
+    size_t i;
+    if (r->missing)
+        return out;
+    if (r->store == STORE_PINECONE) {
+        if (pinecone_gone(r, out) == 0)
+            return out;
+        json_decref(out);
+        return NULL;
+    }
+    if (r->store == STORE_QDRANT) {
+        json_t *points = qdrant_scroll(r, "--sync", NULL, json_pack("[s, s]", "source", "chunk_id"));
+        if (points == NULL) {
+            json_decref(out);
+            return NULL;
+        }
+        json_array_foreach(points, i, v)
+        {
+            json_t *payload = json_object_get(v, "payload"), *id = json_object_get(v, "id");
+            const char *src = json_string_value(json_object_get(payload, "source"));
+            if (src != NULL && id != NULL && json_is_string(json_object_get(payload, "chunk_id")))
+                json_array_append_new(out, json_pack("{s:O, s:s}", "id", id, "source", src));
+        }
+        json_decref(points);
+        return out;
+    }
+    json_t *res = store_call(r, "--sync", NULL, "/get", json_pack("{s:[s]}", "include", "metadatas"), 0, NULL);
+    if (res == NULL) {
+        json_decref(out);
+        return NULL;
+    }
+    json_t *ids = json_object_get(res, "ids"), *metas = json_object_get(res, "metadatas");
+    json_array_foreach(ids, i, v)
+    {
+        const char *src = json_string_value(json_object_get(json_array_get(metas, i), "source"));
+        if (src != NULL) /* else not written by this tool */
+            json_array_append_new(out, json_pack("{s:O, s:s}", "id", v, "source", src));
+    }
+    json_decref(res);
+    return out;
 }
 
 static int by_source(const void *a, const void *b)
@@ -1060,34 +1592,23 @@ static int by_source(const void *a, const void *b)
 static int sync_removed_vec(struct run *r, long *sources, long *chunks)
 {
     *sources = *chunks = 0;
-    if (r->collection_url == NULL)
-        return 0;
-    json_t *res = collection_call(r, "--sync", "get", json_pack("{s:[s]}", "include", "metadatas"));
-    if (res == NULL)
+    json_t *all = list_all(r);
+    if (all == NULL)
         return -1;
-    json_t *ids = json_object_get(res, "ids"), *metas = json_object_get(res, "metadatas");
     json_t *gone = json_array(), *bysrc = json_object(), *v;
     size_t i;
-    json_array_foreach(ids, i, v)
+    json_array_foreach(all, i, v)
     {
-        const char *src = json_string_value(json_object_get(json_array_get(metas, i), "source"));
-        if (src == NULL)
-            continue; /* not written by this tool */
-        int found = 0;
-        for (size_t j = 0; j < r->ndocs && !found; ++j)
-            found = strcmp(r->docs[j].source, src) == 0;
-        if (found)
+        const char *src = json_string_value(json_object_get(v, "source"));
+        if (is_current(r, src))
             continue;
-        json_array_append(gone, v);
+        json_array_append(gone, json_object_get(v, "id"));
         json_t *n = json_object_get(bysrc, src);
         json_object_set_new(bysrc, src, json_integer(n ? json_integer_value(n) + 1 : 1));
     }
     int rc = 0;
-    if (!r->dry_run && json_array_size(gone) > 0) {
-        json_t *del = collection_call(r, "--sync", "delete", json_pack("{s:O}", "ids", gone));
-        rc = del != NULL ? 0 : -1;
-        json_decref(del);
-    }
+    if (!r->dry_run && json_array_size(gone) > 0)
+        rc = delete_ids(r, "--sync", gone);
     if (rc == 0) {
         size_t n = json_object_size(bysrc), k = 0;
         json_t **rows = xrealloc(NULL, (n + 1) * sizeof(*rows));
@@ -1109,8 +1630,73 @@ static int sync_removed_vec(struct run *r, long *sources, long *chunks)
     }
     json_decref(bysrc);
     json_decref(gone);
-    json_decref(res);
+    json_decref(all);
     return rc;
+}
+
+/* A value that goes into a header must not be able to start another one. */
+static int has_control(const char *s)
+{
+    for (; s != NULL && *s != '\0'; ++s)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return 1;
+    return 0;
+}
+
+static int http_url(const char *s)
+{
+    return s != NULL && (strncmp(s, "http://", 7) == 0 || strncmp(s, "https://", 8) == 0);
+}
+
+/* The vector store's settings, as rag/chroma.c, pinecone.c and qdrant.c check them; a message naming the setting when wrong. */
+static int check_store_settings(const sb_config_t *c, enum store store)
+{
+    if (store == STORE_CHROMA) {
+        if (!http_url(c->chroma_url)) {
+            fail_msg("RAG_BACKEND=chroma needs CHROMA_URL (http:// or https://), the Chroma server to load");
+            return -1;
+        }
+        if (has_control(c->chroma_api_key)) {
+            fail_msg("CHROMA_API_KEY must not contain control characters");
+            return -1;
+        }
+    } else if (store == STORE_PINECONE) {
+        if (c->pinecone_api_key == NULL || c->pinecone_api_key[0] == '\0') {
+            fail_msg("RAG_BACKEND=pinecone needs PINECONE_API_KEY");
+            return -1;
+        }
+        if (c->pinecone_host == NULL || c->pinecone_host[0] == '\0') {
+            fail_msg("RAG_BACKEND=pinecone needs PINECONE_HOST, the index's host from the Pinecone console");
+            return -1;
+        }
+        if ((strstr(c->pinecone_host, "://") != NULL && !http_url(c->pinecone_host)) || strpbrk(c->pinecone_host, " \t") != NULL ||
+            has_control(c->pinecone_host)) {
+            fail_msg("PINECONE_HOST must be a host name, optionally with https://");
+            return -1;
+        }
+        if (has_control(c->pinecone_api_key)) {
+            fail_msg("PINECONE_API_KEY must not contain control characters");
+            return -1;
+        }
+        if (c->pinecone_api_version == NULL || c->pinecone_api_version[0] == '\0' || has_control(c->pinecone_api_version)) {
+            fail_msg("PINECONE_API_VERSION must be a version such as 2024-07");
+            return -1;
+        }
+    } else if (store == STORE_QDRANT) {
+        if (!http_url(c->qdrant_url)) {
+            fail_msg("RAG_BACKEND=qdrant needs QDRANT_URL (http:// or https://), the Qdrant server to load");
+            return -1;
+        }
+        if (c->qdrant_collection == NULL || c->qdrant_collection[0] == '\0') {
+            fail_msg("RAG_BACKEND=qdrant needs QDRANT_COLLECTION, the collection to load (created if missing)");
+            return -1;
+        }
+        if (has_control(c->qdrant_api_key)) {
+            fail_msg("QDRANT_API_KEY must not contain control characters");
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* ---- main ------------------------------------------------------------------------------------------------------------ */
@@ -1120,7 +1706,8 @@ static void usage(FILE *f)
     fputs("usage: switchboard-ingest [--sync] [--dry-run] PATH...\n"
           "Loads the .md, .markdown and .txt files under each PATH (files or folders, recursively)\n"
           "into the rag_chunks table of DATABASE_URL, split along their headings; with RAG_BACKEND=chroma,\n"
-          "embeds them (EMBEDDING_BASE_URL, OPENAI_EMBEDDING_MODEL) into the CHROMA_COLLECTION collection instead.\n"
+          "pinecone or qdrant, embeds them (EMBEDDING_BASE_URL, OPENAI_EMBEDDING_MODEL) into CHROMA_COLLECTION,\n"
+          "the PINECONE_HOST index (PINECONE_NAMESPACE) or QDRANT_COLLECTION instead.\n"
           "  --sync     also delete the chunks of files that no longer exist (PATHs are the whole knowledge base)\n"
           "  --dry-run  report what would change without writing or embedding (postgres without DATABASE_URL:\n"
           "             just split the files)\n"
@@ -1185,16 +1772,19 @@ int main(int argc, char **argv)
     int rc = 1;
     r.config = &config;
     const char *backend = config.rag_backend != NULL ? config.rag_backend : "postgres";
-    int vector = strcmp(backend, "chroma") == 0;
-    if (!vector && strcmp(backend, "postgres") != 0) {
-        fail_msg("RAG_BACKEND=%s: this tool loads the postgres and chroma backends only", backend);
+    if (strcmp(backend, "chroma") == 0) {
+        r.store = STORE_CHROMA;
+    } else if (strcmp(backend, "pinecone") == 0) {
+        r.store = STORE_PINECONE;
+    } else if (strcmp(backend, "qdrant") == 0) {
+        r.store = STORE_QDRANT;
+    } else if (strcmp(backend, "postgres") != 0) {
+        fail_msg("RAG_BACKEND=%s: this tool loads the postgres, chroma, pinecone and qdrant backends only", backend);
         goto out;
     }
-    if (vector && (config.chroma_url == NULL ||
-                   (strncmp(config.chroma_url, "http://", 7) != 0 && strncmp(config.chroma_url, "https://", 8) != 0))) {
-        fail_msg("RAG_BACKEND=chroma needs CHROMA_URL (http:// or https://), the Chroma server to load");
+    int vector = r.store != STORE_POSTGRES;
+    if (vector && check_store_settings(&config, r.store) != 0)
         goto out;
-    }
     if (!vector && (config.database_url == NULL || config.database_url[0] == '\0') && !r.dry_run) {
         fail_msg("DATABASE_URL is not set; it names the Postgres database to load (see env.example)");
         goto out;
@@ -1234,7 +1824,8 @@ int main(int argc, char **argv)
             fail_msg("cannot initialise libcurl");
             goto out;
         }
-        if (open_collection(&r) != 0)
+        assign_store_ids(&r);
+        if ((r.store == STORE_CHROMA ? open_chroma(&r) : r.store == STORE_PINECONE ? open_pinecone(&r) : open_qdrant(&r)) != 0)
             goto out;
     } else if ((r.conn = connect_db(&config)) == NULL || check_table(r.conn) != 0) {
         goto out;
@@ -1271,7 +1862,11 @@ out:
         curl_easy_cleanup(r.curl);
         curl_global_cleanup();
     }
-    free(r.collection_url);
+    free(r.store_url);
+    for (size_t i = 0; r.headers[i] != NULL; ++i) {
+        sodium_memzero(r.headers[i], strlen(r.headers[i]));
+        free(r.headers[i]);
+    }
     free_run(&r);
     sb_config_dispose(&config);
     return rc;

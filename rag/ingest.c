@@ -46,6 +46,7 @@
 #include <libpq-fe.h>
 #include <sodium.h>
 
+#include "pgtext.h"
 #include "sb/buf.h"
 #include "sb/config.h"
 
@@ -539,45 +540,10 @@ static int add_path(struct run *r, const char *arg)
 
 /* ---- the database ---------------------------------------------------------------------------------------------------- */
 
-/* libpq messages end in newlines; they are printed inside our own lines. */
-static const char *trimmed(const char *msg, char *out, size_t outlen)
-{
-    snprintf(out, outlen, "%s", msg != NULL ? msg : "");
-    size_t n = strlen(out);
-    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == ' '))
-        out[--n] = '\0';
-    return out;
-}
-
-/* "user@host:port/dbname": what DATABASE_URL points at, without its password. -1 when libpq cannot parse it. */
-static int describe_target(const char *url, char *out, size_t outlen)
-{
-    PQconninfoOption *opts = PQconninfoParse(url, NULL);
-    if (opts == NULL)
-        return -1;
-    const char *user = NULL, *host = NULL, *port = NULL, *db = NULL;
-    for (PQconninfoOption *o = opts; o->keyword != NULL; ++o) {
-        if (o->val == NULL || o->val[0] == '\0')
-            continue;
-        if (strcmp(o->keyword, "user") == 0)
-            user = o->val;
-        else if (strcmp(o->keyword, "host") == 0 || (strcmp(o->keyword, "hostaddr") == 0 && host == NULL))
-            host = o->val;
-        else if (strcmp(o->keyword, "port") == 0)
-            port = o->val;
-        else if (strcmp(o->keyword, "dbname") == 0)
-            db = o->val;
-    }
-    snprintf(out, outlen, "%s%s%s%s%s/%s", user ? user : "", user ? "@" : "", host ? host : "(local socket)", port ? ":" : "",
-             port ? port : "", db ? db : "(default database)");
-    PQconninfoFree(opts);
-    return 0;
-}
-
 static PGconn *connect_db(const sb_config_t *config)
 {
     char where[512], timeout[16] = "", buf[1024];
-    if (describe_target(config->database_url, where, sizeof(where)) != 0) {
+    if (sb_pg_describe_target(config->database_url, where, sizeof(where)) != 0) {
         /* libpq's parse error may quote the URL, password and all, so it is not shown. */
         fail_msg("DATABASE_URL is not a valid Postgres connection URI");
         return NULL;
@@ -591,7 +557,8 @@ static PGconn *connect_db(const sb_config_t *config)
     if (conn == NULL)
         abort();
     if (PQstatus(conn) != CONNECTION_OK) {
-        fail_msg("cannot connect to the database at %s (DATABASE_URL): %s", where, trimmed(PQerrorMessage(conn), buf, sizeof(buf)));
+        fail_msg("cannot connect to the database at %s (DATABASE_URL): %s", where,
+                 sb_pg_trimmed(PQerrorMessage(conn), buf, sizeof(buf)));
         PQfinish(conn);
         return NULL;
     }
@@ -608,7 +575,7 @@ static PGresult *query(PGconn *conn, const char *what, const char *sql, int n, c
         return res;
     char buf[1024];
     const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-    fail_msg("%s failed: %s", what, msg ? msg : trimmed(PQerrorMessage(conn), buf, sizeof(buf)));
+    fail_msg("%s failed: %s", what, msg ? msg : sb_pg_trimmed(PQerrorMessage(conn), buf, sizeof(buf)));
     PQclear(res);
     return NULL;
 }
@@ -631,7 +598,7 @@ static int finish_tx(struct run *r, const char *what)
     int ok = PQresultStatus(res) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(res), r->dry_run ? "ROLLBACK" : "COMMIT") == 0;
     if (!ok) {
         char buf[1024];
-        fail_msg("%s: committing failed: %s", what, trimmed(PQerrorMessage(r->conn), buf, sizeof(buf)));
+        fail_msg("%s: committing failed: %s", what, sb_pg_trimmed(PQerrorMessage(r->conn), buf, sizeof(buf)));
     }
     PQclear(res);
     return ok ? 0 : -1;

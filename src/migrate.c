@@ -18,6 +18,7 @@
 #include <libpq-fe.h>
 
 #include "migrate.h"
+#include "pgtext.h"
 #include "sb/buf.h"
 
 /* pg_advisory_xact_lock key shared by every migrate run: "SWBMIGRT" as a big-endian int64. */
@@ -52,50 +53,6 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-/* libpq messages end in a newline (sometimes several lines); we print them inside our own lines. */
-static const char *trimmed(const char *msg, char *out, size_t outlen)
-{
-    snprintf(out, outlen, "%s", msg != NULL ? msg : "");
-    size_t n = strlen(out);
-    while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == ' '))
-        out[--n] = '\0';
-    return out;
-}
-
-/*
- * Writes "user@host:port/dbname" for messages: what the URL points at,
- * without its password. Returns -1 when libpq cannot parse the URL; its
- * message is not shown because it may quote any part of the URL.
- */
-static int describe_target(const char *url, char *out, size_t outlen)
-{
-    PQconninfoOption *opts = PQconninfoParse(url, NULL);
-    if (opts == NULL)
-        return -1;
-    const char *user = NULL, *host = NULL, *hostaddr = NULL, *port = NULL, *db = NULL;
-    for (PQconninfoOption *o = opts; o->keyword != NULL; ++o) {
-        if (o->val == NULL || o->val[0] == '\0')
-            continue;
-        if (strcmp(o->keyword, "user") == 0)
-            user = o->val;
-        else if (strcmp(o->keyword, "host") == 0)
-            host = o->val;
-        else if (strcmp(o->keyword, "hostaddr") == 0)
-            hostaddr = o->val;
-        else if (strcmp(o->keyword, "port") == 0)
-            port = o->val;
-        else if (strcmp(o->keyword, "dbname") == 0)
-            db = o->val;
-    }
-    snprintf(out, outlen, "%s%s%s%s%s/%s", user ? user : "", user ? "@" : "",
-             host       ? host
-             : hostaddr ? hostaddr
-                        : "(local socket)",
-             port ? ":" : "", port ? port : "", db ? db : "(default database)");
-    PQconninfoFree(opts);
-    return 0;
-}
-
 /* Counts lines up to a server error position (1-based, in characters) so errors point into the .sql file. */
 static int line_of(const char *sql, const char *position)
 {
@@ -128,7 +85,7 @@ static void report(FILE *log, PGconn *conn, const PGresult *res, const char *wha
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     int line = res ? line_of(sql, PQresultErrorField(res, PG_DIAG_STATEMENT_POSITION)) : 0;
     if (msg == NULL)
-        msg = trimmed(PQerrorMessage(conn), buf, sizeof(buf));
+        msg = sb_pg_trimmed(PQerrorMessage(conn), buf, sizeof(buf));
     if (line > 0 && file != NULL)
         say(log, "migrate: %s failed at %s line %d: %s%s%s%s", what, file, line, msg, state ? " (SQLSTATE " : "",
             state ? state : "", state ? ")" : "");
@@ -273,7 +230,7 @@ static int check_names(const sb_config_t *config, FILE *log)
 static void on_notice(void *arg, const char *message)
 {
     char buf[1024];
-    say(arg, "migrate: postgres: %s", trimmed(message, buf, sizeof(buf)));
+    say(arg, "migrate: postgres: %s", sb_pg_trimmed(message, buf, sizeof(buf)));
 }
 
 static PGconn *connect_db(const sb_config_t *config, const char *where, FILE *log)
@@ -296,7 +253,7 @@ static PGconn *connect_db(const sb_config_t *config, const char *where, FILE *lo
     if (PQstatus(conn) != CONNECTION_OK) {
         char buf[1024];
         say(log, "migrate: cannot connect to the database at %s (DATABASE_URL): %s", where,
-            trimmed(PQerrorMessage(conn), buf, sizeof(buf)));
+            sb_pg_trimmed(PQerrorMessage(conn), buf, sizeof(buf)));
         PQfinish(conn);
         return NULL;
     }
@@ -480,7 +437,7 @@ int sb_migrate_run(const sb_config_t *config, int seed, FILE *log)
         return 1;
     }
     char where[512];
-    if (describe_target(config->database_url, where, sizeof(where)) != 0) {
+    if (sb_pg_describe_target(config->database_url, where, sizeof(where)) != 0) {
         say(log, "migrate: DATABASE_URL is not a valid Postgres URI (postgresql://user:password@host:port/dbname) "
                  "or key=value connection string");
         return 1;
@@ -498,7 +455,7 @@ int sb_migrate_run(const sb_config_t *config, int seed, FILE *log)
     s.interactions = PQescapeIdentifier(s.conn, config->interactions_table, strlen(config->interactions_table));
     if (s.tickets == NULL || s.interactions == NULL) {
         char buf[512];
-        say(log, "migrate: quoting the table names: %s", trimmed(PQerrorMessage(s.conn), buf, sizeof(buf)));
+        say(log, "migrate: quoting the table names: %s", sb_pg_trimmed(PQerrorMessage(s.conn), buf, sizeof(buf)));
         goto out;
     }
     if (ensure_ledger(&s, &db_version) != 0)

@@ -40,21 +40,28 @@
 #ifndef SB_RAG_PG_SEARCH_H
 #define SB_RAG_PG_SEARCH_H
 
+/*
+ * Speed at scale: words found in more than max(50, 20 %) of the chunks are
+ * left out of the scoring (their idf is small, and scoring them touched most
+ * of the table), and the chunks' text is joined in only for the few rows
+ * picked, so the grouping and sorting carry ids and scores alone.
+ */
 #define SB_RAG_PG_SEARCH_SQL                                                                                                       \
-    "WITH terms AS ("                                                                                                              \
+    "WITH n AS (SELECT count(*)::float8 AS total FROM rag_chunks),"                                                                \
+    " terms AS ("                                                                                                                  \
     " SELECT tq, ln(1 + (n.total - df + 0.5) / (df + 0.5))::float8 AS idf"                                                         \
     " FROM (SELECT tq, (SELECT count(*) FROM rag_chunks c WHERE c.tsv @@ tq) AS df"                                                \
     "  FROM (SELECT DISTINCT ('''' || replace(replace(l, chr(92), chr(92) || chr(92)), '''', '''''') || '''')::tsquery AS tq"      \
-    "   FROM unnest(tsvector_to_array(to_tsvector('english', $1::text))) AS l) x) t,"                                              \
-    " (SELECT count(*) AS total FROM rag_chunks) n"                                                                                \
-    " WHERE df > 0 ORDER BY idf DESC, tq::text LIMIT 32),"                                                                         \
+    "   FROM unnest(tsvector_to_array(to_tsvector('english', $1::text))) AS l) x) t, n"                                            \
+    " WHERE df > 0 AND df <= greatest(50, 0.2 * n.total) ORDER BY idf DESC, tq::text LIMIT 32),"                                   \
     " scored AS ("                                                                                                                 \
-    " SELECT c.id, c.source, c.title, c.heading, c.content, sum(t.idf * ts_rank_cd(c.tsv, t.tq, 32)) AS score"                     \
-    " FROM terms t JOIN rag_chunks c ON c.tsv @@ t.tq GROUP BY c.id),"                                                             \
+    " SELECT c.id, c.source, sum(t.idf * ts_rank_cd(c.tsv, t.tq, 32)) AS score"                                                    \
+    " FROM terms t JOIN rag_chunks c ON c.tsv @@ t.tq GROUP BY c.id, c.source),"                                                   \
     " picked AS ("                                                                                                                 \
-    " SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY source ORDER BY score DESC, id) AS nth FROM scored) s"              \
+    " SELECT id, score FROM (SELECT *, row_number() OVER (PARTITION BY source ORDER BY score DESC, id) AS nth FROM scored) s"      \
     " ORDER BY nth, score DESC, id LIMIT greatest($2::int, 0))"                                                                    \
-    " SELECT coalesce(json_agg(json_build_object('source', source, 'title', title, 'heading', heading, 'text', content,"           \
-    " 'score', round(score::numeric, 4)) ORDER BY score DESC, id), '[]'::json) FROM picked"
+    " SELECT coalesce(json_agg(json_build_object('source', c.source, 'title', c.title, 'heading', c.heading, 'text', c.content,"   \
+    " 'score', round(p.score::numeric, 4)) ORDER BY p.score DESC, p.id), '[]'::json)"                                              \
+    " FROM picked p JOIN rag_chunks c ON c.id = p.id"
 
 #endif

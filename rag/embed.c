@@ -363,21 +363,6 @@ static void on_early(uv_timer_t *t)
     embed_free(e);
 }
 
-static sb_error_t error_for_status(long status)
-{
-    if (status == 401 || status == 403)
-        return SB_E_UPSTREAM_AUTH;
-    if (status == 429)
-        return SB_E_UPSTREAM_RATE_LIMITED;
-    if (status == 408 || status == 504)
-        return SB_E_UPSTREAM_TIMEOUT;
-    if (status >= 500)
-        return SB_E_UPSTREAM_ERROR;
-    if (status >= 400)
-        return SB_E_UPSTREAM_REJECTED;
-    return SB_E_UPSTREAM_BAD_RESPONSE;
-}
-
 /* Reads data[0].embedding: an array of 1..SB_EMBED_MAX_DIM finite numbers that fit a float. Returns 0, or -1. */
 static int parse_embedding(json_t *body, sb_embed_t *e)
 {
@@ -412,7 +397,7 @@ static void on_embedded(void *data, CURLcode result, long status, json_t *body)
     else if (result != CURLE_OK)
         err = SB_E_UPSTREAM_UNAVAILABLE;
     else if (status != 200)
-        err = error_for_status(status);
+        err = sb_error_for_provider_status(status);
     else if (parse_embedding(body, e) != 0)
         err = SB_E_UPSTREAM_BAD_RESPONSE;
     if (err == SB_OK) {
@@ -484,4 +469,14 @@ void sb_embed_cancel(sb_embed_t *e)
     if (e->early != NULL)
         uv_timer_stop(e->early);
     embed_free(e);
+}
+
+void sb_rag_store_answer(CURLcode result, long status, json_t *body, json_t *(*rows_from)(json_t *body), sb_rag_rows_cb done,
+                         void *data)
+{
+    int ok = result == CURLE_OK && status / 100 == 2;
+    json_t *rows = ok ? rows_from(body) : NULL;
+    sb_error_t err = rows != NULL ? SB_OK : ok && body != NULL ? SB_E_STORE_BAD_RESPONSE : sb_rag_store_error(result, status);
+    done(data, rows, err);
+    json_decref(rows);
 }

@@ -15,6 +15,7 @@
 #include "sb/config.h"
 #include "sb/curl_uv.h"
 #include "sb/error.h"
+#include "backend.h"
 
 /* The largest embedding accepted from a provider (text-embedding-3-large has 3072). */
 #define SB_EMBED_MAX_DIM 8192
@@ -42,6 +43,13 @@ sb_rag_http_t *sb_rag_http_post(sb_curlm_t *m, const char *url, struct curl_slis
 void sb_rag_http_cancel(sb_rag_http_t *h);
 /* Maps a store call that did not succeed (transport failure, non-2xx status, no JSON) to switchboard's errors. */
 sb_error_t sb_rag_store_error(CURLcode result, long status);
+/*
+ * Ends a vector store's search with the store's answer: the rows `rows_from`
+ * reads out of a 2xx JSON body (NULL: the body had the wrong shape), else the
+ * store's error. Calls done() once.
+ */
+void sb_rag_store_answer(CURLcode result, long status, json_t *body, json_t *(*rows_from)(json_t *body), sb_rag_rows_cb done,
+                         void *data);
 /* Appends `s` to `out` with everything but unreserved characters (RFC 3986) percent-encoded; -1 past the ceiling. */
 int sb_rag_append_escaped(sb_buf_t *out, const char *s);
 

@@ -112,12 +112,7 @@ static void on_answer(void *data, CURLcode result, long status, json_t *body)
     sb_rag_rows_cb done = s->done;
     void *cbdata = s->data;
     free(s);
-    json_t *rows = result == CURLE_OK && status / 100 == 2 ? rows_from(body) : NULL;
-    sb_error_t err = rows != NULL                        ? SB_OK
-                     : body != NULL && status / 100 == 2 ? SB_E_STORE_BAD_RESPONSE
-                                                         : sb_rag_store_error(result, status);
-    done(cbdata, rows, err);
-    json_decref(rows);
+    sb_rag_store_answer(result, status, body, rows_from, done, cbdata);
 }
 
 static sb_rag_search_t *search(const sb_rag_env_t *env, const char *question, const float *vec, size_t dim, unsigned k,

@@ -44,3 +44,18 @@ const char *sb_error_name(sb_error_t e)
 {
     return get(e)->name;
 }
+
+sb_error_t sb_error_for_provider_status(long status)
+{
+    if (status == 401 || status == 403)
+        return SB_E_UPSTREAM_AUTH;
+    if (status == 429)
+        return SB_E_UPSTREAM_RATE_LIMITED;
+    if (status == 408 || status == 504)
+        return SB_E_UPSTREAM_TIMEOUT;
+    if (status >= 500)
+        return SB_E_UPSTREAM_ERROR;
+    if (status >= 400)
+        return SB_E_UPSTREAM_REJECTED;
+    return SB_E_UPSTREAM_BAD_RESPONSE;
+}

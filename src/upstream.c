@@ -128,22 +128,6 @@ static void message_from_body(struct call *c, const char *body, size_t len)
     json_decref(root);
 }
 
-/* Maps a non-2xx provider status to switchboard's error list. */
-static sb_error_t error_for_status(long status)
-{
-    if (status == 401 || status == 403)
-        return SB_E_UPSTREAM_AUTH;
-    if (status == 429)
-        return SB_E_UPSTREAM_RATE_LIMITED;
-    if (status == 408 || status == 504)
-        return SB_E_UPSTREAM_TIMEOUT;
-    if (status >= 500)
-        return SB_E_UPSTREAM_ERROR;
-    if (status >= 400)
-        return SB_E_UPSTREAM_REJECTED;
-    return SB_E_UPSTREAM_BAD_RESPONSE;
-}
-
 static int on_sse_event(void *ctx, const sb_sse_event_t *ev)
 {
     struct call *c = ctx;
@@ -300,7 +284,7 @@ static void on_xfer_done(sb_xfer_t *x, CURLcode result)
     if (c->error != SB_OK) {
         error = c->error;
     } else if (result == CURLE_OK) {
-        error = error_for_status(c->status);
+        error = sb_error_for_provider_status(c->status);
         if (error != SB_E_UPSTREAM_AUTH) /* an auth failure message can quote the key: say ours */
             message_from_body(c, c->errbody.base, c->errbody.len);
     } else if (result == CURLE_OPERATION_TIMEDOUT) {

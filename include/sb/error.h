@@ -48,6 +48,11 @@ int sb_error_status(sb_error_t e);
 const char *sb_error_type(sb_error_t e);
 const char *sb_error_code(sb_error_t e);
 const char *sb_error_message(sb_error_t e);
+/*
+ * The kind for a non-2xx answer from the model provider (chat or embeddings):
+ * 401/403 auth, 429 rate limit, 408/504 timeout, 5xx error, other 4xx rejected.
+ */
+sb_error_t sb_error_for_provider_status(long status);
 /* A short stable name for logs and metrics (the OpenAI code, e.g. "upstream_timeout"). */
 const char *sb_error_name(sb_error_t e);
 

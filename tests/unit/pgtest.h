@@ -16,6 +16,25 @@
 static PGconn *admin;         /* connected to admin_url by the test's main */
 static const char *admin_url; /* SB_TEST_DATABASE_URL */
 
+/*
+ * Connects `admin` to SB_TEST_DATABASE_URL. Without one the test is skipped
+ * (a TAP SKIP plan, exit 0); an unreachable one bails out (exit 1).
+ */
+static void pgtest_start(void)
+{
+    admin_url = getenv("SB_TEST_DATABASE_URL");
+    if (admin_url == NULL || admin_url[0] == '\0') {
+        printf("1..0 # SKIP no database\n");
+        exit(0);
+    }
+    admin = PQconnectdb(admin_url);
+    if (PQstatus(admin) != CONNECTION_OK) {
+        printf("Bail out! SB_TEST_DATABASE_URL: %s", PQerrorMessage(admin));
+        exit(1);
+    }
+    PQclear(PQexec(admin, "SET client_min_messages = warning"));
+}
+
 /* admin_url with its database swapped for `db`, as a key=value string (works whether admin_url is a URI or key=value). */
 static char *conninfo_for(const char *db)
 {

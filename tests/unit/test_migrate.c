@@ -297,17 +297,7 @@ static void test_concurrent_runs(void)
 
 int main(void)
 {
-    admin_url = getenv("SB_TEST_DATABASE_URL");
-    if (admin_url == NULL || admin_url[0] == '\0') {
-        printf("1..0 # SKIP no database\n");
-        return 0;
-    }
-    admin = PQconnectdb(admin_url);
-    if (PQstatus(admin) != CONNECTION_OK) {
-        printf("Bail out! SB_TEST_DATABASE_URL: %s", PQerrorMessage(admin));
-        return 1;
-    }
-    PQclear(PQexec(admin, "SET client_min_messages = warning"));
+    pgtest_start();
 
     test_without_database();
     test_migrate_and_seed();

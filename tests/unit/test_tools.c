@@ -1781,17 +1781,7 @@ static void test_custom_tables(void)
 
 int main(void)
 {
-    admin_url = getenv("SB_TEST_DATABASE_URL");
-    if (admin_url == NULL || admin_url[0] == '\0') {
-        printf("1..0 # SKIP no database\n");
-        return 0;
-    }
-    admin = PQconnectdb(admin_url);
-    if (PQstatus(admin) != CONNECTION_OK) {
-        printf("Bail out! SB_TEST_DATABASE_URL: %s", PQerrorMessage(admin));
-        return 1;
-    }
-    PQclear(PQexec(admin, "SET client_min_messages = warning"));
+    pgtest_start();
     if (sodium_init() < 0 || curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
         printf("Bail out! cannot initialise libsodium or libcurl\n");
         return 1;

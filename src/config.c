@@ -58,6 +58,9 @@ static const struct setting {
     S("DATABASE_URL", K_STR, database_url, NULL, 0, 0, "Postgres connection URI for tools and retrieval (unset: no database)"),
     S("PG_POOL_SIZE", K_UINT, pg_pool_size, "4", 1, 100, "Postgres connections per worker"),
     S("PG_STATEMENT_TIMEOUT_MS", K_UINT, pg_statement_timeout_ms, "3000", 0, 600000, "longest a statement may run"),
+    S("PG_PREPARED_STATEMENTS", K_BOOL, pg_prepared_statements, "true", 0, 1,
+      "prepare each statement once per connection (false behind a pooler that cannot keep them, e.g. PgBouncer before 1.21 "
+      "in transaction mode)"),
     S("PG_CONNECT_TIMEOUT_MS", K_UINT, pg_connect_timeout_ms, "2000", 100, 60000, "longest a connection attempt may take"),
     S("SUPPORT_TICKETS_TABLE", K_STR, tickets_table, "support_tickets", 0, 0, "table holding support tickets"),
     S("SUPPORT_INTERACTIONS_TABLE", K_STR, interactions_table, "support_interactions", 0, 0, "table holding ticket notes and calls"),

@@ -7,6 +7,16 @@
  * done list that is drained at the end of every loop callback, never inside
  * an entry point, so a callback may query, cancel or destroy re-entrantly.
  *
+ * A statement is sent as a named prepared statement of its connection: the
+ * first use on a connection prepares it (one extra round trip, once), every
+ * later use only binds and executes it, so Postgres parses and plans the
+ * pool's few fixed statements once per connection instead of on every call.
+ * Prepared plans live and die with their session; a statement the session
+ * lost (a pooler in front of Postgres, DISCARD) or whose result type changed
+ * under it (a migration) fails before it runs: the connection is closed and
+ * the query sent once more on a fresh one. `prepare = 0` sends every
+ * statement unnamed instead, for poolers that cannot keep them.
+ *
  * libpq resolves a host name with a blocking getaddrinfo inside
  * PQconnectStartParams, so the pool resolves it itself: once at creation,
  * then in the background (uv_getaddrinfo) after an attempt fails, and hands
@@ -24,7 +34,8 @@
 
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
-#define MAX_ADDRS 8 /* addresses of the host name tried per attempt */
+#define MAX_ADDRS 8       /* addresses of the host name tried per attempt */
+#define MAX_STATEMENTS 64 /* distinct statements prepared per connection; others are sent unnamed */
 
 enum query_state {
     Q_QUEUED,  /* on pool->queue, waiting for a connection */
@@ -40,11 +51,12 @@ struct sb_pgquery {
     sb_pgquery_t *prev, *next; /* links in pool->queue or pool->done */
     enum query_state state;
     struct conn *conn; /* Q_SENT */
-    char *sql;         /* sql and values are freed once libpq has them */
+    char *sql;         /* an unnamed statement's text (a prepared one's lives in pool->statements) */
+    int stmt;          /* index in pool->statements, -1: sent unnamed */
     int nparams;
     char **values;
     uint64_t deadline; /* loop time at which waiting for a connection fails; 0 = never */
-    int retried;       /* sent once on a connection that turned out dead */
+    int retried;       /* sent once on a connection that turned out dead, or had lost its prepared statement */
     sb_pgquery_cb cb;
     void *data;
     PGresult *res; /* Q_DONE: the outcome */
@@ -71,6 +83,16 @@ struct conn {
     PGresult *result;    /* the running query's first result (or its first error) */
     int flushing;        /* PQflush returned 1: wait for writable too */
     int desynced;        /* the server started COPY: the connection cannot be reused */
+    int preparing;       /* the running command is the Prepare of statement `preparing_stmt`; c->query's Execute follows */
+    int preparing_stmt;
+    uint64_t prepared; /* bit i: pool->statements[i] is prepared on this session */
+};
+
+/* A statement the pool prepares on its connections, named "sb<index>". */
+struct statement {
+    char *sql;
+    size_t len;
+    uint64_t hash;
 };
 
 /* A background lookup of the host name, in its own allocation: the pool may be destroyed while it runs. */
@@ -97,6 +119,8 @@ struct sb_pgpool {
     uv_timer_t *kick, *retry, *expiry;
     unsigned backoff_ms;
     uint64_t rng;
+    struct statement statements[MAX_STATEMENTS];
+    unsigned nstatements;
     int healthy;
     unsigned depth; /* > 0 while inside a loop callback of the pool */
     int destroying; /* sb_pgpool_destroy was called from a callback; freed when depth drops to 0 */
@@ -156,22 +180,49 @@ static void list_remove(struct query_list *l, sb_pgquery_t *q)
     --l->n;
 }
 
-static void query_free_params(sb_pgquery_t *q)
+/* The parameters stay with the query until it is done: a query refused by its connection is sent again. */
+static void query_free(sb_pgquery_t *q)
 {
     for (int i = 0; i < q->nparams; ++i)
         free(q->values[i]);
     free(q->values);
     free(q->sql);
-    q->values = NULL;
-    q->sql = NULL;
-    q->nparams = 0;
-}
-
-static void query_free(sb_pgquery_t *q)
-{
-    query_free_params(q);
     PQclear(q->res);
     free(q);
+}
+
+static uint64_t fnv1a(const char *s, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325u;
+    for (size_t i = 0; i < len; ++i)
+        h = (h ^ (unsigned char)s[i]) * 0x100000001b3u;
+    return h;
+}
+
+/* The index of `sql` among the pool's statements, registering it on first sight; -1 when it is to be sent unnamed. */
+static int statement_of(sb_pgpool_t *pool, const char *sql)
+{
+    if (!pool->config.prepare)
+        return -1;
+    size_t len = strlen(sql);
+    uint64_t h = fnv1a(sql, len);
+    for (unsigned i = 0; i < pool->nstatements; ++i) {
+        const struct statement *st = &pool->statements[i];
+        if (st->hash == h && st->len == len && memcmp(st->sql, sql, len) == 0)
+            return (int)i;
+    }
+    if (pool->nstatements == MAX_STATEMENTS)
+        return -1;
+    struct statement *st = &pool->statements[pool->nstatements];
+    st->sql = xstrdup(sql);
+    st->len = len;
+    st->hash = h;
+    return (int)pool->nstatements++;
+}
+
+static void statement_name(int stmt, char out[16])
+{
+    snprintf(out, 16, "sb%d", stmt);
 }
 
 static void on_kick(uv_timer_t *timer);
@@ -499,10 +550,67 @@ static void conn_open(sb_pgpool_t *pool)
         connect_failed(c, NULL);
 }
 
+static void conn_flush(struct conn *c);
+
+/* Puts the query's next command in libpq's buffer: its statement's Prepare on first use here, else its Execute. */
+static int conn_send_command(struct conn *c, sb_pgquery_t *q)
+{
+    if (q->stmt < 0)
+        return PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, (const char *const *)q->values, NULL, NULL, 0);
+    char name[16];
+    statement_name(q->stmt, name);
+    if (!(c->prepared & (UINT64_C(1) << q->stmt))) {
+        c->preparing = 1;
+        c->preparing_stmt = q->stmt;
+        return PQsendPrepare(c->pg, name, c->pool->statements[q->stmt].sql, q->nparams, NULL);
+    }
+    return PQsendQueryPrepared(c->pg, name, q->nparams, (const char *const *)q->values, NULL, NULL, 0);
+}
+
+/*
+ * The Prepare sent ahead of a statement's first use on this connection is
+ * back. Returns 1 when the connection went on (the Execute is out, or the
+ * query was cancelled meanwhile and the connection is idle again), 0 when the
+ * query ends with what came back: the Prepare's error (a statement that does
+ * not parse fails like any other), or a send that failed.
+ */
+static int conn_prepared(struct conn *c, int broken)
+{
+    c->preparing = 0;
+    if (broken || c->desynced || PQstatus(c->pg) == CONNECTION_BAD || c->result == NULL ||
+        PQresultStatus(c->result) != PGRES_COMMAND_OK)
+        return 0;
+    PQclear(c->result);
+    c->result = NULL;
+    c->prepared |= UINT64_C(1) << c->preparing_stmt;
+    sb_pgquery_t *q = c->query;
+    if (q == NULL) {
+        c->state = C_IDLE;
+        if (conn_watch(c, UV_READABLE) != 0)
+            conn_close(c);
+        return 1;
+    }
+    if (!conn_send_command(c, q))
+        return 0;
+    conn_flush(c);
+    return 1;
+}
+
+/* A prepared statement failed before it ran because the session no longer holds it as the pool believes. */
+static int lost_statement(const char *sqlstate)
+{
+    return strcmp(sqlstate, "26000") == 0     /* prepared statement does not exist */
+           || strcmp(sqlstate, "42P05") == 0  /* prepared statement already exists */
+           || strcmp(sqlstate, "0A000") == 0; /* cached plan must not change result type */
+}
+
 /* The running query is over: hand its outcome on and return the connection to the pool or close it. */
 static void conn_query_done(struct conn *c, int broken)
 {
     sb_pgpool_t *pool = c->pool;
+    if (c->preparing && conn_prepared(c, broken))
+        return;
+    c->preparing = 0;
     sb_pgquery_t *q = c->query;
     PGresult *res = c->result;
     c->query = NULL;
@@ -522,6 +630,19 @@ static void conn_query_done(struct conn *c, int broken)
         err = SB_OK;
     else if ((err = map_sqlstate(st)) == SB_E_DB_UNAVAILABLE)
         close = 1; /* the server is shutting this session down */
+
+    if (err == SB_E_DB_ERROR && q != NULL && q->stmt >= 0 && !q->retried && lost_statement(st)) {
+        /* nothing ran: start the session afresh and send the query once more */
+        sb_log(SB_LOG_DEBUG, "postgres session lost a prepared statement (%s): reconnecting", st);
+        PQclear(res);
+        c->query = NULL;
+        conn_close(c);
+        q->retried = 1;
+        q->conn = NULL;
+        q->state = Q_QUEUED;
+        list_push_front(&pool->queue, q);
+        return;
+    }
 
     if (err == SB_E_DB_UNAVAILABLE) {
         char msg[256];
@@ -570,7 +691,8 @@ static void conn_send(struct conn *c, sb_pgquery_t *q)
         list_push_front(&pool->queue, q);
         return;
     }
-    if (!PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, (const char *const *)q->values, NULL, NULL, 0)) {
+    if (!conn_send_command(c, q)) {
+        c->preparing = 0;
         if (PQstatus(c->pg) != CONNECTION_BAD) {
             /* refused before sending anything (too many parameters, ...); the connection is fine */
             char msg[256];
@@ -590,7 +712,6 @@ static void conn_send(struct conn *c, sb_pgquery_t *q)
         }
         return;
     }
-    query_free_params(q); /* libpq has copied them into its output buffer */
     c->state = C_BUSY;
     c->query = q;
     q->conn = c;
@@ -818,6 +939,8 @@ static void pool_free(sb_pgpool_t *pool)
     free(pool->host);
     free(pool->hosts);
     free(pool->addrs);
+    for (unsigned i = 0; i < pool->nstatements; ++i)
+        free(pool->statements[i].sql);
     free(pool);
 }
 
@@ -932,7 +1055,8 @@ sb_pgquery_t *sb_pgpool_query(sb_pgpool_t *pool, const char *sql, int nparams, c
     q->pool = pool;
     q->cb = cb;
     q->data = data;
-    q->sql = xstrdup(sql);
+    q->stmt = statement_of(pool, sql);
+    q->sql = q->stmt < 0 ? xstrdup(sql) : NULL;
     q->nparams = nparams;
     if (nparams > 0) {
         q->values = xcalloc((size_t)nparams, sizeof(*q->values));

@@ -167,6 +167,7 @@ void *sb_worker_run(void *arg)
             .conninfo = w->config->database_url,
             .size = w->config->pg_pool_size,
             .statement_timeout_ms = w->config->pg_statement_timeout_ms,
+            .prepare = w->config->pg_prepared_statements,
             .connect_timeout_ms = w->config->pg_connect_timeout_ms,
             .queue_timeout_ms = w->config->pg_connect_timeout_ms,
             .max_queue = 10000,

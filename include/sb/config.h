@@ -41,6 +41,7 @@ typedef struct sb_config {
     char *database_url;
     unsigned pg_pool_size;
     unsigned pg_statement_timeout_ms;
+    int pg_prepared_statements;
     unsigned pg_connect_timeout_ms;
     char *tickets_table;
     char *interactions_table;

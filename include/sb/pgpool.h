@@ -22,6 +22,7 @@ typedef struct sb_pgpool_config {
     unsigned connect_timeout_ms;   /* a connection attempt that takes longer fails */
     unsigned queue_timeout_ms;     /* a query waiting this long for a free connection fails with DB_UNAVAILABLE */
     unsigned max_queue;            /* queries waiting for a connection beyond this fail at once */
+    int prepare;                   /* send statements as named prepared statements of each connection (parsed and planned once) */
 } sb_pgpool_config_t;
 
 /*
@@ -47,7 +48,11 @@ sb_pgpool_t *sb_pgpool_create(uv_loop_t *loop, const sb_pgpool_config_t *config)
 void sb_pgpool_destroy(sb_pgpool_t *pool);
 /*
  * Queues `sql` with `nparams` text parameters (values copied; NULL = SQL NULL).
- * Returns a handle for sb_pgquery_cancel; the callback runs exactly once unless
+ * With config.prepare, the first 64 distinct statement texts a pool sees are
+ * prepared on each connection at their first use there and only executed
+ * afterwards, so `sql` should be one of a caller's fixed statements, never
+ * text that varies per call (values go in parameters anyway). Returns a
+ * handle for sb_pgquery_cancel; the callback runs exactly once unless
  * cancelled first.
  */
 sb_pgquery_t *sb_pgpool_query(sb_pgpool_t *pool, const char *sql, int nparams, const char *const *values, sb_pgquery_cb cb,

@@ -78,20 +78,28 @@ function connections() {
     "select count(*) from pg_stat_activity where application_name = 'switchboard'"]).toString().trim());
 }
 
-async function level(concurrency, n) {
+// Concurrent calls do not begin in the same millisecond. With every turn the same length, workers that all start at
+// once stay in lockstep: their tool rounds then land in the same millisecond, turn after turn (one run had 39 of 100
+// within 2 ms), and the figure is that of a burst, not of 100 calls in progress. So the workers' starts are spread
+// evenly over one turn's length (`spreadMs`, measured at concurrency 1); the lockstep case is reported as well.
+async function level(concurrency, n, spreadMs = 0) {
   await records();
   let errors = 0;
   let next = 0;
-  const worker = async () => {
+  const t0 = performance.now();
+  const worker = async (k) => {
+    const wait = (k * spreadMs) / concurrency;
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     while (next < n) {
       next++;
       const r = await turn().catch(() => ({ ok: false }));
       if (!r.ok) errors++;
     }
   };
-  await Promise.all(Array.from({ length: concurrency }, worker));
+  await Promise.all(Array.from({ length: concurrency }, (_, k) => worker(k)));
+  const turnMs = ((performance.now() - t0) * concurrency) / n;
   const times = roundTimes(await records());
-  return { concurrency, turns: n, errors, rounds: times.length, p50_ms: pct(times, 50), p99_ms: pct(times, 99) };
+  return { concurrency, spread_ms: spreadMs, turns: n, errors, rounds: times.length, p50_ms: pct(times, 50), p99_ms: pct(times, 99), turn_ms: turnMs };
 }
 
 async function burst(n) {
@@ -111,23 +119,29 @@ async function burst(n) {
 }
 
 await level(10, 100); // warm-up: connections, caches
+const one = await level(1, turns);
 const report = {
-  one: await level(1, turns),
-  hundred: await level(100, Math.max(turns, 500)),
+  one,
+  hundred: await level(100, Math.max(turns, 500), one.turn_ms),
+  hundred_lockstep: await level(100, Math.max(turns, 500)),
   burst: await burst(500),
 };
 const fmt = (x) => (x === undefined ? '-' : x.toFixed(3));
 console.log('\nOne tool round (get_order_status on local Postgres): switchboard\'s own time per round');
 console.log('concurrency   turns   errors   p50 ms    p99 ms    target');
-for (const r of [report.one, report.hundred]) {
-  console.log(`${String(r.concurrency).padEnd(13)} ${String(r.turns).padEnd(7)} ${String(r.errors).padEnd(8)} ${fmt(r.p50_ms).padEnd(9)} ${fmt(r.p99_ms).padEnd(9)} p50 <= 2, p99 <= 10`);
+for (const r of [report.one, report.hundred, report.hundred_lockstep]) {
+  const name = r === report.hundred_lockstep ? '100 lockstep' : String(r.concurrency);
+  const target = r === report.hundred_lockstep ? '(a burst: not a target)' : 'p50 <= 2, p99 <= 10';
+  console.log(`${name.padEnd(13)} ${String(r.turns).padEnd(7)} ${String(r.errors).padEnd(8)} ${fmt(r.p50_ms).padEnd(9)} ${fmt(r.p99_ms).padEnd(9)} ${target}`);
 }
+console.log(`(a turn takes ${report.one.turn_ms.toFixed(0)} ms; the 100 workers' starts were spread over that; in lockstep they all start at once)`);
 const b = report.burst;
 console.log(`\n500 concurrent tool turns: ${b.errors} errors; Postgres connections peaked at ${b.peak_pg_connections} (pool cap ${b.pool_cap})`);
 const outDir = path.join(path.dirname(new URL(import.meta.url).pathname), 'results');
 fs.mkdirSync(outDir, { recursive: true });
 fs.writeFileSync(path.join(outDir, 'tools.json'), JSON.stringify(report, null, 2));
 const ok = report.one.p50_ms <= 2 && report.one.p99_ms <= 10 && report.hundred.p50_ms <= 2 && report.hundred.p99_ms <= 10
-  && b.errors === 0 && report.one.errors === 0 && report.hundred.errors === 0 && b.peak_pg_connections <= b.pool_cap;
+  && b.errors === 0 && report.one.errors === 0 && report.hundred.errors === 0 && report.hundred_lockstep.errors === 0
+  && b.peak_pg_connections <= b.pool_cap;
 console.log(ok ? '\nall tool-round targets met' : '\nsome tool-round targets missed');
 process.exit(ok ? 0 : 1);

@@ -215,6 +215,7 @@ static sb_pgpool_config_t config(const char *conninfo, unsigned size)
         .connect_timeout_ms = 2000,
         .queue_timeout_ms = 5000,
         .max_queue = 1000,
+        .prepare = 1,
     };
     return c;
 }
@@ -322,6 +323,92 @@ static void test_concurrency(sb_pgpool_t *pool)
        "pg_stat_activity shows at most 4 switchboard sessions under load (%s)", activity.value);
     sb_pgpool_stats(pool, &st);
     ok(st.busy == 0 && st.queued == 0 && st.open <= 4, "afterwards all idle (open %u)", st.open);
+}
+
+/* Runs `sql` on `pool` and waits for it; the result in *r. */
+static void run(sb_pgpool_t *pool, const char *sql, int n, const char *const *values, struct result *r)
+{
+    query(pool, sql, n, values, r);
+    wait_for(r, 5000);
+}
+
+/*
+ * Statements are prepared once per connection and only executed afterwards;
+ * a session that lost them, or a plan whose result type changed under it,
+ * costs one reconnect and no failed query.
+ */
+static void test_prepared(void)
+{
+    sb_pgpool_config_t c = config(db_url, 1);
+    sb_pgpool_t *pool = sb_pgpool_create(loop, &c);
+    struct result r, pid1, pid2;
+    const char *count_sql =
+        "select count(*) from pg_prepared_statements where name like 'sb%' and statement = 'select $1::int * 2'";
+    const char *v[] = {"21"};
+
+    run(pool, "select $1::int * 2", 1, v, &r);
+    is_str(r.value, "42", "a statement's first use prepares and executes it");
+    run(pool, count_sql, 0, NULL, &r);
+    is_str(r.value, "1", "it is a prepared statement of the session");
+    const char *v2[] = {"50"};
+    run(pool, "select $1::int * 2", 1, v2, &r);
+    is_str(r.value, "100", "its next use executes it with new values");
+    run(pool, count_sql, 0, NULL, &r);
+    is_str(r.value, "1", "without preparing it again");
+
+    query(pool, "selec $1::int", 1, v, &r);
+    wait_for(&r, 5000);
+    ok(r.err == SB_E_DB_ERROR && strcmp(r.sqlstate, "42601") == 0, "a statement that does not parse fails its query (%s)",
+       r.sqlstate);
+    run(pool, "select $1::int * 2", 1, v, &r);
+    is_str(r.value, "42", "and the connection goes on");
+
+    /* the session loses the statement behind the pool's back */
+    run(pool, "select pg_backend_pid()", 0, NULL, &pid1);
+    run(pool, "deallocate all", 0, NULL, &r);
+    is_int(r.err, SB_OK, "deallocate all");
+    run(pool, "select $1::int * 2", 1, v, &r);
+    ok(r.err == SB_OK && strcmp(r.value, "42") == 0, "a statement the session lost runs on a fresh session (%s)", r.sqlstate);
+    run(pool, "select pg_backend_pid()", 0, NULL, &pid2);
+    ok(strcmp(pid1.value, pid2.value) != 0, "the old session was closed");
+
+    /* a migration changes a table under a prepared plan */
+    char table[64], sql[256];
+    snprintf(table, sizeof(table), "sb_pgpool_prep_%d", (int)getpid());
+    snprintf(sql, sizeof(sql), "create table %s (a int)", table);
+    run(pool, sql, 0, NULL, &r);
+    snprintf(sql, sizeof(sql), "insert into %s values (7)", table);
+    run(pool, sql, 0, NULL, &r);
+    char select_sql[128];
+    snprintf(select_sql, sizeof(select_sql), "select * from %s", table);
+    run(pool, select_sql, 0, NULL, &r);
+    is_str(r.value, "7", "a prepared select of the table");
+    snprintf(sql, sizeof(sql), "alter table %s alter column a type text", table);
+    run(pool, sql, 0, NULL, &r);
+    is_int(r.err, SB_OK, "its column changes type");
+    run(pool, select_sql, 0, NULL, &r);
+    ok(r.err == SB_OK && strcmp(r.value, "7") == 0, "the select still answers (%s)", r.sqlstate);
+    snprintf(sql, sizeof(sql), "drop table %s", table);
+    run(pool, sql, 0, NULL, &r);
+
+    /* a query cancelled while its statement is being prepared: the Prepare still counts, the connection goes on */
+    run(pool, "select pg_backend_pid()", 0, NULL, &pid1);
+    query(pool, "select $1::int + 1000", 1, v, &r); /* the connection is idle: the Prepare is on its way */
+    sb_pgquery_cancel(r.self);
+    struct result after;
+    run(pool, "select $1::int + 1000", 1, v, &after);
+    ok(after.err == SB_OK && strcmp(after.value, "1021") == 0 && !r.called, "a query cancelled during its Prepare is forgotten");
+    run(pool, "select pg_backend_pid()", 0, NULL, &pid2);
+    is_str(pid2.value, pid1.value, "and the next use of the statement found it prepared, on the same session");
+    sb_pgpool_destroy(pool);
+
+    c.prepare = 0;
+    pool = sb_pgpool_create(loop, &c);
+    run(pool, "select $1::int * 3", 1, v, &r);
+    is_str(r.value, "63", "with prepare off, statements are sent unnamed");
+    run(pool, "select count(*) from pg_prepared_statements", 0, NULL, &r);
+    is_str(r.value, "0", "and nothing is prepared");
+    sb_pgpool_destroy(pool);
 }
 
 static void test_errors(void)
@@ -786,6 +873,7 @@ int main(void)
     test_parameters(pool);
     sb_pgpool_destroy(pool);
 
+    test_prepared();
     test_errors();
     test_cancel();
     test_connect_paths();

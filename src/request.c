@@ -500,5 +500,24 @@ char *sb_chat_request_dump(const sb_chat_request_t *r)
     char *text = json_dumps(r->upstream, JSON_COMPACT | JSON_REAL_PRECISION(15));
     if (text == NULL)
         abort();
-    return text;
+    if (r->offered_tools == NULL)
+        return text;
+    /* the body has no `tools` (sb_tools_offer): the array goes in before the closing brace */
+    static const char key[] = "\"tools\":";
+    size_t len = strlen(text), add = strlen(r->offered_tools);
+    char *out = malloc(len + 1 + sizeof(key) - 1 + add + 1);
+    if (out == NULL || len < 2 || text[len - 1] != '}')
+        abort();
+    char *p = out;
+    memcpy(p, text, len - 1);
+    p += len - 1;
+    if (len > 2)
+        *p++ = ',';
+    memcpy(p, key, sizeof(key) - 1);
+    p += sizeof(key) - 1;
+    memcpy(p, r->offered_tools, add);
+    p += add;
+    memcpy(p, "}", 2);
+    free(text);
+    return out;
 }

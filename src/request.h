@@ -13,16 +13,17 @@
 #include "sb/tools.h"
 
 typedef struct sb_chat_request {
-    json_t *upstream;       /* new reference: the body to send upstream */
-    const char *model;      /* borrowed from `upstream` */
-    int stream;             /* the client wants SSE */
-    int include_usage;      /* the client asked for stream_options.include_usage */
-    int has_tools;          /* the client sent `tools` */
-    char turn_id[64];       /* the engine's turn_id, if any ("" otherwise) */
-    char last_user[160];    /* start of the caller's last utterance, for the sandbox */
-    char question[1024];    /* what retrieval looks up: the last utterance, with the one before when it is short */
-    char conversation[256]; /* app_id, channel, user_uid as sent (agent llm.params), for idempotency keys */
-    sb_caller_t caller;     /* the customer bound by llm.params customer_id / customer_email, if any */
+    json_t *upstream;          /* new reference: the body to send upstream */
+    const char *model;         /* borrowed from `upstream` */
+    int stream;                /* the client wants SSE */
+    int include_usage;         /* the client asked for stream_options.include_usage */
+    int has_tools;             /* the client sent `tools` */
+    char turn_id[64];          /* the engine's turn_id, if any ("" otherwise) */
+    char last_user[160];       /* start of the caller's last utterance, for the sandbox */
+    char question[1024];       /* what retrieval looks up: the last utterance, with the one before when it is short */
+    char conversation[256];    /* app_id, channel, user_uid as sent (agent llm.params), for idempotency keys */
+    sb_caller_t caller;        /* the customer bound by llm.params customer_id / customer_email, if any */
+    const char *offered_tools; /* switchboard's tools as a JSON array, sent as `tools` (sb_tools_offer); NULL: none */
 } sb_chat_request_t;
 
 typedef struct sb_request_error {
@@ -41,7 +42,10 @@ int sb_chat_request_parse(json_t *root, const char *default_model, sb_chat_reque
 int sb_chat_request_parse_body(const char *body, size_t len, const char *default_model, sb_chat_request_t *out,
                                sb_request_error_t *err);
 void sb_chat_request_dispose(sb_chat_request_t *r);
-/* The body to send upstream as compact JSON (numbers as the client wrote them, up to 15 digits). New, free() it. */
+/*
+ * The body to send upstream as compact JSON (numbers as the client wrote them,
+ * up to 15 digits), with `offered_tools` as its `tools`. New, free() it.
+ */
 char *sb_chat_request_dump(const sb_chat_request_t *r);
 
 #endif

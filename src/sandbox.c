@@ -41,11 +41,13 @@ static void destroy(struct call *c)
     free(c);
 }
 
-static int offered(json_t *body, const char *name)
+static int offered(const sb_chat_request_t *req, const char *name)
 {
+    if (req->offered_tools != NULL) /* switchboard's own, kept out of the body until it is sent */
+        return sb_tools_find(name, strlen(name)) != NULL;
     size_t i;
     json_t *t;
-    json_array_foreach(json_object_get(body, "tools"), i, t)
+    json_array_foreach(json_object_get(req->upstream, "tools"), i, t)
     {
         const char *n = json_string_value(json_object_get(json_object_get(t, "function"), "name"));
         if (n != NULL && strcmp(n, name) == 0)
@@ -149,13 +151,13 @@ static void plan(struct call *c, const sb_chat_request_t *req)
         lower[i] = (char)tolower((unsigned char)req->last_user[i]);
     char number[24];
     find_number(lower, number, sizeof(number));
-    if (strstr(lower, "order") != NULL && number[0] != '\0' && offered(req->upstream, "get_order_status")) {
+    if (strstr(lower, "order") != NULL && number[0] != '\0' && offered(req, "get_order_status")) {
         c->tool = "get_order_status";
         sb_buf_appendf(&c->arguments, "{\"order_number\":\"%s\"}", number);
         return;
     }
     if ((strstr(lower, "complain") || strstr(lower, "broken") || strstr(lower, "ticket")) &&
-        offered(req->upstream, "create_support_ticket")) {
+        offered(req, "create_support_ticket")) {
         json_t *args = json_pack("{s:s}", "subject", req->last_user);
         char *text = json_dumps(args, JSON_COMPACT);
         sb_buf_appendz(&c->arguments, text);

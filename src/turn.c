@@ -735,7 +735,7 @@ void sb_turn_start(h2o_req_t *req, sb_chat_request_t *creq, const char *request_
     sb_buf_init(&t->content, w->config->max_upstream_bytes);
     sb_buf_init(&t->round_content, w->config->max_upstream_bytes);
     sb_worker_turn_started(w, &t->link);
-    sb_tools_offer(t->creq.upstream); /* what is offered was settled at start-up by each tool's settings */
+    t->creq.offered_tools = sb_tools_offer(t->creq.upstream); /* settled at start-up by each tool's settings */
     t->retrieval = "off";
     /* h2o keeps the pointer, not a copy: the value must live in the turn */
     const char *rid = t->id + sizeof("chatcmpl-") - 1;

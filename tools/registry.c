@@ -39,7 +39,8 @@ static const sb_tool_t *const table[] = {
 #define NTOOLS (sizeof(table) / sizeof(table[0]))
 
 static int enabled[NTOOLS];
-static json_t *offered; /* the enabled tools in OpenAI form, built once */
+static json_t *offered;    /* the enabled tools in OpenAI form, built once */
+static char *offered_json; /* `offered` serialized, NULL when no tool is enabled */
 
 struct sb_tool_call {
     const sb_tool_t *tool;
@@ -132,6 +133,8 @@ int sb_tools_init(const sb_config_t *config, char *err, size_t errlen)
             p += len;
         }
     }
+    free(offered_json);
+    offered_json = json_array_size(offered) > 0 ? json_dumps(offered, JSON_COMPACT) : NULL;
     return 0;
 }
 
@@ -143,16 +146,19 @@ const sb_tool_t *sb_tools_find(const char *name, size_t len)
     return NULL;
 }
 
-void sb_tools_offer(json_t *body)
+const char *sb_tools_offer(json_t *body)
 {
-    if (offered == NULL || json_array_size(offered) == 0)
-        return;
+    if (offered_json == NULL)
+        return NULL;
     json_t *tools = json_object_get(body, "tools");
+    if (tools == NULL)
+        return offered_json;
     if (!json_is_array(tools)) {
         tools = json_array();
         json_object_set_new(body, "tools", tools);
     }
     json_array_extend(tools, offered);
+    return NULL;
 }
 
 /* --- one call --------------------------------------------------------------------------------- */

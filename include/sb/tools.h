@@ -60,8 +60,15 @@ const sb_tool_t *sb_tools_table(size_t *count);
 int sb_tools_init(const sb_config_t *config, char *err, size_t errlen);
 /* The enabled tool named `name` (len bytes), or NULL. */
 const sb_tool_t *sb_tools_find(const char *name, size_t len);
-/* Appends the enabled tools, in OpenAI form, to the request's `tools` array (created if missing). */
-void sb_tools_offer(json_t *body);
+/*
+ * Offers the enabled tools with a request body. A body that has `tools` of
+ * its own (the client's) gets them appended there, and NULL is returned.
+ * Otherwise the body is left alone and the tools come back as one serialized
+ * array, made once at start-up, for sb_chat_request_dump to add as `tools`:
+ * serializing their schemas again on every round cost more than all the rest
+ * of a request.
+ */
+const char *sb_tools_offer(json_t *body);
 
 /*
  * Runs one call of `tool` with the model's `arguments` text. The call is

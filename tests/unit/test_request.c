@@ -54,6 +54,18 @@ int main(void)
     out = sb_chat_request_dump(&r);
     ok(strstr(out, "\"content\":\"ab\"") != NULL, "text parts are joined into one string");
     free(out);
+    /* switchboard's tools, serialized once, go into the body as it is written */
+    r.offered_tools = "[{\"type\":\"function\",\"function\":{\"name\":\"t\",\"parameters\":{}}}]";
+    out = sb_chat_request_dump(&r);
+    json_error_t jerr;
+    json_t *sent = json_loads(out, JSON_REJECT_DUPLICATES, &jerr);
+    ok(sent != NULL, "the body with offered tools is one JSON object (%s)", sent ? "" : jerr.text);
+    is_str(
+        json_string_value(json_object_get(json_object_get(json_array_get(json_object_get(sent, "tools"), 0), "function"), "name")),
+        "t", "and carries them as tools");
+    ok(json_object_get(sent, "messages") != NULL && json_object_get(sent, "stream") != NULL, "beside everything else");
+    json_decref(sent);
+    free(out);
     sb_chat_request_dispose(&r);
 
     is_int(

@@ -738,13 +738,19 @@ static const sb_tool_t *table_tool(const char *name)
     exit(1);
 }
 
+/* What a request without tools of its own is offered (sent as its `tools`). */
 static json_t *offered_tools(void)
 {
     json_t *body = json_object();
-    sb_tools_offer(body);
-    json_t *tools = json_incref(json_object_get(body, "tools"));
+    const char *text = sb_tools_offer(body);
+    ok(json_object_size(body) == 0, "the body itself is left alone");
     json_decref(body);
-    return tools ? tools : json_array();
+    json_t *tools = text != NULL ? json_loads(text, JSON_REJECT_DUPLICATES, NULL) : json_array();
+    ok(json_is_array(tools), "the offered tools are one JSON array");
+    if (json_is_array(tools))
+        return tools;
+    json_decref(tools);
+    return json_array();
 }
 
 static size_t offered_count(void)
@@ -828,6 +834,14 @@ static void test_availability(void)
     is_int(sb_tools_init(&config, err, sizeof(err)), 0, "init with everything configured");
     json_t *tools = offered_tools();
     is_int(json_array_size(tools), NALL, "all eleven tools are offered");
+    json_t *with_own = json_pack("{s:[{s:s, s:{s:s}}]}", "tools", "type", "function", "function", "name", "client_fn");
+    ok(sb_tools_offer(with_own) == NULL, "a request with tools of its own gets switchboard's in its array");
+    json_t *merged = json_object_get(with_own, "tools");
+    ok(json_array_size(merged) == NALL + 1 &&
+           strcmp(json_string_value(json_object_get(json_object_get(json_array_get(merged, 0), "function"), "name")),
+                  "client_fn") == 0,
+       "after the client's own");
+    json_decref(with_own);
     int good = 1;
     for (size_t i = 0; i < NALL; ++i) {
         int seen = 0;

@@ -6,13 +6,13 @@
 #ifndef SB_CHUNK_H
 #define SB_CHUNK_H
 
-#include <jansson.h>
 #include <stddef.h>
 
 #define SB_CHUNK_MAX_TOOLS 16 /* tool-call fragments per chunk */
+#define SB_CHUNK_MAX_DEPTH 64 /* nested arrays and objects per chunk; real chunks use 7 */
 
 typedef struct sb_str {
-    const char *base; /* NULL when absent */
+    const char *base; /* NULL when absent; not NUL-terminated */
     size_t len;
 } sb_str_t;
 
@@ -34,10 +34,17 @@ typedef struct sb_delta {
 } sb_delta_t;
 
 /*
- * Parses one event's data. Returns 0 and fills `out` (strings borrowed from
- * *holder, a new reference the caller releases after use), or -1 when the
- * data is not a JSON object of the expected shape (*holder is NULL then).
+ * Parses one event's data, which must be exactly one strict JSON (RFC 8259)
+ * object: valid UTF-8, no \u0000, integers within long long, at most
+ * SB_CHUNK_MAX_DEPTH levels deep; of duplicate keys the last one counts.
+ * Returns 0 and fills `out`, or -1 when the data is not such an object or a
+ * field switchboard uses has the wrong type (`out` is unspecified then).
+ *
+ * Allocates nothing. The strings in `out` are borrowed: they point into `data`
+ * or, when they held escapes, into `scratch`, which the caller provides with
+ * room for at least `len` bytes (decoding never makes a string longer). Both
+ * must outlive the use of `out`. Reentrant: keeps no state between calls.
  */
-int sb_chunk_parse(const char *data, size_t len, sb_delta_t *out, json_t **holder);
+int sb_chunk_parse(const char *data, size_t len, sb_delta_t *out, char *scratch);
 
 #endif

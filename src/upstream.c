@@ -29,6 +29,8 @@ struct call {
     char *body;
     size_t body_len;
     sb_sse_decoder_t sse;
+    char *scratch; /* decoded strings of the event being parsed; as large as the largest event yet */
+    size_t scratch_cap;
     sb_buf_t errbody;
     uv_timer_t *timer;
     enum state state;
@@ -56,6 +58,7 @@ static void destroy(struct call *c)
 {
     curl_easy_cleanup(c->xfer.easy);
     sb_sse_decoder_dispose(&c->sse);
+    free(c->scratch);
     sb_buf_dispose(&c->errbody);
     uv_close((uv_handle_t *)c->timer, on_timer_closed);
     free(c->body);
@@ -137,9 +140,13 @@ static int on_sse_event(void *ctx, const sb_sse_event_t *ev)
         c->saw_done = 1;
         return 0;
     }
+    /* The SSE ceiling bounds the event, so this stays within max_event_bytes. */
+    if (ev->data_len > c->scratch_cap) {
+        c->scratch = h2o_mem_realloc(c->scratch, ev->data_len);
+        c->scratch_cap = ev->data_len;
+    }
     sb_delta_t d;
-    json_t *holder;
-    if (sb_chunk_parse(ev->data, ev->data_len, &d, &holder) != 0) {
+    if (sb_chunk_parse(ev->data, ev->data_len, &d, c->scratch) != 0) {
         if (ev->event_len == 5 && memcmp(ev->event, "error", 5) == 0) {
             set_message(c, ev->data, ev->data_len);
             return SB_E_UPSTREAM_ERROR;
@@ -147,17 +154,14 @@ static int on_sse_event(void *ctx, const sb_sse_event_t *ev)
         set_messagez(c, "the model provider sent a chunk that is not valid json");
         return SB_E_UPSTREAM_BAD_RESPONSE;
     }
-    int rc = 0;
     if (d.is_error || (ev->event_len == 5 && memcmp(ev->event, "error", 5) == 0)) {
         if (d.error_message.base != NULL)
             set_message(c, d.error_message.base, d.error_message.len);
-        rc = SB_E_UPSTREAM_ERROR;
-    } else {
-        c->delivered = 1;
-        c->sink->on_delta(c->sink, &d);
+        return SB_E_UPSTREAM_ERROR;
     }
-    json_decref(holder);
-    return rc;
+    c->delivered = 1;
+    c->sink->on_delta(c->sink, &d);
+    return 0;
 }
 
 static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)

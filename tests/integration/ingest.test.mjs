@@ -1,12 +1,14 @@
 // switchboard-ingest against a real database: loading a folder, idempotent
-// re-runs, edits, --sync after a deletion, and clear failures.
+// re-runs, edits, --sync after a deletion, clear failures, and two runs at
+// once. After every write the search index that triggers keep of rag_chunks
+// (tools/schema/003_rag_postings.sql) must equal one computed afresh.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { psql, freshDatabase, buildDir } from './lib.mjs';
+import { psql, freshDatabase, buildDir, root } from './lib.mjs';
 
 const skip = !process.env.SB_TEST_DATABASE_URL && 'SB_TEST_DATABASE_URL is not set';
 const bin = path.join(buildDir, 'rag', 'switchboard-ingest');
@@ -36,6 +38,18 @@ function snapshot(url) {
   return map;
 }
 
+/** Rows by which rag_postings, rag_lexemes and rag_corpus differ from the same computed afresh from rag_chunks. */
+const indexMismatches = (url) => psql(url, `
+  WITH want AS (SELECT c.num, l, ts_rank_cd(c.tsv, rag_lexeme_query(l), 32) AS impact
+    FROM rag_chunks c, unnest(tsvector_to_array(c.tsv)) AS l),
+  have AS (SELECT p.chunk, x.lexeme, p.impact FROM rag_postings p JOIN rag_lexemes x ON x.id = p.lexeme),
+  want_df AS (SELECT l, count(*)::integer FROM want GROUP BY l)
+  SELECT (SELECT count(*) FROM ((TABLE want EXCEPT TABLE have) UNION ALL (TABLE have EXCEPT TABLE want)) d)
+    + (SELECT count(*) FROM ((TABLE want_df EXCEPT SELECT lexeme, df FROM rag_lexemes)
+       UNION ALL (SELECT lexeme, df FROM rag_lexemes EXCEPT TABLE want_df)) d)
+    + (SELECT count(*) FROM rag_corpus WHERE chunks <> (SELECT count(*) FROM rag_chunks))
+    + (SELECT abs(count(*) - 1) FROM rag_corpus)`);
+
 const docs = {
   'refunds.md': '# Refunds\n\nHow refunds work.\n\n## Timing\n\nRefunds take 5 to 10 business days to reach your card.\n\n## PayPal\n\nPayPal refunds take 3 to 5 business days.\n',
   'shipping.md': '# Shipping\n\n## Standard\n\nStandard shipping takes 3 to 5 business days.\n\n## Express\n\nExpress shipping arrives the next business day.\n',
@@ -63,6 +77,7 @@ test('switchboard-ingest', { skip }, async (t) => {
     assert.deepEqual(Object.keys(first).sort(), ['guides/warranty.md', 'refunds.md', 'shipping.md']);
     assert.equal(psql(url, "select title || '|' || heading from rag_chunks where source = 'refunds.md' order by position"),
       'Refunds|\nRefunds|Timing\nRefunds|PayPal');
+    assert.equal(indexMismatches(url), '0');
   });
 
   await t.test('re-ingesting unchanged files writes nothing', () => {
@@ -93,6 +108,18 @@ test('switchboard-ingest', { skip }, async (t) => {
     assert.deepEqual(now['guides/warranty.md'], first['guides/warranty.md']);
     assert.equal(now['shipping.md'].filter((id) => first['shipping.md'].includes(id)).length, 1);
     assert.match(psql(url, "select content from rag_chunks where source = 'shipping.md' and heading = 'Express'"), /same day/);
+    assert.equal(indexMismatches(url), '0');
+  });
+
+  await t.test('a new title keeps the chunks and re-indexes them', () => {
+    const before = snapshot(url);
+    fs.writeFileSync(path.join(dir, 'refunds.md'), docs['refunds.md'].replace('# Refunds', '# Refunds and reimbursements'));
+    const r = ingest([dir], env);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /ingested refunds\.md: 3 chunks \(0 new, 0 removed\)/);
+    assert.deepEqual(snapshot(url), before);
+    assert.equal(psql(url, "select df from rag_lexemes where lexeme = 'reimburs'"), '3');
+    assert.equal(indexMismatches(url), '0');
   });
 
   await t.test('a deleted file stays without --sync and goes with it', () => {
@@ -104,6 +131,7 @@ test('switchboard-ingest', { skip }, async (t) => {
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /removed guides\/warranty\.md: 2 chunks/);
     assert.deepEqual(Object.keys(snapshot(url)).sort(), ['refunds.md', 'shipping.md']);
+    assert.equal(indexMismatches(url), '0');
     r = ingest(['--sync', dir], env);
     assert.match(r.out, /0 new, 0 removed/);
   });
@@ -147,4 +175,41 @@ test('switchboard-ingest', { skip }, async (t) => {
 
     assert.deepEqual(snapshot(url), before, 'failed runs wrote nothing');
   });
+});
+
+/** switchboard-ingest in the background; resolves its exit code and output. */
+function ingestAsync(args, env) {
+  return new Promise((resolve) => {
+    const child = spawn(bin, args, {
+      env: { PATH: process.env.PATH, SWITCHBOARD_ENV_FILE: '/nonexistent/.env', ASAN_OPTIONS: process.env.ASAN_OPTIONS || '',
+        LSAN_OPTIONS: process.env.LSAN_OPTIONS || '', ...env },
+    });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { out += d; });
+    child.on('close', (code) => resolve({ code, out }));
+  });
+}
+
+// Each document is one transaction of many statements, and every statement
+// changes the document frequency of the common words: without the lock the
+// triggers take first, two runs would deadlock on each other's rows.
+test('two ingests at once into the same table both succeed', { skip }, async (t) => {
+  const url = freshDatabase('sb_ingest_race');
+  const base = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-ingest-race-'));
+  t.after(() => fs.rmSync(base, { recursive: true, force: true }));
+  const src = path.join(root, 'rag', 'knowledge');
+  const files = fs.readdirSync(src).filter((f) => f.endsWith('.md')).sort();
+  for (const half of ['a', 'b']) fs.mkdirSync(path.join(base, half));
+  files.forEach((f, i) => {
+    const text = fs.readFileSync(path.join(src, f), 'utf8');
+    for (const copy of [1, 2, 3]) fs.writeFileSync(path.join(base, i % 2 ? 'b' : 'a', `${copy}-${f}`), text.replace(/^# /m, `# Copy ${copy} `));
+  });
+  const env = { DATABASE_URL: url };
+  const [a, b] = await Promise.all([ingestAsync([path.join(base, 'a')], env), ingestAsync([path.join(base, 'b')], env)]);
+  assert.equal(a.code, 0, a.out);
+  assert.equal(b.code, 0, b.out);
+  const chunks = (r) => Number(r.out.match(/(\d+) chunks: \d+ new/)[1]);
+  assert.equal(psql(url, 'select count(*) from rag_chunks'), String(chunks(a) + chunks(b)));
+  assert.equal(indexMismatches(url), '0');
 });

@@ -530,9 +530,13 @@ size_t sb_json_format_float(char out[SB_JSON_FLOAT_MAX], float f)
     int e2 = be != 0 ? (int)be - 150 : -149;
     if (be != 0)
         m |= 0x800000;
+    if (m == 0) { /* common in sparse vectors */
+        memcpy(out, bits >> 31 ? "-0" : "0", 3 - !(bits >> 31));
+        return 2 - !(bits >> 31);
+    }
     uint32_t digits;
     int k;
-    if (m == 0 || e2 > 0 || nine_digits(m, e2, &digits, &k) != 0) /* 0, |f| >= 2^24 or below ~1e-23: printf it is */
+    if (e2 > 0 || nine_digits(m, e2, &digits, &k) != 0) /* |f| >= 2^24 or below ~1e-23: printf it is */
         return (size_t)snprintf(out, SB_JSON_FLOAT_MAX, "%.9g", (double)f);
 
     char d[9];

@@ -100,6 +100,9 @@ sb_rag_http_t *sb_rag_http_post(sb_curlm_t *m, const char *url, struct curl_slis
     h->done = done;
     h->data = data;
     h->headers = curl_slist_append(headers, "Content-Type: application/json");
+    /* never wait for "100 Continue" (a round trip, or a second): curl asks for it past a body size, 1 MB now but 1 KB in
+     * older releases, where a 1536-dim vector (18 KB) would pay it on every query */
+    h->headers = curl_slist_append(h->headers, "Expect:");
     h->payload = body;
     sb_buf_init(&h->response, MAX_RESPONSE_BYTES);
     CURL *e = h->xfer.easy = curl_easy_init();

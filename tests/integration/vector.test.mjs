@@ -26,6 +26,7 @@ const BACKENDS = {
       assert.equal(r.headers['api-key'], 'pc-test-key-0123456789');
       assert.equal(r.headers['x-pinecone-api-version'], '2024-07');
       assert.equal(r.headers['content-type'], 'application/json');
+      assert.equal(r.headers.expect, undefined, 'no waiting for 100 Continue');
       assert.deepEqual(Object.keys(r.json).sort(), ['includeMetadata', 'namespace', 'topK', 'vector']);
       assert.equal(r.json.topK, 6); // RAG_TOP_K 3, with as many spare for duplicates and the score floor
       assert.equal(r.json.namespace, 'kettle');

@@ -3,7 +3,8 @@
  * recursive descent over the text that appends each value to a flat array;
  * strings are checked and decoded where they lie, numbers are only checked
  * until someone asks for their value. The writer prints floats with integer
- * arithmetic that gives printf's "%.9g" digit for digit.
+ * arithmetic that gives printf's "%.9g" digit for digit, and dumps jansson
+ * trees copying strings in runs.
  */
 #include <math.h>
 #include <stdio.h>
@@ -599,4 +600,108 @@ int sb_json_append_floats(sb_buf_t *b, const float *v, size_t n)
     }
     chunk[len++] = ']';
     return sb_buf_append(b, chunk, len);
+}
+
+/* --- dumping jansson trees ----------------------------------------------------------------------- */
+
+#define MAX_DUMP (256u << 20)
+
+/* A string as jansson dumps it: quotes, backslashes and control characters escaped (these with upper-case hex), the rest as is. */
+static int dump_string(sb_buf_t *b, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    if (sb_buf_append(b, "\"", 1) != 0)
+        return -1;
+    size_t run = 0; /* bytes s[i - run, i) that stand for themselves */
+    for (size_t i = 0; i < len; ++i) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            ++run;
+            continue;
+        }
+        char esc[6] = {'\\', (char)c, 0};
+        size_t n = 2;
+        switch (c) {
+        case '"':
+        case '\\':
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        default:
+            esc[1] = 'u', esc[2] = '0', esc[3] = '0', esc[4] = hex[c >> 4], esc[5] = hex[c & 15];
+            n = 6;
+        }
+        if (sb_buf_append(b, s + i - run, run) != 0 || sb_buf_append(b, esc, n) != 0)
+            return -1;
+        run = 0;
+    }
+    return sb_buf_append(b, s + len - run, run) != 0 || sb_buf_append(b, "\"", 1) != 0 ? -1 : 0;
+}
+
+static int dump(sb_buf_t *b, const json_t *j, int precision, unsigned depth)
+{
+    char num[64];
+    switch (json_typeof(j)) {
+    case JSON_OBJECT: {
+        /* the trees come from jansson's parser, 2048 levels at most: deeper is refused, not a risk to the stack */
+        if (depth > 2048 || sb_buf_append(b, "{", 1) != 0)
+            return -1;
+        for (void *it = json_object_iter((json_t *)j); it != NULL;) {
+            if (dump_string(b, json_object_iter_key(it), json_object_iter_key_len(it)) != 0 || sb_buf_append(b, ":", 1) != 0 ||
+                dump(b, json_object_iter_value(it), precision, depth + 1) != 0)
+                return -1;
+            if ((it = json_object_iter_next((json_t *)j, it)) != NULL && sb_buf_append(b, ",", 1) != 0)
+                return -1;
+        }
+        return sb_buf_append(b, "}", 1);
+    }
+    case JSON_ARRAY: {
+        if (depth > 2048 || sb_buf_append(b, "[", 1) != 0)
+            return -1;
+        for (size_t i = 0, n = json_array_size(j); i < n; ++i)
+            if ((i > 0 && sb_buf_append(b, ",", 1) != 0) || dump(b, json_array_get(j, i), precision, depth + 1) != 0)
+                return -1;
+        return sb_buf_append(b, "]", 1);
+    }
+    case JSON_STRING:
+        return dump_string(b, json_string_value(j), json_string_length(j));
+    case JSON_INTEGER:
+        return sb_buf_append(b, num, (size_t)snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(j)));
+    case JSON_REAL: {
+        /* rare in a request, and jansson's real formatting differs between its versions: jansson writes it */
+        size_t n = json_dumpb(j, num, sizeof(num), JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(precision));
+        return n == 0 || n > sizeof(num) ? -1 : sb_buf_append(b, num, n);
+    }
+    case JSON_TRUE:
+        return sb_buf_append(b, "true", 4);
+    case JSON_FALSE:
+        return sb_buf_append(b, "false", 5);
+    case JSON_NULL:
+        return sb_buf_append(b, "null", 4);
+    }
+    return -1;
+}
+
+char *sb_json_dumps(const json_t *json, int precision)
+{
+    sb_buf_t b;
+    sb_buf_init(&b, MAX_DUMP);
+    if (json == NULL || dump(&b, json, precision, 0) != 0 || sb_buf_append(&b, "", 1) != 0) {
+        sb_buf_dispose(&b);
+        return NULL;
+    }
+    return b.base;
 }

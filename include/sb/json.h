@@ -1,14 +1,16 @@
 /*
- * JSON on a turn's hot path, without building a jansson tree: a strict reader
- * for the answers of the embedding provider and the vector stores, and the
- * writer for the vectors sent to the stores. jansson stays for everything
- * else; on these answers it spent most of a vector-store turn's own time.
+ * JSON on a turn's hot path, where jansson spent most of a vector-store turn's
+ * own time: a strict reader for the answers of the embedding provider and the
+ * stores that builds no jansson tree, the writer for the vectors sent to the
+ * stores, and a faster json_dumps for the request sent to the provider.
  */
 #ifndef SB_JSON_H
 #define SB_JSON_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include <jansson.h>
 
 #include "sb/buf.h"
 
@@ -81,5 +83,13 @@ double sb_json_number(const sb_json_value_t *v);
 size_t sb_json_format_float(char out[SB_JSON_FLOAT_MAX], float f);
 /* Appends `[v0,v1,...]` to `b`. 0, or -1 past the buffer's ceiling (then `b` holds a partial array). */
 int sb_json_append_floats(sb_buf_t *b, const float *v, size_t n);
+
+/*
+ * What json_dumps(json, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(precision))
+ * returns, byte for byte, for a tree of valid UTF-8 strings, at a fraction of
+ * the cost: jansson decodes every character of every string and checks every
+ * container for cycles. New string (free() it); NULL past 256 MB.
+ */
+char *sb_json_dumps(const json_t *json, int precision);
 
 #endif

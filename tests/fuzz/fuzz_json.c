@@ -3,7 +3,8 @@
  * and agree with jansson, the reference everything else in switchboard uses.
  * What one accepts the other does, with the same strings, numbers and
  * structure, but where jansson differs: it nests deeper, refuses integers past
- * 64 bits, and lets a NUL byte pass after a number.
+ * 64 bits, and lets a NUL byte pass after a number. And what jansson reads,
+ * sb_json_dumps writes as json_dumps does, byte for byte.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -138,6 +139,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check(sb_json_root(&doc) == NULL);
         /* jansson swallows a NUL byte right after a number ("[1\0]"); the reader refuses it */
         check(j == NULL || depth(j) > 128 || memchr(data, '\0', size) != NULL);
+    }
+    if (j != NULL) {
+        char *want = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
+        char *got = sb_json_dumps(j, 15);
+        check(want != NULL && got != NULL && strcmp(want, got) == 0);
+        free(want);
+        free(got);
     }
     json_decref(j);
     sb_json_doc_dispose(&doc);

@@ -1,7 +1,8 @@
 /*
  * The hot-path JSON reader and vector writer: what the reader accepts and
  * refuses, how values are found in the flat array, number conversion against
- * strtod, and the float writer digit for digit against printf's "%.9g".
+ * strtod, the float writer digit for digit against printf's "%.9g", and the
+ * dump of jansson trees byte for byte against json_dumps.
  */
 #include <float.h>
 #include <math.h>
@@ -311,11 +312,110 @@ static void test_floats(void)
     sb_buf_dispose(&b);
 }
 
+static uint64_t rnd_state = 0x9E3779B97F4A7C15ull;
+static uint64_t rnd(void)
+{
+    rnd_state ^= rnd_state << 13, rnd_state ^= rnd_state >> 7, rnd_state ^= rnd_state << 17;
+    return rnd_state;
+}
+
+/* A random UTF-8 string: control characters, quotes, backslashes, multi-byte characters and plain text. */
+static json_t *random_string(void)
+{
+    static const char *const parts[] = {"a",
+                                        "hello ",
+                                        "\"",
+                                        "\\",
+                                        "/",
+                                        "\n",
+                                        "\t",
+                                        "\r",
+                                        "\b",
+                                        "\f",
+                                        "\x01",
+                                        "\x1f",
+                                        "\x7f",
+                                        "\xc3\xa9",
+                                        "\xe2\x82\xac",
+                                        "\xf0\x9f\x98\x80",
+                                        "\xe2\x80\xa8",
+                                        "<<<reference",
+                                        " "};
+    char s[256];
+    size_t n = 0, parts_n = rnd() % 12;
+    for (size_t i = 0; i < parts_n; ++i) {
+        const char *p = parts[rnd() % (sizeof(parts) / sizeof(parts[0]))];
+        memcpy(s + n, p, strlen(p));
+        n += strlen(p);
+    }
+    return json_stringn(s, n);
+}
+
+static json_t *random_tree(int depth)
+{
+    switch (rnd() % (depth > 4 ? 6 : 8)) {
+    case 0:
+        return json_null();
+    case 1:
+        return json_boolean(rnd() % 2);
+    case 2: {
+        static const json_int_t ints[] = {0, 1, -1, 200, INT64_MAX, INT64_MIN, 1730000000000};
+        return json_integer(rnd() % 2 ? ints[rnd() % 7] : (json_int_t)rnd());
+    }
+    case 3: {
+        static const double reals[] = {0.3, -0.0, 1e300, 1e-300, 0.1 + 0.2, 123456789.125, 2.5e-7, 1e21, 100.0};
+        double d;
+        uint64_t bits = rnd();
+        memcpy(&d, &bits, sizeof(d));
+        return json_real(rnd() % 2 || !isfinite(d) ? reals[rnd() % 9] : d);
+    }
+    case 4:
+    case 5:
+        return random_string();
+    case 6: {
+        json_t *a = json_array();
+        for (uint64_t i = rnd() % 5; i > 0; --i)
+            json_array_append_new(a, random_tree(depth + 1));
+        return a;
+    }
+    default: {
+        json_t *o = json_object();
+        for (uint64_t i = rnd() % 5; i > 0; --i) {
+            json_t *k = random_string();
+            json_object_setn_new(o, json_string_value(k), json_string_length(k), random_tree(depth + 1));
+            json_decref(k);
+        }
+        return o;
+    }
+    }
+}
+
+static void test_dumps(void)
+{
+    int same = 1;
+    for (int i = 0; i < 5000 && same; ++i) {
+        json_t *t = random_tree(0);
+        int precision = i % 3 == 0 ? 15 : i % 3 == 1 ? 17 : 9;
+        char *want = json_dumps(t, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(precision));
+        char *got = sb_json_dumps(t, precision);
+        same = want != NULL && got != NULL && strcmp(want, got) == 0;
+        if (!same)
+            printf("# want: %s\n#  got: %s\n", want, got);
+        free(want);
+        free(got);
+        json_decref(t);
+    }
+    ok(same, "5000 random trees dump as json_dumps dumps them");
+    char *out = sb_json_dumps(NULL, 15);
+    ok(out == NULL, "NULL dumps to NULL");
+}
+
 int main(void)
 {
     test_navigation();
     test_refusals();
     test_numbers();
     test_floats();
+    test_dumps();
     return done_testing();
 }

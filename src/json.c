@@ -123,6 +123,27 @@ struct parser {
 /* Bytes that stand for themselves inside a string: printable ASCII but the quote and the backslash. */
 static const unsigned char plain[256] = {[0x20 ... 0x21] = 1, [0x23 ... 0x5b] = 1, [0x5d ... 0x7f] = 1};
 
+#define ONES 0x0101010101010101ull
+#define HIGH_BITS 0x8080808080808080ull
+
+/*
+ * Whether none of the 8 bytes at p is a control character, a quote or a
+ * backslash, nor (with high = HIGH_BITS) at or above 0x80: strings are mostly
+ * such runs, and a word at a time they cost a fraction of a byte loop. Each
+ * test flags a byte below a bound through the borrow it causes (the classic
+ * zero-byte test); a flag may land on a wrong byte only after a right one, so
+ * "none flagged" is exact.
+ */
+static inline int plain_word(const char *p, uint64_t high)
+{
+    uint64_t x, q, b;
+    memcpy(&x, p, sizeof(x));
+    q = x ^ (ONES * '"');
+    b = x ^ (ONES * '\\');
+    uint64_t flagged = ((x - ONES * 0x20) & ~x) | ((q - ONES) & ~q) | ((b - ONES) & ~b) | (x & high);
+    return (flagged & HIGH_BITS) == 0;
+}
+
 static void skip_space(struct parser *ps)
 {
     while (ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\n' || *ps->p == '\r' || *ps->p == '\t'))
@@ -265,29 +286,32 @@ static int unescape(char **r, const char *end, char **w)
  */
 static int parse_string(struct parser *ps, long idx)
 {
-    char *start = ps->p + 1, *r = start, *end = ps->end;
-    while (r < end && plain[(unsigned char)*r]) /* the common case: nothing to decode, nothing to move */
-        ++r;
-    char *w = r;
+    char *start = ps->p + 1, *r = start, *w = start, *end = ps->end;
     for (;;) {
+        char *run = r; /* bytes that stand for themselves: moved only once something before them was decoded shorter */
+        while (end - r >= 8 && plain_word(r, HIGH_BITS))
+            r += 8;
+        while (r < end && plain[(unsigned char)*r])
+            ++r;
+        if (w != run)
+            memmove(w, run, (size_t)(r - run));
+        w += r - run;
         if (r == end)
             return -1;
         unsigned char c = (unsigned char)*r;
-        if (plain[c]) {
-            *w++ = *r++;
-        } else if (c == '"') {
+        if (c == '"')
             break;
-        } else if (c == '\\') {
+        if (c == '\\') {
             if (unescape(&r, end, &w) != 0)
                 return -1;
-        } else {
-            size_t n = c < 0x80 ? 0 : utf8_len((const unsigned char *)r, (const unsigned char *)end);
-            if (n == 0) /* a control character, or bytes that are not UTF-8 */
-                return -1;
-            memmove(w, r, n);
-            w += n;
-            r += n;
+            continue;
         }
+        size_t n = c < 0x80 ? 0 : utf8_len((const unsigned char *)r, (const unsigned char *)end);
+        if (n == 0) /* a control character, or bytes that are not UTF-8 */
+            return -1;
+        memmove(w, r, n);
+        w += n;
+        r += n;
     }
     if (w - start > UINT32_MAX)
         return -1;
@@ -602,6 +626,25 @@ int sb_json_append_floats(sb_buf_t *b, const float *v, size_t n)
     return sb_buf_append(b, chunk, len);
 }
 
+int sb_json_is_utf8(const char *s, size_t len)
+{
+    const char *p = s, *end = s + len;
+    while (p < end) {
+        uint64_t x;
+        if (end - p >= 8 && (memcpy(&x, p, sizeof(x)), (x & HIGH_BITS) == 0)) { /* eight ASCII bytes at once */
+            p += 8;
+        } else if ((unsigned char)*p < 0x80) {
+            ++p;
+        } else {
+            size_t n = utf8_len((const unsigned char *)p, (const unsigned char *)end);
+            if (n == 0)
+                return 0;
+            p += n;
+        }
+    }
+    return 1;
+}
+
 /* --- dumping jansson trees ----------------------------------------------------------------------- */
 
 #define MAX_DUMP (256u << 20)
@@ -614,6 +657,11 @@ static int dump_string(sb_buf_t *b, const char *s, size_t len)
         return -1;
     size_t run = 0; /* bytes s[i - run, i) that stand for themselves */
     for (size_t i = 0; i < len; ++i) {
+        if (len - i >= 8 && plain_word(s + i, 0)) {
+            run += 8;
+            i += 7;
+            continue;
+        }
         unsigned char c = (unsigned char)s[i];
         if (c >= 0x20 && c != '"' && c != '\\') {
             ++run;

@@ -84,6 +84,9 @@ size_t sb_json_format_float(char out[SB_JSON_FLOAT_MAX], float f);
 /* Appends `[v0,v1,...]` to `b`. 0, or -1 past the buffer's ceiling (then `b` holds a partial array). */
 int sb_json_append_floats(sb_buf_t *b, const float *v, size_t n);
 
+/* Whether s[0..len) is well-formed UTF-8 (as sb_json_parse and jansson require; NUL bytes are allowed). */
+int sb_json_is_utf8(const char *s, size_t len);
+
 /*
  * What json_dumps(json, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(precision))
  * returns, byte for byte, for a tree of valid UTF-8 strings, at a fraction of

@@ -4,7 +4,8 @@
  * What one accepts the other does, with the same strings, numbers and
  * structure, but where jansson differs: it nests deeper, refuses integers past
  * 64 bits, and lets a NUL byte pass after a number. And what jansson reads,
- * sb_json_dumps writes as json_dumps does, byte for byte.
+ * sb_json_dumps writes as json_dumps does, byte for byte; and sb_json_is_utf8
+ * agrees with jansson on which bytes are UTF-8.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -149,6 +150,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     json_decref(j);
     sb_json_doc_dispose(&doc);
+    json_t *str = json_stringn((const char *)data, size);
+    check(sb_json_is_utf8((const char *)data, size) == (str != NULL));
+    json_decref(str);
 
     /* a ceiling on values refuses, and never writes past it */
     sb_json_doc_t small = {0};

@@ -406,6 +406,19 @@ static void test_dumps(void)
         json_decref(t);
     }
     ok(same, "5000 random trees dump as json_dumps dumps them");
+    int agree = 1;
+    for (int i = 0; i < 20000 && agree; ++i) { /* mostly text, with now and then a byte that may break a sequence */
+        char s[40];
+        size_t n = rnd() % sizeof(s);
+        for (size_t j = 0; j < n; ++j)
+            s[j] = rnd() % 4 ? (char)(0x20 + rnd() % 0x5f) : (char)(0x80 + rnd() % 0x80);
+        json_t *js = json_stringn(s, n);
+        agree = sb_json_is_utf8(s, n) == (js != NULL);
+        json_decref(js);
+    }
+    ok(agree, "sb_json_is_utf8 agrees with jansson on 20000 strings");
+    ok(sb_json_is_utf8("pl\xc3\xa9in ascii and more than eight", 36) && !sb_json_is_utf8("eight ok\xed\xa0\x80", 11),
+       "a surrogate after a whole word of ASCII is found");
     char *out = sb_json_dumps(NULL, 15);
     ok(out == NULL, "NULL dumps to NULL");
 }

@@ -362,16 +362,20 @@ static void on_early(uv_timer_t *t)
     embed_free(e);
 }
 
-static int base64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
+/* The standard base64 alphabet's values; 255 for every other byte. */
+static const unsigned char base64_values[256] = {
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 62,  255, 255, 255, 63,
+    52,  53,  54,  55,  56,  57,  58,  59,  60,  61,  255, 255, 255, 255, 255, 255, 255, 0,   1,   2,   3,   4,   5,   6,
+    7,   8,   9,   10,  11,  12,  13,  14,  15,  16,  17,  18,  19,  20,  21,  22,  23,  24,  25,  255, 255, 255, 255, 255,
+    255, 26,  27,  28,  29,  30,  31,  32,  33,  34,  35,  36,  37,  38,  39,  40,  41,  42,  43,  44,  45,  46,  47,  48,
+    49,  50,  51,  255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+};
 
 size_t sb_embed_decode_base64(const char *s, size_t len, float *out, size_t max_dim)
 {
@@ -379,30 +383,30 @@ size_t sb_embed_decode_base64(const char *s, size_t len, float *out, size_t max_
     size_t bytes = len / 4 * 3 - pad;
     if (len == 0 || len % 4 != 0 || bytes % 4 != 0 || bytes / 4 > max_dim)
         return 0;
-    uint32_t word = 0; /* the float being assembled, its bytes little-endian */
-    size_t at = 0;     /* bytes decoded */
+    const unsigned char *in = (const unsigned char *)s;
+    unsigned char *b = (unsigned char *)out; /* decoded where the floats go, then put together in place */
+    size_t o = 0;
     for (size_t i = 0; i < len; i += 4) {
-        uint32_t quad = 0;
-        for (size_t j = 0; j < 4; ++j) {
-            int v = i + j >= len - pad ? 0 : base64_value((unsigned char)s[i + j]);
-            if (v < 0)
-                return 0;
-            quad = quad << 6 | (uint32_t)v;
-        }
-        size_t n = i + 4 < len ? 3 : 3 - pad;
-        if (n < 3 && (quad & (0xFFFFFFu >> (8 * n))) != 0) /* the bits the padding stands for must be 0: one spelling only */
+        unsigned v0 = base64_values[in[i]], v1 = base64_values[in[i + 1]];
+        unsigned v2 = i + 4 == len && pad == 2 ? 0 : base64_values[in[i + 2]];
+        unsigned v3 = i + 4 == len && pad >= 1 ? 0 : base64_values[in[i + 3]];
+        if ((v0 | v1 | v2 | v3) & 0x80) /* not in the alphabet, or '=' before the end */
             return 0;
-        for (size_t j = 0; j < n; ++j, ++at) {
-            word |= ((quad >> (16 - 8 * j)) & 0xFF) << (8 * (at % 4));
-            if (at % 4 == 3) {
-                float f;
-                memcpy(&f, &word, sizeof(f));
-                if (!isfinite(f))
-                    return 0;
-                out[at / 4] = f;
-                word = 0;
-            }
-        }
+        uint32_t quad = v0 << 18 | v1 << 12 | v2 << 6 | v3;
+        if (i + 4 == len && pad > 0 &&
+            (quad & (0xFFFFu >> (8 * (2 - pad)))) != 0) /* the padded bits must be 0: one spelling only */
+            return 0;
+        b[o++] = (unsigned char)(quad >> 16);
+        if (o < bytes)
+            b[o++] = (unsigned char)(quad >> 8);
+        if (o < bytes)
+            b[o++] = (unsigned char)quad;
+    }
+    for (size_t i = 0; i < bytes / 4; ++i) { /* little-endian float32s, whatever this machine's order */
+        uint32_t u = (uint32_t)b[4 * i] | (uint32_t)b[4 * i + 1] << 8 | (uint32_t)b[4 * i + 2] << 16 | (uint32_t)b[4 * i + 3] << 24;
+        memcpy(&out[i], &u, sizeof(u));
+        if (!isfinite(out[i]))
+            return 0;
     }
     return bytes / 4;
 }

@@ -482,71 +482,98 @@ double sb_json_number(const sb_json_value_t *v)
 
 typedef unsigned __int128 u128;
 
-static u128 pow10_128(int q)
+static const uint64_t pow10_64[] = {1ull,
+                                    10ull,
+                                    100ull,
+                                    1000ull,
+                                    10000ull,
+                                    100000ull,
+                                    1000000ull,
+                                    10000000ull,
+                                    100000000ull,
+                                    1000000000ull,
+                                    10000000000ull,
+                                    100000000000ull,
+                                    1000000000000ull,
+                                    10000000000000ull,
+                                    100000000000000ull,
+                                    1000000000000000ull,
+                                    10000000000000000ull,
+                                    100000000000000000ull,
+                                    1000000000000000000ull,
+                                    10000000000000000000ull};
+
+/*
+ * floor(|f| x 10^q) and what the rest is (-2: nothing, -1: under 1/2, 0: 1/2,
+ * 1: over), for |f| = m x 2^-sh: exact, in 64 bits while the product fits
+ * (|f| above about 1e-4, the embeddings' range), else in 128. -1 when it fits
+ * neither.
+ */
+static int scale(uint32_t m, unsigned sh, int q, uint64_t *ip, int *cmp)
 {
-    static const uint64_t p[] = {1ull,
-                                 10ull,
-                                 100ull,
-                                 1000ull,
-                                 10000ull,
-                                 100000ull,
-                                 1000000ull,
-                                 10000000ull,
-                                 100000000ull,
-                                 1000000000ull,
-                                 10000000000ull,
-                                 100000000000ull,
-                                 1000000000000ull,
-                                 10000000000000ull,
-                                 100000000000000ull,
-                                 1000000000000000ull,
-                                 10000000000000000ull,
-                                 100000000000000000ull,
-                                 1000000000000000000ull,
-                                 10000000000000000000ull};
-    return q <= 19 ? p[q] : (u128)p[19] * p[q - 19];
+    if (q < 0 || q > 31 || sh >= 128)
+        return -1;
+    if (q <= 12 && sh < 64) { /* m x 10^12 < 2^64 */
+        uint64_t num = (uint64_t)m * pow10_64[q], i = num >> sh, rem = num - (i << sh), half = sh ? 1ull << (sh - 1) : 0;
+        *ip = i;
+        *cmp = rem == 0 ? -2 : rem < half ? -1 : rem > half;
+        return 0;
+    }
+    u128 num = (u128)m * (q <= 19 ? (u128)pow10_64[q] : (u128)pow10_64[19] * pow10_64[q - 19]); /* < 2^24 x 10^31 < 2^128 */
+    u128 i = num >> sh, rem = num - (i << sh), half = sh ? (u128)1 << (sh - 1) : 0;
+    if (i > UINT64_MAX)
+        return -1;
+    *ip = (uint64_t)i;
+    *cmp = rem == 0 ? -2 : rem < half ? -1 : rem > half;
+    return 0;
 }
 
 /*
- * The 9 significant digits of |f| (value m x 2^e2, e2 <= 0), rounded half to
- * even from the exact value as glibc's printf does, and the decimal exponent
- * of the first: |f| ~ digits x 10^(k - 8). 0, or -1 when the exact product
- * would not fit 128 bits (|f| below about 1e-23).
+ * The 9 significant digits of |f| = m x 2^e2 (e2 <= 0), rounded half to even
+ * from the exact value as glibc's printf does, and the decimal exponent of
+ * the first: |f| ~ digits x 10^(k - 8). 0, or -1 when the exact product would
+ * not fit 128 bits (|f| below about 1e-23).
  */
 static int nine_digits(uint32_t m, int e2, uint32_t *digits, int *k)
 {
     unsigned sh = (unsigned)-e2;
     int bits = e2 + 32 - __builtin_clz(m); /* |f| lies in [2^(bits-1), 2^bits) */
-    int kk = ((bits - 1) * 1233) >> 12;    /* floor((bits-1) log10 2), off by one at most: corrected below */
+    int kk = ((bits - 1) * 1233) >> 12;    /* floor((bits-1) log10 2): floor(log10 |f|) or one less */
+    uint64_t ip;
+    int cmp;
     for (;;) {
-        int q = 8 - kk; /* |f| x 10^q should have 9 digits before the point */
-        if (q < 0 || q > 31)
+        if (scale(m, sh, 8 - kk, &ip, &cmp) != 0)
             return -1;
-        u128 num = (u128)m * pow10_128(q); /* < 2^24 x 10^31 < 2^128 */
-        u128 ip = sh >= 128 ? 0 : num >> sh;
-        if (ip >= 1000000000u) {
-            ++kk;
-            continue;
-        }
-        if (ip < 100000000u) {
+        if (ip < 100000000u) { /* the estimate's rounding was off: never seen, but cheap to allow */
             --kk;
             continue;
         }
-        if (sh > 0) {
-            u128 rem = num - (ip << sh), half = (u128)1 << (sh - 1);
-            if (rem > half || (rem == half && (ip & 1)))
-                ++ip;
+        if (ip >= 10000000000u) {
+            ++kk;
+            continue;
         }
-        if (ip == 1000000000u) /* 9.99999999x rounded up to 10 */
-            ip = 100000000u, ++kk;
-        *digits = (uint32_t)ip;
-        *k = kk;
-        return 0;
+        break;
     }
+    if (ip >= 1000000000u) { /* ten digits: drop the last, which with the rest below it decides the rounding */
+        unsigned r10 = (unsigned)(ip % 10);
+        ip /= 10;
+        cmp = r10 > 5 ? 1 : r10 < 5 ? -1 : cmp == -2 ? 0 : 1;
+        ++kk;
+    }
+    if (cmp > 0 || (cmp == 0 && (ip & 1)))
+        ++ip;
+    if (ip == 1000000000u) /* 9.99999999x rounded up to 10 */
+        ip = 100000000u, ++kk;
+    *digits = (uint32_t)ip;
+    *k = kk;
+    return 0;
 }
 
 size_t sb_json_format_float(char out[SB_JSON_FLOAT_MAX], float f)
 {
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                "8081828384858687888990919293949596979899";
     if (!isfinite(f))
         f = 0.0f;
     uint32_t bits;
@@ -555,48 +582,51 @@ size_t sb_json_format_float(char out[SB_JSON_FLOAT_MAX], float f)
     int e2 = be != 0 ? (int)be - 150 : -149;
     if (be != 0)
         m |= 0x800000;
+    char *o = out;
+    if (bits >> 31)
+        *o++ = '-';
     if (m == 0) { /* common in sparse vectors */
-        memcpy(out, bits >> 31 ? "-0" : "0", 3 - !(bits >> 31));
-        return 2 - !(bits >> 31);
+        *o++ = '0';
+        *o = '\0';
+        return (size_t)(o - out);
     }
     uint32_t digits;
     int k;
     if (e2 > 0 || nine_digits(m, e2, &digits, &k) != 0) /* |f| >= 2^24 or below ~1e-23: printf it is */
         return (size_t)snprintf(out, SB_JSON_FLOAT_MAX, "%.9g", (double)f);
 
-    char d[9];
-    for (int i = 8; i >= 0; --i, digits /= 10)
-        d[i] = (char)('0' + digits % 10);
-    int nd = 9; /* %g drops trailing zeros */
-    while (nd > 1 && d[nd - 1] == '0')
-        --nd;
-    char *o = out;
-    if (bits >> 31)
-        *o++ = '-';
-    if (k >= -4 && k < 9) { /* %g's rule: plain notation for exponents from -4 to the precision - 1 */
-        if (k >= 0) {
-            memcpy(o, d, (size_t)k + 1);
-            o += k + 1;
-            if (nd > k + 1) {
+    char d[9]; /* the digits, two at a time from a table: a division by 100 is a multiplication, by 10 twice as many */
+    uint32_t hi = digits % 100000000u / 10000u, lo = digits % 10000u;
+    d[0] = (char)('0' + digits / 100000000u);
+    memcpy(d + 1, pairs + 2 * (hi / 100), 2);
+    memcpy(d + 3, pairs + 2 * (hi % 100), 2);
+    memcpy(d + 5, pairs + 2 * (lo / 100), 2);
+    memcpy(d + 7, pairs + 2 * (lo % 100), 2);
+    /* %g's rule: plain notation for exponents from -4 to the precision - 1, trailing zeros (and a bare point) dropped */
+    if (k < 0 && k >= -4) { /* the embeddings' range: 0.0001 to 1 */
+        memcpy(o, "0.0000", 6);
+        o += 1 - k;
+        memcpy(o, d, 9);
+        o += 9;
+    } else if (k >= 0 && k < 9) {
+        for (int i = 0; i < 9; ++i) {
+            if (i == k + 1)
                 *o++ = '.';
-                memcpy(o, d + k + 1, (size_t)(nd - k - 1));
-                o += nd - k - 1;
-            }
-        } else {
-            *o++ = '0';
-            *o++ = '.';
-            for (int i = 0; i < -k - 1; ++i)
-                *o++ = '0';
-            memcpy(o, d, (size_t)nd);
-            o += nd;
+            *o++ = d[i];
         }
     } else {
         *o++ = d[0];
-        if (nd > 1) {
-            *o++ = '.';
-            memcpy(o, d + 1, (size_t)nd - 1);
-            o += nd - 1;
-        }
+        *o++ = '.';
+        memcpy(o, d + 1, 8);
+        o += 8;
+    }
+    if (k != 8) {            /* with k 8 the nine digits are all before the point, and there is no point */
+        while (o[-1] == '0') /* stops at the point, or at the first digit, which is not 0 */
+            --o;
+        if (o[-1] == '.')
+            --o;
+    }
+    if (k < -4 || k >= 9) {
         *o++ = 'e';
         *o++ = k < 0 ? '-' : '+';
         int a = k < 0 ? -k : k; /* a float's exponent has two digits */

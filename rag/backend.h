@@ -7,13 +7,13 @@
 #ifndef SB_RAG_BACKEND_H
 #define SB_RAG_BACKEND_H
 
-#include <jansson.h>
 #include <uv.h>
 
 #include "sb/config.h"
 #include "sb/curl_uv.h"
 #include "sb/error.h"
 #include "sb/pgpool.h"
+#include "sb/rag.h"
 
 /* What a backend may use: the worker's loop, pool and curl multi. Borrowed. */
 typedef struct sb_rag_env {
@@ -27,13 +27,16 @@ typedef struct sb_rag_search {
     const struct sb_rag_backend *backend;
 } sb_rag_search_t;
 
+/* The most rows a backend hands over, above the most asked for (twice RAG_TOP_K's 20); a store's further rows are dropped. */
+#define SB_RAG_MAX_ROWS 64
+
 /*
- * The backend's answer: `rows` is a JSON array of {"source", "heading", "text",
- * "score"} best first, higher scores better (a store that returns distances
- * converts them), borrowed for the call; NULL with `err` set on failure.
- * Called once, never from inside search(); the search is freed by then.
+ * The backend's answer: `n` passages, best first, higher scores better (a
+ * store that returns distances converts them); borrowed for the call, strings
+ * never NULL. None with `err` set on failure. Called once, never from inside
+ * search(); the search is freed by then.
  */
-typedef void (*sb_rag_rows_cb)(void *data, json_t *rows, sb_error_t err);
+typedef void (*sb_rag_rows_cb)(void *data, const sb_passage_t *rows, size_t n, sb_error_t err);
 
 typedef struct sb_rag_backend {
     const char *name;    /* the RAG_BACKEND value */

@@ -25,12 +25,14 @@
 
 #include "backend.h"
 #include "sb/buf.h"
+#include "sb/json.h"
 #include "sb/log.h"
 
 extern const sb_rag_backend_t sb_rag_chroma;
 
 #define MAX_RESPONSE (4u << 20) /* k passages of at most a few KB each, with room for large metadata */
 #define MAX_ID 128              /* collection ids are UUIDs; anything longer is not one */
+#define MAX_BODY (1u << 20)     /* the query: room for SB_EMBED_MAX_DIM floats of at most 16 bytes */
 
 enum step { STEP_RESOLVE, STEP_QUERY };
 
@@ -90,14 +92,14 @@ static void on_defer_closed(uv_handle_t *h)
 }
 
 /* Reports the outcome (unless cancelled) and frees the search. */
-static void finish(struct search *s, json_t *rows, sb_error_t err)
+static void finish(struct search *s, const sb_passage_t *rows, size_t n, sb_error_t err)
 {
     sb_rag_rows_cb done = s->done;
     void *data = s->data;
     int cancelled = s->cancelled;
     free_search(s);
     if (!cancelled)
-        done(data, rows, err);
+        done(data, rows, n, err);
 }
 
 static void on_defer(uv_timer_t *t)
@@ -105,7 +107,7 @@ static void on_defer(uv_timer_t *t)
     struct search *s = t->data;
     uv_close((uv_handle_t *)t, on_defer_closed);
     s->defer = NULL;
-    finish(s, NULL, s->pending);
+    finish(s, NULL, 0, s->pending);
 }
 
 /* A failure before any transfer ran: done() may not run inside search(), so it waits for the loop. */
@@ -207,40 +209,41 @@ static sb_error_t error_for(CURLcode rc, long status)
 }
 
 /* The collection's distance space, from the metadata Chroma 0.x used or the configuration Chroma 1.x added. */
-static int space_is_l2(json_t *coll)
+static int space_is_l2(const sb_json_value_t *coll)
 {
-    json_t *space = json_object_get(json_object_get(coll, "metadata"), "hnsw:space");
-    if (!json_is_string(space))
-        space = json_object_get(json_object_get(json_object_get(coll, "configuration_json"), "hnsw"), "space");
+    const char *space = sb_json_string(sb_json_get(sb_json_get(coll, "metadata"), "hnsw:space"));
+    if (space == NULL)
+        space = sb_json_string(sb_json_get(sb_json_get(sb_json_get(coll, "configuration_json"), "hnsw"), "space"));
     /* Chroma's default space is l2 */
-    return !json_is_string(space) || strcmp(json_string_value(space), "l2") == 0;
+    return space == NULL || strcmp(space, "l2") == 0;
 }
 
-/* The query's answer as backend rows: {"source","heading","text","score"}, best first as Chroma ordered them. */
-static json_t *rows_from(json_t *root)
+/* The query's answer as rows, best first as Chroma ordered them; how many, or -1 when the shape is wrong. */
+static long rows_from(const sb_json_value_t *root, sb_passage_t *rows)
 {
-    json_t *docs = json_array_get(json_object_get(root, "documents"), 0);
-    json_t *metas = json_array_get(json_object_get(root, "metadatas"), 0);
-    json_t *dists = json_array_get(json_object_get(root, "distances"), 0);
-    if (!json_is_array(docs) || !json_is_array(dists))
-        return NULL;
-    json_t *rows = json_array();
-    for (size_t i = 0; i < json_array_size(dists); ++i) {
-        json_t *meta = json_array_get(metas, i);
-        json_t *text = json_array_get(docs, i);
-        if (!json_is_string(text))
-            text = json_object_get(meta, "text");
-        json_t *source = json_object_get(meta, "source"), *heading = json_object_get(meta, "heading");
-        json_t *dist = json_array_get(dists, i);
-        if (!json_is_string(text) || !json_is_string(source) || !json_is_number(dist))
+    const sb_json_value_t *docs = sb_json_at(sb_json_get(root, "documents"), 0);
+    const sb_json_value_t *metas = sb_json_at(sb_json_get(root, "metadatas"), 0);
+    const sb_json_value_t *dists = sb_json_at(sb_json_get(root, "distances"), 0);
+    if (!sb_json_is(docs, SB_JSON_ARRAY) || !sb_json_is(dists, SB_JSON_ARRAY))
+        return -1;
+    /* walked side by side: sb_json_at from the start for each row would be quadratic */
+    const sb_json_value_t *doc = docs + 1, *meta = sb_json_is(metas, SB_JSON_ARRAY) ? metas + 1 : NULL, *dist = dists + 1;
+    size_t n = 0;
+    for (uint32_t i = 0; i < dists->len && n < SB_RAG_MAX_ROWS; ++i, dist += dist->span) {
+        const sb_json_value_t *d = i < docs->len ? doc : NULL, *m = meta != NULL && i < metas->len ? meta : NULL;
+        if (d != NULL)
+            doc += doc->span;
+        if (m != NULL)
+            meta += meta->span;
+        const char *text = sb_json_string(d) != NULL ? sb_json_string(d) : sb_json_string(sb_json_get(m, "text"));
+        const char *source = sb_json_string(sb_json_get(m, "source")), *heading = sb_json_string(sb_json_get(m, "heading"));
+        if (text == NULL || source == NULL || !sb_json_is(dist, SB_JSON_NUMBER))
             continue; /* not written by switchboard-ingest: nothing to cite */
-        double d = json_number_value(dist);
-        double score = cache.l2 ? 1.0 / (1.0 + d) : 1.0 - d;
-        json_array_append_new(rows, json_pack("{s:O, s:s, s:O, s:f}", "source", source, "heading",
-                                              json_is_string(heading) ? json_string_value(heading) : "", "text", text, "score",
-                                              isfinite(score) ? score : 0.0));
+        double distance = sb_json_number(dist);
+        double score = cache.l2 ? 1.0 / (1.0 + distance) : 1.0 - distance;
+        rows[n++] = (sb_passage_t){source, heading != NULL ? heading : "", text, isfinite(score) ? score : 0.0};
     }
-    return rows;
+    return (long)n;
 }
 
 static void on_xfer_done(sb_xfer_t *x, CURLcode rc)
@@ -256,27 +259,31 @@ static void on_xfer_done(sb_xfer_t *x, CURLcode rc)
         return;
     }
     if (rc != CURLE_OK) {
-        finish(s, NULL, error_for(rc, status));
+        finish(s, NULL, 0, error_for(rc, status));
         return;
     }
-    json_t *root = status == 200 ? json_loadb(s->resp.base ? s->resp.base : "", s->resp.len, 0, NULL) : NULL;
+    /* Responses are a collection or k passages: a few hundred values. The ceiling only bounds a misbehaving server. */
+    sb_json_doc_t doc = {0};
+    const sb_json_value_t *root = NULL;
+    if (status == 200 && s->resp.base != NULL && sb_json_parse(&doc, s->resp.base, s->resp.len, 1 << 18) == 0)
+        root = sb_json_root(&doc);
     if (s->step == STEP_RESOLVE) {
-        json_t *id = json_object_get(root, "id");
-        if (!json_is_string(id) || json_string_length(id) == 0 || json_string_length(id) > MAX_ID) {
+        const sb_json_value_t *id = sb_json_get(root, "id");
+        if (!sb_json_is(id, SB_JSON_STRING) || id->len == 0 || id->len > MAX_ID) {
             /* worth saying once per try: the turn goes on without context, and only the log says why */
             sb_log_warn("chroma: collection %s not found in %s/%s (HTTP %ld); run switchboard-ingest with RAG_BACKEND=chroma",
                         s->config->chroma_collection, s->config->chroma_tenant, s->config->chroma_database, status);
-            json_decref(root);
-            finish(s, NULL, error_for(CURLE_OK, status));
+            sb_json_doc_dispose(&doc);
+            finish(s, NULL, 0, error_for(CURLE_OK, status));
             return;
         }
         cache.config = s->config;
-        snprintf(cache.id, sizeof(cache.id), "%s", json_string_value(id));
+        snprintf(cache.id, sizeof(cache.id), "%s", id->str);
         cache.l2 = space_is_l2(root);
-        json_decref(root);
+        sb_json_doc_dispose(&doc);
         s->step = STEP_QUERY;
         if (start(s) != 0)
-            finish(s, NULL, SB_E_INTERNAL);
+            finish(s, NULL, 0, SB_E_INTERNAL);
         return;
     }
     if (status == 404 && !s->retried) {
@@ -284,27 +291,28 @@ static void on_xfer_done(sb_xfer_t *x, CURLcode rc)
         cache.config = NULL;
         s->retried = 1;
         s->step = STEP_RESOLVE;
-        json_decref(root);
+        sb_json_doc_dispose(&doc);
         if (start(s) != 0)
-            finish(s, NULL, SB_E_INTERNAL);
+            finish(s, NULL, 0, SB_E_INTERNAL);
         return;
     }
-    json_t *rows = rows_from(root);
-    json_decref(root);
-    finish(s, rows, rows != NULL ? SB_OK : error_for(CURLE_OK, status));
-    json_decref(rows);
+    sb_passage_t rows[SB_RAG_MAX_ROWS];
+    long n = root != NULL ? rows_from(root, rows) : -1;
+    sb_buf_t resp = s->resp; /* the rows point into it: it outlives the search */
+    sb_buf_init(&s->resp, 0);
+    finish(s, rows, n > 0 ? (size_t)n : 0, n >= 0 ? SB_OK : error_for(CURLE_OK, status));
+    sb_json_doc_dispose(&doc);
+    sb_buf_dispose(&resp);
 }
 
 /* {"query_embeddings": [[...]], "n_results": k, "include": [...]}, built once: a retry sends the same body. */
 static char *query_body(const float *vec, size_t dim, unsigned k)
 {
     sb_buf_t b;
-    sb_buf_init(&b, (size_t)-1);
-    sb_buf_appendz(&b, "{\"query_embeddings\":[[");
-    for (size_t i = 0; i < dim; ++i)
-        sb_buf_appendf(&b, "%s%.9g", i ? "," : "", isfinite(vec[i]) ? (double)vec[i] : 0.0);
-    sb_buf_appendf(&b, "]],\"n_results\":%u,\"include\":[\"documents\",\"metadatas\",\"distances\"]}", k);
-    sb_buf_append(&b, "", 1);
+    sb_buf_init(&b, MAX_BODY);
+    sb_buf_appendz(&b, "{\"query_embeddings\":[");
+    sb_json_append_floats(&b, vec, dim);
+    sb_buf_appendf(&b, "],\"n_results\":%u,\"include\":[\"documents\",\"metadatas\",\"distances\"]}", k);
     return b.base;
 }
 

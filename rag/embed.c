@@ -72,17 +72,13 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *userp)
 static void on_xfer_done(sb_xfer_t *x, CURLcode result)
 {
     sb_rag_http_t *h = (sb_rag_http_t *)x; /* the transfer is the first member */
-    sb_rag_http_cb done = h->done;
-    void *data = h->data;
     long status = 0;
-    json_t *body = NULL;
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
-    if (done != NULL && result == CURLE_OK && h->response.len > 0)
-        body = json_loadb(h->response.base, h->response.len, 0, NULL);
+    if (h->done != NULL) {
+        char empty[1] = "";
+        h->done(h->data, result, status, h->response.base != NULL ? h->response.base : empty, h->response.len);
+    }
     http_free(h);
-    if (done != NULL)
-        done(data, result, status, body);
-    json_decref(body);
 }
 
 static void on_start_failed(uv_timer_t *t)
@@ -91,11 +87,12 @@ static void on_start_failed(uv_timer_t *t)
     sb_rag_http_cb done = h->done;
     void *data = h->data;
     http_free(h);
-    done(data, CURLE_FAILED_INIT, 0, NULL);
+    char empty[1] = "";
+    done(data, CURLE_FAILED_INIT, 0, empty, 0);
 }
 
-sb_rag_http_t *sb_rag_http_post(sb_curlm_t *m, const char *url, struct curl_slist *headers, const json_t *body, unsigned timeout_ms,
-                                sb_rag_http_cb done, void *data)
+sb_rag_http_t *sb_rag_http_post(sb_curlm_t *m, const char *url, struct curl_slist *headers, char *body, size_t len,
+                                unsigned timeout_ms, sb_rag_http_cb done, void *data)
 {
     sb_rag_http_t *h = calloc(1, sizeof(*h));
     if (h == NULL)
@@ -103,8 +100,10 @@ sb_rag_http_t *sb_rag_http_post(sb_curlm_t *m, const char *url, struct curl_slis
     h->done = done;
     h->data = data;
     h->headers = curl_slist_append(headers, "Content-Type: application/json");
-    /* 9 significant digits bring a float back exactly, at half the size of a double's 17 */
-    h->payload = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    /* never wait for "100 Continue" (a round trip, or a second): curl asks for it past a body size, 1 MB now but 1 KB in
+     * older releases, where a 1536-dim vector (18 KB) would pay it on every query */
+    h->headers = curl_slist_append(h->headers, "Expect:");
+    h->payload = body;
     sb_buf_init(&h->response, MAX_RESPONSE_BYTES);
     CURL *e = h->xfer.easy = curl_easy_init();
     if (e == NULL || h->headers == NULL || h->payload == NULL)
@@ -113,7 +112,7 @@ sb_rag_http_t *sb_rag_http_post(sb_curlm_t *m, const char *url, struct curl_slis
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, h->payload);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(h->payload));
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, h->headers);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, h);
@@ -363,29 +362,95 @@ static void on_early(uv_timer_t *t)
     embed_free(e);
 }
 
-/* Reads data[0].embedding: an array of 1..SB_EMBED_MAX_DIM finite numbers that fit a float. Returns 0, or -1. */
-static int parse_embedding(json_t *body, sb_embed_t *e)
+/* The standard base64 alphabet's values; 255 for every other byte. */
+static const unsigned char base64_values[256] = {
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 62,  255, 255, 255, 63,
+    52,  53,  54,  55,  56,  57,  58,  59,  60,  61,  255, 255, 255, 255, 255, 255, 255, 0,   1,   2,   3,   4,   5,   6,
+    7,   8,   9,   10,  11,  12,  13,  14,  15,  16,  17,  18,  19,  20,  21,  22,  23,  24,  25,  255, 255, 255, 255, 255,
+    255, 26,  27,  28,  29,  30,  31,  32,  33,  34,  35,  36,  37,  38,  39,  40,  41,  42,  43,  44,  45,  46,  47,  48,
+    49,  50,  51,  255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+};
+
+size_t sb_embed_decode_base64(const char *s, size_t len, float *out, size_t max_dim)
 {
-    json_t *data = json_object_get(body, "data");
-    json_t *emb = json_object_get(json_array_get(data, 0), "embedding");
-    size_t dim = json_array_size(emb);
-    if (!json_is_array(emb) || dim == 0 || dim > SB_EMBED_MAX_DIM)
-        return -1;
-    e->vec = malloc(dim * sizeof(float));
-    if (e->vec == NULL)
-        abort();
-    for (size_t i = 0; i < dim; ++i) {
-        json_t *v = json_array_get(emb, i);
-        double d = json_number_value(v);
-        if (!json_is_number(v) || !isfinite(d) || fabs(d) > FLT_MAX)
-            return -1;
-        e->vec[i] = (float)d;
+    size_t pad = len >= 2 && s[len - 1] == '=' ? 1 + (s[len - 2] == '=') : 0;
+    size_t bytes = len / 4 * 3 - pad;
+    if (len == 0 || len % 4 != 0 || bytes % 4 != 0 || bytes / 4 > max_dim)
+        return 0;
+    const unsigned char *in = (const unsigned char *)s;
+    unsigned char *b = (unsigned char *)out; /* decoded where the floats go, then put together in place */
+    size_t o = 0;
+    for (size_t i = 0; i < len; i += 4) {
+        unsigned v0 = base64_values[in[i]], v1 = base64_values[in[i + 1]];
+        unsigned v2 = i + 4 == len && pad == 2 ? 0 : base64_values[in[i + 2]];
+        unsigned v3 = i + 4 == len && pad >= 1 ? 0 : base64_values[in[i + 3]];
+        if ((v0 | v1 | v2 | v3) & 0x80) /* not in the alphabet, or '=' before the end */
+            return 0;
+        uint32_t quad = v0 << 18 | v1 << 12 | v2 << 6 | v3;
+        if (i + 4 == len && pad > 0 &&
+            (quad & (0xFFFFu >> (8 * (2 - pad)))) != 0) /* the padded bits must be 0: one spelling only */
+            return 0;
+        b[o++] = (unsigned char)(quad >> 16);
+        if (o < bytes)
+            b[o++] = (unsigned char)(quad >> 8);
+        if (o < bytes)
+            b[o++] = (unsigned char)quad;
     }
-    e->dim = dim;
-    return 0;
+    for (size_t i = 0; i < bytes / 4; ++i) { /* little-endian float32s, whatever this machine's order */
+        uint32_t u = (uint32_t)b[4 * i] | (uint32_t)b[4 * i + 1] << 8 | (uint32_t)b[4 * i + 2] << 16 | (uint32_t)b[4 * i + 3] << 24;
+        memcpy(&out[i], &u, sizeof(u));
+        if (!isfinite(out[i]))
+            return 0;
+    }
+    return bytes / 4;
 }
 
-static void on_embedded(void *data, CURLcode result, long status, json_t *body)
+/*
+ * Reads data[0].embedding: 1..SB_EMBED_MAX_DIM floats, as the base64 asked
+ * for, or as the array of numbers a server that ignores encoding_format sends
+ * (finite, within a float's range). Returns 0, or -1.
+ */
+static int parse_embedding(char *body, size_t len, sb_embed_t *e)
+{
+    sb_json_doc_t doc = {0};
+    int rc = -1;
+    if (sb_json_parse(&doc, body, len, SB_EMBED_MAX_DIM + 256) != 0)
+        return -1;
+    const sb_json_value_t *emb = sb_json_get(sb_json_at(sb_json_get(sb_json_root(&doc), "data"), 0), "embedding");
+    size_t cap = sb_json_is(emb, SB_JSON_STRING) ? emb->len / 4 * 3 / 4 : sb_json_is(emb, SB_JSON_ARRAY) ? emb->len : 0;
+    if (cap == 0 || cap > SB_EMBED_MAX_DIM) {
+        sb_json_doc_dispose(&doc);
+        return -1;
+    }
+    if ((e->vec = malloc(cap * sizeof(float))) == NULL)
+        abort();
+    if (sb_json_is(emb, SB_JSON_STRING)) {
+        e->dim = sb_embed_decode_base64(emb->str, emb->len, e->vec, cap);
+        rc = e->dim > 0 ? 0 : -1;
+    } else {
+        size_t i;
+        const sb_json_value_t *v;
+        rc = 0;
+        sb_json_array_foreach(emb, i, v)
+        {
+            double d = sb_json_number(v);
+            if (!sb_json_is(v, SB_JSON_NUMBER) || fabs(d) > FLT_MAX) /* the reader lets only finite numbers through */
+                rc = -1;
+            e->vec[i] = (float)d;
+        }
+        e->dim = emb->len;
+    }
+    sb_json_doc_dispose(&doc);
+    return rc;
+}
+
+static void on_embedded(void *data, CURLcode result, long status, char *body, size_t len)
 {
     sb_embed_t *e = data;
     e->http = NULL;
@@ -398,7 +463,7 @@ static void on_embedded(void *data, CURLcode result, long status, json_t *body)
         err = SB_E_UPSTREAM_UNAVAILABLE;
     else if (status != 200)
         err = sb_error_for_provider_status(status);
-    else if (parse_embedding(body, e) != 0)
+    else if (parse_embedding(body, len, e) != 0)
         err = SB_E_UPSTREAM_BAD_RESPONSE;
     if (err == SB_OK) {
         struct cache *c = cache_get(e->config);
@@ -447,8 +512,11 @@ sb_embed_t *sb_embed_start(const sb_config_t *config, sb_curlm_t *m, const char 
             headers = curl_slist_append(NULL, auth.base);
         sb_buf_dispose(&auth);
     }
-    json_t *body = json_pack("{s:s, s:s}", "model", config->embedding_model, "input", text);
-    if (body == NULL || url.len == 0) { /* text that is not UTF-8 cannot go into JSON */
+    /* base64, as the official OpenAI clients ask: a third of the bytes, and decoding it costs far less than strtod */
+    json_t *body = json_pack("{s:s, s:s, s:s}", "model", config->embedding_model, "input", text, "encoding_format", "base64");
+    char *payload = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (payload == NULL || url.len == 0) { /* text that is not UTF-8 cannot go into JSON */
         curl_slist_free_all(headers);
         sb_buf_dispose(&url);
         e->err = SB_E_INVALID_REQUEST;
@@ -456,8 +524,7 @@ sb_embed_t *sb_embed_start(const sb_config_t *config, sb_curlm_t *m, const char 
         return e;
     }
     /* with a timeout above the budget's: the budget, not curl, decides when retrieval gives up */
-    e->http = sb_rag_http_post(m, url.base, headers, body, config->rag_timeout_ms + 1000, on_embedded, e);
-    json_decref(body);
+    e->http = sb_rag_http_post(m, url.base, headers, payload, strlen(payload), config->rag_timeout_ms + 1000, on_embedded, e);
     sb_buf_dispose(&url);
     return e;
 }
@@ -471,12 +538,18 @@ void sb_embed_cancel(sb_embed_t *e)
     embed_free(e);
 }
 
-void sb_rag_store_answer(CURLcode result, long status, json_t *body, json_t *(*rows_from)(json_t *body), sb_rag_rows_cb done,
-                         void *data)
+void sb_rag_store_answer(CURLcode result, long status, char *body, size_t len,
+                         int (*rows_from)(const sb_json_value_t *root, sb_rag_answer_t *out), sb_rag_rows_cb done, void *data)
 {
+    /* Responses hold k passages with their metadata: a few hundred values. The ceiling only bounds a misbehaving store. */
+    enum { MAX_VALUES = 1 << 18 };
+    sb_json_doc_t doc = {0};
+    sb_rag_answer_t answer;
+    answer.n = 0;
     int ok = result == CURLE_OK && status / 100 == 2;
-    json_t *rows = ok ? rows_from(body) : NULL;
-    sb_error_t err = rows != NULL ? SB_OK : ok && body != NULL ? SB_E_STORE_BAD_RESPONSE : sb_rag_store_error(result, status);
-    done(data, rows, err);
-    json_decref(rows);
+    int parsed = ok && sb_json_parse(&doc, body, len, MAX_VALUES) == 0;
+    int read = parsed && rows_from(sb_json_root(&doc), &answer) == 0;
+    sb_error_t err = read ? SB_OK : ok ? SB_E_STORE_BAD_RESPONSE : sb_rag_store_error(result, status);
+    done(data, answer.rows, answer.n, err);
+    sb_json_doc_dispose(&doc);
 }

@@ -15,6 +15,7 @@
 #include "sb/config.h"
 #include "sb/curl_uv.h"
 #include "sb/error.h"
+#include "sb/json.h"
 #include "backend.h"
 
 /* The largest embedding accepted from a provider (text-embedding-3-large has 3072). */
@@ -26,30 +27,38 @@ typedef struct sb_rag_http sb_rag_http_t;
 
 /*
  * How a POST ended: curl's code (CURLE_OK when a whole response arrived, even an
- * error status), the HTTP status (0 without a response) and the response parsed
- * as JSON (NULL when it was not JSON or exceeded the size limit; borrowed for
- * the call). Called exactly once unless cancelled, always from the loop.
+ * error status), the HTTP status (0 without a response) and the response body,
+ * `len` bytes and a NUL ("" without one; CURLE_WRITE_ERROR past the size limit).
+ * The body is the callee's to change in place (sb_json_parse decodes there)
+ * until it returns. Called exactly once unless cancelled, always from the loop.
  */
-typedef void (*sb_rag_http_cb)(void *data, CURLcode result, long status, json_t *body);
+typedef void (*sb_rag_http_cb)(void *data, CURLcode result, long status, char *body, size_t len);
 
 /*
- * POSTs `body` (compact JSON, floats with the 9 digits that round-trip a float)
- * to `url`. `headers` is taken, Content-Type is added; `timeout_ms` bounds the
- * whole transfer.
+ * POSTs the JSON `body` (`len` bytes, taken: freed with free()) to `url`.
+ * `headers` is taken, Content-Type is added; `timeout_ms` bounds the whole transfer.
  */
-sb_rag_http_t *sb_rag_http_post(sb_curlm_t *m, const char *url, struct curl_slist *headers, const json_t *body, unsigned timeout_ms,
-                                sb_rag_http_cb done, void *data);
+sb_rag_http_t *sb_rag_http_post(sb_curlm_t *m, const char *url, struct curl_slist *headers, char *body, size_t len,
+                                unsigned timeout_ms, sb_rag_http_cb done, void *data);
 /* Forgets the call: done() will not run. */
 void sb_rag_http_cancel(sb_rag_http_t *h);
 /* Maps a store call that did not succeed (transport failure, non-2xx status, no JSON) to switchboard's errors. */
 sb_error_t sb_rag_store_error(CURLcode result, long status);
+
+/* A store's answer read into rows: passages that point into the parsed body, best first. */
+typedef struct sb_rag_answer {
+    sb_passage_t rows[SB_RAG_MAX_ROWS];
+    size_t n;
+    char ids[SB_RAG_MAX_ROWS][32]; /* numeric ids written out, for rows whose source is their id */
+} sb_rag_answer_t;
+
 /*
  * Ends a vector store's search with the store's answer: the rows `rows_from`
- * reads out of a 2xx JSON body (NULL: the body had the wrong shape), else the
- * store's error. Calls done() once.
+ * reads out of a 2xx JSON body (it returns -1 when the body has the wrong
+ * shape, and stops at SB_RAG_MAX_ROWS), else the store's error. Calls done() once.
  */
-void sb_rag_store_answer(CURLcode result, long status, json_t *body, json_t *(*rows_from)(json_t *body), sb_rag_rows_cb done,
-                         void *data);
+void sb_rag_store_answer(CURLcode result, long status, char *body, size_t len,
+                         int (*rows_from)(const sb_json_value_t *root, sb_rag_answer_t *out), sb_rag_rows_cb done, void *data);
 /* Appends `s` to `out` with everything but unreserved characters (RFC 3986) percent-encoded; -1 past the ceiling. */
 int sb_rag_append_escaped(sb_buf_t *out, const char *s);
 
@@ -70,6 +79,12 @@ int sb_embed_check(const sb_config_t *config, char *err, size_t errlen);
 sb_embed_t *sb_embed_start(const sb_config_t *config, sb_curlm_t *m, const char *text, sb_embed_cb done, void *data);
 /* Forgets the embedding: done() will not run. */
 void sb_embed_cancel(sb_embed_t *e);
+/*
+ * Decodes an embedding sent as base64 (encoding_format "base64": the standard
+ * alphabet, padded, of little-endian float32s) into `out`. Strict: canonical
+ * base64 only, whole floats, all finite, at most `max_dim`. The dimension, or 0.
+ */
+size_t sb_embed_decode_base64(const char *s, size_t len, float *out, size_t max_dim);
 /* The cache key: ASCII letters lowercased, whitespace runs made one space, trimmed; cut to fit `cap` (with the NUL). */
 size_t sb_embed_normalize(const char *text, char *out, size_t cap);
 

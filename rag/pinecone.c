@@ -11,14 +11,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "backend.h"
 #include "embed.h"
 #include "sb/buf.h"
+#include "sb/json.h"
 
 extern const sb_rag_backend_t sb_rag_pinecone;
 
 /* Header values are formatted into a buffer this big; the settings are checked to fit at start-up. */
 #define MAX_HEADER 8192
+/* The query's ceiling: room for SB_EMBED_MAX_DIM floats of at most 16 bytes and a namespace checked at start-up. */
+#define MAX_BODY (1u << 20)
 
 struct search {
     sb_rag_search_t super; /* first: the backend hands out &super and gets it back */
@@ -61,6 +66,13 @@ static int check(const sb_config_t *c, char *err, size_t errlen)
         snprintf(err, errlen, "PINECONE_HOST is longer than 2048 characters");
         return -1;
     }
+    /* it goes into every query's JSON as it is: jansson says whether it is UTF-8 */
+    json_t *ns = c->pinecone_namespace != NULL ? json_string(c->pinecone_namespace) : NULL;
+    json_decref(ns);
+    if (c->pinecone_namespace != NULL && (ns == NULL || strlen(c->pinecone_namespace) > 1024)) {
+        snprintf(err, errlen, "PINECONE_NAMESPACE must be at most 1024 characters of UTF-8");
+        return -1;
+    }
     if (*c->pinecone_api_version == '\0' || has_control(c->pinecone_api_version) || strlen(c->pinecone_api_version) > 64) {
         snprintf(err, errlen, "PINECONE_API_VERSION must be a version such as 2024-07");
         return -1;
@@ -69,46 +81,41 @@ static int check(const sb_config_t *c, char *err, size_t errlen)
 }
 
 /* A metadata string, or NULL when absent or not a string. */
-static const char *meta(json_t *m, const char *key)
+static const char *meta(const sb_json_value_t *m, const char *key)
 {
-    return json_string_value(json_object_get(m, key));
+    return sb_json_string(sb_json_get(m, key));
 }
 
-/* {"matches":[{"id","score","metadata":{...}}]} → rows; NULL when the shape is wrong. */
-static json_t *rows_from(json_t *body)
+/* {"matches":[{"id","score","metadata":{...}}]} → rows; -1 when the shape is wrong. */
+static int rows_from(const sb_json_value_t *body, sb_rag_answer_t *out)
 {
-    json_t *matches = json_object_get(body, "matches");
-    if (!json_is_array(matches))
-        return NULL;
-    json_t *rows = json_array();
+    const sb_json_value_t *matches = sb_json_get(body, "matches"), *m;
     size_t i;
-    json_t *m;
-    json_array_foreach(matches, i, m)
+    if (!sb_json_is(matches, SB_JSON_ARRAY))
+        return -1;
+    sb_json_array_foreach(matches, i, m)
     {
-        json_t *score = json_object_get(m, "score");
-        json_t *md = json_object_get(m, "metadata");
-        if (!json_is_object(m) || !json_is_number(score)) {
-            json_decref(rows);
-            return NULL;
-        }
+        const sb_json_value_t *score = sb_json_get(m, "score"), *md = sb_json_get(m, "metadata");
+        if (!sb_json_is(m, SB_JSON_OBJECT) || !sb_json_is(score, SB_JSON_NUMBER))
+            return -1;
         const char *text = meta(md, "text") != NULL ? meta(md, "text") : meta(md, "content");
-        const char *source = meta(md, "source") != NULL ? meta(md, "source") : json_string_value(json_object_get(m, "id"));
+        const char *source = meta(md, "source") != NULL ? meta(md, "source") : sb_json_string(sb_json_get(m, "id"));
         const char *heading = meta(md, "heading") != NULL ? meta(md, "heading") : "";
-        if (text == NULL || source == NULL) /* a vector stored without its passage has nothing to say */
+        if (text == NULL || source == NULL ||
+            out->n == SB_RAG_MAX_ROWS) /* a vector stored without its passage has nothing to say */
             continue;
-        json_array_append_new(rows, json_pack("{s:s, s:s, s:s, s:f}", "source", source, "heading", heading, "text", text, "score",
-                                              json_number_value(score)));
+        out->rows[out->n++] = (sb_passage_t){source, heading, text, sb_json_number(score)};
     }
-    return rows;
+    return 0;
 }
 
-static void on_answer(void *data, CURLcode result, long status, json_t *body)
+static void on_answer(void *data, CURLcode result, long status, char *body, size_t len)
 {
     struct search *s = data;
     sb_rag_rows_cb done = s->done;
     void *cbdata = s->data;
     free(s);
-    sb_rag_store_answer(result, status, body, rows_from, done, cbdata);
+    sb_rag_store_answer(result, status, body, len, rows_from, done, cbdata);
 }
 
 static sb_rag_search_t *search(const sb_rag_env_t *env, const char *question, const float *vec, size_t dim, unsigned k,
@@ -143,15 +150,20 @@ static sb_rag_search_t *search(const sb_rag_env_t *env, const char *question, co
     headers = curl_slist_append(headers, h.base);
     sb_buf_dispose(&h);
 
-    json_t *vector = json_array();
-    for (size_t i = 0; i < dim; ++i)
-        json_array_append_new(vector, json_real(vec[i]));
-    json_t *body = json_pack("{s:o, s:I, s:b}", "vector", vector, "topK", (json_int_t)k, "includeMetadata", 1);
-    if (c->pinecone_namespace != NULL)
-        json_object_set_new(body, "namespace", json_string(c->pinecone_namespace));
+    /* {"vector":[...],"topK":k,"includeMetadata":true[,"namespace":"..."]}, the vector written straight into the body */
+    sb_buf_t body;
+    sb_buf_init(&body, MAX_BODY);
+    sb_buf_appendz(&body, "{\"vector\":");
+    sb_json_append_floats(&body, vec, dim);
+    sb_buf_appendf(&body, ",\"topK\":%u,\"includeMetadata\":true", k);
+    if (c->pinecone_namespace != NULL) {
+        sb_buf_appendz(&body, ",\"namespace\":\"");
+        sb_buf_append_json_escaped(&body, c->pinecone_namespace, strlen(c->pinecone_namespace));
+        sb_buf_appendz(&body, "\"");
+    }
+    sb_buf_appendz(&body, "}");
     /* the budget decides when retrieval gives up; curl's own limit only keeps a lost transfer from living on */
-    s->http = sb_rag_http_post(env->curlm, url.base, headers, body, c->rag_timeout_ms + 1000, on_answer, s);
-    json_decref(body);
+    s->http = sb_rag_http_post(env->curlm, url.base, headers, body.base, body.len, c->rag_timeout_ms + 1000, on_answer, s);
     sb_buf_dispose(&url);
     return &s->super;
 }

@@ -12,11 +12,14 @@
 #include "backend.h"
 #include "embed.h"
 #include "sb/buf.h"
+#include "sb/json.h"
 
 extern const sb_rag_backend_t sb_rag_qdrant;
 
 /* Header values are formatted into a buffer this big; the settings are checked to fit at start-up. */
 #define MAX_HEADER 8192
+/* The query's ceiling: room for SB_EMBED_MAX_DIM floats of at most 16 bytes. */
+#define MAX_BODY (1u << 20)
 
 struct search {
     sb_rag_search_t super; /* first: the backend hands out &super and gets it back */
@@ -57,62 +60,67 @@ static int check(const sb_config_t *c, char *err, size_t errlen)
 }
 
 /* The first of `keys` that is a string in `o`, or NULL. */
-static const char *first_string(json_t *o, const char *const *keys)
+static const char *first_string(const sb_json_value_t *o, const char *const *keys)
 {
     for (; *keys != NULL; ++keys)
-        if (json_is_string(json_object_get(o, *keys)))
-            return json_string_value(json_object_get(o, *keys));
+        if (sb_json_string(sb_json_get(o, *keys)) != NULL)
+            return sb_json_string(sb_json_get(o, *keys));
     return NULL;
 }
 
-/* {"result":{"points":[{"id","score","payload":{...}}]}} → rows; NULL when the shape is wrong. */
-static json_t *rows_from(json_t *body)
+/* A point's id as the passage's source: a UUID as it is, an unsigned integer written out into `buf`; NULL otherwise. */
+static const char *id_source(const sb_json_value_t *id, char *buf, size_t cap)
+{
+    if (sb_json_is(id, SB_JSON_STRING))
+        return id->str;
+    if (!sb_json_is(id, SB_JSON_NUMBER) || id->len >= cap)
+        return NULL;
+    for (uint32_t i = 0; i < id->len; ++i)
+        if (id->str[i] < '0' || id->str[i] > '9')
+            return NULL;
+    memcpy(buf, id->str, id->len);
+    buf[id->len] = '\0';
+    return buf;
+}
+
+/* {"result":{"points":[{"id","score","payload":{...}}]}} → rows; -1 when the shape is wrong. */
+static int rows_from(const sb_json_value_t *body, sb_rag_answer_t *out)
 {
     static const char *const text_keys[] = {"text", "content", "page_content", NULL};
     static const char *const source_keys[] = {"source", NULL};
     static const char *const heading_keys[] = {"heading", NULL};
-    json_t *points = json_object_get(json_object_get(body, "result"), "points");
-    if (!json_is_array(points))
-        return NULL;
-    json_t *rows = json_array();
+    const sb_json_value_t *points = sb_json_get(sb_json_get(body, "result"), "points"), *p;
     size_t i;
-    json_t *p;
-    json_array_foreach(points, i, p)
+    if (!sb_json_is(points, SB_JSON_ARRAY))
+        return -1;
+    sb_json_array_foreach(points, i, p)
     {
-        json_t *score = json_object_get(p, "score");
-        json_t *payload = json_object_get(p, "payload");
-        if (!json_is_object(p) || !json_is_number(score)) {
-            json_decref(rows);
-            return NULL;
-        }
+        const sb_json_value_t *score = sb_json_get(p, "score"), *payload = sb_json_get(p, "payload");
+        if (!sb_json_is(p, SB_JSON_OBJECT) || !sb_json_is(score, SB_JSON_NUMBER))
+            return -1;
+        if (out->n == SB_RAG_MAX_ROWS)
+            continue;
         const char *text = first_string(payload, text_keys);
         const char *source = first_string(payload, source_keys);
         if (source == NULL) /* LangChain keeps it one level down */
-            source = first_string(json_object_get(payload, "metadata"), source_keys);
+            source = first_string(sb_json_get(payload, "metadata"), source_keys);
+        if (source == NULL)
+            source = id_source(sb_json_get(p, "id"), out->ids[out->n], sizeof(out->ids[out->n]));
         const char *heading = first_string(payload, heading_keys);
-        char id[32];
-        json_t *jid = json_object_get(p, "id");
-        if (source == NULL && json_is_integer(jid)) {
-            snprintf(id, sizeof(id), "%" JSON_INTEGER_FORMAT, json_integer_value(jid));
-            source = id;
-        } else if (source == NULL) {
-            source = json_string_value(jid); /* a UUID */
-        }
         if (text == NULL || source == NULL) /* a point stored without its passage has nothing to say */
             continue;
-        json_array_append_new(rows, json_pack("{s:s, s:s, s:s, s:f}", "source", source, "heading", heading ? heading : "", "text",
-                                              text, "score", json_number_value(score)));
+        out->rows[out->n++] = (sb_passage_t){source, heading ? heading : "", text, sb_json_number(score)};
     }
-    return rows;
+    return 0;
 }
 
-static void on_answer(void *data, CURLcode result, long status, json_t *body)
+static void on_answer(void *data, CURLcode result, long status, char *body, size_t len)
 {
     struct search *s = data;
     sb_rag_rows_cb done = s->done;
     void *cbdata = s->data;
     free(s);
-    sb_rag_store_answer(result, status, body, rows_from, done, cbdata);
+    sb_rag_store_answer(result, status, body, len, rows_from, done, cbdata);
 }
 
 static sb_rag_search_t *search(const sb_rag_env_t *env, const char *question, const float *vec, size_t dim, unsigned k,
@@ -145,13 +153,14 @@ static sb_rag_search_t *search(const sb_rag_env_t *env, const char *question, co
         sb_buf_dispose(&h);
     }
 
-    json_t *query = json_array();
-    for (size_t i = 0; i < dim; ++i)
-        json_array_append_new(query, json_real(vec[i]));
-    json_t *body = json_pack("{s:o, s:I, s:b}", "query", query, "limit", (json_int_t)k, "with_payload", 1);
+    /* {"query":[...],"limit":k,"with_payload":true}, the vector written straight into the body */
+    sb_buf_t body;
+    sb_buf_init(&body, MAX_BODY);
+    sb_buf_appendz(&body, "{\"query\":");
+    sb_json_append_floats(&body, vec, dim);
+    sb_buf_appendf(&body, ",\"limit\":%u,\"with_payload\":true}", k);
     /* the budget decides when retrieval gives up; curl's own limit only keeps a lost transfer from living on */
-    s->http = sb_rag_http_post(env->curlm, url.base, headers, body, c->rag_timeout_ms + 1000, on_answer, s);
-    json_decref(body);
+    s->http = sb_rag_http_post(env->curlm, url.base, headers, body.base, body.len, c->rag_timeout_ms + 1000, on_answer, s);
     sb_buf_dispose(&url);
     return &s->super;
 }

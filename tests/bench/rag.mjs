@@ -3,9 +3,9 @@
 // tests/bench/rag-run, which builds, starts a throwaway Postgres (migrated, the
 // demo knowledge ingested) and the fake provider, and passes them in the
 // environment. This script adds the generated chunks, starts the fake vector
-// store (tests/integration/fake_store.mjs, in this process) and three
-// switchboards that differ only in RAG_BACKEND (postgres, none, pinecone), then
-// runs interleaved turns:
+// store (tests/integration/fake_store.mjs, in this process) and four
+// switchboards that differ only in RAG_BACKEND (postgres, none, pinecone) and,
+// for a second pinecone one, the embeddings' size, then runs interleaved turns:
 //
 //   pre(turn) = the fake provider's t_received of the turn's chat request
 //               − the moment this client sent the turn
@@ -16,6 +16,9 @@
 // provider, the query's arrival → answer at the fake store) is taken out too.
 // A fourth path, straight to the fake provider, gives pre() without switchboard,
 // so pre(none) − pre(direct) is switchboard's request path without retrieval.
+// A fifth, pinecone at 1536 dims, is the pinecone switchboard's twin asking for
+// embeddings the size of text-embedding-3-small's (the fake provider's dim=1536:
+// dense, 8 KB of base64) and sending them on in every query (about 20 KB of JSON).
 // The clocks: the fake provider stamps CLOCK_REALTIME; this process uses
 // performance.timeOrigin + performance.now(). Their offset cancels in every
 // figure, because each is a difference of two pre() values of the same round.
@@ -399,13 +402,20 @@ const sbPc = await startSwitchboard('pinecone', {
   RAG_BACKEND: 'pinecone', PINECONE_HOST: store.base, PINECONE_API_KEY: 'bench-pinecone-key-0123',
   EMBEDDING_CACHE_ENTRIES: '0', // every turn embeds its question: the measured turn is the uncached one
 });
+const sbPc1536 = await startSwitchboard('pinecone1536', {
+  RAG_BACKEND: 'pinecone', PINECONE_HOST: store.base, PINECONE_API_KEY: 'bench-pinecone-key-0123',
+  EMBEDDING_CACHE_ENTRIES: '0', OPENAI_EMBEDDING_MODEL: 'fake?dim=1536',
+});
 const fakePort = Number(new URL(FAKE).port);
+// `vector`: the path embeds its question and queries the store, so the fakes' time is known per turn
 const PATHS = [
   { name: 'postgres', port: sbPg.port },
   { name: 'none', port: sbOff.port },
-  { name: 'pinecone', port: sbPc.port },
+  { name: 'pinecone', port: sbPc.port, vector: true },
+  { name: 'pinecone1536', port: sbPc1536.port, vector: true },
   { name: 'direct', port: fakePort },
 ];
+const isVector = (name) => PATHS.some((p) => p.name === name && p.vector);
 for (const p of PATHS) p.agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 
 async function fakeRecords() {
@@ -422,7 +432,7 @@ async function round(i) {
     const p = PATHS[(i + k) % PATHS.length];
     const before = store.requests.length;
     const r = await turn(p, q);
-    if (p.name === 'pinecone') {
+    if (p.vector) {
       const got = store.requests.length - before;
       if (got !== 1) r.ok = false, r.why = `${got} store queries`;
       else r.store = storeEnd - store.requests.at(-1).at;
@@ -449,7 +459,7 @@ function join(rounds, recs) {
     if (!t) continue;
     t.pre = rec.t_received - t.sentRt;
     t.context = body.messages.some((m) => m.role === 'system' && String(m.content).includes('<<<reference'));
-    if (t.path === 'pinecone') {
+    if (isVector(t.path)) {
       const input = lastEmb && JSON.parse(lastEmb.body).input;
       if (input === t.question && lastEmb.t_done != null) t.emb = lastEmb.t_done - lastEmb.t_received;
       else t.ok = false, t.why = 'no embedding request before the chat request';
@@ -464,9 +474,9 @@ for (let i = 0; i < CFG.warmupRounds; ++i) await round(i);
 await fakeRecords();
 store.reset();
 
-log(`measuring: ${CFG.rounds} rounds × ${PATHS.length} paths (postgres, none, pinecone, direct), interleaved`);
+log(`measuring: ${CFG.rounds} rounds × ${PATHS.length} paths (${PATHS.map((p) => p.name).join(', ')}), interleaved`);
 const rounds = [];
-const ownPids = () => [process.pid, sbPg.pid, sbOff.pid, sbPc.pid, Number(env.FAKE_PID)].filter(Boolean);
+const ownPids = () => [process.pid, sbPg.pid, sbOff.pid, sbPc.pid, sbPc1536.pid, Number(env.FAKE_PID)].filter(Boolean);
 const cpu0 = cpuSample(ownPids());
 t = performance.now();
 for (let i = 0; i < CFG.rounds;) { // the provider's records are collected (and cleared) every 50 rounds
@@ -495,6 +505,7 @@ report.rounds = { measured: rounds.length, usable: good.length };
 report.context = {
   postgres_turns_with_context: good.filter((r) => r.postgres.context).length,
   pinecone_turns_with_context: good.filter((r) => r.pinecone.context).length,
+  pinecone1536_turns_with_context: good.filter((r) => r.pinecone1536.context).length,
   none_turns_with_context: good.filter((r) => r.none.context).length,
 };
 report.pre_provider = Object.fromEntries(PATHS.map((p) => [p.name, stats(col((r) => r[p.name].pre - r.direct.pre))]));
@@ -515,6 +526,12 @@ report.pinecone = {
   own_vs_none: stats(col((r) => r.pinecone.pre - r.none.pre - r.pinecone.emb - r.pinecone.store)),
   own_vs_direct: stats(col((r) => r.pinecone.pre - r.direct.pre - r.pinecone.emb - r.pinecone.store)),
 };
+report.pinecone_1536 = {
+  embedding_at_fake_provider: stats(col((r) => r.pinecone1536.emb)),
+  query_at_fake_store: stats(col((r) => r.pinecone1536.store)),
+  retrieval_total: stats(col((r) => r.pinecone1536.pre - r.none.pre)),
+  own_vs_none: stats(col((r) => r.pinecone1536.pre - r.none.pre - r.pinecone1536.emb - r.pinecone1536.store)),
+};
 
 const pg = report.postgres_retrieval;
 const checks = {
@@ -524,7 +541,8 @@ const checks = {
   vector_own_time: report.pinecone.own_vs_none.p50_ms <= TARGET.vectorP50,
 };
 const clean = Object.values(failures).every((f) => f.failed === 0)
-  && report.context.postgres_turns_with_context === good.length && report.context.pinecone_turns_with_context === good.length;
+  && report.context.postgres_turns_with_context === good.length && report.context.pinecone_turns_with_context === good.length
+  && report.context.pinecone1536_turns_with_context === good.length;
 report.targets = { ...TARGET, met: checks, all_turns_clean: clean };
 
 // --- the table ---------------------------------------------------------------------------------------------
@@ -545,15 +563,19 @@ const rows = [
   ['  embedding request at the fake provider', report.pinecone.embedding_at_fake_provider.p50_ms, report.pinecone.embedding_at_fake_provider.p99_ms, '', ''],
   ['  query at the fake store', report.pinecone.query_at_fake_store.p50_ms, report.pinecone.query_at_fake_store.p99_ms, '', ''],
   ['  pinecone: all pre-provider time − fakes (vs direct)', report.pinecone.own_vs_direct.p50_ms, report.pinecone.own_vs_direct.p99_ms, '', ''],
+  ['pinecone at 1536 dims: own time (vs off)', report.pinecone_1536.own_vs_none.p50_ms, report.pinecone_1536.own_vs_none.p99_ms, '', ''],
+  ['  embedding (1536) at the fake provider', report.pinecone_1536.embedding_at_fake_provider.p50_ms, report.pinecone_1536.embedding_at_fake_provider.p99_ms, '', ''],
+  ['  query (1536) at the fake store', report.pinecone_1536.query_at_fake_store.p50_ms, report.pinecone_1536.query_at_fake_store.p99_ms, '', ''],
   ['switchboard request path, retrieval off (vs direct)', report.pre_provider.none.p50_ms, report.pre_provider.none.p99_ms, '', ''],
 ];
 console.log(`\nRetrieval: ${report.total_chunks} chunks (${report.demo_chunks} demo + ${CFG.chunks} generated), ` +
-  `${good.length}/${rounds.length} interleaved rounds × 4 paths, ${os.cpus().length} CPUs`);
+  `${good.length}/${rounds.length} interleaved rounds × ${PATHS.length} paths, ${os.cpus().length} CPUs`);
 console.log(`${'figure'.padEnd(54)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)}   ${'target ms'.padEnd(18)} result`);
 for (const [name, a, b, target, v] of rows)
   console.log(`${name.padEnd(54)} ${ms(a).padStart(8)} ${(b === null ? '' : ms(b)).padStart(8)}   ${target.padEnd(18)} ${v}`);
 console.log(`\nturns with context: postgres ${report.context.postgres_turns_with_context}/${good.length}, ` +
-  `pinecone ${report.context.pinecone_turns_with_context}/${good.length}, off ${report.context.none_turns_with_context}/${good.length}; ` +
+  `pinecone ${report.context.pinecone_turns_with_context}/${good.length}, ` +
+  `pinecone1536 ${report.context.pinecone1536_turns_with_context}/${good.length}, off ${report.context.none_turns_with_context}/${good.length}; ` +
   `failed turns: ${PATHS.map((p) => `${p.name} ${failures[p.name].failed}`).join(', ')}` +
   (Object.values(failures).some((f) => f.first) ? ` (first: ${Object.values(failures).find((f) => f.first).first})` : ''));
 console.log(`during the turns the machine was ${report.machine_during_turns.busy_pct.toFixed(0)} % busy, ` +

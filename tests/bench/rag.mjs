@@ -27,11 +27,11 @@
 // timed inside Postgres for every question of tests/rag/eval.json, on the demo
 // knowledge only and again with the generated chunks. It is prepared once per
 // session and then executed (PREPARE, then EXECUTE in a PL/pgSQL loop), as
-// switchboard's pool is to send it: a named prepared statement per connection,
+// switchboard's pool sends it: a named prepared statement per connection,
 // whose plan Postgres caches as usual (custom plans first, then the generic
 // one when it is no worse). With the generated chunks it is also timed as
-// dynamic SQL, parsed and planned on every call, as the pool's unnamed
-// statements are today. The executions give recall@4 of the eval questions,
+// dynamic SQL, parsed and planned on every call, as the pool sends it with
+// PG_PREPARED_STATEMENTS=false. The executions give recall@4 of the eval questions,
 // and with the generated chunks the exact ranking the statement approximates
 // (SB_RAG_PG_EXACT_SQL) is run once too, for its recall@4 and for how many of
 // the statement's passages are the exact ranking's.
@@ -166,7 +166,7 @@ SELECT count(*) FROM rag_chunks;
  * A search statement alone, inside Postgres: ms per execution over `passes` passes of the eval questions (after a
  * warm-up pass unless `warmup` is false), with K = 4 (switchboard's default RAG_TOP_K). Prepared once, or with
  * `prepared` false run as dynamic SQL (EXECUTE … USING), parsed and planned on every call as switchboard's pool does
- * with its unnamed statements today. Also recall@4 of the first measured pass and its passages (source and heading)
+ * with PG_PREPARED_STATEMENTS=false. Also recall@4 of the first measured pass and its passages (source and heading)
  * per question, to compare statements with.
  */
 function timeStatement(sql, passes, { warmup = true, prepared = true } = {}) {
@@ -552,7 +552,7 @@ const verdict = (b) => (b ? 'met' : 'missed');
 const rows = [
   ['postgres retrieval in switchboard (pre: on − off)', pg.p50_ms, pg.p99_ms, 'p50 ≤ 2, p99 ≤ 10', verdict(checks.postgres_retrieval)],
   [`  the statement alone, ${report.total_chunks} chunks`, report.statement_10k.p50_ms, report.statement_10k.p99_ms, 'p50 ≤ 2, p99 ≤ 10', verdict(checks.statement_alone)],
-  ['  the same, planned on every call (unnamed, as today)', report.statement_10k_unprepared.p50_ms, report.statement_10k_unprepared.p99_ms, '', ''],
+  ['  the same, planned on every call (prepared statements off)', report.statement_10k_unprepared.p50_ms, report.statement_10k_unprepared.p99_ms, '', ''],
   [`  the statement alone, demo only (${report.demo_chunks} chunks)`, report.statement_demo.p50_ms, report.statement_demo.p99_ms, '', ''],
   [`  the exact ranking alone, ${report.total_chunks} chunks`, report.exact_10k.p50_ms, report.exact_10k.p99_ms, '', ''],
   ['first token, retrieval on − off (p50 − p50)', report.ttft.p50_difference_ms, null, 'p50 ≤ 3', verdict(checks.ttft_difference)],

@@ -417,7 +417,8 @@ static void test_dumps(void)
         json_decref(js);
     }
     ok(agree, "sb_json_is_utf8 agrees with jansson on 20000 strings");
-    ok(sb_json_is_utf8("pl\xc3\xa9in ascii and more than eight", 36) && !sb_json_is_utf8("eight ok\xed\xa0\x80", 11),
+    static const char good[] = "pl\xc3\xa9in ascii and more than eight", bad[] = "eight ok\xed\xa0\x80";
+    ok(sb_json_is_utf8(good, sizeof(good) - 1) && !sb_json_is_utf8(bad, sizeof(bad) - 1),
        "a surrogate after a whole word of ASCII is found");
     char *out = sb_json_dumps(NULL, 15);
     ok(out == NULL, "NULL dumps to NULL");

@@ -22,7 +22,8 @@
 enum {
     SYNTAX = -1, /* not strict JSON, or past a limit: give up */
     OK = 0,
-    WRONG = 1, /* valid JSON, but a field switchboard uses has the wrong type */
+    WRONG = 1,   /* valid JSON, but a field switchboard uses has the wrong type */
+    ENTERED = 2, /* enter_or_null: inside the container */
 };
 
 typedef struct {
@@ -395,6 +396,22 @@ static int wrong(scan_t *s, unsigned depth)
     return skip_value(s, depth) == OK ? WRONG : SYNTAX;
 }
 
+/*
+ * A field holding an object or array, or null: steps inside `open` ('{' or
+ * '[') and returns ENTERED, or returns the field's result (OK for null, WRONG
+ * for another type, SYNTAX).
+ */
+static int enter_or_null(scan_t *s, int open, unsigned depth)
+{
+    int c = peek(s);
+    if (c == 'n')
+        return scan_literal(s, "null", 4);
+    if (c != open)
+        return wrong(s, depth);
+    ++s->p;
+    return ENTERED;
+}
+
 /* A string or null; *out stays absent for null. */
 static int read_str(scan_t *s, sb_str_t *out, unsigned depth)
 {
@@ -438,15 +455,8 @@ static int read_function(scan_t *s, sb_tool_delta_t *t)
     int first = 1, rc, bad_name = OK, bad_args = OK;
     sb_str_t key;
     t->name = t->arguments = (sb_str_t){NULL, 0};
-    switch (peek(s)) {
-    case 'n':
-        return scan_literal(s, "null", 4);
-    case '{':
-        break;
-    default:
-        return wrong(s, 6);
-    }
-    ++s->p;
+    if ((rc = enter_or_null(s, '{', 6)) != ENTERED)
+        return rc;
     while ((rc = next_member(s, &first, &key)) > 0) {
         if (IS_KEY(key, "name"))
             MEMBER(read_str(s, &t->name, 7), bad_name);
@@ -489,15 +499,8 @@ static int read_tool_calls(scan_t *s, sb_delta_t *out)
     int first = 1, rc, bad = OK;
     size_t position = 0;
     out->ntools = 0;
-    switch (peek(s)) {
-    case 'n':
-        return scan_literal(s, "null", 4);
-    case '[':
-        break;
-    default:
-        return wrong(s, 4);
-    }
-    ++s->p;
+    if ((rc = enter_or_null(s, '[', 4)) != ENTERED)
+        return rc;
     while ((rc = next_element(s, &first)) > 0) {
         if (bad != OK || out->ntools == SB_CHUNK_MAX_TOOLS) { /* the rest need only be valid JSON */
             if (skip_value(s, 5) != OK)
@@ -516,15 +519,8 @@ static int read_delta(scan_t *s, sb_delta_t *out)
     sb_str_t key;
     out->content = (sb_str_t){NULL, 0};
     out->ntools = 0;
-    switch (peek(s)) {
-    case 'n':
-        return scan_literal(s, "null", 4);
-    case '{':
-        break;
-    default:
-        return wrong(s, 3);
-    }
-    ++s->p;
+    if ((rc = enter_or_null(s, '{', 3)) != ENTERED)
+        return rc;
     while ((rc = next_member(s, &first, &key)) > 0) {
         if (IS_KEY(key, "content"))
             MEMBER(read_str(s, &out->content, 4), bad_content);
@@ -560,15 +556,8 @@ static int read_choices(scan_t *s, sb_delta_t *out)
     size_t i = 0;
     out->finish_reason = out->content = (sb_str_t){NULL, 0};
     out->ntools = 0;
-    switch (peek(s)) {
-    case 'n':
-        return scan_literal(s, "null", 4);
-    case '[':
-        break;
-    default:
-        return wrong(s, 1);
-    }
-    ++s->p;
+    if ((rc = enter_or_null(s, '[', 1)) != ENTERED)
+        return rc;
     while ((rc = next_element(s, &first)) > 0) {
         if (i++ == 0)
             MEMBER(read_choice(s, out), bad);
@@ -584,15 +573,8 @@ static int read_usage(scan_t *s, sb_delta_t *out)
     sb_str_t key;
     out->has_usage = 0;
     out->prompt_tokens = out->completion_tokens = out->total_tokens = 0;
-    switch (peek(s)) {
-    case 'n':
-        return scan_literal(s, "null", 4);
-    case '{':
-        break;
-    default:
-        return wrong(s, 1);
-    }
-    ++s->p;
+    if ((rc = enter_or_null(s, '{', 1)) != ENTERED)
+        return rc;
     while ((rc = next_member(s, &first, &key)) > 0) {
         if (IS_KEY(key, "prompt_tokens"))
             MEMBER(read_int(s, LLONG_MAX, 1, &out->prompt_tokens, 2), bad_prompt);

@@ -677,8 +677,6 @@ int sb_json_is_utf8(const char *s, size_t len)
 
 /* --- dumping jansson trees ----------------------------------------------------------------------- */
 
-#define MAX_DUMP (256u << 20)
-
 /* A string as jansson dumps it: quotes, backslashes and control characters escaped (these with upper-case hex), the rest as is. */
 static int dump_string(sb_buf_t *b, const char *s, size_t len)
 {
@@ -773,11 +771,21 @@ static int dump(sb_buf_t *b, const json_t *j, int precision, unsigned depth)
     return -1;
 }
 
+int sb_json_dump_append(sb_buf_t *b, const json_t *json, int precision)
+{
+    size_t at = b->len;
+    if (json == NULL || dump(b, json, precision, 0) != 0) {
+        b->len = at;
+        return -1;
+    }
+    return 0;
+}
+
 char *sb_json_dumps(const json_t *json, int precision)
 {
     sb_buf_t b;
-    sb_buf_init(&b, MAX_DUMP);
-    if (json == NULL || dump(&b, json, precision, 0) != 0 || sb_buf_append(&b, "", 1) != 0) {
+    sb_buf_init(&b, SB_JSON_MAX_DUMP);
+    if (sb_json_dump_append(&b, json, precision) != 0 || sb_buf_append(&b, "", 1) != 0) {
         sb_buf_dispose(&b);
         return NULL;
     }

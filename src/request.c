@@ -498,27 +498,18 @@ void sb_chat_request_dispose(sb_chat_request_t *r)
 char *sb_chat_request_dump(const sb_chat_request_t *r)
 {
     /* jansson prints 0.3 as 0.29999999999999999 by default: same double, but not what the client wrote */
-    char *text = sb_json_dumps(r->upstream, 15);
-    if (text == NULL)
+    sb_buf_t b;
+    sb_buf_init(&b, SB_JSON_MAX_DUMP);
+    if (sb_json_dump_append(&b, r->upstream, 15) != 0 || b.len < 2 || b.base[b.len - 1] != '}')
         abort();
-    if (r->offered_tools == NULL)
-        return text;
-    /* the body has no `tools` (sb_tools_offer): the array goes in before the closing brace */
-    static const char key[] = "\"tools\":";
-    size_t len = strlen(text), add = strlen(r->offered_tools);
-    char *out = malloc(len + 1 + sizeof(key) - 1 + add + 1);
-    if (out == NULL || len < 2 || text[len - 1] != '}')
+    if (r->offered_tools != NULL) {
+        /* the body has no `tools` (sb_tools_offer): the array goes in before the closing brace */
+        --b.len;
+        if (sb_buf_appendz(&b, b.len > 1 ? ",\"tools\":" : "\"tools\":") != 0 || sb_buf_appendz(&b, r->offered_tools) != 0 ||
+            sb_buf_appendz(&b, "}") != 0)
+            abort();
+    }
+    if (sb_buf_append(&b, "", 1) != 0)
         abort();
-    char *p = out;
-    memcpy(p, text, len - 1);
-    p += len - 1;
-    if (len > 2)
-        *p++ = ',';
-    memcpy(p, key, sizeof(key) - 1);
-    p += sizeof(key) - 1;
-    memcpy(p, r->offered_tools, add);
-    p += add;
-    memcpy(p, "}", 2);
-    free(text);
-    return out;
+    return b.base;
 }

@@ -87,6 +87,9 @@ int sb_json_append_floats(sb_buf_t *b, const float *v, size_t n);
 /* Whether s[0..len) is well-formed UTF-8 (as sb_json_parse and jansson require; NUL bytes are allowed). */
 int sb_json_is_utf8(const char *s, size_t len);
 
+/* The longest text sb_json_dumps writes. */
+#define SB_JSON_MAX_DUMP (256u << 20)
+
 /*
  * What json_dumps(json, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(precision))
  * returns, byte for byte, for a tree of valid UTF-8 strings, at a fraction of
@@ -94,5 +97,7 @@ int sb_json_is_utf8(const char *s, size_t len);
  * container for cycles. New string (free() it); NULL past 256 MB.
  */
 char *sb_json_dumps(const json_t *json, int precision);
+/* The same text appended to `b` (no NUL); 0, or -1 with `b` as it was when its ceiling would be passed. */
+int sb_json_dump_append(sb_buf_t *b, const json_t *json, int precision);
 
 #endif

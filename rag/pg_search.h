@@ -99,7 +99,7 @@
     " FROM terms t CROSS JOIN LATERAL ("                                                                                           \
     "  SELECT chunk, impact FROM rag_postings p WHERE p.lexeme = t.id ORDER BY impact DESC, size DESC, chunk"                      \
     "  LIMIT greatest(100, 1000 / nullif((SELECT count(*) FROM terms), 0))) p"                                                     \
-    " GROUP BY p.chunk ORDER BY part DESC, p.chunk LIMIT greatest(20, 5 * least($2::int, 100))),"                                   \
+    " GROUP BY p.chunk ORDER BY part DESC, p.chunk LIMIT greatest(20, 5 * least($2::int, 100))),"                                  \
     " scored AS ("                                                                                                                 \
     " SELECT c.id, c.source, c.title, c.heading, c.content,"                                                                       \
     "  (SELECT sum(t.idf * p.impact) FROM terms t JOIN rag_postings p ON p.chunk = f.chunk AND p.lexeme = t.id) AS score"          \

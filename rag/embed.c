@@ -538,9 +538,18 @@ void sb_embed_cancel(sb_embed_t *e)
     embed_free(e);
 }
 
-void sb_rag_store_answer(CURLcode result, long status, char *body, size_t len,
-                         int (*rows_from)(const sb_json_value_t *root, sb_rag_answer_t *out), sb_rag_rows_cb done, void *data)
+struct store_query {
+    sb_rag_search_t super; /* first: handed out as the search */
+    sb_rag_http_t *http;
+    sb_rag_rows_from_fn rows_from;
+    sb_rag_rows_cb done;
+    void *data;
+};
+
+static void on_store_answer(void *data, CURLcode result, long status, char *body, size_t len)
 {
+    struct store_query q = *(struct store_query *)data;
+    free(data);
     /* Responses hold k passages with their metadata: a few hundred values. The ceiling only bounds a misbehaving store. */
     enum { MAX_VALUES = 1 << 18 };
     sb_json_doc_t doc = {0};
@@ -548,8 +557,30 @@ void sb_rag_store_answer(CURLcode result, long status, char *body, size_t len,
     answer.n = 0;
     int ok = result == CURLE_OK && status / 100 == 2;
     int parsed = ok && sb_json_parse(&doc, body, len, MAX_VALUES) == 0;
-    int read = parsed && rows_from(sb_json_root(&doc), &answer) == 0;
+    int read = parsed && q.rows_from(sb_json_root(&doc), &answer) == 0;
     sb_error_t err = read ? SB_OK : ok ? SB_E_STORE_BAD_RESPONSE : sb_rag_store_error(result, status);
-    done(data, answer.rows, answer.n, err);
+    q.done(q.data, answer.rows, answer.n, err);
     sb_json_doc_dispose(&doc);
+}
+
+sb_rag_search_t *sb_rag_store_query(const sb_rag_env_t *env, const sb_rag_backend_t *backend, const char *url,
+                                    struct curl_slist *headers, char *body, size_t len, sb_rag_rows_from_fn rows_from,
+                                    sb_rag_rows_cb done, void *data)
+{
+    struct store_query *q = calloc(1, sizeof(*q));
+    if (q == NULL)
+        abort();
+    q->super.backend = backend;
+    q->rows_from = rows_from;
+    q->done = done;
+    q->data = data;
+    q->http = sb_rag_http_post(env->curlm, url, headers, body, len, env->config->rag_timeout_ms + 1000, on_store_answer, q);
+    return &q->super;
+}
+
+void sb_rag_store_cancel(sb_rag_search_t *search)
+{
+    struct store_query *q = (struct store_query *)search;
+    sb_rag_http_cancel(q->http);
+    free(q);
 }

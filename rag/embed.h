@@ -52,13 +52,21 @@ typedef struct sb_rag_answer {
     char ids[SB_RAG_MAX_ROWS][32]; /* numeric ids written out, for rows whose source is their id */
 } sb_rag_answer_t;
 
+/* Reads a store's 2xx JSON answer into rows; -1 when the body has the wrong shape. Stops at SB_RAG_MAX_ROWS. */
+typedef int (*sb_rag_rows_from_fn)(const sb_json_value_t *root, sb_rag_answer_t *out);
+
 /*
- * Ends a vector store's search with the store's answer: the rows `rows_from`
- * reads out of a 2xx JSON body (it returns -1 when the body has the wrong
- * shape, and stops at SB_RAG_MAX_ROWS), else the store's error. Calls done() once.
+ * A vector store's search: POSTs the JSON `body` (`len` bytes, taken) with
+ * `headers` (taken) to `url`, and answers done() once with the rows
+ * `rows_from` reads out of a 2xx answer, else the store's error. Curl's own
+ * limit is the retrieval budget plus a second: the budget decides when
+ * retrieval gives up, curl's limit only keeps a lost transfer from living on.
+ * The search belongs to `backend`, whose cancel is sb_rag_store_cancel.
  */
-void sb_rag_store_answer(CURLcode result, long status, char *body, size_t len,
-                         int (*rows_from)(const sb_json_value_t *root, sb_rag_answer_t *out), sb_rag_rows_cb done, void *data);
+sb_rag_search_t *sb_rag_store_query(const sb_rag_env_t *env, const sb_rag_backend_t *backend, const char *url,
+                                    struct curl_slist *headers, char *body, size_t len, sb_rag_rows_from_fn rows_from,
+                                    sb_rag_rows_cb done, void *data);
+void sb_rag_store_cancel(sb_rag_search_t *search);
 /* Appends `s` to `out` with everything but unreserved characters (RFC 3986) percent-encoded; -1 past the ceiling. */
 int sb_rag_append_escaped(sb_buf_t *out, const char *s);
 

@@ -25,13 +25,6 @@ extern const sb_rag_backend_t sb_rag_pinecone;
 /* The query's ceiling: room for SB_EMBED_MAX_DIM floats of at most 16 bytes and a namespace checked at start-up. */
 #define MAX_BODY (1u << 20)
 
-struct search {
-    sb_rag_search_t super; /* first: the backend hands out &super and gets it back */
-    sb_rag_http_t *http;
-    sb_rag_rows_cb done;
-    void *data;
-};
-
 /* A value that goes into a header must not be able to start another one. */
 static int has_control(const char *s)
 {
@@ -109,26 +102,11 @@ static int rows_from(const sb_json_value_t *body, sb_rag_answer_t *out)
     return 0;
 }
 
-static void on_answer(void *data, CURLcode result, long status, char *body, size_t len)
-{
-    struct search *s = data;
-    sb_rag_rows_cb done = s->done;
-    void *cbdata = s->data;
-    free(s);
-    sb_rag_store_answer(result, status, body, len, rows_from, done, cbdata);
-}
-
 static sb_rag_search_t *search(const sb_rag_env_t *env, const char *question, const float *vec, size_t dim, unsigned k,
                                sb_rag_rows_cb done, void *data)
 {
     (void)question;
     const sb_config_t *c = env->config;
-    struct search *s = calloc(1, sizeof(*s));
-    if (s == NULL)
-        abort();
-    s->super.backend = &sb_rag_pinecone;
-    s->done = done;
-    s->data = data;
 
     sb_buf_t url, h;
     sb_buf_init(&url, 4096);
@@ -162,17 +140,9 @@ static sb_rag_search_t *search(const sb_rag_env_t *env, const char *question, co
         sb_buf_appendz(&body, "\"");
     }
     sb_buf_appendz(&body, "}");
-    /* the budget decides when retrieval gives up; curl's own limit only keeps a lost transfer from living on */
-    s->http = sb_rag_http_post(env->curlm, url.base, headers, body.base, body.len, c->rag_timeout_ms + 1000, on_answer, s);
+    sb_rag_search_t *s = sb_rag_store_query(env, &sb_rag_pinecone, url.base, headers, body.base, body.len, rows_from, done, data);
     sb_buf_dispose(&url);
-    return &s->super;
+    return s;
 }
 
-static void cancel(sb_rag_search_t *base)
-{
-    struct search *s = (struct search *)base;
-    sb_rag_http_cancel(s->http);
-    free(s);
-}
-
-const sb_rag_backend_t sb_rag_pinecone = {"pinecone", 1, check, search, cancel};
+const sb_rag_backend_t sb_rag_pinecone = {"pinecone", 1, check, search, sb_rag_store_cancel};

@@ -21,13 +21,6 @@ extern const sb_rag_backend_t sb_rag_qdrant;
 /* The query's ceiling: room for SB_EMBED_MAX_DIM floats of at most 16 bytes. */
 #define MAX_BODY (1u << 20)
 
-struct search {
-    sb_rag_search_t super; /* first: the backend hands out &super and gets it back */
-    sb_rag_http_t *http;
-    sb_rag_rows_cb done;
-    void *data;
-};
-
 static int check(const sb_config_t *c, char *err, size_t errlen)
 {
     if (c->qdrant_url == NULL) {
@@ -114,26 +107,11 @@ static int rows_from(const sb_json_value_t *body, sb_rag_answer_t *out)
     return 0;
 }
 
-static void on_answer(void *data, CURLcode result, long status, char *body, size_t len)
-{
-    struct search *s = data;
-    sb_rag_rows_cb done = s->done;
-    void *cbdata = s->data;
-    free(s);
-    sb_rag_store_answer(result, status, body, len, rows_from, done, cbdata);
-}
-
 static sb_rag_search_t *search(const sb_rag_env_t *env, const char *question, const float *vec, size_t dim, unsigned k,
                                sb_rag_rows_cb done, void *data)
 {
     (void)question;
     const sb_config_t *c = env->config;
-    struct search *s = calloc(1, sizeof(*s));
-    if (s == NULL)
-        abort();
-    s->super.backend = &sb_rag_qdrant;
-    s->done = done;
-    s->data = data;
 
     sb_buf_t url;
     sb_buf_init(&url, 4096);
@@ -159,17 +137,9 @@ static sb_rag_search_t *search(const sb_rag_env_t *env, const char *question, co
     sb_buf_appendz(&body, "{\"query\":");
     sb_json_append_floats(&body, vec, dim);
     sb_buf_appendf(&body, ",\"limit\":%u,\"with_payload\":true}", k);
-    /* the budget decides when retrieval gives up; curl's own limit only keeps a lost transfer from living on */
-    s->http = sb_rag_http_post(env->curlm, url.base, headers, body.base, body.len, c->rag_timeout_ms + 1000, on_answer, s);
+    sb_rag_search_t *s = sb_rag_store_query(env, &sb_rag_qdrant, url.base, headers, body.base, body.len, rows_from, done, data);
     sb_buf_dispose(&url);
-    return &s->super;
+    return s;
 }
 
-static void cancel(sb_rag_search_t *base)
-{
-    struct search *s = (struct search *)base;
-    sb_rag_http_cancel(s->http);
-    free(s);
-}
-
-const sb_rag_backend_t sb_rag_qdrant = {"qdrant", 1, check, search, cancel};
+const sb_rag_backend_t sb_rag_qdrant = {"qdrant", 1, check, search, sb_rag_store_cancel};

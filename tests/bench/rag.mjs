@@ -38,11 +38,11 @@
 import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startFakeStore } from '../integration/fake_store.mjs';
+import { pct, cpuMs, treeCpuMs, machineCpuMs, freePort } from './lib.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
@@ -107,11 +107,6 @@ const psql = (script) => execFileSync('psql', ['-X', '-q', '-At', '-v', 'ON_ERRO
 
 // --- percentiles ---------------------------------------------------------------------------------------
 
-function pct(xs, p) {
-  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
-}
 const stats = (xs) => ({ n: xs.length, p50_ms: pct(xs, 50), p90_ms: pct(xs, 90), p99_ms: pct(xs, 99), max_ms: pct(xs, 100) });
 
 // --- the knowledge base ------------------------------------------------------------------------------
@@ -220,49 +215,14 @@ function agreement(got, exact) {
 
 // --- CPU of the machine and of the benchmark's own processes (to tell whether something else was running) ------
 
-const TICK_MS = 10; // USER_HZ 100
-function cpuMsOf(pid) {
-  try {
-    const st = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) * TICK_MS;
-  } catch {
-    return 0;
-  }
-}
-function childPids(ppid) {
-  const kids = [];
-  for (const d of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const st = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-      if (Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]) === ppid) kids.push(Number(d));
-    } catch { /* gone */ }
-  }
-  return kids;
-}
 /** Busy and total ms of all CPUs (from /proc/stat), and the CPU ms of our processes (Postgres backends included). */
 function cpuSample(ownPids) {
-  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  const total = f.reduce((a, b) => a + b, 0) * TICK_MS;
-  const idle = (f[3] + f[4]) * TICK_MS;
+  const { busy, total } = machineCpuMs();
   const pm = Number(env.BENCH_PG_PID);
-  const pgPids = pm ? [pm, ...childPids(pm)] : [];
-  return { busy: total - idle, total, own: [...ownPids, ...pgPids].reduce((a, p) => a + cpuMsOf(p), 0) };
+  return { busy, total, own: ownPids.reduce((a, p) => a + cpuMs(p), 0) + (pm ? treeCpuMs(pm) : 0) };
 }
 
 // --- processes -----------------------------------------------------------------------------------------
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** A switchboard with the common settings plus `extra`; the environment is built from scratch (no .env, no inherited RAG_*). */
 async function startSwitchboard(name, extra) {

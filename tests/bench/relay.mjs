@@ -12,6 +12,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { pct, cpuMs, reapedChildrenCpuMs, childPids, machineCpuMs } from './lib.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const env = process.env;
@@ -167,31 +168,10 @@ function procStatus(pid) {
   }
   return out; // KiB, except Threads
 }
-const TICK_US = 1e6 / 100; // USER_HZ is 100 on Linux
-function cpuUs(pid) {
-  const s = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) * TICK_US; // utime + stime
-}
-function childrenOf(ppid) {
-  const kids = [];
-  for (const d of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const s = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-      const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-      if (Number(f[1]) === ppid) kids.push(Number(d));
-    } catch { /* gone */ }
-  }
-  return kids;
-}
-/** CPU time of this process's reaped children (cutime + cstime): wrk's, once it has exited. */
-function childrenCpuUs() {
-  const s = fs.readFileSync('/proc/self/stat', 'utf8');
-  const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[13]) + Number(f[14])) * TICK_US;
-}
-const nginxWorkers = () => childrenOf(PID.nginx);
+const cpuUs = (pid) => cpuMs(pid) * 1000;
+/** CPU time of this process's reaped children: wrk's, once it has exited. */
+const childrenCpuUs = () => reapedChildrenCpuMs() * 1000;
+const nginxWorkers = () => childPids(PID.nginx);
 function cpuOf(which) {
   if (which === 'nginx') return [PID.nginx, ...nginxWorkers()].reduce((a, p) => a + cpuUs(p), 0);
   return cpuUs(PID[which]);
@@ -219,12 +199,8 @@ function timeWaitOf(port) {
   return set;
 }
 const newIn = (before, after) => [...after].filter((x) => !before.has(x)).length;
-/** Busy CPU time of the whole machine (all cores, µs) from /proc/stat. */
-function machineBusyUs() {
-  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  const [user, nice, system, , , irq, softirq, steal] = f; // idle and iowait left out
-  return (user + nice + system + irq + softirq + (steal || 0)) * TICK_US;
-}
+/** Busy CPU time of the whole machine (all cores, µs). */
+const machineBusyUs = () => machineCpuMs().busy * 1000;
 let wrkCpuTotalUs = 0; // every wrk run adds its CPU time here
 /** CPU time of everything this benchmark runs: servers, this client, wrk. */
 function ourCpuUs() {
@@ -247,11 +223,10 @@ function assertAlive() {
 // --- statistics --------------------------------------------------------------------------------------
 
 function stats(xs) {
-  const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  const q = (p) => s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
+  const s = xs.filter((x) => Number.isFinite(x));
   const mean = s.reduce((a, b) => a + b, 0) / s.length;
   const us = (ms) => Math.round(ms * 1000);
-  return { n: s.length, p50_us: us(q(50)), p90_us: us(q(90)), p99_us: us(q(99)), max_us: us(s[s.length - 1]), mean_us: us(mean) };
+  return { n: s.length, p50_us: us(pct(s, 50)), p90_us: us(pct(s, 90)), p99_us: us(pct(s, 99)), max_us: us(pct(s, 100)), mean_us: us(mean) };
 }
 function median(xs) {
   const s = [...xs].sort((a, b) => a - b);

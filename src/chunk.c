@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "chunk.h"
+#include "jsonlex.h"
 
 enum {
     SYNTAX = -1, /* not strict JSON, or past a limit: give up */
@@ -59,65 +60,6 @@ static inline int peek(scan_t *s)
 }
 
 /*
- * Length of the UTF-8 sequence starting at p (a byte >= 0x80), or 0 when it is
- * not well-formed: overlong forms, UTF-16 surrogates and code points past
- * U+10FFFF are refused (Unicode's table 3-7).
- */
-static size_t utf8_length(const unsigned char *p, const unsigned char *end)
-{
-    size_t avail = (size_t)(end - p);
-    unsigned c = p[0];
-    if (c >= 0xC2 && c <= 0xDF)
-        return avail >= 2 && (p[1] & 0xC0) == 0x80 ? 2 : 0;
-    if (c >= 0xE0 && c <= 0xEF) {
-        unsigned lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-        return avail >= 3 && p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80 ? 3 : 0;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        unsigned lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-        return avail >= 4 && p[1] >= lo && p[1] <= hi && (p[2] & 0xC0) == 0x80 && (p[3] & 0xC0) == 0x80 ? 4 : 0;
-    }
-    return 0;
-}
-
-/* The four hex digits at p, or -1. */
-static long hex4(const unsigned char *p)
-{
-    long v = 0;
-    for (int i = 0; i < 4; ++i) {
-        unsigned c = p[i];
-        if (IS_DIGIT(c))
-            c -= '0';
-        else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
-            c = (c | 0x20) - 'a' + 10;
-        else
-            return -1;
-        v = v << 4 | c;
-    }
-    return v;
-}
-
-static char *put_utf8(char *o, long cp)
-{
-    if (cp < 0x80) {
-        *o++ = (char)cp;
-    } else if (cp < 0x800) {
-        *o++ = (char)(0xC0 | cp >> 6);
-        *o++ = (char)(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        *o++ = (char)(0xE0 | cp >> 12);
-        *o++ = (char)(0x80 | (cp >> 6 & 0x3F));
-        *o++ = (char)(0x80 | (cp & 0x3F));
-    } else {
-        *o++ = (char)(0xF0 | cp >> 18);
-        *o++ = (char)(0x80 | (cp >> 12 & 0x3F));
-        *o++ = (char)(0x80 | (cp >> 6 & 0x3F));
-        *o++ = (char)(0x80 | (cp & 0x3F));
-    }
-    return o;
-}
-
-/*
  * The rest of a string that holds an escape at p: copies what came before it
  * (from start) into scratch and decodes from there. Each escape is at least
  * as long as what it stands for, so the string never outgrows its source.
@@ -142,7 +84,7 @@ static int decode_string(scan_t *s, const unsigned char *start, const unsigned c
             s->p = p + 1;
             return OK;
         case MULTIBYTE:
-            if ((n = utf8_length(p, end)) == 0)
+            if ((n = sb_utf8_len(p, end)) == 0)
                 return SYNTAX;
             memcpy(o, p, n);
             o += n;
@@ -151,50 +93,9 @@ static int decode_string(scan_t *s, const unsigned char *start, const unsigned c
         case CONTROL:
             return SYNTAX;
         }
-        /* an escape */
-        if (end - p < 2)
+        if ((n = sb_json_unescape(p, end, &o)) == 0) /* an escape */
             return SYNTAX;
-        switch (p[1]) {
-        case '"':
-        case '\\':
-        case '/':
-            *o++ = (char)p[1];
-            break;
-        case 'b':
-            *o++ = '\b';
-            break;
-        case 'f':
-            *o++ = '\f';
-            break;
-        case 'n':
-            *o++ = '\n';
-            break;
-        case 'r':
-            *o++ = '\r';
-            break;
-        case 't':
-            *o++ = '\t';
-            break;
-        case 'u': {
-            long cp = end - p >= 6 ? hex4(p + 2) : -1;
-            /* jansson refuses NUL in strings unless asked (JSON_ALLOW_NUL): C strings downstream would be cut there */
-            if (cp <= 0 || (cp >= 0xDC00 && cp <= 0xDFFF))
-                return SYNTAX;
-            if (cp >= 0xD800 && cp <= 0xDBFF) { /* only a pair of surrogates makes a code point */
-                long lo = end - p >= 12 && p[6] == '\\' && p[7] == 'u' ? hex4(p + 8) : -1;
-                if (lo < 0xDC00 || lo > 0xDFFF)
-                    return SYNTAX;
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                p += 6;
-            }
-            o = put_utf8(o, cp);
-            p += 6;
-            continue;
-        }
-        default:
-            return SYNTAX;
-        }
-        p += 2;
+        p += n;
     }
     return SYNTAX;
 }
@@ -236,7 +137,7 @@ static int scan_string(scan_t *s, sb_str_t *out, int keep)
             s->p = p + 1;
             return OK;
         case MULTIBYTE:
-            if ((n = utf8_length(p, end)) == 0)
+            if ((n = sb_utf8_len(p, end)) == 0)
                 return SYNTAX;
             p += n;
             continue;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonlex.h"
 #include "sb/json.h"
 
 #define MAX_DEPTH 128
@@ -173,115 +174,6 @@ static long push(struct parser *ps, sb_json_kind_t kind)
     return (long)doc->n++;
 }
 
-/* The length of the well-formed UTF-8 sequence (RFC 3629: no overlongs, no surrogates, at most U+10FFFF) at p, or 0. */
-static size_t utf8_len(const unsigned char *p, const unsigned char *end)
-{
-    unsigned char c = p[0];
-    size_t n;
-    unsigned char lo = 0x80, hi = 0xBF; /* the range of the second byte */
-    if (c >= 0xC2 && c <= 0xDF)
-        n = 2;
-    else if (c >= 0xE0 && c <= 0xEF)
-        n = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-    else if (c >= 0xF0 && c <= 0xF4)
-        n = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-    else
-        return 0;
-    if ((size_t)(end - p) < n || p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; ++i)
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-    return n;
-}
-
-static int hex4(const char *p)
-{
-    int v = 0;
-    for (int i = 0; i < 4; ++i) {
-        char c = p[i];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-        if (d < 0)
-            return -1;
-        v = v * 16 + d;
-    }
-    return v;
-}
-
-/*
- * Decodes the escape at *r (a backslash) into *w and moves both on; -1 when it
- * is not a valid escape. Never writes more bytes than it reads, which is what
- * lets strings be decoded in place.
- */
-static int unescape(char **r, const char *end, char **w)
-{
-    const char *p = *r;
-    if (end - p < 2)
-        return -1;
-    char c = p[1], out;
-    switch (c) {
-    case '"':
-    case '\\':
-    case '/':
-        out = c;
-        break;
-    case 'b':
-        out = '\b';
-        break;
-    case 'f':
-        out = '\f';
-        break;
-    case 'n':
-        out = '\n';
-        break;
-    case 'r':
-        out = '\r';
-        break;
-    case 't':
-        out = '\t';
-        break;
-    case 'u': {
-        if (end - p < 6)
-            return -1;
-        long cp = hex4(p + 2);
-        p += 6;
-        if (cp <= 0 || (cp >= 0xDC00 && cp <= 0xDFFF)) /* \u0000 would cut the C string; a low surrogate needs a high one */
-            return -1;
-        if (cp >= 0xD800 && cp <= 0xDBFF) {
-            int lo = end - p >= 6 && p[0] == '\\' && p[1] == 'u' ? hex4(p + 2) : -1;
-            if (lo < 0xDC00 || lo > 0xDFFF)
-                return -1;
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-            p += 6;
-        }
-        char *o = *w;
-        if (cp < 0x80) {
-            *o++ = (char)cp;
-        } else if (cp < 0x800) {
-            *o++ = (char)(0xC0 | (cp >> 6));
-            *o++ = (char)(0x80 | (cp & 0x3F));
-        } else if (cp < 0x10000) {
-            *o++ = (char)(0xE0 | (cp >> 12));
-            *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
-            *o++ = (char)(0x80 | (cp & 0x3F));
-        } else {
-            *o++ = (char)(0xF0 | (cp >> 18));
-            *o++ = (char)(0x80 | ((cp >> 12) & 0x3F));
-            *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
-            *o++ = (char)(0x80 | (cp & 0x3F));
-        }
-        *w = o;
-        *r = (char *)p;
-        return 0;
-    }
-    default:
-        return -1;
-    }
-    *(*w)++ = out;
-    *r += 2;
-    return 0;
-}
-
 /* A string at ps->p (its opening quote), decoded in place over itself and NUL-terminated where the closing quote was at the latest.
  */
 static int parse_string(struct parser *ps, long idx)
@@ -302,11 +194,13 @@ static int parse_string(struct parser *ps, long idx)
         if (c == '"')
             break;
         if (c == '\\') {
-            if (unescape(&r, end, &w) != 0)
+            size_t n = sb_json_unescape((const unsigned char *)r, (const unsigned char *)end, &w);
+            if (n == 0)
                 return -1;
+            r += n;
             continue;
         }
-        size_t n = c < 0x80 ? 0 : utf8_len((const unsigned char *)r, (const unsigned char *)end);
+        size_t n = c < 0x80 ? 0 : sb_utf8_len((const unsigned char *)r, (const unsigned char *)end);
         if (n == 0) /* a control character, or bytes that are not UTF-8 */
             return -1;
         memmove(w, r, n);
@@ -666,7 +560,7 @@ int sb_json_is_utf8(const char *s, size_t len)
         } else if ((unsigned char)*p < 0x80) {
             ++p;
         } else {
-            size_t n = utf8_len((const unsigned char *)p, (const unsigned char *)end);
+            size_t n = sb_utf8_len((const unsigned char *)p, (const unsigned char *)end);
             if (n == 0)
                 return 0;
             p += n;

@@ -103,10 +103,13 @@ function stalls(rs, probe) {
 
 /** How the machine's CPU went during a level, in % of one core: switchboard, provider, Postgres, this client, all. */
 function cpuMeter() {
-  const take = () => ({
-    t: performance.now(), machine: machineCpuMs(), switchboard: cpuMs(pids.switchboard), provider: cpuMs(pids.provider),
-    postgres: treeCpuMs(pids.postgres), client: (process.cpuUsage().user + process.cpuUsage().system) / 1000,
-  });
+  const take = () => {
+    const self = process.cpuUsage();
+    return {
+      t: performance.now(), machine: machineCpuMs(), switchboard: cpuMs(pids.switchboard), provider: cpuMs(pids.provider),
+      postgres: treeCpuMs(pids.postgres), client: (self.user + self.system) / 1000,
+    };
+  };
   const a = take();
   return () => {
     const b = take();

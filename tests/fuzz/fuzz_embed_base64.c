@@ -9,26 +9,11 @@
 #include <string.h>
 
 #include "../../rag/embed.h"
+#include "base64_enc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MAX_DIM 64
-
-static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/* Canonical padded base64 of `n` bytes into `out`. */
-static size_t encode(const unsigned char *in, size_t n, char *out)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t x = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0) | (i + 2 < n ? in[i + 2] : 0);
-        out[o++] = abc[x >> 18 & 63];
-        out[o++] = abc[x >> 12 & 63];
-        out[o++] = i + 1 < n ? abc[x >> 6 & 63] : '=';
-        out[o++] = i + 2 < n ? abc[x & 63] : '=';
-    }
-    return o;
-}
 
 /* Whether `s` is the canonical encoding of whole finite floats, at most MAX_DIM: decoded by brute force, re-encoded, compared. */
 static int should_accept(const char *s, size_t len)
@@ -41,9 +26,9 @@ static int should_accept(const char *s, size_t len)
         uint32_t x = 0;
         size_t pad = 0;
         for (size_t j = 0; j < 4; ++j) {
-            const char *p = s[i + j] != '\0' ? strchr(abc, s[i + j]) : NULL;
+            const char *p = s[i + j] != '\0' ? strchr(base64_alphabet, s[i + j]) : NULL;
             pad += s[i + j] == '=';
-            x = x << 6 | (p != NULL ? (uint32_t)(p - abc) : 0);
+            x = x << 6 | (p != NULL ? (uint32_t)(p - base64_alphabet) : 0);
         }
         for (size_t j = 0; j < 3 - (pad < 3 ? pad : 2); ++j)
             raw[n++] = (unsigned char)(x >> (16 - 8 * j));
@@ -51,7 +36,7 @@ static int should_accept(const char *s, size_t len)
     if (n % 4 != 0 || n == 0)
         return 0;
     char again[sizeof(raw) / 3 * 4 + 8];
-    if (encode(raw, n, again) != len || memcmp(again, s, len) != 0)
+    if (base64_encode(raw, n, again) != len || memcmp(again, s, len) != 0)
         return 0;
     for (size_t i = 0; i < n; i += 4) {
         uint32_t u = (uint32_t)raw[i] | (uint32_t)raw[i + 1] << 8 | (uint32_t)raw[i + 2] << 16 | (uint32_t)raw[i + 3] << 24;
@@ -82,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 raw[i * 4 + (size_t)j] = (unsigned char)(u >> (8 * j));
         }
         char again[MAX_DIM * 4 / 3 * 4 + 8];
-        if (dim * 4 / 3 * 4 > size || encode(raw, dim * 4, again) != size || memcmp(again, s, size) != 0)
+        if (dim * 4 / 3 * 4 > size || base64_encode(raw, dim * 4, again) != size || memcmp(again, s, size) != 0)
             abort();
     }
     free(out);

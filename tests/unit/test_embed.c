@@ -9,22 +9,8 @@
 #include <string.h>
 
 #include "../../rag/embed.h"
+#include "../fuzz/base64_enc.h"
 #include "tap.h"
-
-/* Canonical padded base64 of `n` bytes into `out` (4 * ceil(n / 3) + 1 bytes). */
-static void encode(const unsigned char *in, size_t n, char *out)
-{
-    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t x = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0) | (i + 2 < n ? in[i + 2] : 0);
-        out[o++] = abc[x >> 18 & 63];
-        out[o++] = abc[x >> 12 & 63];
-        out[o++] = i + 1 < n ? abc[x >> 6 & 63] : '=';
-        out[o++] = i + 2 < n ? abc[x & 63] : '=';
-    }
-    out[o] = '\0';
-}
 
 /* The little-endian bytes of `v`. */
 static void bytes_of(const float *v, size_t n, unsigned char *out)
@@ -58,7 +44,7 @@ int main(void)
         v[i] = (float)((double)(x >> 11) / 9007199254740992.0 - 0.5) / 10;
     }
     bytes_of(v, 1536, raw);
-    encode(raw, sizeof(raw), text);
+    text[base64_encode(raw, sizeof(raw), text)] = '\0';
     ok(decode(text, out, 2048) == 1536 && memcmp(out, v, sizeof(v)) == 0, "1536 dimensions come back bit for bit");
     ok(decode(text, out, 1535) == 0, "one dimension past max_dim: refused");
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonlex.h"
 #include "sb/buf.h"
 
 static void *xrealloc(void *p, size_t n)
@@ -117,6 +118,34 @@ int sb_buf_append_json_escaped(sb_buf_t *b, const char *s, size_t len)
     if (sb_buf_append(b, s + len - run, run) != 0)
         goto fail;
     return 0;
+fail:
+    b->len = start;
+    if (b->base != NULL)
+        b->base[b->len] = '\0';
+    return -1;
+}
+
+int sb_buf_append_utf8(sb_buf_t *b, const char *s, size_t len)
+{
+    static const char replacement[] = "\xEF\xBF\xBD"; /* U+FFFD */
+    const unsigned char *p = (const unsigned char *)s, *end = p + len, *run = p;
+    size_t start = b->len;
+    while (p < end) {
+        if (*p < 0x80) {
+            ++p;
+            continue;
+        }
+        size_t n = sb_utf8_len(p, end);
+        if (n > 0) {
+            p += n;
+            continue;
+        }
+        if (sb_buf_append(b, run, (size_t)(p - run)) != 0 || sb_buf_append(b, replacement, 3) != 0)
+            goto fail;
+        run = ++p;
+    }
+    if (sb_buf_append(b, run, (size_t)(p - run)) == 0)
+        return 0;
 fail:
     b->len = start;
     if (b->base != NULL)

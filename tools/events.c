@@ -108,8 +108,10 @@ static void run_event(sb_tool_call_t *call, const void *args)
 {
     const struct event_args *a = args;
     char *payload = a->payload ? json_dumps(a->payload, JSON_COMPACT) : NULL;
-    if (a->payload != NULL && payload == NULL)
-        abort();
+    if (a->payload != NULL && payload == NULL) { /* the parser measured it by dumping it: only memory can fail here */
+        sb_tool_call_fail(call, "the payload could not be written");
+        return;
+    }
     const char *v[5] = {a->event_type, a->agent_id, a->channel, payload, sb_tool_call_key(call)};
     sb_tool_run_json(call, event_sql, 5, v, "the event was not recorded, try again"); /* the pool copies the values */
     free(payload);

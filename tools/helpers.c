@@ -24,10 +24,7 @@ static int fits(json_t *v, char t)
     case 'f':
     case 'F':
         return json_is_number(v);
-    case 'O':
-    case 'o':
-        return 1;
-    default:
+    default: /* 'o', 'O': any value */
         return 1;
     }
 }
@@ -37,26 +34,85 @@ static const char *described(char t)
     return t == 's' ? "a string" : t == 'I' || t == 'i' ? "an integer" : t == 'b' ? "true or false" : "a number";
 }
 
-/*
- * jansson says "Expected string, got integer" without the key. Walk the flat
- * "{s:x, s?y}" format and its arguments (key, then one pointer per value) to
- * name the offending field, so the model can fix exactly that.
- */
-static void name_the_field(json_t *in, char *err, size_t errlen, const char *fmt, va_list ap)
+#define MAX_KEYS 16
+
+/* The keys of a flat "{s:x, s?y}" format, read from its arguments (key, then one pointer per value). */
+struct format_keys {
+    const char *name[MAX_KEYS];
+    char type[MAX_KEYS];
+    char required[MAX_KEYS];
+    size_t n;
+};
+
+static void read_format(const char *fmt, va_list ap, struct format_keys *k)
 {
-    for (const char *f = fmt; *f != '\0'; ++f) {
+    k->n = 0;
+    for (const char *f = fmt; *f != '\0' && k->n < MAX_KEYS; ++f) {
         if (*f != 's' || (f[1] != ':' && f[1] != '?'))
             continue;
-        const char *key = va_arg(ap, const char *);
-        char t = f[2];
+        k->name[k->n] = va_arg(ap, const char *);
         (void)va_arg(ap, void *);
+        k->required[k->n] = f[1] == ':';
+        k->type[k->n] = f[2];
+        ++k->n;
         f += 2;
-        json_t *v = json_object_get(in, key);
-        if (v != NULL && !fits(v, t)) { /* null too: "Expected string, got null" would not say which */
-            snprintf(err, errlen, "%s must be %s", key, described(t));
+    }
+}
+
+static int known(const struct format_keys *k, const char *key)
+{
+    for (size_t i = 0; i < k->n; ++i)
+        if (strcmp(k->name[i], key) == 0)
+            return 1;
+    return 0;
+}
+
+/* At most `max` bytes of `s`, cut where a UTF-8 character begins, so a name quoted in a message stays whole. */
+static int utf8_prefix(const char *s, int max)
+{
+    int n = (int)strnlen(s, (size_t)max + 1);
+    if (n <= max)
+        return n;
+    n = max;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+        --n;
+    return n;
+}
+
+/*
+ * The message for the model when unpacking failed. jansson's own texts name
+ * no key ("Expected string, got integer"), and its list of unexpected keys is
+ * cut at a fixed length that can split a character, so the key the model
+ * must fix is named here: a key the tool does not take (with the ones it
+ * does), a required one missing, or one of the wrong type.
+ */
+static void explain(json_t *in, const struct format_keys *k, const char *jansson_text, char *err, size_t errlen)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(in, key, v)
+    {
+        if (known(k, key))
+            continue;
+        int used = snprintf(err, errlen, "unknown argument \"%.*s\" (this tool takes: ", utf8_prefix(key, 64), key);
+        for (size_t i = 0; i < k->n && used >= 0 && (size_t)used < errlen; ++i)
+            used += snprintf(err + used, errlen - (size_t)used, "%s%s", i ? ", " : "", k->name[i]);
+        if (used >= 0 && (size_t)used < errlen)
+            snprintf(err + used, errlen - (size_t)used, ")");
+        return;
+    }
+    for (size_t i = 0; i < k->n; ++i) {
+        v = json_object_get(in, k->name[i]);
+        if (v == NULL && k->required[i]) {
+            snprintf(err, errlen, "%s is required", k->name[i]);
+            return;
+        }
+        if (v != NULL && !fits(v, k->type[i])) { /* null too: "Expected string, got null" would not say which */
+            snprintf(err, errlen, "%s must be %s", k->name[i], described(k->type[i]));
             return;
         }
     }
+    snprintf(err, errlen, "%s", jansson_text);
 }
 
 int sb_tool_unpack(json_t *in, char *err, size_t errlen, const char *fmt, ...)
@@ -68,8 +124,9 @@ int sb_tool_unpack(json_t *in, char *err, size_t errlen, const char *fmt, ...)
     int rc = json_vunpack_ex(in, &jerr, JSON_STRICT, fmt, ap);
     va_end(ap);
     if (rc != 0) {
-        snprintf(err, errlen, "%s", jerr.text);
-        name_the_field(in, err, errlen, fmt, again);
+        struct format_keys k;
+        read_format(fmt, again, &k);
+        explain(in, &k, jerr.text, err, errlen);
     }
     va_end(again);
     return rc;

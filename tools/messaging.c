@@ -147,10 +147,15 @@ static void run_rtm(sb_tool_call_t *call, const void *args)
 
     json_t *body = json_pack("{s:s, s:b, s:b, s:s}", "destination", a->user_id, "enable_offline_messaging", 0,
                              "enable_historical_messaging", 0, "payload", a->message);
-    r->body = json_dumps(body, JSON_COMPACT);
+    r->body = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
-    if (r->body == NULL)
-        abort();
+    if (r->body == NULL) { /* the strings were parsed as UTF-8: only memory can fail here */
+        curl_easy_cleanup(e);
+        rtm_free(r);
+        sb_buf_dispose(&url);
+        sb_tool_call_fail(call, "the message could not be written");
+        return;
+    }
     r->headers = curl_slist_append(r->headers, "Content-Type: application/json");
     r->headers = curl_slist_append(r->headers, "Accept: application/json");
     r->headers = curl_slist_append(r->headers, "Expect:"); /* no "100 Continue" round trip */

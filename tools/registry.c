@@ -55,7 +55,7 @@ struct sb_tool_call {
     void (*on_result)(sb_tool_call_t *call, const PGresult *res);
     uv_timer_t *defer;     /* reports parse errors from the loop, never from inside start */
     int starting;          /* inside sb_tool_call_start: a handler that ends at once is reported from the loop */
-    char *early;           /* the result of a call that failed before it ran */
+    json_t *early;         /* the result of a call that failed before it ran */
     const char *not_found; /* for sb_tool_run_json */
     json_t *in;            /* the parsed arguments: the typed struct borrows its strings from it */
     char scope_id[24];
@@ -170,7 +170,7 @@ static void destroy(sb_tool_call_t *c)
     stop_transfer(c);
     if (c->defer != NULL)
         uv_close((uv_handle_t *)c->defer, (uv_close_cb)free);
-    free(c->early);
+    json_decref(c->early);
     json_decref(c->in);
     free(c->key);
     free(c->args);
@@ -179,23 +179,45 @@ static void destroy(sb_tool_call_t *c)
 
 static void defer_result(sb_tool_call_t *c, json_t *result);
 
-/* Hands `result` to the owner and frees the call. */
+/* What the model reads when a result cannot be written at all: an error it can still speak to, never nothing. */
+static const char unwritable[] = "{\"error\":\"the tool's result could not be written\"}";
+static const char too_large[] = "{\"error\":\"the result was too large to return\"}";
+
+char *sb_tool_result_text(const json_t *result, size_t *len)
+{
+    /* json_dumps refuses strings that are not UTF-8, and a NULL result is a value that could not be built */
+    char *text = result != NULL ? json_dumps(result, JSON_COMPACT) : NULL;
+    const char *fixed = text == NULL ? unwritable : strlen(text) > SB_TOOL_MAX_RESULT ? too_large : NULL;
+    if (fixed != NULL) {
+        free(text);
+        text = strdup(fixed);
+        if (text == NULL)
+            abort();
+    }
+    *len = strlen(text);
+    return text;
+}
+
+json_t *sb_tool_error(const char *message, size_t len)
+{
+    sb_buf_t b;
+    sb_buf_init(&b, len * 3 + 1); /* each byte becomes at most the three of U+FFFD */
+    sb_buf_append_utf8(&b, message, len);
+    json_t *r = json_pack("{s:s%}", "error", b.base != NULL ? b.base : "", b.len);
+    sb_buf_dispose(&b);
+    return r;
+}
+
+/* Hands `result` (taken; NULL when it could not be built) to the owner and frees the call. */
 static void report(sb_tool_call_t *c, json_t *result)
 {
     if (c->starting) { /* the owner must not hear of the call before sb_tool_call_start has returned it */
         defer_result(c, result);
         return;
     }
-    char *text = json_dumps(result, JSON_COMPACT);
+    size_t len;
+    char *text = sb_tool_result_text(result, &len);
     json_decref(result);
-    if (text == NULL)
-        abort();
-    size_t len = strlen(text);
-    if (len > SB_TOOL_MAX_RESULT) { /* never hand the model more than the ceiling */
-        free(text);
-        text = strdup("{\"error\":\"the result was too large to return\"}");
-        len = strlen(text);
-    }
     sb_tool_done_cb done = c->done;
     void *data = c->data;
     destroy(c);
@@ -206,24 +228,25 @@ static void report(sb_tool_call_t *c, json_t *result)
 static void on_deferred(uv_timer_t *timer)
 {
     sb_tool_call_t *c = timer->data;
-    json_t *result = json_loads(c->early, 0, NULL);
+    json_t *result = c->early;
+    c->early = NULL;
     report(c, result);
 }
 
+/* The message is formatted into a fixed buffer, which can cut a character in two: sb_tool_error mends that. */
 static json_t *error_result(const char *fmt, va_list ap)
 {
     char msg[512];
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    return json_pack("{s:s}", "error", msg);
+    int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+    return sb_tool_error(msg, n < 0 ? 0 : (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
 }
 
 /* Keeps `result` (taking the reference) and reports it from the loop. */
 static void defer_result(sb_tool_call_t *c, json_t *result)
 {
-    c->early = json_dumps(result, JSON_COMPACT);
-    json_decref(result);
+    c->early = result;
     c->defer = malloc(sizeof(*c->defer));
-    if (c->defer == NULL || c->early == NULL)
+    if (c->defer == NULL)
         abort();
     uv_timer_init(sb_curlm_loop(c->env.curlm), c->defer);
     c->defer->data = c;

@@ -26,6 +26,12 @@ int sb_buf_appendz(sb_buf_t *b, const char *s);
 int sb_buf_appendf(sb_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends `s` as the body of a JSON string (escaped, without quotes); same contract. */
 int sb_buf_append_json_escaped(sb_buf_t *b, const char *s, size_t len);
+/*
+ * Appends `s` with every byte that does not begin a well-formed UTF-8
+ * sequence replaced by U+FFFD, so the result is always valid UTF-8 (text cut
+ * at a fixed length, names from outside). Same contract as sb_buf_append.
+ */
+int sb_buf_append_utf8(sb_buf_t *b, const char *s, size_t len);
 /* Drops the first `n` bytes (n <= len). */
 void sb_buf_consume(sb_buf_t *b, size_t n);
 /* Empties the buffer, keeping its storage. */

@@ -80,6 +80,22 @@ sb_tool_call_t *sb_tool_call_start(const sb_tool_t *tool, const sb_tool_env_t *e
 /* Forgets the call: done() will not run; a statement already sent lands whole or not at all. */
 void sb_tool_call_cancel(sb_tool_call_t *call);
 
+/*
+ * The text the model reads for a result: `result` (borrowed; NULL when it
+ * could not be built) as compact JSON, or a fixed {"error": ...} when it
+ * cannot be written (a string that is not UTF-8) or passes
+ * SB_TOOL_MAX_RESULT. Always valid JSON within the ceiling, whatever the
+ * bytes. New string (free it); its length goes to *len.
+ */
+char *sb_tool_result_text(const json_t *result, size_t *len);
+/*
+ * {"error": message} for the model, with every byte of `message` that does
+ * not begin a well-formed UTF-8 character replaced by U+FFFD, so a message
+ * quoting outside bytes or cut at a fixed length still makes a result. New
+ * reference (NULL only when allocation fails).
+ */
+json_t *sb_tool_error(const char *message, size_t len);
+
 /* --- for handlers --------------------------------------------------------------------------- */
 const sb_tool_env_t *sb_tool_call_env(sb_tool_call_t *call);
 const char *sb_tool_call_key(sb_tool_call_t *call); /* the idempotency key, or NULL */

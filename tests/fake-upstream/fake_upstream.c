@@ -994,7 +994,8 @@ struct str {
 struct scenario {
     char *qbuf;
     struct str file, text, body, key, retry_after, content_first;
-    json_t *calls; /* calls=JSON, validated: a non-empty array of {"name", "arguments"} */
+    json_t *calls;        /* calls=JSON, validated: a non-empty array of {"name", "arguments"} */
+    bool calls_from_user; /* calls=@user: the JSON is the first user message's content (for scripts too long for a model name) */
     bool has_gen, tools, has_fail, hang_head, has_rounds, has_reply_pace;
     uint64_t gen_bytes, chunk, seed, pace_ms, delay_ms, fail_times, end_after, rounds, reply_pace_ms;
     uint64_t dim; /* dim=N (embeddings only): dense N-component vectors; 0: the default 64-dim sparse ones */
@@ -1069,8 +1070,13 @@ static bool scenario_set(struct scenario *s, const char *k, const char *v, size_
             return false;
         }
         s->content_first = (struct str){v, vn, true};
+    } else if (strcmp(k, "calls") == 0 && vn == 5 && memcmp(v, "@user", 5) == 0) {
+        json_decref(s->calls);
+        s->calls = json_array(); /* replaced by the message's script once the request is read */
+        s->calls_from_user = true;
     } else if (strcmp(k, "calls") == 0) {
         json_decref(s->calls);
+        s->calls_from_user = false;
         s->calls = calls_parse(v, vn, err, errlen);
         if (s->calls == NULL)
             return false;
@@ -1747,6 +1753,20 @@ static bool read_fixture(const char *name, char **data, size_t *len)
     return true;
 }
 
+/* The content of the first user message when it is a string, else NULL. */
+static const char *first_user_text(const json_t *req)
+{
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(req, "messages"), i, m)
+    {
+        const char *role = json_string_value(json_object_get(m, "role"));
+        if (role != NULL && strcmp(role, "user") == 0)
+            return json_string_value(json_object_get(m, "content"));
+    }
+    return NULL;
+}
+
 static void handle_chat(struct conn *c)
 {
     struct request *q = &c->req;
@@ -1773,6 +1793,14 @@ static void handle_chat(struct conn *c)
         if (parsed && s.dim != 0) {
             snprintf(err, sizeof err, "fake-upstream: dim applies to embeddings only");
             parsed = false;
+        }
+        if (parsed && s.calls_from_user) {
+            const char *script = first_user_text(req);
+            json_decref(s.calls);
+            s.calls = script != NULL ? calls_parse(script, strlen(script), err, sizeof err) : NULL;
+            if (script == NULL)
+                snprintf(err, sizeof err, "fake-upstream: calls=@user needs a user message with string content");
+            parsed = s.calls != NULL;
         }
         if (!parsed) {
             scenario_free(&s);

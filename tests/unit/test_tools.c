@@ -1035,6 +1035,65 @@ static void test_invalid_arguments(void)
     free(s65), free(s129), free(s201), free(s255), free(s1001), free(s2001), free(s4001), free(s4097), free(big);
 }
 
+/*
+ * Argument names a model answering in Spanish uses, and a name of 70
+ * two-byte letters: jansson's own message for unexpected keys is cut at a
+ * fixed length, which split a letter in two, and the result could not be
+ * built (the process aborted). Every tool must answer each with an error the
+ * model reads, naming the argument.
+ */
+static void test_hostile_argument_names(void)
+{
+    char long_name[160] = "a";
+    for (int i = 0; i < 70; ++i)
+        memcpy(long_name + 1 + 2 * i, "\xC3\xA9", 3); /* é, and the NUL after it */
+    const char *const names[] = {long_name,
+                                 "correo_electr\xC3\xB3nico",
+                                 "n\xC3\xBA"
+                                 "mero_de_pedido",
+                                 "descripci\xC3\xB3n",
+                                 "prioridad",
+                                 "\xE5\xAE\xA2\xE6\x88\xB7",
+                                 "\xF0\x9F\x93\xA6_pedido"};
+    /* the exact call first */
+    json_t *args = json_pack("{s:s, s:s, s:s, s:s}", "subject",
+                             "Pedido da\xC3\xB1"
+                             "ado",
+                             "description", "x", "priority", "low", long_name, "x");
+    json_t *r = call_j("create_support_ticket", args, "k-hostile", NULL);
+    ok_error(r, "unknown argument", "create_support_ticket with a name of 70 two-byte letters: an error result, no crash");
+    ok(r != NULL && strstr(err_of(r), "subject, description") != NULL, "the error lists the arguments the tool takes");
+    json_decref(r);
+    long long tickets = number("select count(*) from support_tickets where idempotency_key = $1", "k-hostile");
+    is_int(tickets, 0, "and no ticket was written");
+
+    /* then every tool, with several names each, and all of them at once */
+    int good = 0, tried = 0;
+    for (size_t t = 0; t < NALL; ++t) {
+        for (size_t i = 0; i <= sizeof(names) / sizeof(names[0]); ++i) {
+            json_t *in = json_object();
+            if (i < sizeof(names) / sizeof(names[0])) {
+                json_object_set_new(in, names[i], json_string("valor"));
+            } else {
+                for (size_t j = 0; j < sizeof(names) / sizeof(names[0]); ++j)
+                    json_object_set_new(in, names[j], json_integer((json_int_t)j));
+            }
+            char *text = json_dumps(in, JSON_COMPACT);
+            json_decref(in);
+            json_t *res = call_with(tool(all_tools[t]), text, "k-hostile", NULL, pool, &config);
+            ++tried;
+            const char *e = err_of(res);
+            if (e != NULL && (strstr(e, "unknown argument") != NULL || strstr(e, "is required") != NULL))
+                ++good;
+            else
+                printf("# %s %s: %s\n", all_tools[t], text, e ? e : "(no error)");
+            free(text);
+            json_decref(res);
+        }
+    }
+    is_int(good, tried, "every tool refuses %d sets of unknown non-ASCII names with an error the model reads", tried);
+}
+
 static void test_reads(void)
 {
     json_t *r = call("fetch_customer_profile", "{\"customer_id\":1}", NULL);
@@ -1841,6 +1900,7 @@ int main(void)
 
     test_availability();
     test_invalid_arguments();
+    test_hostile_argument_names();
     test_reads();
     test_writes();
     test_injection();

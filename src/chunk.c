@@ -14,6 +14,7 @@
  * "error" makes every other field irrelevant.
  */
 #include <limits.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -29,7 +30,8 @@ enum {
 
 typedef struct {
     const unsigned char *p, *end;
-    char *scratch; /* where the next decoded string goes */
+    char *scratch;       /* where the next decoded string goes */
+    const char *problem; /* the last wrong field that can be named for the operator */
 } scan_t;
 
 /* What a byte means inside a string. */
@@ -380,9 +382,11 @@ static int read_tool(scan_t *s, sb_tool_delta_t *t, size_t position)
         return wrong(s, 5);
     ++s->p;
     while ((rc = next_member(s, &first, &key)) > 0) {
-        if (IS_KEY(key, "index"))
+        if (IS_KEY(key, "index")) {
             MEMBER(read_int(s, 1023, 0, &index, 6), bad_index);
-        else if (IS_KEY(key, "id"))
+            if (bad_index != OK)
+                s->problem = "a tool call index that is not an integer from 0 to 1023";
+        } else if (IS_KEY(key, "id"))
             MEMBER(read_str(s, &t->id, 6), bad_id);
         else if (IS_KEY(key, "type"))
             MEMBER(read_str(s, &t->type, 6), bad_type);
@@ -406,6 +410,8 @@ static int read_tool_calls(scan_t *s, sb_delta_t *out)
         if (bad != OK || out->ntools == SB_CHUNK_MAX_TOOLS) { /* the rest need only be valid JSON */
             if (skip_value(s, 5) != OK)
                 return SYNTAX;
+            if (bad == OK)
+                s->problem = "more tool calls in one chunk than switchboard relays";
             bad = WRONG;
             continue;
         }
@@ -547,11 +553,12 @@ static int read_chunk(scan_t *s, sb_delta_t *out)
     if (rc < 0 || peek(s) != -1) /* exactly one value */
         return SYNTAX;
     if (out->is_error) { /* an error chunk carries nothing else, whatever its other fields hold */
-        sb_delta_t e = {.is_error = 1};
-        e.error_message = out->error_message;
-        e.error_type = out->error_type;
-        e.error_code = out->error_code;
-        *out = e;
+        sb_str_t message = out->error_message, type = out->error_type, code = out->error_code;
+        memset(out, 0, offsetof(sb_delta_t, tools));
+        out->is_error = 1;
+        out->error_message = message;
+        out->error_type = type;
+        out->error_code = code;
         return bad_error;
     }
     return bad_model | bad_usage | bad_choices;
@@ -559,7 +566,11 @@ static int read_chunk(scan_t *s, sb_delta_t *out)
 
 int sb_chunk_parse(const char *data, size_t len, sb_delta_t *out, char *scratch)
 {
-    scan_t s = {(const unsigned char *)data, (const unsigned char *)data + len, scratch};
-    memset(out, 0, sizeof(*out));
-    return read_chunk(&s, out) == OK ? 0 : -1;
+    scan_t s = {(const unsigned char *)data, (const unsigned char *)data + len, scratch, NULL};
+    memset(out, 0, offsetof(sb_delta_t, tools)); /* a delta is read only up to ntools: the entries need no clearing */
+    int rc = read_chunk(&s, out);
+    if (rc == OK)
+        return 0;
+    out->problem = rc == WRONG ? s.problem : NULL;
+    return rc == WRONG ? -2 : -1;
 }

@@ -8,8 +8,8 @@
 
 #include <stddef.h>
 
-#define SB_CHUNK_MAX_TOOLS 16 /* tool-call fragments per chunk */
-#define SB_CHUNK_MAX_DEPTH 64 /* nested arrays and objects per chunk; real chunks use 7 */
+#define SB_CHUNK_MAX_TOOLS 128 /* tool-call fragments per chunk: a provider may send a whole round of calls in one */
+#define SB_CHUNK_MAX_DEPTH 64  /* nested arrays and objects per chunk; real chunks use 7 */
 
 typedef struct sb_str {
     const char *base; /* NULL when absent; not NUL-terminated */
@@ -26,19 +26,23 @@ typedef struct sb_delta {
     sb_str_t finish_reason;
     sb_str_t model;
     sb_str_t error_message, error_type, error_code; /* an in-band {"error":{...}} object */
-    sb_tool_delta_t tools[SB_CHUNK_MAX_TOOLS];
     size_t ntools;
     int has_usage;
     long long prompt_tokens, completion_tokens, total_tokens;
     int is_error;
+    const char *problem; /* on failure, what was wrong when it can be named ("a tool call index ..."), else NULL */
+    /* last, so that clearing a delta clears only the fields before it: entries past ntools are never read */
+    sb_tool_delta_t tools[SB_CHUNK_MAX_TOOLS];
 } sb_delta_t;
 
 /*
  * Parses one event's data, which must be exactly one strict JSON (RFC 8259)
  * object: valid UTF-8, no \u0000, integers within long long, at most
  * SB_CHUNK_MAX_DEPTH levels deep; of duplicate keys the last one counts.
- * Returns 0 and fills `out`, or -1 when the data is not such an object or a
- * field switchboard uses has the wrong type (`out` is unspecified then).
+ * Returns 0 and fills `out`, -1 when the data is not such an object, or -2
+ * when it is but a field switchboard uses has the wrong type or is past a
+ * limit (out->problem then names it when it can; the rest of `out` is
+ * unspecified).
  *
  * Allocates nothing. The strings in `out` are borrowed: they point into `data`
  * or, when they held escapes, into `scratch`, which the caller provides with

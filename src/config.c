@@ -50,6 +50,9 @@ static const struct setting {
     S("LLM_RETRY_BACKOFF_MS", K_UINT, llm_retry_backoff_ms, "200", 0, 60000, "base delay before the one retry (jittered 50-150%)"),
     S("LLM_HTTP2", K_BOOL, llm_http2, "true", 0, 1, "use HTTP/2 with providers that offer it"),
     S("MAX_UPSTREAM_BYTES", K_SIZE, max_upstream_bytes, "67108864", 4096, 1ull << 32, "most bytes read from the provider per turn"),
+    S("MAX_ANSWER_BYTES", K_SIZE, max_answer_bytes, "1048576", 4096, 1ull << 32,
+      "most of a model's answer a turn keeps (the whole answer when not streaming, a round's words before its tool calls); "
+      "past it the turn ends with an error"),
     S("MAX_EVENT_BYTES", K_SIZE, max_event_bytes, "1048576", 1024, 64u << 20, "largest single upstream SSE event"),
     S("STREAM_BUFFER_BYTES", K_SIZE, stream_buffer_bytes, "262144", 4096, 64u << 20,
       "unsent bytes per stream before the upstream is paused"),
@@ -66,6 +69,8 @@ static const struct setting {
     S("SUPPORT_INTERACTIONS_TABLE", K_STR, interactions_table, "support_interactions", 0, 0, "table holding ticket notes and calls"),
     S("TOOLS_ENABLED", K_STR, tools_enabled, "all", 0, 0, "comma-separated tools offered to the model (all, or none)"),
     S("TOOL_MAX_ROUNDS", K_UINT, tool_max_rounds, "4", 1, 16, "tool rounds per turn before switchboard apologises"),
+    S("TOOL_MAX_CALLS", K_UINT, tool_max_calls, "16", 1, 128,
+      "calls of switchboard's tools run in one round; the model is told the rest were not run"),
     S("TOOL_FILLER_TEXT", K_STR, tool_filler_text, "One moment while I check that.", 0, 0,
       "said while tools run if nothing was said yet (none: silence)"),
     S("SUPPORT_EMAIL", K_STR, support_email, NULL, 0, 0, "where escalate_ticket emails go, comma-separated (unset: no email)"),

@@ -38,7 +38,7 @@ typedef struct sb_provider {
     /* Stops reading until resume: the client is slow. Callable from on_delta. */
     void (*pause)(sb_llm_call_t *call);
     void (*resume)(sb_llm_call_t *call);
-    /* Ends the call at once; no sink callback follows. Not callable after on_end. */
+    /* Ends the call at once; no sink callback follows. Callable from on_delta; not after on_end. */
     void (*cancel)(sb_llm_call_t *call);
 } sb_provider_t;
 

@@ -23,6 +23,8 @@ struct call {
     size_t pos;
     unsigned pace_ms;
     int paused;
+    int in_delta;  /* the sink is hearing a delta: a cancel then waits until it returns */
+    int cancelled; /* cancelled from inside on_delta */
     /* a tool call instead of words, when the caller plainly asks for one */
     const char *tool;
     sb_buf_t arguments;
@@ -39,6 +41,18 @@ static void destroy(struct call *c)
     sb_buf_dispose(&c->text);
     sb_buf_dispose(&c->arguments);
     free(c);
+}
+
+/* Hands `d` to the sink. Returns 0 when the sink cancelled the call meanwhile (it is freed then). */
+static int deliver(struct call *c, const sb_delta_t *d)
+{
+    c->in_delta = 1;
+    c->sink->on_delta(c->sink, d);
+    c->in_delta = 0;
+    if (!c->cancelled)
+        return 1;
+    destroy(c);
+    return 0;
 }
 
 static int offered(const sb_chat_request_t *req, const char *name)
@@ -185,7 +199,8 @@ static void call_tool(struct call *c)
         0, {"call_sandbox_0", 14}, {"function", 8}, {c->tool, strlen(c->tool)}, {c->arguments.base, c->arguments.len}};
     d.finish_reason = (sb_str_t){"tool_calls", 10};
     sb_llm_sink_t *sink = c->sink;
-    sink->on_delta(sink, &d);
+    if (!deliver(c, &d))
+        return;
     sb_llm_end_t e = {SB_OK, NULL, NULL, 0};
     destroy(c);
     sink->on_end(sink, &e);
@@ -210,7 +225,8 @@ static void on_tick(uv_timer_t *t)
             ++end;
         d.content = (sb_str_t){c->text.base + c->pos, end - c->pos};
         c->pos = end;
-        c->sink->on_delta(c->sink, &d);
+        if (!deliver(c, &d))
+            return;
         if (!c->paused)
             uv_timer_start(c->timer, on_tick, c->pace_ms, 0);
         return;
@@ -220,8 +236,9 @@ static void on_tick(uv_timer_t *t)
     d.prompt_tokens = 0;
     d.completion_tokens = (long long)(c->text.len / 5 + 1);
     d.total_tokens = d.completion_tokens;
-    c->sink->on_delta(c->sink, &d);
     sb_llm_sink_t *sink = c->sink;
+    if (!deliver(c, &d))
+        return;
     sb_llm_end_t e = {SB_OK, NULL, NULL, 0};
     destroy(c);
     sink->on_end(sink, &e);
@@ -266,7 +283,11 @@ static void resume_call(sb_llm_call_t *call)
 
 static void cancel_call(sb_llm_call_t *call)
 {
-    destroy(H2O_STRUCT_FROM_MEMBER(struct call, super, call));
+    struct call *c = H2O_STRUCT_FROM_MEMBER(struct call, super, call);
+    if (c->in_delta) /* the tick that is delivering frees it once the sink returns */
+        c->cancelled = 1;
+    else
+        destroy(c);
 }
 
 const sb_provider_t sb_provider_sandbox = {"sandbox", start, pause_call, resume_call, cancel_call};

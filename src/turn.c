@@ -23,7 +23,8 @@
 #include "turn.h"
 #include "worker.h"
 
-#define MAX_TOOL_CALLS 16
+/* Tool calls per round, relayed or run: past this the turn ends with an error, never a silent drop. */
+#define MAX_TOOL_CALLS SB_CHUNK_MAX_TOOLS
 
 /*
  * A tool call gathered from its fragments. switchboard's own calls are run
@@ -59,21 +60,27 @@ typedef struct turn {
     uv_timer_t *keepalive;
     uint64_t last_write; /* loop ms */
     unsigned sending : 1, started : 1, final_queued : 1, finished : 1, paused : 1, role_sent : 1, finish_sent : 1, client_gone : 1,
-        relayed_tools : 1, said_anything : 1;
+        relayed_tools : 1, said_anything : 1, keep_rounds : 1, round_overflow : 1, ended : 1;
     /* the tool loop */
     unsigned round;         /* provider rounds finished */
     unsigned n_owned;       /* this round's calls of switchboard's tools */
     unsigned n_client;      /* this round's calls of the client's tools */
     unsigned pending_tools; /* calls still running */
-    sb_buf_t round_content; /* what the model said this round, for the assistant message */
     sb_rag_query_t *rag;    /* retrieval in flight before the first round */
     uv_timer_t *rag_wait;   /* says RAG_WAIT_TEXT if retrieval runs long */
     const char *retrieval;  /* its outcome for the access log: hit, miss, timeout, error, off */
     char finish_reason[32];
-    /* gathered for JSON responses and the access log */
-    sb_buf_t content;
-    struct tool_acc tools[MAX_TOOL_CALLS];
-    size_t ntools;
+    /*
+     * What the model said that the turn must keep, never more than
+     * MAX_ANSWER_BYTES: in JSON mode the whole answer (this round's words
+     * start at round_from); when streaming only the words of a round that
+     * may end in switchboard's tools (keep_rounds), for its assistant
+     * message. A streamed answer is otherwise relayed and forgotten.
+     */
+    sb_buf_t said;
+    size_t round_from;
+    struct tool_acc *tools; /* this round's calls, grown as they come, at most MAX_TOOL_CALLS */
+    size_t ntools, tools_cap;
     long long prompt_tokens, completion_tokens, total_tokens;
     int has_usage;
     /* access log */
@@ -109,8 +116,8 @@ static void append_str_field(sb_buf_t *b, const char *name, sb_str_t s, int *com
     *comma = 1;
 }
 
-/* One choice-0 chunk carrying the delta's content and/or tool-call fragments, and maybe a finish reason. */
-static int emit_delta(turn_t *t, const sb_delta_t *d, const char *finish)
+/* One choice-0 chunk carrying content and/or tool-call fragments (content.base NULL: none), and maybe a finish reason. */
+static int emit_delta(turn_t *t, sb_str_t content, const sb_tool_delta_t *const *tools, size_t ntools, const char *finish)
 {
     sb_buf_t *b = &t->pending;
     size_t mark = b->len;
@@ -122,27 +129,25 @@ static int emit_delta(turn_t *t, const sb_delta_t *d, const char *finish)
         t->role_sent = 1;
         comma = 1;
     }
-    if (d != NULL) {
-        append_str_field(b, "content", d->content, &comma);
-        if (d->ntools > 0) {
-            sb_buf_appendf(b, "%s\"tool_calls\":[", comma ? "," : "");
-            for (size_t i = 0; i < d->ntools; ++i) {
-                const sb_tool_delta_t *tc = &d->tools[i];
-                int c2 = 1, fc = 0;
-                sb_buf_appendf(b, "%s{\"index\":%ld", i ? "," : "", tc->index);
-                append_str_field(b, "id", tc->id, &c2);
-                if (tc->id.base != NULL)
-                    sb_buf_appendz(b, ",\"type\":\"function\"");
-                if (tc->name.base != NULL || tc->arguments.base != NULL) {
-                    sb_buf_appendz(b, ",\"function\":{");
-                    append_str_field(b, "name", tc->name, &fc);
-                    append_str_field(b, "arguments", tc->arguments, &fc);
-                    sb_buf_append(b, "}", 1);
-                }
+    append_str_field(b, "content", content, &comma);
+    if (ntools > 0) {
+        sb_buf_appendf(b, "%s\"tool_calls\":[", comma ? "," : "");
+        for (size_t i = 0; i < ntools; ++i) {
+            const sb_tool_delta_t *tc = tools[i];
+            int c2 = 1, fc = 0;
+            sb_buf_appendf(b, "%s{\"index\":%ld", i ? "," : "", tc->index);
+            append_str_field(b, "id", tc->id, &c2);
+            if (tc->id.base != NULL)
+                sb_buf_appendz(b, ",\"type\":\"function\"");
+            if (tc->name.base != NULL || tc->arguments.base != NULL) {
+                sb_buf_appendz(b, ",\"function\":{");
+                append_str_field(b, "name", tc->name, &fc);
+                append_str_field(b, "arguments", tc->arguments, &fc);
                 sb_buf_append(b, "}", 1);
             }
-            sb_buf_append(b, "]", 1);
+            sb_buf_append(b, "}", 1);
         }
+        sb_buf_append(b, "]", 1);
     }
     if (finish != NULL)
         sb_buf_appendf(b, "},\"finish_reason\":\"%s\"}]}\n\n", finish);
@@ -172,13 +177,19 @@ static void emit_error(turn_t *t, sb_error_t e, const char *message)
 
 /* --- gathering for JSON responses -------------------------------------------------------------- */
 
+/* The call at `index`, new if unseen; NULL when the round already holds MAX_TOOL_CALLS calls. */
 static struct tool_acc *tool_for(turn_t *t, long index)
 {
-    for (size_t i = 0; i < t->ntools; ++i)
+    for (size_t i = t->ntools; i-- > 0;) /* fragments come for the newest call */
         if (t->tools[i].index == index)
             return &t->tools[i];
     if (t->ntools == MAX_TOOL_CALLS)
         return NULL;
+    if (t->ntools == t->tools_cap) {
+        /* nothing points into the array until the round's calls run, so it may move while they are gathered */
+        t->tools_cap = t->tools_cap ? t->tools_cap * 2 : 4;
+        t->tools = h2o_mem_realloc(t->tools, t->tools_cap * sizeof(*t->tools));
+    }
     struct tool_acc *a = &t->tools[t->ntools++];
     size_t max = t->w->config->max_upstream_bytes;
     memset(a, 0, sizeof(*a));
@@ -191,7 +202,11 @@ static struct tool_acc *tool_for(turn_t *t, long index)
     return a;
 }
 
-/* Adds a call's fragment; the first fragment naming a tool decides whose call it is. */
+/*
+ * Adds a call's fragment; the first fragment naming a tool decides whose call
+ * it is. A streamed call of the client's is relayed as it comes, so its
+ * arguments are not kept. NULL when the round has too many calls.
+ */
 static struct tool_acc *gather_tool(turn_t *t, const sb_tool_delta_t *tc)
 {
     struct tool_acc *a = tool_for(t, tc->index);
@@ -201,7 +216,7 @@ static struct tool_acc *gather_tool(turn_t *t, const sb_tool_delta_t *tc)
         sb_buf_append(&a->id, tc->id.base, tc->id.len);
     if (tc->name.base != NULL)
         sb_buf_append(&a->name, tc->name.base, tc->name.len);
-    if (tc->arguments.base != NULL)
+    if (tc->arguments.base != NULL && (a->owned != 0 || !t->creq.stream))
         sb_buf_append(&a->arguments, tc->arguments.base, tc->arguments.len);
     if (a->owned < 0 && a->name.len > 0) {
         a->tool = sb_tools_find(a->name.base, a->name.len);
@@ -229,10 +244,17 @@ static void reset_tools(turn_t *t)
     t->n_owned = t->n_client = t->pending_tools = 0;
 }
 
+static void free_tools(turn_t *t)
+{
+    reset_tools(t);
+    free(t->tools);
+    t->tools = NULL;
+    t->tools_cap = 0;
+}
+
 static void send_completion(turn_t *t)
 {
-    json_t *message =
-        json_pack("{s:s, s:s%}", "role", "assistant", "content", t->content.base ? t->content.base : "", t->content.len);
+    json_t *message = json_pack("{s:s, s:s%}", "role", "assistant", "content", t->said.base ? t->said.base : "", t->said.len);
     if (t->n_client > 0) {
         json_t *calls = json_array();
         for (size_t i = 0; i < t->ntools; ++i) {
@@ -245,7 +267,7 @@ static void send_completion(turn_t *t)
                                             "arguments", a->arguments.base ? a->arguments.base : "", a->arguments.len));
         }
         json_object_set_new(message, "tool_calls", calls);
-        if (t->content.len == 0)
+        if (t->said.len == 0)
             json_object_set_new(message, "content", json_null());
     }
     const char *finish = t->finish_reason[0] ? t->finish_reason : (t->n_client ? "tool_calls" : "stop");
@@ -401,6 +423,27 @@ static void set_model(turn_t *t, sb_str_t model)
     sb_buf_dispose(&b);
 }
 
+static void fail_turn(turn_t *t, sb_error_t e, const char *message);
+
+/* Keeps what the model said when the turn needs it (see `said`). Returns 0 when that ended the turn (JSON past the ceiling). */
+static int keep_said(turn_t *t, sb_str_t text)
+{
+    if (!t->creq.stream) {
+        if (sb_buf_append(&t->said, text.base, text.len) == 0)
+            return 1;
+        fail_turn(t, SB_E_ANSWER_TOO_LARGE, NULL);
+        return 0;
+    }
+    if (!t->keep_rounds || t->round_overflow)
+        return 1;
+    if (sb_buf_append(&t->said, text.base, text.len) != 0) {
+        /* too long to repeat to the model: harmless unless this round turns out to call switchboard's tools */
+        t->round_overflow = 1;
+        sb_buf_dispose(&t->said);
+    }
+    return 1;
+}
+
 static void on_delta(sb_llm_sink_t *sink, const sb_delta_t *d)
 {
     turn_t *t = H2O_STRUCT_FROM_MEMBER(turn_t, sink, sink);
@@ -412,16 +455,22 @@ static void on_delta(sb_llm_sink_t *sink, const sb_delta_t *d)
         t->total_tokens += d->total_tokens ? d->total_tokens : d->prompt_tokens + d->completion_tokens;
     }
     /* switchboard's own tool calls are gathered and run; only the client's are relayed */
-    sb_delta_t relay = *d;
-    relay.ntools = 0;
+    const sb_tool_delta_t *relay[SB_CHUNK_MAX_TOOLS];
+    size_t nrelay = 0;
     for (size_t i = 0; i < d->ntools; ++i) {
         struct tool_acc *a = gather_tool(t, &d->tools[i]);
-        if (a != NULL && a->owned != 1)
-            relay.tools[relay.ntools++] = d->tools[i];
+        if (a == NULL) {
+            char msg[128];
+            snprintf(msg, sizeof(msg), "the model asked for more than %d tool calls in one round", MAX_TOOL_CALLS);
+            fail_turn(t, SB_E_TOO_MANY_TOOL_CALLS, msg);
+            return;
+        }
+        if (a->owned != 1)
+            relay[nrelay++] = &d->tools[i];
     }
     if (d->content.base != NULL) {
-        sb_buf_append(&t->round_content, d->content.base, d->content.len);
-        sb_buf_append(&t->content, d->content.base, d->content.len);
+        if (!keep_said(t, d->content))
+            return;
         t->said_anything |= d->content.len > 0;
     }
     /* Providers may repeat finish_reason (OpenRouter does): the first one counts. A round that ends in
@@ -439,14 +488,14 @@ static void on_delta(sb_llm_sink_t *sink, const sb_delta_t *d)
     }
     if (!t->creq.stream)
         return;
-    if (relay.content.base == NULL && relay.ntools == 0 && finish == NULL && t->role_sent)
+    if (d->content.base == NULL && nrelay == 0 && finish == NULL && t->role_sent)
         return; /* nothing the client needs: role-only, usage-only, vendor-only or own-tool chunks */
     if (!t->started)
         start_stream(t);
-    if (relay.content.base != NULL && relay.content.len == 0 && relay.ntools == 0 && finish == NULL && t->role_sent)
+    if (d->content.base != NULL && d->content.len == 0 && nrelay == 0 && finish == NULL && t->role_sent)
         return;
-    emit_delta(t, &relay, finish);
-    t->relayed_tools |= relay.ntools > 0;
+    emit_delta(t, d->content, relay, nrelay, finish);
+    t->relayed_tools |= nrelay > 0;
     flush(t);
     if (t->pending.len > t->w->config->stream_buffer_bytes && !t->paused && t->call != NULL) {
         t->paused = 1;
@@ -503,6 +552,7 @@ static void on_retrieved(void *data, const sb_passage_t *passages, size_t n, con
 /* --- the tool loop ------------------------------------------------------------------------------ */
 
 static void on_end(sb_llm_sink_t *sink, const sb_llm_end_t *e);
+static void finish(turn_t *t, const sb_llm_end_t *e);
 
 /* Asks the provider for the next round (the first, or the one after a tool round). */
 static void start_round(turn_t *t)
@@ -517,16 +567,14 @@ static void start_round(turn_t *t)
 /* Says `text` to the caller as part of the answer (a filler while tools run, or an apology). */
 static void say(turn_t *t, const char *text)
 {
-    sb_delta_t d;
-    memset(&d, 0, sizeof(d));
-    d.content = (sb_str_t){text, strlen(text)};
+    sb_str_t s = {text, strlen(text)};
     if (!t->creq.stream) {
-        sb_buf_append(&t->content, text, strlen(text));
+        sb_buf_append(&t->said, s.base, s.len); /* a few words: past the ceiling they are left out */
         return;
     }
     if (!t->started)
         start_stream(t);
-    emit_delta(t, &d, NULL);
+    emit_delta(t, s, NULL, 0, NULL);
     flush(t);
     t->said_anything = 1;
 }
@@ -570,10 +618,15 @@ static void on_tool_done(void *data, const char *result, size_t len)
     }
     reset_tools(t);
     ++t->round;
+    t->round_overflow = 0;
     start_round(t);
 }
 
-/* The round asked for switchboard's tools: run them all at once, then ask the model again. */
+/*
+ * The round asked for switchboard's tools: run them at once (at most
+ * TOOL_MAX_CALLS; the model is told which of the rest were not run), then ask
+ * the model again. Ends the turn itself when it cannot go on.
+ */
 static void run_tools(turn_t *t)
 {
     const sb_config_t *cf = t->w->config;
@@ -581,6 +634,12 @@ static void run_tools(turn_t *t)
         reset_tools(t);
         say(t, t->said_anything ? " Sorry, I could not finish looking that up. Could you ask me again?"
                                 : "Sorry, I could not finish looking that up. Could you ask me again?");
+        sb_llm_end_t done = {SB_OK, NULL, NULL, 0};
+        finish(t, &done);
+        return;
+    }
+    if (t->round_overflow) { /* the assistant message would have to repeat words no longer kept */
+        fail_turn(t, SB_E_ANSWER_TOO_LARGE, "the model said more than MAX_ANSWER_BYTES before calling a tool");
         return;
     }
     if (!t->said_anything && t->creq.stream && strcmp(cf->tool_filler_text, "none") != 0)
@@ -598,17 +657,34 @@ static void run_tools(turn_t *t)
                                         "name", a->name.base, a->name.len, "arguments",
                                         a->arguments.base ? a->arguments.base : "{}", a->arguments.len ? a->arguments.len : 2));
     }
+    /* the round's words: all that is kept when streaming, the part after round_from of a JSON answer */
+    size_t from = t->creq.stream ? 0 : t->round_from;
     json_t *assistant = json_pack("{s:s, s:o}", "role", "assistant", "tool_calls", calls);
     json_object_set_new(assistant, "content",
-                        t->round_content.len ? json_stringn(t->round_content.base, t->round_content.len) : json_null());
+                        t->said.len > from ? json_stringn(t->said.base + from, t->said.len - from) : json_null());
     json_array_append_new(json_object_get(t->creq.upstream, "messages"), assistant);
-    sb_buf_reset(&t->round_content);
+    if (t->creq.stream)
+        sb_buf_reset(&t->said);
+    else
+        t->round_from = t->said.len;
 
     sb_tool_env_t env = {cf, t->w->pg, t->w->curlm, &t->creq.caller};
+    unsigned run = 0;
     for (size_t i = 0; i < t->ntools; ++i) {
         struct tool_acc *a = &t->tools[i];
         if (a->owned != 1)
             continue;
+        if (run++ >= cf->tool_max_calls) {
+            char text[160];
+            int n = snprintf(text, sizeof(text),
+                             "{\"error\":\"not run: at most %u calls of these tools run in one round; call it again\"}",
+                             cf->tool_max_calls);
+            a->result = strndup(text, (size_t)n);
+            a->result_len = (size_t)n;
+            if (a->result == NULL)
+                abort();
+            continue;
+        }
         char key[33];
         ++t->pending_tools;
         a->running =
@@ -617,18 +693,12 @@ static void run_tools(turn_t *t)
     }
 }
 
-static void on_end(sb_llm_sink_t *sink, const sb_llm_end_t *e)
+/* Ends the turn once: an HTTP error if nothing was sent, else the last chunks and [DONE] (or the JSON answer). */
+static void finish(turn_t *t, const sb_llm_end_t *e)
 {
-    turn_t *t = H2O_STRUCT_FROM_MEMBER(turn_t, sink, sink);
-    t->call = NULL;
-    if (t->req == NULL || t->client_gone)
+    if (t->ended || t->req == NULL || t->client_gone)
         return;
-    if (e->error == SB_OK && t->n_owned > 0 && t->n_client == 0) {
-        run_tools(t);
-        if (t->pending_tools > 0)
-            return; /* the turn goes on when the tools are back */
-        /* no tool ran (the round limit): the apology was said, end the turn */
-    }
+    t->ended = 1;
     t->end = e->error == SB_OK ? "done" : e->timed_out ? "timeout" : "upstream_error";
     if (e->error != SB_OK && (!t->creq.stream || !t->started)) {
         /* Nothing was sent yet: an HTTP error the engine turns into its failure message. */
@@ -650,7 +720,7 @@ static void on_end(sb_llm_sink_t *sink, const sb_llm_end_t *e)
     } else {
         if (!t->finish_sent) {
             t->finish_sent = 1;
-            emit_delta(t, NULL, t->relayed_tools ? "tool_calls" : "stop");
+            emit_delta(t, (sb_str_t){NULL, 0}, NULL, 0, t->relayed_tools ? "tool_calls" : "stop");
         }
         if (t->creq.include_usage && t->has_usage)
             emit_usage(t);
@@ -658,6 +728,28 @@ static void on_end(sb_llm_sink_t *sink, const sb_llm_end_t *e)
     sb_buf_appendz(&t->pending, "data: [DONE]\n\n");
     t->final_queued = 1;
     flush(t);
+}
+
+/* A limit was passed mid-answer: the provider call and the tools stop, and the caller gets a clean ending. */
+static void fail_turn(turn_t *t, sb_error_t e, const char *message)
+{
+    cancel_call(t); /* providers allow this from inside on_delta */
+    reset_tools(t);
+    sb_llm_end_t end = {e, message, NULL, 0};
+    finish(t, &end);
+}
+
+static void on_end(sb_llm_sink_t *sink, const sb_llm_end_t *e)
+{
+    turn_t *t = H2O_STRUCT_FROM_MEMBER(turn_t, sink, sink);
+    t->call = NULL;
+    if (t->req == NULL || t->client_gone || t->ended)
+        return;
+    if (e->error == SB_OK && t->n_owned > 0 && t->n_client == 0) {
+        run_tools(t); /* the turn goes on when the tools are back, or ends there */
+        return;
+    }
+    finish(t, e);
 }
 
 /* --- lifetime ------------------------------------------------------------------------------------ */
@@ -703,9 +795,8 @@ static void on_dispose(void *p)
     }
     sb_buf_dispose(&t->pending);
     sb_buf_dispose(&t->inflight);
-    sb_buf_dispose(&t->content);
-    sb_buf_dispose(&t->round_content);
-    reset_tools(t); /* a tool still running is forgotten: its statement lands whole or not at all */
+    sb_buf_dispose(&t->said);
+    free_tools(t); /* a tool still running is forgotten: its statement lands whole or not at all */
     sb_chat_request_dispose(&t->creq);
     t->req = NULL;
 }
@@ -732,10 +823,10 @@ void sb_turn_start(h2o_req_t *req, sb_chat_request_t *creq, const char *request_
     size_t ceiling = w->config->stream_buffer_bytes + w->config->max_event_bytes * 2 + 65536;
     sb_buf_init(&t->pending, ceiling);
     sb_buf_init(&t->inflight, ceiling);
-    sb_buf_init(&t->content, w->config->max_upstream_bytes);
-    sb_buf_init(&t->round_content, w->config->max_upstream_bytes);
+    sb_buf_init(&t->said, w->config->max_answer_bytes);
     sb_worker_turn_started(w, &t->link);
     t->creq.offered_tools = sb_tools_offer(t->creq.upstream); /* settled at start-up by each tool's settings */
+    t->keep_rounds = sb_tools_offered(); /* a round may end in switchboard's tools only when they are offered */
     t->retrieval = "off";
     /* h2o keeps the pointer, not a copy: the value must live in the turn */
     const char *rid = t->id + sizeof("chatcmpl-") - 1;

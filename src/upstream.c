@@ -146,12 +146,18 @@ static int on_sse_event(void *ctx, const sb_sse_event_t *ev)
         c->scratch_cap = ev->data_len;
     }
     sb_delta_t d;
-    if (sb_chunk_parse(ev->data, ev->data_len, &d, c->scratch) != 0) {
+    int rc = sb_chunk_parse(ev->data, ev->data_len, &d, c->scratch);
+    if (rc != 0) {
         if (ev->event_len == 5 && memcmp(ev->event, "error", 5) == 0) {
             set_message(c, ev->data, ev->data_len);
             return SB_E_UPSTREAM_ERROR;
         }
-        set_messagez(c, "the model provider sent a chunk that is not valid json");
+        char what[160];
+        snprintf(what, sizeof(what), "the model provider sent a chunk %s",
+                 rc == -1            ? "that is not valid json"
+                 : d.problem != NULL ? d.problem
+                                     : "with a field of the wrong type");
+        set_messagez(c, what);
         return SB_E_UPSTREAM_BAD_RESPONSE;
     }
     if (d.is_error || (ev->event_len == 5 && memcmp(ev->event, "error", 5) == 0)) {

@@ -146,6 +146,11 @@ const sb_tool_t *sb_tools_find(const char *name, size_t len)
     return NULL;
 }
 
+int sb_tools_offered(void)
+{
+    return offered_json != NULL;
+}
+
 const char *sb_tools_offer(json_t *body)
 {
     if (offered_json == NULL)

@@ -32,6 +32,7 @@ typedef struct sb_config {
     unsigned llm_retry_backoff_ms;
     int llm_http2;
     size_t max_upstream_bytes;
+    size_t max_answer_bytes;
     size_t max_event_bytes;
     /* streaming to the client */
     size_t stream_buffer_bytes;
@@ -48,6 +49,7 @@ typedef struct sb_config {
     /* tools */
     char *tools_enabled;
     unsigned tool_max_rounds;
+    unsigned tool_max_calls;
     char *tool_filler_text;
     /* escalation emails (escalate_ticket) */
     char *support_email;

@@ -23,6 +23,8 @@
     X(UPSTREAM_ERROR, 502, "upstream_error", "upstream_error", "the model provider failed")                                        \
     X(UPSTREAM_BAD_RESPONSE, 502, "upstream_error", "upstream_bad_response", "the model provider sent a malformed response")       \
     X(UPSTREAM_TOO_LARGE, 502, "upstream_error", "upstream_too_large", "the model provider's response exceeded the size limit")    \
+    X(ANSWER_TOO_LARGE, 502, "upstream_error", "answer_too_large", "the model's answer exceeded MAX_ANSWER_BYTES")                 \
+    X(TOO_MANY_TOOL_CALLS, 502, "upstream_error", "too_many_tool_calls", "the model asked for too many tool calls in one round")   \
     X(STORE_UNAVAILABLE, 502, "upstream_error", "store_unavailable", "could not reach the vector store")                           \
     X(STORE_AUTH, 502, "upstream_error", "store_auth_failed", "the vector store rejected switchboard's credentials")               \
     X(STORE_TIMEOUT, 504, "timeout_error", "store_timeout", "the vector store did not answer in time")                             \

@@ -69,6 +69,8 @@ const sb_tool_t *sb_tools_find(const char *name, size_t len);
  * of a request.
  */
 const char *sb_tools_offer(json_t *body);
+/* Whether any tool is offered at all (sb_tools_init enabled one). */
+int sb_tools_offered(void);
 
 /*
  * Runs one call of `tool` with the model's `arguments` text. The call is

@@ -3,8 +3,9 @@
 // work silently, and answer every malformed request with a clean error.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import {
-  startFakeUpstream, startSwitchboard, post, scenario, assemble, psql, freshDatabase, adminDatabaseUrl, PROVIDER_KEY,
+  startFakeUpstream, startSwitchboard, post, scenario, assemble, until, psql, freshDatabase, adminDatabaseUrl, PROVIDER_KEY,
 } from './lib.mjs';
 
 const skip = adminDatabaseUrl ? false : 'no test database (run through tests/run)';
@@ -46,4 +47,109 @@ test('argument names in any script become a tool error the model reads; the serv
   assert.equal(sb.exited, null, 'switchboard is still running');
   assert.equal((await fetch(`${sb.base}/ping`)).status, 200);
   assert.equal(psql(db, 'select count(*) from support_tickets'), tickets, 'no ticket was written by a refused call');
+});
+
+function rssKiB(pid) {
+  return Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))[1]);
+}
+
+test('streamed answers far larger than STREAM_BUFFER_BYTES are relayed, not kept', { skip, timeout: 120000 }, async () => {
+  // tools are offered (DATABASE_URL), so a round's words are kept for a tool call that may follow, up to MAX_ANSWER_BYTES
+  const local = await startSwitchboard({
+    LLM_BASE_URL: `${up.base}/v1`, OPENAI_API_KEY: PROVIDER_KEY, DATABASE_URL: db, WORKERS: '1', STREAM_BUFFER_BYTES: '65536',
+    MAX_ANSWER_BYTES: '262144',
+  });
+  try {
+    const size = 6 * 1024 * 1024;
+    const warm = await post(local.base, { model: scenario({ gen_bytes: '100000' }), stream: true, messages: ask('x') });
+    assert.equal(assemble(warm.text).content.length, 100000);
+    const baseline = rssKiB(local.proc.pid);
+    let peak = baseline;
+    const sampler = setInterval(() => { peak = Math.max(peak, rssKiB(local.proc.pid)); }, 20);
+    const answers = await Promise.all([1, 2, 3, 4].map((seed) => post(local.base, {
+      model: scenario({ gen_bytes: String(size), seed: String(seed) }), stream: true, messages: ask('tell me everything'),
+    })));
+    clearInterval(sampler);
+    for (const res of answers) {
+      const out = assemble(res.text);
+      assert.ok(out.done && out.errors.length === 0, 'each answer ends cleanly');
+      assert.equal(out.content.length, size, 'and arrives whole');
+    }
+    // 4 answers of 6 MiB: kept once or twice each they are 24 to 48 MiB; relayed, what is held is the stream buffers
+    // and at most MAX_ANSWER_BYTES a turn. AddressSanitizer keeps freed memory in quarantine, so RSS says nothing there.
+    const growth = peak - baseline;
+    console.log(`RSS growth ${growth} KiB`);
+    if (!process.env.SB_SANITIZED) assert.ok(growth < 12 * 1024, `RSS grew by ${growth} KiB`);
+  } finally {
+    await local.stop();
+  }
+});
+
+test('a JSON answer past MAX_ANSWER_BYTES ends with a clean error; a stream past it is unaffected', { skip }, async () => {
+  const local = await startSwitchboard({ LLM_BASE_URL: `${up.base}/v1`, OPENAI_API_KEY: PROVIDER_KEY, WORKERS: '1', MAX_ANSWER_BYTES: '8192' });
+  try {
+    const res = await post(local.base, { model: scenario({ gen_bytes: '20000' }), messages: ask('x') });
+    assert.equal(res.status, 502);
+    assert.equal(res.json.error.code, 'answer_too_large');
+    assert.match(res.json.error.message, /MAX_ANSWER_BYTES/);
+    const small = await post(local.base, { model: scenario({ gen_bytes: '8000' }), messages: ask('x') });
+    assert.equal(small.status, 200);
+    assert.equal(small.json.choices[0].message.content.length, 8000);
+    const streamed = assemble((await post(local.base, { model: scenario({ gen_bytes: '20000' }), stream: true, messages: ask('x') })).text);
+    assert.ok(streamed.done && streamed.errors.length === 0);
+    assert.equal(streamed.content.length, 20000, 'no tools are offered, so nothing of a stream is kept');
+    await until(() => local.accessLog.filter((l) => l.route).length >= 3, { what: 'three access-log lines' });
+    assert.equal(local.accessLog.find((l) => l.status === 502)?.end, 'upstream_error');
+  } finally {
+    await local.stop();
+  }
+});
+
+const clientTool = { type: 'function', function: { name: 'lookup_weather', parameters: { type: 'object' } } };
+const many = (n, name, args) => Array.from({ length: n }, (_, i) => ({ name, arguments: args(i) }));
+
+for (const n of [20, 100]) {
+  test(`${n} parallel calls of the client's tool are all relayed, streamed and not`, { skip }, async () => {
+    const script = calls(many(n, 'lookup_weather', (i) => ({ city: `city ${i}` })));
+    const body = { model: scenario({ calls: '@user' }), messages: ask(script), tools: [clientTool] };
+    const out = assemble((await post(sb.base, { ...body, stream: true })).text);
+    assert.deepEqual(out.finish, ['tool_calls']);
+    const fragments = out.chunks.flatMap((c) => c.choices?.[0]?.delta?.tool_calls ?? []);
+    const byIndex = new Map();
+    for (const f of fragments) byIndex.set(f.index, (byIndex.get(f.index) ?? '') + (f.function?.arguments ?? ''));
+    assert.equal(byIndex.size, n, 'every call reaches the client');
+    assert.deepEqual(JSON.parse(byIndex.get(n - 1)), { city: `city ${n - 1}` }, 'the last one whole');
+
+    const json = (await post(sb.base, body)).json;
+    assert.equal(json.choices[0].finish_reason, 'tool_calls');
+    assert.equal(json.choices[0].message.tool_calls.length, n);
+    assert.deepEqual(JSON.parse(json.choices[0].message.tool_calls[n - 1].function.arguments), { city: `city ${n - 1}` });
+  });
+}
+
+test('past 128 calls in one round the turn ends with an explicit error, never a silent cut', { skip }, async () => {
+  const script = calls(many(129, 'lookup_weather', (i) => ({ i })));
+  const body = { model: scenario({ calls: '@user' }), messages: ask(script), tools: [clientTool] };
+  const out = assemble((await post(sb.base, { ...body, stream: true })).text);
+  assert.ok(out.done);
+  assert.equal(out.errors.length, 1);
+  assert.equal(out.errors[0].error.code, 'too_many_tool_calls');
+  assert.match(out.errors[0].error.message, /more than 128 tool calls/);
+  const json = await post(sb.base, body);
+  assert.equal(json.status, 502);
+  assert.equal(json.json.error.code, 'too_many_tool_calls');
+});
+
+test('20 calls of switchboard\'s own tool: 16 run, and the model is told which 4 were not', { skip }, async () => {
+  await up.reset();
+  const script = calls(many(20, 'get_order_status', () => ({ order_number: '4417' })));
+  const out = assemble((await post(sb.base, { model: scenario({ calls: '@user' }), stream: true, messages: ask(script) })).text);
+  assert.ok(out.done && out.errors.length === 0);
+  const [, second] = await up.requests();
+  const results = JSON.parse(second.body).messages.filter((m) => m.role === 'tool');
+  assert.equal(results.length, 20, 'every call has its result');
+  assert.equal(results.filter((m) => /"status" ?: ?"shipped"/.test(m.content)).length, 16);
+  const notRun = results.filter((m) => /not run: at most 16 calls/.test(m.content));
+  assert.equal(notRun.length, 4);
+  assert.deepEqual(notRun.map((m) => m.tool_call_id), results.slice(16).map((m) => m.tool_call_id), 'the last four');
 });

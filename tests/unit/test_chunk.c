@@ -90,7 +90,7 @@ static int agrees(int rc, const sb_delta_t *d)
     json_t *holder;
     json_error_t error;
     int ref = ref_chunk_parse(in, in_len, &want, &holder, &error);
-    int eq = ref == rc && (rc != 0 || same(d, &want));
+    int eq = (ref == 0) == (rc == 0) && (rc != 0 || same(d, &want)); /* the reference does not tell -1 from -2 */
     json_decref(holder);
     return eq;
 }
@@ -106,7 +106,7 @@ static void run_cases(const char *group, const case_t *cases, size_t n)
     for (size_t i = 0; i < n; ++i) {
         sb_delta_t d;
         int rc = parse(cases[i].json, &d);
-        is_int(rc, cases[i].rc, "%s: %s", group, cases[i].what);
+        is_int(rc < 0 ? -1 : rc, cases[i].rc, "%s: %s", group, cases[i].what); /* which failure: test_failure_kinds */
         ok(agrees(rc, &d), "%s: %s: the jansson reading agrees", group, cases[i].what);
     }
 }
@@ -227,7 +227,7 @@ static void test_shapes(void)
 static void test_tool_limit(void)
 {
     static const char head[] = "{\"choices\":[{\"delta\":{\"tool_calls\":[{}", call[] = ",{\"index\":1}";
-    char buf[1024];
+    char buf[4096];
     size_t at = sizeof(head) - 1;
     memcpy(buf, head, at);
     for (int i = 1; i < SB_CHUNK_MAX_TOOLS; ++i, at += sizeof(call) - 1)
@@ -237,10 +237,29 @@ static void test_tool_limit(void)
     is_int(parse(buf, &d), 0, "%d tool-call fragments parse", SB_CHUNK_MAX_TOOLS);
     ok(d.ntools == SB_CHUNK_MAX_TOOLS && agrees(0, &d), "all are read");
     memcpy(buf + at, ",{}]}}]}", 9);
-    is_int(parse(buf, &d), -1, "one more is malformed");
-    ok(agrees(-1, &d), "the jansson reading agrees");
+    is_int(parse(buf, &d), -2, "one more is past the limit");
+    ok(d.problem != NULL && strstr(d.problem, "more tool calls in one chunk") != NULL, "and the limit is named: %s",
+       d.problem ? d.problem : "(none)");
+    ok(agrees(-2, &d), "the jansson reading agrees");
     memcpy(buf + at, ",5,[}]}}]}", 11);
     is_int(parse(buf, &d), -1, "past the limit, the rest must still be valid JSON");
+}
+
+/* Not JSON (-1) is told from a field switchboard cannot use (-2), and a bad tool index is named for the operator. */
+static void test_failure_kinds(void)
+{
+    sb_delta_t d;
+    is_int(parse("{'choices':[", &d), -1, "cut-off JSON is not valid JSON");
+    is_int(parse("[1]", &d), -1, "an array is not a chunk");
+    is_int(parse("{'model':5}", &d), -2, "a numeric model is a wrong field");
+    ok(d.problem == NULL, "which is not named in particular");
+    const char *const indexes[] = {"-1", "1024", "1099511627776", "1.5", "'3'"};
+    for (size_t i = 0; i < sizeof(indexes) / sizeof(indexes[0]); ++i) {
+        char buf[128];
+        snprintf(buf, sizeof(buf), "{'choices':[{'delta':{'tool_calls':[{'index':%s,'id':'c'}]}}]}", indexes[i]);
+        is_int(parse(buf, &d), -2, "tool index %s: a wrong field", indexes[i]);
+        ok(d.problem != NULL && strstr(d.problem, "index") != NULL, "tool index %s: named as the index", indexes[i]);
+    }
 }
 
 static void test_duplicates(void)
@@ -409,7 +428,7 @@ static void test_numbers(void)
     /* The scanner checks a real's form only: jansson refuses one that overflows a double. */
     sb_delta_t d;
     is_int(parse("{'a':1e400}", &d), 0, "numbers: a real past the double range is accepted");
-    is_int(parse("{'usage':{'prompt_tokens':1e400}}", &d), -1, "numbers: but never as a count");
+    is_int(parse("{'usage':{'prompt_tokens':1e400}}", &d), -2, "numbers: but never as a count (a wrong field)");
 }
 
 static void test_syntax(void)
@@ -681,6 +700,7 @@ int main(void)
 {
     test_shapes();
     test_tool_limit();
+    test_failure_kinds();
     test_duplicates();
     test_strings();
     test_numbers();

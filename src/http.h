@@ -34,7 +34,7 @@ typedef struct sb_access {
     size_t bytes;
     long long prompt_tokens; /* < 0: unknown */
     long long completion_tokens;
-    const char *end;       /* done, client_gone, timeout, upstream_error, rejected, error */
+    const char *end;       /* done, client_gone, timeout, upstream_error, rejected, shutdown */
     const char *retrieval; /* hit, miss, timeout, error, off; NULL for requests that are not turns */
 } sb_access_t;
 

@@ -60,7 +60,7 @@ typedef struct turn {
     uv_timer_t *keepalive;
     uint64_t last_write; /* loop ms */
     unsigned sending : 1, started : 1, final_queued : 1, finished : 1, paused : 1, role_sent : 1, finish_sent : 1, client_gone : 1,
-        relayed_tools : 1, said_anything : 1, keep_rounds : 1, round_overflow : 1, ended : 1;
+        relayed_tools : 1, said_anything : 1, keep_rounds : 1, round_overflow : 1, ended : 1, logged : 1;
     /* the tool loop */
     unsigned round;         /* provider rounds finished */
     unsigned n_owned;       /* this round's calls of switchboard's tools */
@@ -787,7 +787,8 @@ static void on_dispose(void *p)
         sb_rag_cancel(t->rag);
     stop_rag_wait(t);
     cancel_call(t);
-    log_access(t);
+    if (!t->logged)
+        log_access(t);
     sb_worker_turn_ended(t->w, &t->link);
     if (t->keepalive != NULL) {
         uv_timer_stop(t->keepalive);
@@ -845,6 +846,27 @@ void sb_turn_start(h2o_req_t *req, sb_chat_request_t *creq, const char *request_
         return;
     }
     start_round(t);
+}
+
+void sb_turn_shutdown(h2o_linklist_t *link)
+{
+    turn_t *t = H2O_STRUCT_FROM_MEMBER(turn_t, link, link);
+    if (t->req == NULL || t->client_gone || t->ended)
+        return; /* gone, or already ending: its bytes are on their way */
+    abandon(t);
+    sb_llm_end_t e = {SB_E_SHUTTING_DOWN, "server shutting down", NULL, 0};
+    finish(t, &e);
+    t->end = "shutdown";
+}
+
+void sb_turn_exiting(h2o_linklist_t *link)
+{
+    turn_t *t = H2O_STRUCT_FROM_MEMBER(turn_t, link, link);
+    if (t->end == NULL || strcmp(t->end, "done") != 0)
+        t->end = "shutdown";
+    log_access(t);
+    t->logged = 1;
+    sb_worker_turn_ended(t->w, &t->link);
 }
 
 void sb_turn_client_gone(h2o_linklist_t *link)

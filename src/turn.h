@@ -19,6 +19,14 @@ void sb_turn_start(h2o_req_t *req, sb_chat_request_t *creq, const char *request_
 
 /* The liveness probe found the HTTP/1 client gone: ends the turn at once. `link` is the turn's worker link. */
 void sb_turn_client_gone(h2o_linklist_t *link);
+/*
+ * The drain deadline passed: ends the turn for its caller at once (an error
+ * event "server shutting down" and [DONE], or a 503 before the first byte),
+ * with its access-log line ending "shutdown". `link` is the turn's worker link.
+ */
+void sb_turn_shutdown(h2o_linklist_t *link);
+/* The process is exiting with the turn still open (its reader did not take its last bytes): logs it and unlinks it. */
+void sb_turn_exiting(h2o_linklist_t *link);
 /* The HTTP/1 socket the turn's client is on, or -1 (HTTP/2, or already gone). */
 int sb_turn_probe_fd(h2o_linklist_t *link, uint64_t now, uint64_t quiet_ms);
 

@@ -22,6 +22,8 @@
  * per interval, so shorter is not free: 20 ms keeps 200 quiet streams near 10k syscalls a second. */
 #define PROBE_INTERVAL_MS 20
 #define DRAIN_POLL_MS 10
+/* After the drain deadline, how long the streams it ended have to take their last bytes before the process exits. */
+#define DRAIN_FLUSH_MS 1000
 
 static int open_listener(sb_worker_t *w)
 {
@@ -113,13 +115,31 @@ void sb_worker_turn_ended(sb_worker_t *w, h2o_linklist_t *link)
         uv_timer_stop(&w->probe_timer);
 }
 
+/*
+ * Draining: streams may finish until the deadline. Then each open one is
+ * ended for its caller (an error event and [DONE], or a 503), and given
+ * DRAIN_FLUSH_MS to take those bytes; whatever is still open then is logged
+ * and left to the kernel as the process exits.
+ */
 static void on_drain_poll(uv_timer_t *timer)
 {
     sb_worker_t *w = timer->data;
-    if (w->nturns > 0 && sb_worker_now(w) < w->drain_deadline)
+    uint64_t now = sb_worker_now(w);
+    if (w->nturns > 0 && now < w->drain_deadline)
         return;
-    if (w->nturns > 0)
-        sb_log_warn("worker %u: drain deadline passed with %zu streams open; closing them", w->id, w->nturns);
+    if (w->nturns > 0 && !w->drain_ending) {
+        sb_log_warn("worker %u: drain deadline passed with %zu streams open; ending them", w->id, w->nturns);
+        w->drain_ending = 1;
+        for (h2o_linklist_t *node = w->turns.next, *next; node != &w->turns; node = next) {
+            next = node->next;
+            sb_turn_shutdown(node);
+        }
+        return;
+    }
+    if (w->nturns > 0 && now < w->drain_deadline + DRAIN_FLUSH_MS)
+        return;
+    while (!h2o_linklist_is_empty(&w->turns)) /* readers that did not take their last bytes */
+        sb_turn_exiting(w->turns.next);
     uv_stop(&w->loop);
 }
 

@@ -45,6 +45,7 @@ typedef struct sb_worker {
     size_t nturns;
     uint64_t drain_deadline;
     int draining;
+    int drain_ending; /* the deadline passed: open streams were told the server is shutting down */
     int listen_fd;
 } sb_worker_t;
 

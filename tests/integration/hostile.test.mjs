@@ -153,3 +153,37 @@ test('20 calls of switchboard\'s own tool: 16 run, and the model is told which 4
   assert.equal(notRun.length, 4);
   assert.deepEqual(notRun.map((m) => m.tool_call_id), results.slice(16).map((m) => m.tool_call_id), 'the last four');
 });
+
+test('streams still open at the drain deadline are ended for their callers, each with its access-log line', { skip, timeout: 30000 }, async () => {
+  const local = await startSwitchboard({ LLM_BASE_URL: `${up.base}/v1`, OPENAI_API_KEY: PROVIDER_KEY, WORKERS: '2', DRAIN_TIMEOUT_MS: '1000' });
+  await up.reset();
+  const words = Array.from({ length: 60 }, (_, i) => `w${i}`).join(' '); // 6 s at 100 ms a word
+  const streams = Array.from({ length: 40 }, () => post(local.base, {
+    model: scenario({ text: words, pace_ms: '100' }), stream: true, messages: ask('x'),
+  }));
+  const waiting = post(local.base, { model: scenario({ text: 'late', delay_ms: '6000' }), stream: true, messages: ask('x') });
+  const json = post(local.base, { model: scenario({ text: 'late', delay_ms: '6000' }), messages: ask('x') });
+  await until(async () => (await up.requests()).filter((r) => r.t_first_byte).length >= 40, { what: 'the streams to start' });
+  const killedAt = Date.now();
+  local.proc.kill('SIGTERM');
+  const results = await Promise.all(streams);
+  for (const res of results) {
+    const out = assemble(res.text);
+    assert.ok(out.done, 'each stream ends with [DONE]');
+    assert.equal(out.errors.length, 1);
+    assert.equal(out.errors[0].error.code, 'shutting_down');
+    assert.equal(out.errors[0].error.message, 'server shutting down');
+    assert.ok(out.content.length > 0 && out.content.length < words.length, 'after part of the answer');
+  }
+  for (const res of [await waiting, await json]) {
+    assert.equal(res.status, 503, 'a turn with nothing sent yet gets a 503');
+    assert.equal(res.json.error.code, 'shutting_down');
+  }
+  const elapsed = Date.now() - killedAt;
+  assert.ok(elapsed > 900 && elapsed < 4000, `they were ended at the deadline (${elapsed} ms after SIGTERM)`);
+  const exit = await local.stop();
+  assert.equal(exit.code, 0);
+  const turns = local.accessLog.filter((l) => l.route === '/v1/chat/completions');
+  assert.equal(turns.length, 42, 'every turn has its access-log line');
+  assert.ok(turns.every((l) => l.end === 'shutdown'), JSON.stringify(turns.map((l) => l.end)));
+});

@@ -249,9 +249,58 @@ static void on_chat(h2o_req_t *req)
     sb_turn_start(req, &creq, id);
 }
 
+/* The value of the header line at p (name and colon skipped), without surrounding whitespace. */
+static h2o_iovec_t header_value(const char *p, const char *eol)
+{
+    while (p < eol && (*p == ' ' || *p == '\t'))
+        ++p;
+    while (eol > p && (eol[-1] == ' ' || eol[-1] == '\t' || eol[-1] == '\r'))
+        --eol;
+    return h2o_iovec_init(p, (size_t)(eol - p));
+}
+
+/*
+ * Whether an HTTP/1 request's body length is ambiguous: Content-Length
+ * headers that differ, or Content-Length beside Transfer-Encoding. h2o reads
+ * the body by the first one and drops the header, so the request's header
+ * block is read again here (h2o keeps it at the start of the socket's input,
+ * names lower-cased, until the response is sent). A proxy in front that
+ * honours the other header would see the rest of the body as a second,
+ * smuggled request. Identical duplicates are harmless and pass.
+ */
+static int ambiguous_length(h2o_req_t *req)
+{
+    if (req->version >= 0x200 || req->entity.base == NULL)
+        return 0;
+    h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
+    if (sock == NULL || sock->input == NULL)
+        return 0;
+    const char *p = sock->input->bytes, *end = p + sock->input->size;
+    h2o_iovec_t length = {NULL, 0};
+    int chunked = 0;
+    for (const char *eol; p < end && (eol = memchr(p, '\n', (size_t)(end - p))) != NULL; p = eol + 1) {
+        if (eol == p || (eol == p + 1 && *p == '\r'))
+            break; /* the blank line: the header block is over */
+        if (eol - p > 15 && h2o_lcstris(p, 15, H2O_STRLIT("content-length:"))) {
+            h2o_iovec_t v = header_value(p + 15, eol);
+            if (length.base != NULL && !h2o_memis(v.base, v.len, length.base, length.len))
+                return 1;
+            length = v;
+        } else if (eol - p > 18 && h2o_lcstris(p, 18, H2O_STRLIT("transfer-encoding:"))) {
+            chunked = 1;
+        }
+    }
+    return length.base != NULL && chunked;
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     h2o_iovec_t path = req->path_normalized;
+    if (ambiguous_length(req)) {
+        req->http1_is_persistent = 0; /* what follows on this connection cannot be told apart from the body */
+        answer(req, SB_E_INVALID_REQUEST, "conflicting Content-Length or Transfer-Encoding headers", NULL, NULL);
+        return 0;
+    }
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); ++i) {
         const struct route *r = &routes[i];
         if (!h2o_memis(path.base, path.len, r->path, strlen(r->path)))
@@ -291,6 +340,10 @@ static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t *
     int ours = ct >= 0 && h2o_memis(req->res.headers.entries[ct].value.base, req->res.headers.entries[ct].value.len,
                                     H2O_STRLIT("application/json"));
     if (req->res.status == 413 && !ours) {
+        /* h2o refused the body before reading it: the client may still be sending it */
+        h2o_socket_t *sock = req->version < 0x200 ? req->conn->callbacks->get_socket(req->conn) : NULL;
+        if (sock != NULL)
+            sb_worker_linger_on_close(sb_worker_of(req), h2o_socket_get_fd(sock));
         struct error_ostream *os = (void *)h2o_add_ostream(req, sizeof(*os), slot);
         os->super.do_send = on_error_send;
         os->body = error_body(&req->pool, SB_E_BODY_TOO_LARGE, NULL, NULL);

@@ -119,7 +119,15 @@ int main(int argc, char **argv)
 
     h2o_config_init(&server.h2o);
     server.h2o.server_name = h2o_iovec_init(H2O_STRLIT("switchboard"));
-    server.h2o.max_request_entity_size = config.max_body_bytes;
+    /*
+     * h2o refuses a body past its own limit before switchboard sees it, and
+     * over HTTP/2 it does so with a stream reset (REFUSED_STREAM, which
+     * clients retry) rather than an answer. So h2o reads bodies somewhat past
+     * MAX_BODY_BYTES and switchboard answers those with its 413, on both
+     * protocols; only a body past this second, hard limit is cut by h2o.
+     */
+    size_t slack = config.max_body_bytes * 3 < (16u << 20) ? config.max_body_bytes * 3 : 16u << 20;
+    server.h2o.max_request_entity_size = config.max_body_bytes + slack;
     sb_http_register(h2o_config_register_host(&server.h2o, h2o_iovec_init(H2O_STRLIT("default")), 65535));
 
     long cores = sysconf(_SC_NPROCESSORS_ONLN);

@@ -6,6 +6,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -52,9 +53,103 @@ static int open_listener(sb_worker_t *w)
     return 0;
 }
 
+/* --- connections, and the lingering close of one whose request body was refused ---------------- */
+
+/*
+ * A client still sending a body that was refused (413 before it was read)
+ * would get a reset instead of the answer if the socket closed with its bytes
+ * unread: the kernel discards what the client has not read yet. So the
+ * socket is kept (a duplicate descriptor outlives h2o's close), its sending
+ * side shut once the answer is out, and what the client still sends read and
+ * dropped, for at most LINGER_MS or LINGER_MAX_BYTES.
+ */
+#define LINGER_MS 2000
+#define LINGER_MAX_BYTES (16u << 20)
+
+struct conn {
+    uv_tcp_t tcp;
+    sb_worker_t *w;
+    int fd;
+    int linger_fd; /* >= 0: linger on this duplicate once h2o has closed the connection */
+};
+
+struct lingering {
+    uv_poll_t poll;
+    uv_timer_t timer;
+    int fd;
+    int ending, closed;
+    size_t dropped;
+};
+
+static void on_linger_closed(uv_handle_t *h)
+{
+    struct lingering *l = h->data;
+    if (++l->closed < 2)
+        return;
+    close(l->fd); /* only now: a descriptor must not close while libuv polls it */
+    free(l);
+}
+
+static void linger_end(struct lingering *l)
+{
+    if (l->ending)
+        return;
+    l->ending = 1;
+    uv_poll_stop(&l->poll);
+    uv_close((uv_handle_t *)&l->poll, on_linger_closed);
+    uv_timer_stop(&l->timer);
+    uv_close((uv_handle_t *)&l->timer, on_linger_closed);
+}
+
+static void on_linger_readable(uv_poll_t *poll, int status, int events)
+{
+    struct lingering *l = poll->data;
+    char buf[16384];
+    ssize_t n = 0;
+    while (status == 0 && (n = read(l->fd, buf, sizeof(buf))) > 0)
+        if ((l->dropped += (size_t)n) > LINGER_MAX_BYTES)
+            break;
+    if (status != 0 || l->dropped > LINGER_MAX_BYTES || n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+        linger_end(l);
+}
+
+static void on_linger_timeout(uv_timer_t *timer)
+{
+    linger_end(timer->data);
+}
+
+static void linger(sb_worker_t *w, int fd)
+{
+    struct lingering *l = calloc(1, sizeof(*l));
+    if (l == NULL)
+        abort();
+    l->fd = fd;
+    shutdown(fd, SHUT_WR); /* FIN after the answer, which h2o has written in full */
+    uv_poll_init(&w->loop, &l->poll, fd);
+    uv_timer_init(&w->loop, &l->timer);
+    l->poll.data = l->timer.data = l;
+    uv_poll_start(&l->poll, UV_READABLE, on_linger_readable);
+    uv_timer_start(&l->timer, on_linger_timeout, LINGER_MS, 0);
+}
+
 static void on_conn_closed(uv_handle_t *h)
 {
-    free(h);
+    struct conn *c = H2O_STRUCT_FROM_MEMBER(struct conn, tcp, (uv_tcp_t *)h);
+    sb_worker_t *w = c->w;
+    /* libuv closed the descriptor before this callback: its number may already be a new connection's */
+    if (c->fd >= 0 && (size_t)c->fd < w->nconns && w->conns[c->fd] == c)
+        w->conns[c->fd] = NULL;
+    if (c->linger_fd >= 0)
+        linger(w, c->linger_fd);
+    free(c);
+}
+
+void sb_worker_linger_on_close(sb_worker_t *w, int fd)
+{
+    struct conn *c = fd >= 0 && (size_t)fd < w->nconns ? w->conns[fd] : NULL;
+    if (c == NULL || c->linger_fd >= 0)
+        return;
+    c->linger_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0); /* -1 on failure: the connection closes as h2o closes it */
 }
 
 static void on_accept(uv_stream_t *listener, int status)
@@ -62,13 +157,27 @@ static void on_accept(uv_stream_t *listener, int status)
     sb_worker_t *w = listener->data;
     if (status != 0)
         return;
-    uv_tcp_t *conn = malloc(sizeof(*conn));
-    if (conn == NULL)
+    struct conn *c = malloc(sizeof(*c));
+    if (c == NULL)
         abort();
+    c->w = w;
+    c->fd = c->linger_fd = -1;
+    uv_tcp_t *conn = &c->tcp;
     uv_tcp_init(listener->loop, conn);
     if (uv_accept(listener, (uv_stream_t *)conn) != 0) {
         uv_close((uv_handle_t *)conn, on_conn_closed);
         return;
+    }
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)conn, &fd) == 0 && fd >= 0) {
+        if ((size_t)fd >= w->nconns) {
+            size_t n = (size_t)fd + 1 > w->nconns * 2 ? (size_t)fd + 1 : w->nconns * 2;
+            w->conns = h2o_mem_realloc(w->conns, n * sizeof(*w->conns));
+            memset(w->conns + w->nconns, 0, (n - w->nconns) * sizeof(*w->conns));
+            w->nconns = n;
+        }
+        c->fd = fd;
+        w->conns[fd] = c;
     }
     /* Every token is written as soon as it arrives: Nagle would hold small writes back. */
     uv_tcp_nodelay(conn, 1);

@@ -42,6 +42,8 @@ typedef struct sb_worker {
     sb_curlm_t *curlm;
     sb_pgpool_t *pg;      /* NULL without DATABASE_URL */
     h2o_linklist_t turns; /* active chat turns */
+    struct conn **conns;  /* open connections by descriptor, for a lingering close */
+    size_t nconns;
     size_t nturns;
     uint64_t drain_deadline;
     int draining;
@@ -70,6 +72,13 @@ int sb_worker_init(sb_worker_t *w, sb_server_t *server, unsigned id);
 void *sb_worker_run(void *arg);
 /* Asks the worker to stop accepting and drain. Any thread. */
 void sb_worker_request_drain(sb_worker_t *w);
+/*
+ * The HTTP/1 connection on `fd` answered a request whose body it did not
+ * read: when h2o closes it, close it lingering (shut the sending side, drop
+ * what the client still sends for a while) so the client reads the answer
+ * instead of a reset.
+ */
+void sb_worker_linger_on_close(sb_worker_t *w, int fd);
 /* Called by turns when they start and end, for the liveness probe and draining. */
 void sb_worker_turn_started(sb_worker_t *w, h2o_linklist_t *link);
 void sb_worker_turn_ended(sb_worker_t *w, h2o_linklist_t *link);

@@ -4,8 +4,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import http2 from 'node:http2';
+import net from 'node:net';
 import {
-  startFakeUpstream, startSwitchboard, post, scenario, assemble, until, psql, freshDatabase, adminDatabaseUrl, PROVIDER_KEY,
+  startFakeUpstream, startSwitchboard, post, scenario, assemble, until, psql, freshDatabase, adminDatabaseUrl, PROVIDER_KEY, INBOUND_KEY,
 } from './lib.mjs';
 
 const skip = adminDatabaseUrl ? false : 'no test database (run through tests/run)';
@@ -186,4 +188,96 @@ test('streams still open at the drain deadline are ended for their callers, each
   const turns = local.accessLog.filter((l) => l.route === '/v1/chat/completions');
   assert.equal(turns.length, 42, 'every turn has its access-log line');
   assert.ok(turns.every((l) => l.end === 'shutdown'), JSON.stringify(turns.map((l) => l.end)));
+});
+
+/** Sends raw bytes on a fresh connection and collects everything until the server closes it (or `ms` pass). */
+function raw(port, bytes, { ms = 3000, halfClose = false } = {}) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1');
+    const got = [];
+    let closed = false;
+    const timer = setTimeout(() => { sock.destroy(); resolve({ text: Buffer.concat(got).toString('latin1'), closed }); }, ms);
+    sock.on('data', (d) => got.push(d));
+    sock.on('end', () => { closed = true; });
+    sock.on('close', () => { clearTimeout(timer); resolve({ text: Buffer.concat(got).toString('latin1'), closed: true }); });
+    sock.on('error', (e) => (e.code === 'ECONNRESET' ? null : reject(e)));
+    sock.write(bytes);
+    if (halfClose) sock.end();
+  });
+}
+
+const head = (extra) => `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${INBOUND_KEY}\r\n`
+  + `Content-Type: application/json\r\n${extra}\r\n`;
+
+test('differing duplicate Content-Length headers are refused and the connection closed (no smuggled request)', { skip }, async () => {
+  const body = JSON.stringify({ model: scenario({ text: 'hi' }), messages: ask('x') });
+  const smuggled = 'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n';
+  const res = await raw(sb.port, head(`Content-Length: ${body.length}\r\nContent-Length: ${body.length + smuggled.length}\r\n`) + body + smuggled);
+  assert.match(res.text, /^HTTP\/1\.1 400 /);
+  assert.match(res.text, /conflicting Content-Length/);
+  assert.match(res.text, /\r\nconnection: close\r\n/i);
+  assert.equal((res.text.match(/HTTP\/1\.1 /g) ?? []).length, 1, 'the smuggled request was not answered');
+  assert.ok(res.closed, 'the connection was closed');
+
+  const both = await raw(sb.port, head(`Content-Length: ${body.length}\r\nTransfer-Encoding: chunked\r\n`)
+    + `${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n` + smuggled);
+  assert.match(both.text, /^HTTP\/1\.1 400 /, 'Content-Length beside Transfer-Encoding is refused too');
+  assert.equal((both.text.match(/HTTP\/1\.1 /g) ?? []).length, 1);
+
+  const same = await raw(sb.port, head(`Content-Length: ${body.length}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n`) + body);
+  assert.match(same.text, /^HTTP\/1\.1 200 /, 'identical duplicates are tolerated');
+});
+
+test('an oversize body gets the documented 413 over HTTP/2 too, once, not a stream reset', { skip }, async () => {
+  const local = await startSwitchboard({ LLM_BASE_URL: `${up.base}/v1`, OPENAI_API_KEY: PROVIDER_KEY, WORKERS: '1', MAX_BODY_BYTES: '65536' });
+  try {
+    const client = http2.connect(local.base);
+    const send = (bytes) => new Promise((resolve, reject) => {
+      const req = client.request({ ':method': 'POST', ':path': '/v1/chat/completions', authorization: `Bearer ${INBOUND_KEY}`,
+        'content-type': 'application/json' });
+      let status = 0;
+      const got = [];
+      req.on('response', (h) => { status = h[':status']; });
+      req.on('data', (d) => got.push(d));
+      req.on('end', () => resolve({ status, text: Buffer.concat(got).toString() }));
+      req.on('error', reject);
+      req.end(JSON.stringify({ messages: ask('x'.repeat(bytes)) }));
+    });
+    for (const size of [70000, 150000]) {
+      const res = await send(size);
+      assert.equal(res.status, 413, `${size} bytes`);
+      assert.equal(JSON.parse(res.text).error.code, 'request_too_large');
+    }
+    const ok = await send(1000);
+    assert.equal(ok.status, 200, 'the connection still serves');
+    client.close();
+    const refused = local.accessLog.filter((l) => l.status === 413);
+    assert.equal(refused.length, 2, 'each body was answered once: no retried uploads');
+  } finally {
+    await local.stop();
+  }
+});
+
+test('an HTTP/1.1 client still sending a refused body reads the 413, not a reset', { skip }, async () => {
+  const local = await startSwitchboard({ LLM_BASE_URL: `${up.base}/v1`, OPENAI_API_KEY: PROVIDER_KEY, WORKERS: '1', MAX_BODY_BYTES: '65536' });
+  try {
+    const declared = 8 * 1024 * 1024; // past h2o's hard limit: refused as soon as the head is read
+    const text = await new Promise((resolve, reject) => {
+      const sock = net.connect(local.port, '127.0.0.1');
+      sock.pause(); // a client that reads only after sending: what it has not read is lost if the server resets
+      const got = [];
+      sock.on('data', (d) => got.push(d));
+      sock.on('end', () => resolve(Buffer.concat(got).toString('latin1')));
+      sock.on('error', (e) => reject(new Error(`${e.code} after ${Buffer.concat(got).length} bytes`)));
+      sock.write(head(`Content-Length: ${declared}\r\n`) + 'x'.repeat(256 * 1024));
+      setTimeout(() => {
+        sock.write('y'.repeat(256 * 1024)); // still sending after the server answered
+        setTimeout(() => sock.resume(), 300);
+      }, 300);
+    });
+    assert.match(text, /^HTTP\/1\.1 413 /);
+    assert.equal(JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)).error.code, 'request_too_large');
+  } finally {
+    await local.stop();
+  }
 });

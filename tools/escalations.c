@@ -52,35 +52,45 @@ static int parse_escalate(json_t *in, void *out, char *err, size_t errlen)
 
 /*
  * $1 ticket id, $2 reason, $3 priority, $4 escalated to, $5 idempotency key,
- * $6/$7 scope. A repeat (the key is already there) changes nothing and
- * returns the first escalation with created:false. customer_email is for the
+ * $6/$7 scope. A repeat (the key is already there, also one written a
+ * moment ago by a concurrent twin) changes nothing and returns the first
+ * escalation with created:false. customer_email is for the
  * email only; the handler drops it from what the model reads.
  */
 static const char escalate_tmpl[] =
     "with tk as (select t.id, t.subject, t.customer_id, c.name as customer_name, c.email as customer_email"
     "  from {{tickets_table}} t left join customers c on c.id = t.customer_id"
     "  where t.id = $1 and ($6::bigint is null or t.customer_id = $6) and ($7::text is null or lower(c.email) = lower($7))),"
-    " existing as (select * from escalations where idempotency_key = $5::text),"
-    " esc as (insert into escalations (ticket_id, reason, priority, escalated_to, idempotency_key)"
-    "  select tk.id, $2, $3, $4, $5 from tk where not exists (select 1 from existing)"
-    "  on conflict (idempotency_key) do nothing returning *),"
-    " upd as (update {{tickets_table}} t set status = 'escalated', updated_at = now(),"
-    "  priority = case when array_position(array['low','normal','high','urgent'], esc.priority)"
-    "   > array_position(array['low','normal','high','urgent'], t.priority) then esc.priority else t.priority end"
-    "  from esc where t.id = esc.ticket_id returning t.id, t.status, t.priority),"
-    " note as (insert into {{interactions_table}} (ticket_id, customer_id, kind, summary, idempotency_key)"
-    "  select esc.ticket_id, tk.customer_id, 'escalation',"
-    "   'Escalated' || coalesce(' to ' || esc.escalated_to, '') || ' (' || esc.priority || '): ' || esc.reason, esc.idempotency_key"
-    "  from esc join tk on tk.id = esc.ticket_id"
-    "  on conflict (idempotency_key) do nothing returning id)"
-    " select json_build_object('escalation_id', e.id, 'ticket_id', e.ticket_id, 'subject', tk.subject,"
-    "  'ticket_status', coalesce((select status from upd), (select status from {{tickets_table}} where id = e.ticket_id)),"
-    "  'ticket_priority', coalesce((select priority from upd), (select priority from {{tickets_table}} where id = e.ticket_id)),"
-    "  'priority', e.priority, 'escalated_to', e.escalated_to, 'reason', e.reason, 'customer_id', tk.customer_id,"
-    "  'customer_name', tk.customer_name, 'customer_email', tk.customer_email, 'created', e.created,"
-    "  'email_sent', e.email_sent_at is not null, 'note_added', exists (select 1 from note))"
-    " from (select *, true as created from esc union all select *, false from existing) e join tk on tk.id = e.ticket_id"
-    " limit 1";
+    " esc as (insert into escalations as e (ticket_id, reason, priority, escalated_to, idempotency_key)"
+    "  select tk.id, $2, $3, $4, $5 from tk" REPEAT_RETURNS(
+        "e.ticket_id = excluded.ticket_id") "),"
+                                            " upd as (update {{tickets_table}} t set status = 'escalated', updated_at = now(),"
+                                            "  priority = case when array_position(array['low','normal','high','urgent'], "
+                                            "esc.priority)"
+                                            "   > array_position(array['low','normal','high','urgent'], t.priority) then "
+                                            "esc.priority else t.priority end"
+                                            "  from esc where t.id = esc.ticket_id and esc.created returning t.id, t.status, "
+                                            "t.priority),"
+                                            " note as (insert into {{interactions_table}} (ticket_id, customer_id, kind, summary, "
+                                            "idempotency_key)"
+                                            "  select esc.ticket_id, tk.customer_id, 'escalation',"
+                                            "   'Escalated' || coalesce(' to ' || esc.escalated_to, '') || ' (' || esc.priority || "
+                                            "'): ' || esc.reason, esc.idempotency_key"
+                                            "  from esc join tk on tk.id = esc.ticket_id where esc.created"
+                                            "  on conflict (idempotency_key) do nothing returning id)"
+                                            " select json_build_object('escalation_id', e.id, 'ticket_id', e.ticket_id, 'subject', "
+                                            "tk.subject,"
+                                            "  'ticket_status', coalesce((select status from upd), (select status from "
+                                            "{{tickets_table}} where id = e.ticket_id)),"
+                                            "  'ticket_priority', coalesce((select priority from upd), (select priority from "
+                                            "{{tickets_table}} where id = e.ticket_id)),"
+                                            "  'priority', e.priority, 'escalated_to', e.escalated_to, 'reason', e.reason, "
+                                            "'customer_id', tk.customer_id,"
+                                            "  'customer_name', tk.customer_name, 'customer_email', tk.customer_email, 'created', "
+                                            "e.created,"
+                                            "  'email_sent', e.email_sent_at is not null, 'note_added', exists (select 1 from "
+                                            "note))"
+                                            " from esc e join tk on tk.id = e.ticket_id";
 
 static const char mark_sent_sql[] = "update escalations set email_sent_at = now() where id = $1 and email_sent_at is null";
 

@@ -36,13 +36,12 @@ static int parse_change(json_t *in, void *out, char *err, size_t errlen)
 
 /* $1 entity type, $2 entity id, $3 change type, $4 description, $5 idempotency key */
 static const char change_sql[] =
-    "with existing as (select * from change_log where idempotency_key = $5::text),"
-    " ins as (insert into change_log (entity_type, entity_id, change_type, description, idempotency_key)"
-    "  select $1, $2, $3, $4, $5 where not exists (select 1 from existing)"
-    "  on conflict (idempotency_key) do nothing returning *)"
-    " select json_build_object('change_id', l.id, 'entity_type', l.entity_type, 'entity_id', l.entity_id,"
-    "  'change_type', l.change_type, 'created', l.created)"
-    " from (select *, true as created from ins union all select *, false from existing) l limit 1";
+    "with ins as (insert into change_log as l (entity_type, entity_id, change_type, description, idempotency_key)"
+    "  values ($1, $2, $3, $4, $5)" REPEAT_RETURNS(
+        "true") ")"
+                " select json_build_object('change_id', l.id, 'entity_type', l.entity_type, 'entity_id', l.entity_id,"
+                "  'change_type', l.change_type, 'created', l.created)"
+                " from ins l";
 
 static void run_change(sb_tool_call_t *call, const void *args)
 {
@@ -97,12 +96,11 @@ static int parse_event(json_t *in, void *out, char *err, size_t errlen)
 
 /* $1 event type, $2 agent id, $3 channel, $4 payload (JSON text), $5 idempotency key */
 static const char event_sql[] =
-    "with existing as (select * from agent_events where idempotency_key = $5::text),"
-    " ins as (insert into agent_events (event_type, agent_id, channel, payload, idempotency_key)"
-    "  select $1, $2, $3, coalesce($4::jsonb, '{}'::jsonb), $5 where not exists (select 1 from existing)"
-    "  on conflict (idempotency_key) do nothing returning *)"
-    " select json_build_object('event_id', e.id, 'event_type', e.event_type, 'created', e.created)"
-    " from (select *, true as created from ins union all select *, false from existing) e limit 1";
+    "with ins as (insert into agent_events as e (event_type, agent_id, channel, payload, idempotency_key)"
+    "  values ($1, $2, $3, coalesce($4::jsonb, '{}'::jsonb), $5)" REPEAT_RETURNS(
+        "true") ")"
+                " select json_build_object('event_id', e.id, 'event_type', e.event_type, 'created', e.created)"
+                " from ins e";
 
 static void run_event(sb_tool_call_t *call, const void *args)
 {

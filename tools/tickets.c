@@ -238,18 +238,17 @@ static const char interaction_tmpl[] =
     "  and ($2::bigint is not null or $3::text is not null"
     "   or ($1::bigint is null and (id = $7::bigint or lower(email) = lower($8::text))))"
     "  and ($7::bigint is null or id = $7) and ($8::text is null or lower(email) = lower($8)) limit 1),"
-    " existing as (select * from {{interactions_table}} where idempotency_key = $6::text),"
-    " ins as (insert into {{interactions_table}} (ticket_id, customer_id, kind, summary, idempotency_key)"
+    " ins as (insert into {{interactions_table}} as i (ticket_id, customer_id, kind, summary, idempotency_key)"
     "  select (select id from tk), coalesce((select customer_id from tk), (select id from cust)), $4, $5, $6"
-    "  where not exists (select 1 from existing)"
-    "  and ($1::bigint is null or exists (select 1 from tk))"
+    "  where ($1::bigint is null or exists (select 1 from tk))"
     "  and (($2::bigint is null and $3::text is null) or exists (select 1 from cust))"
     "  and (exists (select 1 from tk) or exists (select 1 from cust))"
-    "  and not exists (select 1 from tk, cust where tk.customer_id <> cust.id)"
-    "  on conflict (idempotency_key) do nothing returning *)"
-    " select json_build_object('interaction_id', i.id, 'ticket_id', i.ticket_id, 'customer_id', i.customer_id, 'kind', i.kind,"
-    "  'created', i.created)"
-    " from (select *, true as created from ins union all select *, false from existing) i limit 1";
+    "  and not exists (select 1 from tk, cust where tk.customer_id <> cust.id)" REPEAT_RETURNS(
+        "i.customer_id is not distinct from excluded.customer_id") ")"
+                                                                   " select json_build_object('interaction_id', i.id, 'ticket_id', "
+                                                                   "i.ticket_id, 'customer_id', i.customer_id, 'kind', i.kind,"
+                                                                   "  'created', i.created)"
+                                                                   " from ins i";
 
 static void run_interaction(sb_tool_call_t *call, const void *args)
 {
@@ -300,18 +299,18 @@ void sb_tickets_init(const sb_config_t *config)
         " ord as (select o.id, o.customer_id from orders o join customers c on c.id = o.customer_id"
         "  where o.order_number = btrim(replace($3::text, '#', ''))"
         "  and ($8::bigint is null or c.id = $8) and ($9::text is null or lower(c.email) = lower($9))),"
-        " existing as (select * from {{tickets_table}} where idempotency_key = $7::text),"
-        " ins as (insert into {{tickets_table}} (customer_id, order_id, subject, description, priority, idempotency_key)"
+        " ins as (insert into {{tickets_table}} as t (customer_id, order_id, subject, description, priority, idempotency_key)"
         "  select coalesce((select id from cust), (select customer_id from ord)), (select id from ord), $4, $5, $6, $7"
-        "  where not exists (select 1 from existing)"
-        "  and ($3::text is null or exists (select 1 from ord))"
+        "  where ($3::text is null or exists (select 1 from ord))"
         "  and (($1::bigint is null and $2::text is null) or exists (select 1 from cust))"
         /* a customer and an order that are not theirs would make a ticket pointing at someone else's order */
-        "  and not exists (select 1 from cust, ord where cust.id <> ord.customer_id)"
-        "  on conflict (idempotency_key) do nothing returning *)"
-        " select json_build_object('ticket_id', t.id, 'status', t.status, 'priority', t.priority, 'subject', t.subject,"
-        "  'customer_id', t.customer_id, 'order_id', t.order_id, 'created', t.created)"
-        " from (select *, true as created from ins union all select *, false from existing) t limit 1";
+        "  and not exists (select 1 from cust, ord where cust.id <> ord.customer_id)" REPEAT_RETURNS(
+            "t.customer_id is not distinct from excluded.customer_id") ")"
+                                                                       " select json_build_object('ticket_id', t.id, 'status', "
+                                                                       "t.status, 'priority', t.priority, 'subject', t.subject,"
+                                                                       "  'customer_id', t.customer_id, 'order_id', t.order_id, "
+                                                                       "'created', t.created)"
+                                                                       " from ins t";
     char **sql[] = {&create_sql, &status_sql, &details_sql, &interaction_sql};
     const char *tmpl[] = {create_tmpl, status_tmpl, details_tmpl, interaction_tmpl};
     for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]); ++i) {

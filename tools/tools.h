@@ -21,6 +21,20 @@ extern const sb_tool_t sb_tool_record_agent_event;
 extern const sb_tool_t sb_tool_send_rtm_message;
 
 /*
+ * The end of a keyed INSERT ... SELECT (the target aliased, e.g. "as t") that
+ * returns the row it wrote with created = true, or, when the idempotency key
+ * is already there, the row that holds it with created = false: also a row a
+ * concurrent twin of the turn wrote a moment ago, which a lookup by key in
+ * the same statement could not see (its snapshot predates it). ON CONFLICT
+ * DO UPDATE waits for that row and locks it; the update writes the same key,
+ * so nothing changes, and xmax = 0 tells an insert from it. `mine` limits
+ * what may be returned to the caller's own record: a key is never enough.
+ */
+#define REPEAT_RETURNS(mine)                                                                                                       \
+    "  on conflict (idempotency_key) do update set idempotency_key = excluded.idempotency_key where " mine                         \
+    "  returning *, (xmax = 0) as created"
+
+/*
  * Runs `sql`, a statement whose one row holds one json column. The call
  * finishes with that value, or with {"error": not_found} when there is no
  * row (or the value is SQL NULL). Values are copied by the pool.

@@ -281,3 +281,23 @@ test('an HTTP/1.1 client still sending a refused body reads the 413, not a reset
     await local.stop();
   }
 });
+
+test('40 concurrent identical turns write one ticket, and every one of them reads it back', { skip, timeout: 30000 }, async () => {
+  const local = await startSwitchboard({ LLM_BASE_URL: `${up.base}/v1`, OPENAI_API_KEY: PROVIDER_KEY, DATABASE_URL: db, WORKERS: '2', PG_POOL_SIZE: '8' });
+  try {
+    for (let round = 0; round < 10; ++round) {
+      const subject = `race ${round} ${Date.now()}`;
+      const model = scenario({ calls: calls([{ name: 'create_support_ticket', arguments: { subject, email: 'maya.patel@example.com' } }]) });
+      const body = { model, stream: true, turn_id: 7000 + round, channel: 'race', app_id: 'a', user_uid: 'u', messages: ask('my kettle') };
+      const answers = await Promise.all(Array.from({ length: 40 }, () => post(local.base, body)));
+      const results = answers.map((r) => JSON.parse(/RESULTS (\{.*\})/.exec(assemble(r.text).content)[1]));
+      const ids = new Set(results.map((r) => r.ticket_id));
+      assert.equal(ids.size, 1, `one ticket: ${JSON.stringify(results.filter((r) => !r.ticket_id))}`);
+      assert.equal(results.filter((r) => r.created === true).length, 1, 'one turn wrote it');
+      assert.equal(results.filter((r) => r.created === false).length, 39, 'the 39 others read the winner\'s row');
+      assert.equal(psql(db, `select count(*) from support_tickets where subject = '${subject}'`), '1');
+    }
+  } finally {
+    await local.stop();
+  }
+});

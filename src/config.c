@@ -36,6 +36,8 @@ static const struct setting {
     S("PORT", K_UINT, port, "3000", 1, 65535, "TCP port to listen on"),
     S("WORKERS", K_UINT, workers, "0", 0, 256, "worker threads, each with its own loop and listener (0 = one per core)"),
     S("MAX_BODY_BYTES", K_SIZE, max_body_bytes, "1048576", 1024, 64u << 20, "largest accepted request body"),
+    S("REQUEST_READ_TIMEOUT_MS", K_UINT, request_read_timeout_ms, "30000", 1000, 600000,
+      "longest an HTTP/1 request (head and body) may take to arrive, and an idle keep-alive connection stays open"),
     S("DRAIN_TIMEOUT_MS", K_UINT, drain_timeout_ms, "10000", 0, 600000, "on SIGTERM, how long in-flight streams may finish"),
     S("SWITCHBOARD_API_KEYS", K_STR, api_keys_csv, NULL, 0, 0, "comma-separated inbound bearer keys (the engine's llm.api_key)"),
     S("SWITCHBOARD_ALLOW_UNAUTHENTICATED", K_BOOL, allow_unauthenticated, "false", 0, 1,

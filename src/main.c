@@ -128,6 +128,8 @@ int main(int argc, char **argv)
      */
     size_t slack = config.max_body_bytes * 3 < (16u << 20) ? config.max_body_bytes * 3 : 16u << 20;
     server.h2o.max_request_entity_size = config.max_body_bytes + slack;
+    /* h2o's fixed 10 s would cut a large body on a slow uplink (900 KB at 60 KB/s takes 15 s) */
+    server.h2o.http1.req_timeout = config.request_read_timeout_ms;
     sb_http_register(h2o_config_register_host(&server.h2o, h2o_iovec_init(H2O_STRLIT("default")), 65535));
 
     long cores = sysconf(_SC_NPROCESSORS_ONLN);

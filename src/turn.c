@@ -6,6 +6,9 @@
  * into one chat.completion. The client leaving ends the provider call at once.
  */
 #include <inttypes.h>
+#include <netinet/tcp.h>
+#include <netinet/in.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,7 +61,8 @@ typedef struct turn {
     sb_buf_t pending;  /* encoded, not yet handed to h2o */
     sb_buf_t inflight; /* handed to h2o, kept until proceed */
     uv_timer_t *keepalive;
-    uint64_t last_write; /* loop ms */
+    uint64_t last_write;    /* loop ms */
+    uint64_t fin_probed_at; /* loop ms: the HTTP/1 client closed its sending side and was last asked whether it still reads */
     unsigned sending : 1, started : 1, final_queued : 1, finished : 1, paused : 1, role_sent : 1, finish_sent : 1, client_gone : 1,
         relayed_tools : 1, said_anything : 1, keep_rounds : 1, round_overflow : 1, ended : 1, logged : 1;
     /* the tool loop */
@@ -869,6 +873,37 @@ void sb_turn_exiting(h2o_linklist_t *link)
     sb_worker_turn_ended(t->w, &t->link);
 }
 
+/* How often a client that closed its sending side is asked again whether it still reads. */
+#define FIN_PROBE_EVERY_MS 200
+
+int sb_turn_client_fin(h2o_linklist_t *link, int fd, uint64_t now)
+{
+    turn_t *t = H2O_STRUCT_FROM_MEMBER(turn_t, link, link);
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    /* after the FIN, a reset (the answer to bytes sent to a closed socket) leaves the connection CLOSE */
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_state == TCP_CLOSE)
+        return -1;
+    if (t->req->version < 0x101)
+        return -1; /* nothing may be sent to an HTTP/1.0 client before its answer: a FIN is all there is to go by */
+    if (t->fin_probed_at != 0 && now - t->fin_probed_at < FIN_PROBE_EVERY_MS)
+        return 0;
+    t->fin_probed_at = now ? now : 1;
+    if (t->started) {
+        if (t->sending)
+            return 0; /* that write is the question */
+        sb_buf_appendz(&t->pending, ": keep-alive\n\n");
+        flush(t);
+        return 1;
+    }
+    /* Before the answer only an interim response may go out; clients must read (and skip) any number of them. h2o
+     * is writing nothing on this connection until the answer starts, so the bytes cannot interleave. */
+    static const char interim[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    if (send(fd, interim, sizeof(interim) - 1, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+        return -1;
+    return 1;
+}
+
 void sb_turn_client_gone(h2o_linklist_t *link)
 {
     turn_t *t = H2O_STRUCT_FROM_MEMBER(turn_t, link, link);
@@ -896,7 +931,7 @@ int sb_turn_probe_fd(h2o_linklist_t *link, uint64_t now, uint64_t quiet_ms)
     turn_t *t = H2O_STRUCT_FROM_MEMBER(turn_t, link, link);
     if (t->req == NULL || t->finished || t->client_gone || t->req->version >= 0x200)
         return -1;
-    if (t->started && now - t->last_write < quiet_ms)
+    if (t->started && now - t->last_write < quiet_ms && t->fin_probed_at == 0)
         return -1; /* a write a moment ago would have failed had the client gone */
     h2o_socket_t *sock = t->req->conn->callbacks->get_socket(t->req->conn);
     return sock != NULL ? h2o_socket_get_fd(sock) : -1;

@@ -27,6 +27,15 @@ void sb_turn_client_gone(h2o_linklist_t *link);
 void sb_turn_shutdown(h2o_linklist_t *link);
 /* The process is exiting with the turn still open (its reader did not take its last bytes): logs it and unlinks it. */
 void sb_turn_exiting(h2o_linklist_t *link);
+/*
+ * The HTTP/1 client on `fd` sent a FIN: it may be gone, or it only closed its
+ * sending side (shutdown(SHUT_WR)) and still reads. A closed socket answers
+ * bytes with a reset, so the turn asks (a keep-alive comment in a stream, an
+ * interim "100 Continue" before the answer; at most every 200 ms) and reads
+ * the connection's state. Returns -1 when the client is gone, 1 when it was
+ * just asked (probe again soon), 0 otherwise.
+ */
+int sb_turn_client_fin(h2o_linklist_t *link, int fd, uint64_t now);
 /* The HTTP/1 socket the turn's client is on, or -1 (HTTP/2, or already gone). */
 int sb_turn_probe_fd(h2o_linklist_t *link, uint64_t now, uint64_t quiet_ms);
 

@@ -38,7 +38,7 @@ struct call {
     unsigned attempts;
     uint64_t started_at, attempt_at, last_data_at;
     size_t bytes;
-    unsigned xfer_running : 1, got_first_byte : 1, delivered : 1, saw_done : 1, paused : 1, pause_wanted : 1;
+    unsigned xfer_running : 1, got_header : 1, got_first_byte : 1, delivered : 1, saw_done : 1, paused : 1, pause_wanted : 1;
     char retry_after[32];
     /* the outcome, filled by fail() before the sink hears of it */
     sb_error_t error;
@@ -207,6 +207,7 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *userp)
 {
     struct call *c = userp;
     size_t len = size * nmemb;
+    c->got_header = 1;
     static const char name[] = "retry-after:";
     if (len > sizeof(name) - 1 && strncasecmp(line, name, sizeof(name) - 1) == 0) {
         const char *v = line + sizeof(name) - 1;
@@ -228,7 +229,7 @@ static int start_attempt(struct call *c)
     ++c->attempts;
     c->attempt_at = sb_worker_now(c->w);
     c->status = 0;
-    c->got_first_byte = c->saw_done = c->paused = c->pause_wanted = 0;
+    c->got_header = c->got_first_byte = c->saw_done = c->paused = c->pause_wanted = 0;
     c->retry_after[0] = '\0';
     c->message[0] = '\0';
     c->error = SB_OK;
@@ -300,8 +301,12 @@ static void on_xfer_done(sb_xfer_t *x, CURLcode result)
     } else if (result == CURLE_OPERATION_TIMEDOUT) {
         error = SB_E_UPSTREAM_TIMEOUT;
         c->timed_out = 1;
-    } else if (!c->got_first_byte) {
+    } else if (!c->got_header) {
         error = SB_E_UPSTREAM_UNAVAILABLE;
+    } else if (!c->got_first_byte) { /* it answered, but its head could not be read */
+        error = SB_E_UPSTREAM_BAD_RESPONSE;
+        set_messagez(c, result == CURLE_OUT_OF_MEMORY ? "the model provider sent a response header larger than 100 KB"
+                                                      : "the model provider's response head could not be read");
     } else {
         error = SB_E_UPSTREAM_ERROR;
         set_messagez(c, "the model provider closed the stream early");
@@ -338,8 +343,15 @@ static void arm_timer(struct call *c)
     }
     if (due <= now) {
         c->timed_out = 1;
-        set_messagez(c, c->got_first_byte ? "the model provider stalled mid-stream"
-                                          : "the model provider did not start answering in time");
+        char what[128];
+        if (now >= c->started_at + cf->llm_total_timeout_ms)
+            snprintf(what, sizeof(what), "the model provider did not finish within LLM_TOTAL_TIMEOUT_MS (%u ms)",
+                     cf->llm_total_timeout_ms);
+        else
+            snprintf(what, sizeof(what), "%s",
+                     c->got_first_byte ? "the model provider stalled mid-stream"
+                                       : "the model provider did not start answering in time");
+        set_messagez(c, what);
         end(c, SB_E_UPSTREAM_TIMEOUT);
         return;
     }

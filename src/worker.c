@@ -22,6 +22,7 @@
 /* A client that hangs up is noticed within this (the target is 50 ms). Each quiet HTTP/1 stream costs one recv(2)
  * per interval, so shorter is not free: 20 ms keeps 200 quiet streams near 10k syscalls a second. */
 #define PROBE_INTERVAL_MS 20
+#define RECHECK_MS 3 /* a client that sent a FIN was just asked whether it still reads: look again this soon */
 #define DRAIN_POLL_MS 10
 /* After the drain deadline, how long the streams it ended have to take their last bytes before the process exits. */
 #define DRAIN_FLUSH_MS 1000
@@ -188,12 +189,15 @@ static void on_accept(uv_stream_t *listener, int status)
 /*
  * h2o stops reading an HTTP/1 socket while its request is handled, so a caller
  * who barges in is invisible until the next write. Peek at the sockets of
- * quiet turns: a read of 0 (or an error) means the client is gone.
+ * quiet turns: an error means the client is gone; a read of 0 (a FIN) may
+ * also be a client that only closed its sending side, which the turn finds
+ * out (sb_turn_client_fin) with a second look a moment later.
  */
 static void on_probe(uv_timer_t *timer)
 {
     sb_worker_t *w = timer->data;
     uint64_t now = sb_worker_now(w);
+    int again = 0;
     h2o_linklist_t *node = w->turns.next;
     while (node != &w->turns) {
         h2o_linklist_t *next = node->next;
@@ -201,11 +205,15 @@ static void on_probe(uv_timer_t *timer)
         if (fd >= 0) {
             char c;
             ssize_t r = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-            if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+            int verdict = r == 0 ? sb_turn_client_fin(node, fd, now) : 0;
+            if (verdict < 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
                 sb_turn_client_gone(node);
+            again |= verdict > 0;
         }
         node = next;
     }
+    if (again) /* a reset answers the question within a round trip */
+        uv_timer_start(&w->recheck_timer, on_probe, RECHECK_MS, 0);
 }
 
 void sb_worker_turn_started(sb_worker_t *w, h2o_linklist_t *link)
@@ -306,6 +314,8 @@ void *sb_worker_run(void *arg)
     h2o_linklist_init_anchor(&w->turns);
     uv_timer_init(&w->loop, &w->probe_timer);
     w->probe_timer.data = w;
+    uv_timer_init(&w->loop, &w->recheck_timer);
+    w->recheck_timer.data = w;
     uv_timer_init(&w->loop, &w->drain_timer);
     w->drain_timer.data = w;
 

@@ -38,7 +38,8 @@ typedef struct sb_worker {
     uv_tcp_t listener;
     uv_async_t wake; /* main thread -> worker: start draining */
     uv_timer_t drain_timer;
-    uv_timer_t probe_timer; /* HTTP/1 client liveness checks, runs while turns are waiting */
+    uv_timer_t probe_timer;   /* HTTP/1 client liveness checks, runs while turns are waiting */
+    uv_timer_t recheck_timer; /* a second look soon after a client that sent a FIN was asked whether it still reads */
     sb_curlm_t *curlm;
     sb_pgpool_t *pg;      /* NULL without DATABASE_URL */
     h2o_linklist_t turns; /* active chat turns */

@@ -15,6 +15,7 @@ typedef struct sb_config {
     unsigned workers; /* 0 = one per core */
     size_t max_body_bytes;
     unsigned drain_timeout_ms;
+    unsigned request_read_timeout_ms;
     /* inbound auth */
     char *api_keys_csv;
     char **api_keys; /* parsed from api_keys_csv, NULL-terminated */

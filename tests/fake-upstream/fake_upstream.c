@@ -428,6 +428,7 @@ struct plan {
     enum end_mode end;
     uint64_t end_after;
     const char *retry_after;
+    uint64_t header_bytes;
 };
 
 enum { W_RESP = 1, W_FINAL = 2, W_LIMIT = 4 };
@@ -925,6 +926,15 @@ static void start_response(struct conn *c, struct plan *p)
         sb_fmt(&r->head, "x-request-id: req_fake_%" PRIu64 "\r\n", c->seq);
     if (p->retry_after != NULL)
         sb_fmt(&r->head, "Retry-After: %s\r\n", p->retry_after);
+    if (p->header_bytes > 0) {
+        char block[1024];
+        memset(block, 'a', sizeof(block) - 1);
+        block[sizeof(block) - 1] = '\0';
+        sb_str(&r->head, "X-Padding: ");
+        for (uint64_t left = p->header_bytes; left > 0; left -= left < sizeof(block) - 1 ? left : sizeof(block) - 1)
+            sb_str(&r->head, block + (sizeof(block) - 1 - (left < sizeof(block) - 1 ? left : sizeof(block) - 1)));
+        sb_str(&r->head, "\r\n");
+    }
     if (p->stream && !r->chunked) /* HTTP/1.0 stream: the end is marked by the close */
         c->req.keep_alive = false;
     sb_str(&r->head, c->req.keep_alive && !g_shutting_down ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n");
@@ -998,7 +1008,8 @@ struct scenario {
     bool calls_from_user; /* calls=@user: the JSON is the first user message's content (for scripts too long for a model name) */
     bool has_gen, tools, has_fail, hang_head, has_rounds, has_reply_pace;
     uint64_t gen_bytes, chunk, seed, pace_ms, delay_ms, fail_times, end_after, rounds, reply_pace_ms;
-    uint64_t dim; /* dim=N (embeddings only): dense N-component vectors; 0: the default 64-dim sparse ones */
+    uint64_t header_bytes; /* header_bytes=N: an X-Padding header of N bytes in the response head */
+    uint64_t dim;          /* dim=N (embeddings only): dense N-component vectors; 0: the default 64-dim sparse ones */
     enum seg_mode seg;
     enum end_mode end;
     int status;
@@ -1084,6 +1095,11 @@ static bool scenario_set(struct scenario *s, const char *k, const char *v, size_
         s->body = (struct str){v, vn, true};
     } else if (strcmp(k, "key") == 0) {
         s->key = (struct str){v, vn, true};
+    } else if (strcmp(k, "header_bytes") == 0) {
+        if (!parse_u64(v, vn, 16u << 20, &s->header_bytes) || s->header_bytes == 0) {
+            snprintf(err, errlen, "fake-upstream: header_bytes must be 1 to 16777216");
+            return false;
+        }
     } else if (strcmp(k, "retry_after") == 0) {
         for (size_t i = 0; i < vn; i++) {
             if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f) {
@@ -1288,6 +1304,7 @@ static void plan_transport(struct plan *p, const struct scenario *s)
     p->hang_head = s->hang_head;
     p->end = s->end;
     p->end_after = s->end_after;
+    p->header_bytes = s->header_bytes;
 }
 
 /* The status=CODE failure response. Returns false if there is none. */

@@ -301,3 +301,71 @@ test('40 concurrent identical turns write one ticket, and every one of them read
     await local.stop();
   }
 });
+
+test('a client that half-closes after sending still gets its whole answer (a full close is a hang-up: cancel.test.mjs)', { skip, timeout: 20000 }, async () => {
+  const words = 'one two three four five six';
+  const turn = (extra) => {
+    const body = JSON.stringify({ model: scenario({ text: words, pace_ms: '60', delay_ms: '150' }), messages: ask('x'), ...extra });
+    return head(`Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n`) + body;
+  };
+  const streamed = await raw(sb.port, turn({ stream: true }), { halfClose: true, ms: 5000 });
+  assert.match(streamed.text, /^HTTP\/1\.1 (100 Continue\r\n\r\nHTTP\/1\.1 )*200 /, 'interim answers only, then the stream');
+  const sse = streamed.text.slice(streamed.text.indexOf('\r\n\r\n', streamed.text.indexOf(' 200 ')) + 4)
+    .replace(/\r\n[0-9a-f]+\r\n/g, '').replace(/^[0-9a-f]+\r\n/, '');
+  assert.equal(assemble(sse.slice(0, sse.lastIndexOf('[DONE]') + 8)).content, words, 'the whole answer');
+  const json = await raw(sb.port, turn({ stream: false }), { halfClose: true, ms: 5000 });
+  assert.match(json.text, /HTTP\/1\.1 200 OK/);
+  assert.equal(JSON.parse(json.text.slice(json.text.lastIndexOf('\r\n\r\n') + 4)).choices[0].message.content, words);
+  await until(() => sb.accessLog.filter((l) => l.end === 'done').length >= 2, { what: 'the access log' });
+  assert.ok(!sb.accessLog.some((l) => l.end === 'client_gone'), 'neither turn was taken for a hang-up');
+});
+
+test('a slow upload within REQUEST_READ_TIMEOUT_MS is served; one past it is dropped', { skip, timeout: 20000 }, async () => {
+  const local = await startSwitchboard({ LLM_BASE_URL: `${up.base}/v1`, OPENAI_API_KEY: PROVIDER_KEY, WORKERS: '1', REQUEST_READ_TIMEOUT_MS: '2000' });
+  try {
+    const body = JSON.stringify({ model: scenario({ text: 'got it' }), messages: ask('y'.repeat(30000)) });
+    const upload = (pieces, everyMs) => new Promise((resolve) => {
+      const sock = net.connect(local.port, '127.0.0.1');
+      const got = [];
+      sock.on('data', (d) => got.push(d));
+      sock.on('close', () => resolve(Buffer.concat(got).toString()));
+      sock.on('error', () => {});
+      sock.write(head(`Content-Length: ${body.length}\r\nConnection: close\r\n`));
+      const size = Math.ceil(body.length / pieces);
+      let i = 0;
+      const timer = setInterval(() => {
+        if (sock.destroyed) return clearInterval(timer);
+        sock.write(body.slice(i * size, (i + 1) * size));
+        if (++i === pieces) clearInterval(timer);
+      }, everyMs);
+    });
+    const slow = await upload(10, 120); // 1.2 s: longer than a fast client, shorter than the limit
+    assert.match(slow, /^HTTP\/1\.1 200 /);
+    assert.equal(JSON.parse(slow.slice(slow.indexOf('\r\n\r\n') + 4)).choices[0].message.content, 'got it');
+    const t0 = Date.now();
+    const tooSlow = await upload(10, 400); // 4 s
+    assert.equal(tooSlow, '', 'dropped without an answer');
+    const took = Date.now() - t0;
+    assert.ok(took > 1800 && took < 3500, `at the limit (${took} ms)`);
+  } finally {
+    await local.stop();
+  }
+});
+
+test('each provider failure names what happened', { skip, timeout: 20000 }, async () => {
+  const local = await startSwitchboard({ LLM_BASE_URL: `${up.base}/v1`, OPENAI_API_KEY: PROVIDER_KEY, WORKERS: '1', LLM_TOTAL_TIMEOUT_MS: '600' });
+  try {
+    const slow = assemble((await post(local.base, { model: scenario({ text: 'a b c d e f g h i j', pace_ms: '150' }), stream: true, messages: ask('x') })).text);
+    assert.equal(slow.errors.length, 1);
+    assert.match(slow.errors[0].error.message, /did not finish within LLM_TOTAL_TIMEOUT_MS \(600 ms\)/, 'not "stalled mid-stream"');
+    const waiting = await post(local.base, { model: scenario({ text: 'x', delay_ms: '2000' }), stream: true, messages: ask('x') });
+    assert.equal(waiting.status, 504);
+    assert.match(waiting.json.error.message, /did not finish within LLM_TOTAL_TIMEOUT_MS/);
+    const big = await post(local.base, { model: scenario({ text: 'x', header_bytes: '2000000' }), stream: true, messages: ask('x') });
+    assert.equal(big.status, 502);
+    assert.equal(big.json.error.code, 'upstream_bad_response');
+    assert.match(big.json.error.message, /response header larger than/, 'not "could not reach the model provider"');
+  } finally {
+    await local.stop();
+  }
+});

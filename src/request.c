@@ -501,15 +501,17 @@ char *sb_chat_request_dump(const sb_chat_request_t *r)
     sb_buf_t b;
     sb_buf_init(&b, SB_JSON_MAX_DUMP);
     if (sb_json_dump_append(&b, r->upstream, 15) != 0 || b.len < 2 || b.base[b.len - 1] != '}')
-        abort();
+        goto too_large;
     if (r->offered_tools != NULL) {
         /* the body has no `tools` (sb_tools_offer): the array goes in before the closing brace */
         --b.len;
         if (sb_buf_appendz(&b, b.len > 1 ? ",\"tools\":" : "\"tools\":") != 0 || sb_buf_appendz(&b, r->offered_tools) != 0 ||
             sb_buf_appendz(&b, "}") != 0)
-            abort();
+            goto too_large;
     }
-    if (sb_buf_append(&b, "", 1) != 0)
-        abort();
-    return b.base;
+    if (sb_buf_append(&b, "", 1) == 0)
+        return b.base;
+too_large: /* rounds of tool results past SB_JSON_MAX_DUMP: the turn fails, the process does not */
+    sb_buf_dispose(&b);
+    return NULL;
 }

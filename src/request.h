@@ -44,7 +44,8 @@ int sb_chat_request_parse_body(const char *body, size_t len, const char *default
 void sb_chat_request_dispose(sb_chat_request_t *r);
 /*
  * The body to send upstream as compact JSON (numbers as the client wrote them,
- * up to 15 digits), with `offered_tools` as its `tools`. New, free() it.
+ * up to 15 digits), with `offered_tools` as its `tools`. New, free() it;
+ * NULL when it would pass SB_JSON_MAX_DUMP.
  */
 char *sb_chat_request_dump(const sb_chat_request_t *r);
 

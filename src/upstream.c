@@ -367,6 +367,10 @@ static sb_llm_call_t *start(sb_worker_t *w, const sb_chat_request_t *req, sb_llm
     c->w = w;
     c->sink = sink;
     c->body = sb_chat_request_dump(req);
+    if (c->body == NULL) {
+        free(c);
+        return NULL; /* the turn reports it */
+    }
     c->body_len = strlen(c->body);
     sb_buf_init(&c->errbody, MAX_ERROR_BODY);
     sb_sse_decoder_init(&c->sse, w->config->max_event_bytes);

@@ -40,6 +40,9 @@ static const struct setting {
       "longest an HTTP/1 request (head and body) may take to arrive, and an idle keep-alive connection stays open"),
     S("DRAIN_TIMEOUT_MS", K_UINT, drain_timeout_ms, "10000", 0, 600000, "on SIGTERM, how long in-flight streams may finish"),
     S("SWITCHBOARD_API_KEYS", K_STR, api_keys_csv, NULL, 0, 0, "comma-separated inbound bearer keys (the engine's llm.api_key)"),
+    S("CONVERSATION_SECRET", K_STR, conversation_secret, NULL, 0, 0,
+      "keys the digest that tells conversations apart in tool idempotency keys; the same on every replica "
+      "(unset: derived from SWITCHBOARD_API_KEYS)"),
     S("SWITCHBOARD_ALLOW_UNAUTHENTICATED", K_BOOL, allow_unauthenticated, "false", 0, 1,
       "serve without inbound keys (local use only; warned about at start-up)"),
     S("LLM_BASE_URL", K_STR, llm_base_url, NULL, 0, 0, "OpenAI-compatible provider base URL (default https://api.openai.com/v1)"),

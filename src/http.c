@@ -86,6 +86,8 @@ void sb_access_log(sb_worker_t *w, const sb_access_t *a)
         sb_buf_appendf(&b, ",\"prompt_tokens\":%lld,\"completion_tokens\":%lld", a->prompt_tokens, a->completion_tokens);
     if (a->retrieval != NULL)
         sb_buf_appendf(&b, ",\"retrieval\":\"%s\"", a->retrieval);
+    if (a->shadowed != NULL) /* tool names: plain words from switchboard's own table */
+        sb_buf_appendf(&b, ",\"shadowed_tools\":\"%s\"", a->shadowed);
     sb_buf_appendf(&b, ",\"end\":\"%s\",\"worker\":%u}\n", a->end, w->id);
     ssize_t wr = write(STDOUT_FILENO, b.base, b.len); /* one write per line: lines from workers never interleave */
     (void)wr;
@@ -217,6 +219,20 @@ static void on_healthz(h2o_req_t *req)
     answer(req, SB_OK, NULL, NULL, h2o_strdup(&req->pool, body, strlen(body)).base);
 }
 
+/* The engine's ids for the call when it sends them as headers (Agora's custom LLM requests can carry them). */
+static void engine_ids(h2o_req_t *req, sb_engine_ids_t *ids)
+{
+    static const h2o_iovec_t names[] = {
+        {H2O_STRLIT("x-agora-customllm-appid")}, {H2O_STRLIT("x-agora-customllm-channel")}, {H2O_STRLIT("x-agora-customllm-uid")}};
+    const char **base[] = {&ids->app_id, &ids->channel, &ids->uid};
+    size_t *len[] = {&ids->app_id_len, &ids->channel_len, &ids->uid_len};
+    for (size_t i = 0; i < 3; ++i) {
+        ssize_t at = h2o_find_header_by_str(&req->headers, names[i].base, names[i].len, -1);
+        *base[i] = at >= 0 ? req->headers.entries[at].value.base : NULL;
+        *len[i] = at >= 0 ? req->headers.entries[at].value.len : 0;
+    }
+}
+
 static void on_chat(h2o_req_t *req)
 {
     sb_worker_t *w = sb_worker_of(req);
@@ -238,9 +254,11 @@ static void on_chat(h2o_req_t *req)
         answer(req, SB_E_INVALID_JSON, "request body is empty", NULL, NULL);
         return;
     }
+    sb_engine_ids_t ids;
+    engine_ids(req, &ids);
     sb_chat_request_t creq;
     sb_request_error_t err;
-    if (sb_chat_request_parse_body(req->entity.base, req->entity.len, w->config->default_model, &creq, &err) != 0) {
+    if (sb_chat_request_parse_body(req->entity.base, req->entity.len, w->config->default_model, &ids, &creq, &err) != 0) {
         answer(req, err.kind, err.message, err.param, NULL);
         return;
     }

@@ -36,6 +36,7 @@ typedef struct sb_access {
     long long completion_tokens;
     const char *end;       /* done, client_gone, timeout, upstream_error, rejected, shutdown */
     const char *retrieval; /* hit, miss, timeout, error, off; NULL for requests that are not turns */
+    const char *shadowed;  /* switchboard's tools the client's own of the same name replaced, comma-separated, or NULL */
 } sb_access_t;
 
 /* Writes one access-log line (when ACCESS_LOG is on). Never includes a header or a body. */

@@ -16,6 +16,7 @@
 #include "http.h"
 #include "llm.h"
 #include "migrate.h"
+#include "request.h"
 #include "sb/config.h"
 #include "sb/log.h"
 #include "sb/rag.h"
@@ -106,6 +107,7 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     sb_auth_init(&config);
+    sb_chat_request_init(&config);
 
     static sb_server_t server;
     server.config = &config;

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "request.h"
 #include "sb/buf.h"
 #include "sb/json.h"
@@ -126,6 +128,12 @@ static int check_param(const struct param *p, json_t *v, sb_request_error_t *err
             if (strcmp(json_string_value(json_object_get(t, "type")), "function") == 0 &&
                 (!json_is_object(fn) || !json_is_string(json_object_get(fn, "name"))))
                 return fail(err, where, "%s.function.name must be a string", where);
+            const char *name = json_string_value(json_object_get(fn, "name"));
+            for (size_t j = 0; name != NULL && j < i; ++j) { /* providers refuse two tools of one name */
+                const char *other = json_string_value(json_object_get(json_object_get(json_array_get(v, j), "function"), "name"));
+                if (other != NULL && strcmp(other, name) == 0)
+                    return fail(err, where, "%s.function.name repeats the name of tools[%zu]", where, j);
+            }
         }
         return 0;
     }
@@ -354,29 +362,120 @@ static int bind_caller(json_t *root, sb_caller_t *caller, sb_request_error_t *er
     return 0;
 }
 
-/* The engine's conversation identity (app, channel, user), when it sends one. */
-static void describe_conversation(json_t *root, char *out, size_t cap)
+/* The key of conversation digests: one per deployment, so that digests say nothing outside it. */
+static unsigned char conversation_key[crypto_generichash_KEYBYTES];
+
+void sb_chat_request_init(const sb_config_t *config)
 {
-    static const char *const keys[] = {"app_id", "channel", "user_uid", "agent_id"};
-    size_t used = 0;
-    out[0] = '\0';
-    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); ++i) {
-        json_t *v = json_object_get(root, keys[i]);
-        char val[96] = "";
-        if (json_is_string(v))
-            copy_prefix(val, sizeof(val), json_string_value(v), json_string_length(v));
-        else if (json_is_integer(v))
-            snprintf(val, sizeof(val), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        else
-            continue;
-        int n = snprintf(out + used, cap - used, "%s=%s;", keys[i], val);
-        if (n < 0 || (size_t)n >= cap - used)
-            break;
-        used += (size_t)n;
-    }
+    static const char context[] = "switchboard conversation digest\n";
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, sizeof(conversation_key));
+    crypto_generichash_update(&st, (const unsigned char *)context, sizeof(context) - 1);
+    const char *secret = config->conversation_secret != NULL ? config->conversation_secret : config->api_keys_csv;
+    if (secret != NULL)
+        crypto_generichash_update(&st, (const unsigned char *)secret, strlen(secret));
+    crypto_generichash_final(&st, conversation_key, sizeof(conversation_key));
 }
 
-int sb_chat_request_parse(json_t *root, const char *default_model, sb_chat_request_t *out, sb_request_error_t *err)
+/* One field into a digest, tagged and length-prefixed, so that no two sequences of fields feed it the same bytes. */
+static void digest_field(crypto_generichash_state *st, char tag, const void *p, size_t len)
+{
+    unsigned char head[9] = {(unsigned char)tag};
+    for (int i = 0; i < 8; ++i)
+        head[1 + i] = (unsigned char)((uint64_t)len >> (8 * i));
+    crypto_generichash_update(st, head, sizeof(head));
+    crypto_generichash_update(st, p, len);
+}
+
+/* A value as the digest sees it: a string's bytes, anything else as compact JSON. */
+static void digest_value(crypto_generichash_state *st, char tag, json_t *v)
+{
+    if (v == NULL)
+        return;
+    if (json_is_string(v)) {
+        digest_field(st, tag, json_string_value(v), json_string_length(v));
+        return;
+    }
+    char *text = sb_json_dumps(v, 17);
+    if (text != NULL)
+        digest_field(st, tag, text, strlen(text));
+    free(text);
+}
+
+/* An id as text: a string (at most 95 bytes, cut at a character) or an integer. */
+static int id_text(json_t *v, char *out, size_t cap)
+{
+    if (json_is_string(v) && json_string_length(v) > 0) {
+        copy_prefix(out, cap, json_string_value(v), json_string_length(v));
+        return 1;
+    }
+    if (json_is_integer(v)) {
+        snprintf(out, cap, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        return 1;
+    }
+    return 0;
+}
+
+/*
+ * Who is calling, in which conversation: each id from the first place that
+ * names it (llm.params at the top level, Agora's context object, the
+ * engine's headers), and the keyed digest of those ids and of every message,
+ * each with the engine's own timestamp and turn id when it sends them. A
+ * retry of a turn sends the same; another caller, another session in the same
+ * channel, or the same words later in the call do not.
+ */
+static void describe_conversation(json_t *root, json_t *clean_messages, const sb_engine_ids_t *ids, sb_chat_request_t *out)
+{
+    static const struct {
+        const char *top, *context, *label;
+    } fields[] = {{"app_id", "appId", "app"},
+                  {"channel", "channel", "channel"},
+                  {"user_uid", "userId", "user"},
+                  {"agent_id", "agentId", "agent"}};
+    json_t *context = json_object_get(root, "context");
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, conversation_key, sizeof(conversation_key), sizeof(out->conversation));
+    size_t used = 0;
+    out->identity[0] = '\0';
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); ++i) {
+        char val[96] = "";
+        int found = id_text(json_object_get(root, fields[i].top), val, sizeof(val)) ||
+                    (json_is_object(context) && id_text(json_object_get(context, fields[i].context), val, sizeof(val)));
+        if (!found && ids != NULL) {
+            const char *h[] = {ids->app_id, ids->channel, ids->uid, NULL};
+            size_t hl[] = {ids->app_id_len, ids->channel_len, ids->uid_len, 0};
+            if (h[i] != NULL && hl[i] > 0) {
+                copy_prefix(val, sizeof(val), h[i], hl[i]);
+                found = 1;
+            }
+        }
+        if (!found)
+            continue;
+        digest_field(&st, (char)('0' + i), val, strlen(val));
+        int n = snprintf(out->identity + used, sizeof(out->identity) - used, "%s=%s;", fields[i].label, val);
+        if (n > 0 && (size_t)n < sizeof(out->identity) - used)
+            used += (size_t)n;
+    }
+    size_t i;
+    json_t *m;
+    json_t *messages = json_object_get(root, "messages");
+    json_array_foreach(clean_messages, i, m)
+    {
+        json_t *sent = json_array_get(messages, i);
+        digest_field(&st, 'M', NULL, 0);
+        digest_value(&st, 'r', json_object_get(m, "role"));
+        digest_value(&st, 'c', json_object_get(m, "content"));
+        digest_value(&st, 'n', json_object_get(m, "name"));
+        digest_value(&st, 'i', json_object_get(m, "tool_call_id"));
+        digest_value(&st, 't', json_object_get(m, "tool_calls"));
+        digest_value(&st, 's', json_object_get(sent, "timestamp")); /* the engine's, per message: the moment it was said */
+        digest_value(&st, 'u', json_object_get(sent, "turn_id"));
+    }
+    crypto_generichash_final(&st, out->conversation, sizeof(out->conversation));
+}
+
+int sb_chat_request_parse(json_t *root, const char *default_model, const sb_engine_ids_t *ids, sb_chat_request_t *out,
+                          sb_request_error_t *err)
 {
     memset(out, 0, sizeof(*out));
     err->kind = SB_OK;
@@ -454,7 +553,7 @@ int sb_chat_request_parse(json_t *root, const char *default_model, sb_chat_reque
 
     if (bind_caller(root, &out->caller, err) != 0)
         goto fail;
-    describe_conversation(root, out->conversation, sizeof(out->conversation));
+    describe_conversation(root, clean_messages, ids, out);
 
     json_t *turn = json_object_get(root, "turn_id");
     if (json_is_integer(turn))
@@ -471,8 +570,8 @@ fail:
     return -1;
 }
 
-int sb_chat_request_parse_body(const char *body, size_t len, const char *default_model, sb_chat_request_t *out,
-                               sb_request_error_t *err)
+int sb_chat_request_parse_body(const char *body, size_t len, const char *default_model, const sb_engine_ids_t *ids,
+                               sb_chat_request_t *out, sb_request_error_t *err)
 {
     json_error_t jerr;
     memset(out, 0, sizeof(*out));
@@ -484,7 +583,7 @@ int sb_chat_request_parse_body(const char *body, size_t len, const char *default
                  jerr.line, jerr.column);
         return -1;
     }
-    int rc = sb_chat_request_parse(root, default_model, out, err);
+    int rc = sb_chat_request_parse(root, default_model, ids, out, err);
     json_decref(root);
     return rc;
 }

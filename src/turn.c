@@ -223,7 +223,7 @@ static struct tool_acc *gather_tool(turn_t *t, const sb_tool_delta_t *tc)
     if (tc->arguments.base != NULL && (a->owned != 0 || !t->creq.stream))
         sb_buf_append(&a->arguments, tc->arguments.base, tc->arguments.len);
     if (a->owned < 0 && a->name.len > 0) {
-        a->tool = sb_tools_find(a->name.base, a->name.len);
+        a->tool = sb_tools_find_offered(a->name.base, a->name.len, t->creq.shadowed);
         a->owned = a->tool != NULL;
         if (a->owned)
             ++t->n_owned;
@@ -583,20 +583,46 @@ static void say(turn_t *t, const char *text)
     t->said_anything = 1;
 }
 
+/* One field of a key, length-prefixed, so that no two sequences of fields give the same bytes. */
+static void key_field(crypto_generichash_state *st, const void *p, size_t len)
+{
+    uint64_t n = len;
+    crypto_generichash_update(st, (const unsigned char *)&n, sizeof(n));
+    crypto_generichash_update(st, p, len);
+}
+
 /*
- * A write's idempotency key: the conversation, the engine's turn id, and the
- * call's place in the turn. A repeated turn makes the same key whatever words
- * the model picks, so its write finds the first one. No turn id, no key.
+ * A write's idempotency key: the conversation (its ids and every message so
+ * far, sb_chat_request_parse), the engine's turn id, the call's place in the
+ * turn, the tool, the bound caller, and the arguments (compact, keys sorted).
+ * The engine retrying a turn makes the same key, so its write finds the
+ * first one; another conversation, another caller or other arguments make
+ * another. No turn id, no key.
  */
 static char *idempotency_key(turn_t *t, const struct tool_acc *a, char *out, size_t cap)
 {
     if (t->creq.turn_id[0] == '\0' || !a->tool->writes)
         return NULL;
-    char material[512];
-    int n = snprintf(material, sizeof(material), "%s\n%s\n%u\n%ld\n%s", t->creq.conversation, t->creq.turn_id, t->round, a->index,
-                     a->tool->name);
+    crypto_generichash_state st;
     unsigned char hash[16];
-    crypto_generichash(hash, sizeof(hash), (const unsigned char *)material, n > 0 ? (size_t)n : 0, NULL, 0);
+    crypto_generichash_init(&st, NULL, 0, sizeof(hash));
+    key_field(&st, t->creq.conversation, sizeof(t->creq.conversation));
+    key_field(&st, t->creq.turn_id, strlen(t->creq.turn_id));
+    uint64_t place[2] = {t->round, (uint64_t)a->index};
+    key_field(&st, place, sizeof(place));
+    key_field(&st, a->tool->name, strlen(a->tool->name));
+    int64_t bound = t->creq.caller.customer_id;
+    key_field(&st, &bound, sizeof(bound));
+    key_field(&st, t->creq.caller.email, strlen(t->creq.caller.email));
+    json_t *args = a->arguments.len ? json_loadb(a->arguments.base, a->arguments.len, JSON_REJECT_DUPLICATES, NULL) : NULL;
+    char *canonical = args != NULL ? json_dumps(args, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    if (canonical != NULL)
+        key_field(&st, canonical, strlen(canonical));
+    else /* arguments the tool will refuse, or none: as they came */
+        key_field(&st, a->arguments.base ? a->arguments.base : "", a->arguments.len);
+    free(canonical);
+    json_decref(args);
+    crypto_generichash_final(&st, hash, sizeof(hash));
     sodium_bin2hex(out, cap, hash, sizeof(hash));
     return out;
 }
@@ -766,6 +792,8 @@ static void on_timer_closed(uv_handle_t *h)
 static void log_access(turn_t *t)
 {
     uint64_t now = uv_hrtime();
+    char shadowed[512];
+    sb_tools_names(t->creq.shadowed, shadowed, sizeof(shadowed));
     sb_access_t a = {
         .request_id = t->id + sizeof("chatcmpl-") - 1,
         .method = "POST",
@@ -779,6 +807,7 @@ static void log_access(turn_t *t)
         .completion_tokens = t->has_usage ? t->completion_tokens : -1,
         .end = t->end ? t->end : "client_gone",
         .retrieval = t->retrieval,
+        .shadowed = shadowed[0] ? shadowed : NULL,
     };
     sb_access_log(t->w, &a);
 }
@@ -830,7 +859,7 @@ void sb_turn_start(h2o_req_t *req, sb_chat_request_t *creq, const char *request_
     sb_buf_init(&t->inflight, ceiling);
     sb_buf_init(&t->said, w->config->max_answer_bytes);
     sb_worker_turn_started(w, &t->link);
-    t->creq.offered_tools = sb_tools_offer(t->creq.upstream); /* settled at start-up by each tool's settings */
+    t->creq.offered_tools = sb_tools_offer(t->creq.upstream, &t->creq.shadowed); /* settled at start-up by each tool's settings */
     t->keep_rounds = sb_tools_offered(); /* a round may end in switchboard's tools only when they are offered */
     t->retrieval = "off";
     /* h2o keeps the pointer, not a copy: the value must live in the turn */

@@ -37,6 +37,7 @@ static const sb_tool_t *const table[] = {
 };
 
 #define NTOOLS (sizeof(table) / sizeof(table[0]))
+_Static_assert(NTOOLS <= 32, "a request's shadowed tools are one bit each in a uint32_t");
 
 static int enabled[NTOOLS];
 static json_t *offered;    /* the enabled tools in OpenAI form, built once */
@@ -138,12 +139,39 @@ int sb_tools_init(const sb_config_t *config, char *err, size_t errlen)
     return 0;
 }
 
-const sb_tool_t *sb_tools_find(const char *name, size_t len)
+static long find(const char *name, size_t len)
 {
     for (size_t i = 0; i < NTOOLS; ++i)
         if (enabled[i] && strlen(table[i]->name) == len && memcmp(table[i]->name, name, len) == 0)
-            return table[i];
-    return NULL;
+            return (long)i;
+    return -1;
+}
+
+const sb_tool_t *sb_tools_find(const char *name, size_t len)
+{
+    long i = find(name, len);
+    return i >= 0 ? table[i] : NULL;
+}
+
+const sb_tool_t *sb_tools_find_offered(const char *name, size_t len, uint32_t shadowed)
+{
+    long i = find(name, len);
+    return i >= 0 && !(shadowed & (1u << i)) ? table[i] : NULL;
+}
+
+size_t sb_tools_names(uint32_t set, char *out, size_t cap)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < NTOOLS; ++i) {
+        if (!(set & (1u << i)))
+            continue;
+        int n = snprintf(out + used, cap - used, "%s%s", used ? "," : "", table[i]->name);
+        if (n < 0 || (size_t)n >= cap - used)
+            break;
+        used += (size_t)n;
+    }
+    return used;
 }
 
 int sb_tools_offered(void)
@@ -151,8 +179,9 @@ int sb_tools_offered(void)
     return offered_json != NULL;
 }
 
-const char *sb_tools_offer(json_t *body)
+const char *sb_tools_offer(json_t *body, uint32_t *shadowed)
 {
+    *shadowed = 0;
     if (offered_json == NULL)
         return NULL;
     json_t *tools = json_object_get(body, "tools");
@@ -162,7 +191,22 @@ const char *sb_tools_offer(json_t *body)
         tools = json_array();
         json_object_set_new(body, "tools", tools);
     }
-    json_array_extend(tools, offered);
+    /* a tool of the client's with the name of one of switchboard's wins for this request: never two of one name */
+    size_t i, n = json_array_size(tools);
+    json_t *t;
+    for (i = 0; i < n; ++i) {
+        json_t *name = json_object_get(json_object_get(json_array_get(tools, i), "function"), "name");
+        long own = json_is_string(name) ? find(json_string_value(name), json_string_length(name)) : -1;
+        if (own >= 0)
+            *shadowed |= 1u << own;
+    }
+    json_array_foreach(offered, i, t)
+    {
+        json_t *name = json_object_get(json_object_get(t, "function"), "name");
+        long own = find(json_string_value(name), json_string_length(name));
+        if (own < 0 || !(*shadowed & (1u << own)))
+            json_array_append(tools, t);
+    }
     return NULL;
 }
 

@@ -18,6 +18,7 @@ typedef struct sb_config {
     unsigned request_read_timeout_ms;
     /* inbound auth */
     char *api_keys_csv;
+    char *conversation_secret;
     char **api_keys; /* parsed from api_keys_csv, NULL-terminated */
     size_t api_key_count;
     int allow_unauthenticated;

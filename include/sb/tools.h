@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "sb/buf.h"
 #include "sb/config.h"
@@ -60,15 +61,22 @@ const sb_tool_t *sb_tools_table(size_t *count);
 int sb_tools_init(const sb_config_t *config, char *err, size_t errlen);
 /* The enabled tool named `name` (len bytes), or NULL. */
 const sb_tool_t *sb_tools_find(const char *name, size_t len);
+/* The same, unless the request's own tool of that name shadows it (its bit in `shadowed`, from sb_tools_offer). */
+const sb_tool_t *sb_tools_find_offered(const char *name, size_t len, uint32_t shadowed);
+/* The names of the tools in `set` (a shadowed mask), comma-separated, into out; returns the length written. */
+size_t sb_tools_names(uint32_t set, char *out, size_t cap);
 /*
  * Offers the enabled tools with a request body. A body that has `tools` of
- * its own (the client's) gets them appended there, and NULL is returned.
+ * its own (the client's) gets them appended there, and NULL is returned;
+ * a client's tool named like one of switchboard's shadows it for the request
+ * (the client's definition alone is sent, and its calls are the client's):
+ * *shadowed gets a bit per shadowed tool.
  * Otherwise the body is left alone and the tools come back as one serialized
  * array, made once at start-up, for sb_chat_request_dump to add as `tools`:
  * serializing their schemas again on every round cost more than all the rest
  * of a request.
  */
-const char *sb_tools_offer(json_t *body);
+const char *sb_tools_offer(json_t *body, uint32_t *shadowed);
 /* Whether any tool is offered at all (sb_tools_init enabled one). */
 int sb_tools_offered(void);
 

@@ -4,7 +4,7 @@
 
 static int parse(const char *body, sb_chat_request_t *r, sb_request_error_t *e)
 {
-    return sb_chat_request_parse_body(body, strlen(body), "default-model", r, e);
+    return sb_chat_request_parse_body(body, strlen(body), "default-model", NULL, r, e);
 }
 
 static void rejects(const char *body, sb_error_t kind, const char *param, const char *what)
@@ -19,10 +19,63 @@ static void rejects(const char *body, sb_error_t kind, const char *param, const 
         printf("#   got param '%s': %s\n", e.param, e.message);
 }
 
+/* The conversation digest of `body` (with header ids when given) into out; the identity into who. */
+static void digest_of(const char *body, const sb_engine_ids_t *ids, unsigned char out[16], char *who, size_t cap)
+{
+    sb_chat_request_t r;
+    sb_request_error_t e;
+    if (sb_chat_request_parse_body(body, strlen(body), "m", ids, &r, &e) != 0) {
+        printf("Bail out! %s: %s\n", body, e.message);
+        exit(1);
+    }
+    memcpy(out, r.conversation, 16);
+    snprintf(who, cap, "%s", r.identity);
+    sb_chat_request_dispose(&r);
+}
+
+static void test_identity(void)
+{
+    unsigned char a[16], b[16];
+    char who[256];
+#define MSGS "\"messages\":[{\"role\":\"system\",\"content\":\"desk\"},{\"role\":\"user\",\"content\":\"broken\",\"timestamp\":5}]"
+    digest_of("{\"turn_id\":3," MSGS "}", NULL, a, who, sizeof(who));
+    is_str(who, "", "no ids anywhere: no identity");
+    digest_of("{\"turn_id\":3,\"timestamp\":99," MSGS "}", NULL, b, who, sizeof(who));
+    ok(memcmp(a, b, 16) == 0, "the engine's send time is not part of the conversation: a retry matches");
+    digest_of("{\"turn_id\":3,\"messages\":[{\"role\":\"system\",\"content\":\"desk\"},{\"role\":\"user\",\"content\":"
+              "\"broken\",\"timestamp\":6}]}",
+              NULL, b, who, sizeof(who));
+    ok(memcmp(a, b, 16) != 0, "the same words said at another moment are another conversation");
+    digest_of("{\"turn_id\":3,\"messages\":[{\"role\":\"system\",\"content\":\"desk\"},{\"role\":\"user\",\"content\":"
+              "\"hi\"},{\"role\":\"assistant\",\"content\":\"hello\"},{\"role\":\"user\",\"content\":\"broken\",\"timestamp\":5}]}",
+              NULL, b, who, sizeof(who));
+    ok(memcmp(a, b, 16) != 0, "another history is another conversation");
+
+    digest_of("{\"context\":{\"appId\":\"app\",\"channel\":\"c1\",\"userId\":\"7\"}," MSGS "}", NULL, a, who, sizeof(who));
+    is_str(who, "app=app;channel=c1;user=7;", "ids from Agora's context object");
+    digest_of("{\"context\":{\"appId\":\"app\",\"channel\":\"c2\",\"userId\":\"7\"}," MSGS "}", NULL, b, who, sizeof(who));
+    ok(memcmp(a, b, 16) != 0, "another channel is another conversation");
+    digest_of("{\"app_id\":\"top\",\"context\":{\"appId\":\"app\",\"channel\":\"c1\"},\"user_uid\":8,\"agent_id\":\"ag\"," MSGS "}",
+              NULL, b, who, sizeof(who));
+    is_str(who, "app=top;channel=c1;user=8;agent=ag;", "llm.params at the top level come first, then the context");
+
+    sb_engine_ids_t ids = {"h-app", "h-chan", "h-uid", 5, 6, 5};
+    digest_of("{" MSGS "}", &ids, a, who, sizeof(who));
+    is_str(who, "app=h-app;channel=h-chan;user=h-uid;", "ids from the X-Agora-Customllm-* headers");
+    ids.channel = "h-other";
+    ids.channel_len = 7;
+    digest_of("{" MSGS "}", &ids, b, who, sizeof(who));
+    ok(memcmp(a, b, 16) != 0, "another channel header is another conversation");
+    digest_of("{\"channel\":\"body\"," MSGS "}", &ids, b, who, sizeof(who));
+    is_str(who, "app=h-app;channel=body;user=h-uid;", "the body names the channel before the header does");
+#undef MSGS
+}
+
 int main(void)
 {
     sb_chat_request_t r;
     sb_request_error_t e;
+    test_identity();
 
     /* The request Agora's engine sends with llm.vendor "custom". */
     const char *agora = "{\"model\":\"gpt-4o-mini\",\"stream\":true,\"turn_id\":7,\"timestamp\":1730000000000,"

@@ -742,7 +742,8 @@ static const sb_tool_t *table_tool(const char *name)
 static json_t *offered_tools(void)
 {
     json_t *body = json_object();
-    const char *text = sb_tools_offer(body);
+    uint32_t shadowed;
+    const char *text = sb_tools_offer(body, &shadowed);
     ok(json_object_size(body) == 0, "the body itself is left alone");
     json_decref(body);
     json_t *tools = text != NULL ? json_loads(text, JSON_REJECT_DUPLICATES, NULL) : json_array();
@@ -835,13 +836,38 @@ static void test_availability(void)
     json_t *tools = offered_tools();
     is_int(json_array_size(tools), NALL, "all eleven tools are offered");
     json_t *with_own = json_pack("{s:[{s:s, s:{s:s}}]}", "tools", "type", "function", "function", "name", "client_fn");
-    ok(sb_tools_offer(with_own) == NULL, "a request with tools of its own gets switchboard's in its array");
+    uint32_t shadowed;
+    ok(sb_tools_offer(with_own, &shadowed) == NULL && shadowed == 0,
+       "a request with tools of its own gets switchboard's in its array");
     json_t *merged = json_object_get(with_own, "tools");
     ok(json_array_size(merged) == NALL + 1 &&
            strcmp(json_string_value(json_object_get(json_object_get(json_array_get(merged, 0), "function"), "name")),
                   "client_fn") == 0,
        "after the client's own");
     json_decref(with_own);
+    /* the client's own create_support_ticket replaces switchboard's for the request */
+    json_t *same = json_pack("{s:[{s:s, s:{s:s, s:s}}]}", "tools", "type", "function", "function", "name", "create_support_ticket",
+                             "description", "the client's");
+    sb_tools_offer(same, &shadowed);
+    size_t copies = 0, k;
+    json_t *entry;
+    json_array_foreach(json_object_get(same, "tools"), k, entry)
+    {
+        json_t *fn = json_object_get(entry, "function");
+        if (strcmp(json_string_value(json_object_get(fn, "name")), "create_support_ticket") == 0) {
+            ++copies;
+            ok(strcmp(json_string_value(json_object_get(fn, "description")), "the client's") == 0, "the one sent is the client's");
+        }
+    }
+    is_int(copies, 1, "a client's tool of the same name: one tool of that name is sent");
+    is_int(json_array_size(json_object_get(same, "tools")), NALL, "and the other ten of switchboard's");
+    ok(sb_tools_find_offered("create_support_ticket", 21, shadowed) == NULL &&
+           sb_tools_find_offered("get_order_status", 16, shadowed) != NULL,
+       "its calls are the client's; the others still switchboard's");
+    char names[128];
+    sb_tools_names(shadowed, names, sizeof(names));
+    is_str(names, "create_support_ticket", "the shadowed tool is named for the access log");
+    json_decref(same);
     int good = 1;
     for (size_t i = 0; i < NALL; ++i) {
         int seen = 0;

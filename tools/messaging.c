@@ -1,10 +1,11 @@
 /*
  * send_rtm_message: a peer message to a user through Agora Signaling (RTM)'s
  * REST API, e.g. a tracking link or a ticket number to the caller's app while
- * the call goes on. No database: it is offered whenever the Agora settings
- * are there, also without DATABASE_URL. The call is one HTTP POST on the
- * worker's curl multi; the customer secret goes only into curl's Basic auth
- * and never into a result or a log line.
+ * the call goes on. It is offered whenever the Agora settings are there, also
+ * without DATABASE_URL; with a database, a keyed message is first claimed in
+ * signaling_messages, so the engine retrying a turn does not send it twice.
+ * The send is one HTTP POST on the worker's curl multi; the customer secret
+ * goes only into curl's Basic auth and never into a result or a log line.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,10 @@ int sb_messaging_init(const sb_config_t *config, char *err, size_t errlen)
 
 struct rtm_args {
     const char *user_id, *message;
+    /* the handler's own, between its steps */
+    char row_id[24];   /* the claimed signaling_messages row, "" when the message is not keyed */
+    char code[65];     /* Agora's answer code */
+    char failure[128]; /* why the send failed, for the model */
 };
 
 static int parse_rtm(json_t *in, void *out, char *err, size_t errlen)
@@ -73,6 +78,59 @@ static size_t on_response(char *p, size_t size, size_t n, void *data)
     return size * n;
 }
 
+/* $1 user id, $2 message, $3 idempotency key. A repeat returns the first claim, created false. */
+static const char claim_sql[] =
+    "with ins as (insert into signaling_messages as m (user_id, message, idempotency_key)"
+    "  values ($1, $2, $3)" REPEAT_RETURNS("m.user_id = excluded.user_id") ")"
+                                                                           " select id, created from ins";
+static const char sent_sql[] = "update signaling_messages set sent_at = now() where id = $1";
+static const char unclaim_sql[] = "delete from signaling_messages where id = $1 and sent_at is null";
+
+static void send_message(sb_tool_call_t *call);
+
+static void on_recorded(sb_tool_call_t *call, const PGresult *res)
+{
+    const struct rtm_args *a = sb_tool_call_args(call);
+    json_t *result = json_pack("{s:b}", "sent", 1);
+    if (a->code[0] != '\0')
+        json_object_set_new(result, "code", json_string(a->code));
+    sb_tool_call_finish(call, result);
+}
+
+static void on_unclaimed(sb_tool_call_t *call, const PGresult *res)
+{
+    const struct rtm_args *a = sb_tool_call_args(call);
+    sb_tool_call_fail(call, "%s", a->failure);
+}
+
+static void on_claimed(sb_tool_call_t *call, const PGresult *res)
+{
+    struct rtm_args *a = sb_tool_call_args(call);
+    if (PQntuples(res) != 1) { /* the key is another caller's: never */
+        sb_tool_call_fail(call, "the message was not sent, try again");
+        return;
+    }
+    if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) { /* the engine repeated the turn: the message went out the first time */
+        sb_tool_call_finish(call, json_pack("{s:b, s:b}", "sent", 1, "created", 0));
+        return;
+    }
+    snprintf(a->row_id, sizeof(a->row_id), "%s", PQgetvalue(res, 0, 0));
+    send_message(call);
+}
+
+/* The send ended: the claim (if any) is marked sent, or taken back so that a retry sends the message after all. */
+static void after_send(sb_tool_call_t *call, int ok)
+{
+    const struct rtm_args *a = sb_tool_call_args(call);
+    const char *v[1] = {a->row_id};
+    if (a->row_id[0] != '\0')
+        sb_tool_call_query(call, ok ? sent_sql : unclaim_sql, 1, v, ok ? on_recorded : on_unclaimed);
+    else if (ok)
+        on_recorded(call, NULL);
+    else
+        on_unclaimed(call, NULL);
+}
+
 static void on_sent(sb_tool_call_t *call, void *ctx, CURLcode code, long status)
 {
     struct rtm *r = ctx;
@@ -80,47 +138,56 @@ static void on_sent(sb_tool_call_t *call, void *ctx, CURLcode code, long status)
         rtm_free(r);
         return;
     }
+    struct rtm_args *a = sb_tool_call_args(call);
+    char *why = a->failure;
     if (code != CURLE_OK) {
         sb_log_warn("send_rtm_message: %s", curl_easy_strerror(code));
-        rtm_free(r);
-        if (code == CURLE_OPERATION_TIMEDOUT)
-            sb_tool_call_fail(call, "the messaging service did not answer in time");
-        else
-            sb_tool_call_fail(call, "could not reach the messaging service");
-        return;
-    }
-    if (status < 200 || status > 299) {
+        snprintf(why, sizeof(a->failure), "%s",
+                 code == CURLE_OPERATION_TIMEDOUT ? "the messaging service did not answer in time"
+                                                  : "could not reach the messaging service");
+    } else if (status < 200 || status > 299) {
         sb_log_warn("send_rtm_message: the messaging service answered HTTP %ld", status);
-        rtm_free(r);
         if (status == 401 || status == 403)
-            sb_tool_call_fail(call, "the messaging service rejected switchboard's credentials (HTTP %ld)", status);
+            snprintf(why, sizeof(a->failure), "the messaging service rejected switchboard's credentials (HTTP %ld)", status);
         else if (status == 429)
-            sb_tool_call_fail(call, "the messaging service is rate limiting messages, try again shortly");
+            snprintf(why, sizeof(a->failure), "the messaging service is rate limiting messages, try again shortly");
         else if (status >= 400 && status <= 499)
-            sb_tool_call_fail(call, "the messaging service rejected the message (HTTP %ld)", status);
+            snprintf(why, sizeof(a->failure), "the messaging service rejected the message (HTTP %ld)", status);
         else
-            sb_tool_call_fail(call, "the messaging service failed (HTTP %ld)", status);
-        return;
+            snprintf(why, sizeof(a->failure), "the messaging service failed (HTTP %ld)", status);
+    } else {
+        /* Agora says {"result": "success", "code": "message_sent"}; any 2xx means it took the message */
+        json_t *answer = r->response.len ? json_loadb(r->response.base, r->response.len, 0, NULL) : NULL;
+        const char *agora_code = json_string_value(json_object_get(answer, "code"));
+        if (agora_code != NULL && strlen(agora_code) < sizeof(a->code))
+            snprintf(a->code, sizeof(a->code), "%s", agora_code);
+        json_decref(answer);
     }
-    /* Agora says {"result": "success", "code": "message_sent"}; any 2xx means it took the message */
-    json_t *answer = r->response.len ? json_loadb(r->response.base, r->response.len, 0, NULL) : NULL;
-    const char *agora_code = json_string_value(json_object_get(answer, "code"));
-    json_t *result = json_pack("{s:b}", "sent", 1);
-    if (agora_code != NULL && strlen(agora_code) <= 64)
-        json_object_set_new(result, "code", json_string(agora_code));
-    json_decref(answer);
     rtm_free(r);
-    sb_tool_call_finish(call, result);
+    after_send(call, why[0] == '\0');
 }
 
 static void run_rtm(sb_tool_call_t *call, const void *args)
 {
     const struct rtm_args *a = args;
-    const sb_config_t *config = sb_tool_call_env(call)->config;
-    if (!sb_messaging_configured(config)) {
+    const sb_tool_env_t *env = sb_tool_call_env(call);
+    if (!sb_messaging_configured(env->config)) {
         sb_tool_call_fail(call, "messaging is not configured");
         return;
     }
+    const char *key = sb_tool_call_key(call);
+    if (key != NULL && env->pg != NULL) {
+        const char *v[3] = {a->user_id, a->message, key};
+        sb_tool_call_query(call, claim_sql, 3, v, on_claimed);
+        return;
+    }
+    send_message(call);
+}
+
+static void send_message(sb_tool_call_t *call)
+{
+    struct rtm_args *a = sb_tool_call_args(call);
+    const sb_config_t *config = sb_tool_call_env(call)->config;
     CURL *e = curl_easy_init();
     if (e == NULL)
         abort();
@@ -153,7 +220,8 @@ static void run_rtm(sb_tool_call_t *call, const void *args)
         curl_easy_cleanup(e);
         rtm_free(r);
         sb_buf_dispose(&url);
-        sb_tool_call_fail(call, "the message could not be written");
+        snprintf(a->failure, sizeof(a->failure), "the message could not be written");
+        after_send(call, 0);
         return;
     }
     r->headers = curl_slist_append(r->headers, "Content-Type: application/json");
@@ -180,7 +248,8 @@ static void run_rtm(sb_tool_call_t *call, const void *args)
         if (too_long != 0)
             curl_easy_cleanup(e);
         rtm_free(r);
-        sb_tool_call_fail(call, "could not reach the messaging service");
+        snprintf(a->failure, sizeof(a->failure), "could not reach the messaging service");
+        after_send(call, 0); /* a claim is taken back, so a retry sends the message after all */
     }
 }
 
@@ -193,6 +262,7 @@ const sb_tool_t sb_tool_send_rtm_message = {
                   "\"description\":\"the RTM user id to send to\"},"
                   "\"message\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":4096}},"
                   "\"required\":[\"user_id\",\"message\"],\"additionalProperties\":false}",
+    .writes = 1, /* keyed; the claim needs DATABASE_URL, without it a repeated turn sends again */
     .args_size = sizeof(struct rtm_args),
     .parse = parse_rtm,
     .run = run_rtm,

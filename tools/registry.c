@@ -365,6 +365,11 @@ const char *sb_tool_call_key(sb_tool_call_t *c)
     return c->key;
 }
 
+void *sb_tool_call_args(sb_tool_call_t *c)
+{
+    return c->args;
+}
+
 static void on_query(void *data, const PGresult *res, sb_error_t err, const char *sqlstate)
 {
     sb_tool_call_t *c = data;

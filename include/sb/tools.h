@@ -109,6 +109,8 @@ json_t *sb_tool_error(const char *message, size_t len);
 /* --- for handlers --------------------------------------------------------------------------- */
 const sb_tool_env_t *sb_tool_call_env(sb_tool_call_t *call);
 const char *sb_tool_call_key(sb_tool_call_t *call); /* the idempotency key, or NULL */
+/* The call's typed arguments (args_size bytes): a handler may keep its own state there between its steps. */
+void *sb_tool_call_args(sb_tool_call_t *call);
 /* Runs a statement for the call; `on_result` gets the call back. Cancelling the call cancels the query. */
 void sb_tool_call_query(sb_tool_call_t *call, const char *sql, int nparams, const char *const *values,
                         void (*on_result)(sb_tool_call_t *call, const PGresult *res));

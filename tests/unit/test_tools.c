@@ -1746,6 +1746,30 @@ static void test_messaging(struct fake *f)
     f->status = 200;
     f->answer = "{\"result\":\"success\",\"code\":\"message_sent\"}";
 
+    /* keyed: the engine repeating the turn does not message the caller twice */
+    int before = f->requests;
+    const char *msg = "{\"user_id\":\"u7\",\"message\":\"Your ticket is 1234.\"}";
+    r = call("send_rtm_message", msg, "k-rtm-1");
+    ok(r && is_true(r, "sent") && json_object_get(r, "created") == NULL, "a keyed message is sent");
+    json_decref(r);
+    r = call("send_rtm_message", msg, "k-rtm-1");
+    ok(r && is_true(r, "sent") && json_is_false(json_object_get(r, "created")), "the same key again: already sent");
+    json_decref(r);
+    is_int(f->requests - before, 1, "and the messaging service heard it once");
+    ok(db_is("select (sent_at is not null)::text from signaling_messages where idempotency_key = $1", "k-rtm-1", "true"),
+       "the claim is marked sent");
+    f->status = 503;
+    r = call("send_rtm_message", msg, "k-rtm-2");
+    ok_error(r, "failed (HTTP 503)", "a keyed message the service refused is a tool error");
+    json_decref(r);
+    is_int(number("select count(*) from signaling_messages where idempotency_key = $1", "k-rtm-2"), 0,
+           "and its claim is taken back");
+    f->status = 200;
+    r = call("send_rtm_message", msg, "k-rtm-2");
+    ok(r && is_true(r, "sent") && json_object_get(r, "created") == NULL, "so the retry sends it after all");
+    json_decref(r);
+    is_int(f->requests - before, 3, "three sends in all");
+
     char base[64];
     snprintf(base, sizeof(base), "http://127.0.0.1:%d", closed_port());
     sb_config_t down = config;

@@ -1,25 +1,18 @@
 /*
  * The HTTP surface: one h2o handler that dispatches on the route table below,
- * OpenAI-shaped error bodies for every failure (also the 413 h2o answers by
- * itself), and the access log.
+ * refuses requests whose body length is ambiguous, and gives the 413 h2o
+ * answers by itself an OpenAI-shaped body (and a lingering close).
  */
-#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "auth.h"
+#include "chat.h"
 #include "http.h"
-#include "request.h"
-#include "sb/buf.h"
-#include "sb/log.h"
-#include "turn.h"
 #include "llm.h"
+#include "respond.h"
 
 typedef void (*route_cb)(h2o_req_t *req);
 
-static void on_chat(h2o_req_t *req);
 static void on_ping(h2o_req_t *req);
 static void on_healthz(h2o_req_t *req);
 
@@ -34,162 +27,18 @@ static const struct route {
     const char *allow;
     route_cb on_req;
 } routes[] = {
-    {"/v1/chat/completions", "POST", "POST", on_chat},
-    {"/chat/completions", "POST", "POST", on_chat},
-    {"/v1/chat/completion", "POST", "POST", on_chat}, /* the path users of the Node sample configured */
+    {"/v1/chat/completions", "POST", "POST", sb_chat_handle},
+    {"/chat/completions", "POST", "POST", sb_chat_handle},
+    {"/v1/chat/completion", "POST", "POST", sb_chat_handle}, /* the path users of the Node sample configured */
     {"/ping", "GET", "GET, HEAD", on_ping},
     {"/healthz", "GET", "GET, HEAD", on_healthz},
 };
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-void sb_http_new_id(char *out, size_t len)
-{
-    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    unsigned char raw[32];
-    size_t n = len - 1 < sizeof(raw) ? len - 1 : sizeof(raw);
-    randombytes_buf(raw, n);
-    for (size_t i = 0; i < n; ++i)
-        out[i] = alphabet[raw[i] % (sizeof(alphabet) - 1)];
-    out[n] = '\0';
-}
-
-void sb_access_log(sb_worker_t *w, const sb_access_t *a)
-{
-    if (!w->config->access_log)
-        return;
-    sb_buf_t b;
-    sb_buf_init(&b, 4096);
-    sb_buf_appendf(&b, "{\"ts\":%.3f,\"request_id\":\"%s\",\"method\":\"", now_ms(), a->request_id);
-    sb_buf_append_json_escaped(&b, a->method, strlen(a->method));
-    sb_buf_appendz(&b, "\",\"route\":\"");
-    sb_buf_append_json_escaped(&b, a->route, strlen(a->route));
-    sb_buf_appendf(&b, "\",\"status\":%d,\"model\":", a->status);
-    if (a->model != NULL) {
-        sb_buf_append(&b, "\"", 1);
-        sb_buf_append_json_escaped(&b, a->model, strlen(a->model));
-        sb_buf_append(&b, "\"", 1);
-    } else {
-        sb_buf_appendz(&b, "null");
-    }
-    if (a->ttfb_ms >= 0)
-        sb_buf_appendf(&b, ",\"ttfb_ms\":%.3f", a->ttfb_ms);
-    else
-        sb_buf_appendz(&b, ",\"ttfb_ms\":null");
-    sb_buf_appendf(&b, ",\"total_ms\":%.3f,\"bytes\":%zu", a->total_ms, a->bytes);
-    if (a->prompt_tokens >= 0)
-        sb_buf_appendf(&b, ",\"prompt_tokens\":%lld,\"completion_tokens\":%lld", a->prompt_tokens, a->completion_tokens);
-    if (a->retrieval != NULL)
-        sb_buf_appendf(&b, ",\"retrieval\":\"%s\"", a->retrieval);
-    if (a->shadowed != NULL) /* tool names: plain words from switchboard's own table */
-        sb_buf_appendf(&b, ",\"shadowed_tools\":\"%s\"", a->shadowed);
-    sb_buf_appendf(&b, ",\"end\":\"%s\",\"worker\":%u}\n", a->end, w->id);
-    ssize_t wr = write(STDOUT_FILENO, b.base, b.len); /* one write per line: lines from workers never interleave */
-    (void)wr;
-    sb_buf_dispose(&b);
-}
-
-/* The OpenAI error body for `e`. Returned buffer is owned by the caller's pool. */
-static h2o_iovec_t error_body(h2o_mem_pool_t *pool, sb_error_t e, const char *message, const char *param)
-{
-    sb_buf_t b;
-    sb_buf_init(&b, 4096);
-    const char *m = message ? message : sb_error_message(e);
-    sb_buf_appendz(&b, "{\"error\":{\"message\":\"");
-    sb_buf_append_json_escaped(&b, m, strlen(m));
-    sb_buf_appendf(&b, "\",\"type\":\"%s\",\"param\":", sb_error_type(e));
-    if (param != NULL && *param != '\0') {
-        sb_buf_append(&b, "\"", 1);
-        sb_buf_append_json_escaped(&b, param, strlen(param));
-        sb_buf_append(&b, "\"", 1);
-    } else {
-        sb_buf_appendz(&b, "null");
-    }
-    sb_buf_appendf(&b, ",\"code\":\"%s\"}}\n", sb_error_code(e));
-    h2o_iovec_t out = h2o_strdup(pool, b.base, b.len);
-    sb_buf_dispose(&b);
-    return out;
-}
-
-static const char *reason_phrase(int status)
-{
-    switch (status) {
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 404:
-        return "Not Found";
-    case 405:
-        return "Method Not Allowed";
-    case 413:
-        return "Payload Too Large";
-    case 429:
-        return "Too Many Requests";
-    case 502:
-        return "Bad Gateway";
-    case 503:
-        return "Service Unavailable";
-    case 504:
-        return "Gateway Timeout";
-    default:
-        return "Internal Server Error";
-    }
-}
-
-void sb_http_send_json(h2o_req_t *req, const char *body, size_t len)
-{
-    /* h2o_send_inline leaves the length unset, and HTTP/1 then closes the connection after the body */
-    req->res.content_length = len;
-    h2o_send_inline(req, body, len);
-}
-
-void sb_http_send_error(h2o_req_t *req, sb_error_t e, const char *message, const char *param, const char *retry_after)
-{
-    h2o_iovec_t body = error_body(&req->pool, e, message, param);
-    req->res.status = sb_error_status(e);
-    req->res.reason = reason_phrase(req->res.status);
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
-    if (retry_after != NULL)
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, retry_after, strlen(retry_after));
-    sb_http_send_json(req, body.base, body.len);
-}
-
-/* Sends a fixed response and logs it. */
+/* Sends a fixed answer (or an error) and logs it. */
 static void answer(h2o_req_t *req, sb_error_t e, const char *message, const char *param, const char *json)
 {
-    char id[33];
-    sb_http_new_id(id, sizeof(id));
-    char method[16], route[128];
-    snprintf(method, sizeof(method), "%.*s", (int)req->method.len, req->method.base);
-    snprintf(route, sizeof(route), "%.*s", (int)req->path_normalized.len, req->path_normalized.base);
-    size_t bytes = 0;
-    if (e == SB_OK) {
-        req->res.status = 200;
-        req->res.reason = "OK";
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
-        bytes = strlen(json);
-        sb_http_send_json(req, json, bytes);
-    } else {
-        sb_http_send_error(req, e, message, param, NULL);
-    }
-    sb_access_t a = {
-        .request_id = id,
-        .method = method,
-        .route = route,
-        .status = e == SB_OK ? 200 : sb_error_status(e),
-        .ttfb_ms = -1,
-        .bytes = bytes,
-        .prompt_tokens = -1,
-        .completion_tokens = -1,
-        .end = e == SB_OK ? "done" : "rejected",
-    };
-    sb_access_log(sb_worker_of(req), &a);
+    sb_worker_t *w = sb_worker_of(req);
+    sb_respond_answer(req, w->config->access_log, w->id, e, message, param, json);
 }
 
 static void on_ping(h2o_req_t *req)
@@ -214,57 +63,9 @@ static void on_healthz(h2o_req_t *req)
              w->draining ? "draining"
              : degraded  ? "degraded"
                          : "ok",
-             w->server->provider->name, db, w->id, w->nturns);
+             w->server->provider->name, db, w->id, w->nopen);
     /* degraded still answers 200: switchboard serves turns without the database, the model hears why */
     answer(req, SB_OK, NULL, NULL, h2o_strdup(&req->pool, body, strlen(body)).base);
-}
-
-/* The engine's ids for the call when it sends them as headers (Agora's custom LLM requests can carry them). */
-static void engine_ids(h2o_req_t *req, sb_engine_ids_t *ids)
-{
-    static const h2o_iovec_t names[] = {
-        {H2O_STRLIT("x-agora-customllm-appid")}, {H2O_STRLIT("x-agora-customllm-channel")}, {H2O_STRLIT("x-agora-customllm-uid")}};
-    const char **base[] = {&ids->app_id, &ids->channel, &ids->uid};
-    size_t *len[] = {&ids->app_id_len, &ids->channel_len, &ids->uid_len};
-    for (size_t i = 0; i < 3; ++i) {
-        ssize_t at = h2o_find_header_by_str(&req->headers, names[i].base, names[i].len, -1);
-        *base[i] = at >= 0 ? req->headers.entries[at].value.base : NULL;
-        *len[i] = at >= 0 ? req->headers.entries[at].value.len : 0;
-    }
-}
-
-static void on_chat(h2o_req_t *req)
-{
-    sb_worker_t *w = sb_worker_of(req);
-    if (w->draining) {
-        answer(req, SB_E_SHUTTING_DOWN, NULL, NULL, NULL);
-        return;
-    }
-    ssize_t hi = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
-    if (!sb_auth_check(hi >= 0 ? req->headers.entries[hi].value.base : NULL, hi >= 0 ? req->headers.entries[hi].value.len : 0)) {
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("Bearer"));
-        answer(req, SB_E_UNAUTHORIZED, NULL, NULL, NULL);
-        return;
-    }
-    if (req->entity.len > w->config->max_body_bytes) {
-        answer(req, SB_E_BODY_TOO_LARGE, NULL, NULL, NULL);
-        return;
-    }
-    if (req->entity.base == NULL || req->entity.len == 0) {
-        answer(req, SB_E_INVALID_JSON, "request body is empty", NULL, NULL);
-        return;
-    }
-    sb_engine_ids_t ids;
-    engine_ids(req, &ids);
-    sb_chat_request_t creq;
-    sb_request_error_t err;
-    if (sb_chat_request_parse_body(req->entity.base, req->entity.len, w->config->default_model, &ids, &creq, &err) != 0) {
-        answer(req, err.kind, err.message, err.param, NULL);
-        return;
-    }
-    char id[25];
-    sb_http_new_id(id, sizeof(id));
-    sb_turn_start(req, &creq, id);
 }
 
 /* The value of the header line at p (name and colon skipped), without surrounding whitespace. */
@@ -364,7 +165,7 @@ static void on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t *
             sb_worker_linger_on_close(sb_worker_of(req), h2o_socket_get_fd(sock));
         struct error_ostream *os = (void *)h2o_add_ostream(req, sizeof(*os), slot);
         os->super.do_send = on_error_send;
-        os->body = error_body(&req->pool, SB_E_BODY_TOO_LARGE, NULL, NULL);
+        os->body = sb_respond_error_body(&req->pool, SB_E_BODY_TOO_LARGE, NULL, NULL);
         req->res.content_length = os->body.len;
         if (ct >= 0)
             h2o_delete_header(&req->res.headers, ct);

@@ -6,11 +6,23 @@
 #ifndef SB_LLM_H
 #define SB_LLM_H
 
+#include <curl/curl.h>
+#include <uv.h>
+
 #include "chunk.h"
 #include "request.h"
+#include "sb/config.h"
+#include "sb/curl_uv.h"
 #include "sb/error.h"
 
-struct sb_worker;
+/* What a provider call uses, borrowed for the call: the worker's loop and curl multi, the provider's address. */
+typedef struct sb_llm_env {
+    const sb_config_t *config;
+    uv_loop_t *loop;
+    sb_curlm_t *curlm;
+    const char *chat_url;             /* {LLM_BASE_URL}/chat/completions */
+    const struct curl_slist *headers; /* with the provider key: shared, read-only */
+} sb_llm_env_t;
 
 typedef struct sb_llm_end {
     sb_error_t error;        /* SB_OK when the stream finished normally */
@@ -34,7 +46,7 @@ typedef struct sb_llm_call {
 typedef struct sb_provider {
     const char *name;
     /* Starts a call for the validated request (borrowed until the call ends). Callbacks come later, never from in here. */
-    sb_llm_call_t *(*start)(struct sb_worker *w, const sb_chat_request_t *req, sb_llm_sink_t *sink);
+    sb_llm_call_t *(*start)(const sb_llm_env_t *env, const sb_chat_request_t *req, sb_llm_sink_t *sink);
     /* Stops reading until resume: the client is slow. Callable from on_delta. */
     void (*pause)(sb_llm_call_t *call);
     void (*resume)(sb_llm_call_t *call);

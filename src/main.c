@@ -147,6 +147,15 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
+    int taken = sb_worker_check_port(&config);
+    if (taken != 0) {
+        if (taken == -EADDRINUSE)
+            sb_log_error("cannot listen on %s:%u: another process already serves PORT %u (stop it, or set PORT)", config.host,
+                         config.port, config.port);
+        else
+            sb_log_error("cannot listen on %s:%u (HOST, PORT): %s", config.host, config.port, strerror(-taken));
+        return 1;
+    }
     for (unsigned i = 0; i < server.nworkers; ++i) {
         int rc = sb_worker_init(&server.workers[i], &server, i);
         if (rc != 0) {

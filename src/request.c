@@ -67,6 +67,9 @@ static const struct param {
 
 static const char *const roles[] = {"system", "developer", "user", "assistant", "tool", "function"};
 
+/* Appended to an assistant reply the engine says the caller interrupted. */
+#define INTERRUPTED_MARK " \xE2\x80\xA6[interrupted by the caller]"
+
 __attribute__((format(printf, 3, 4))) static int fail(sb_request_error_t *err, const char *param, const char *fmt, ...)
 {
     va_list ap;
@@ -278,6 +281,20 @@ static json_t *clean_message(json_t *m, size_t idx, sb_chat_request_t *out, sb_r
             goto fail;
         }
         json_object_set(clean, "tool_call_id", id);
+    }
+    /* The engine marks a reply the caller cut off (metadata.interrupted; content is what was said, metadata.original what
+     * the model wrote): tell the model, so it does not take the cut-off words for all it said. */
+    json_t *meta = json_object_get(m, "metadata");
+    json_t *said = json_object_get(clean, "content");
+    if (is_assistant && json_is_true(json_object_get(meta, "interrupted")) && json_is_string(said)) {
+        const char *text = json_string_value(said);
+        int keep = (int)json_string_length(said);
+        while (keep > 0 && (text[keep - 1] == ' ' || text[keep - 1] == '\n' || text[keep - 1] == '\t'))
+            --keep; /* it was cut mid-sentence: the mark follows the last word */
+        char *marked = NULL;
+        if (asprintf(&marked, "%.*s%s", keep, text, INTERRUPTED_MARK) > 0)
+            json_object_set_new(clean, "content", json_string(marked));
+        free(marked);
     }
     if (strcmp(r, "user") == 0) {
         json_t *text = json_object_get(clean, "content");
@@ -613,4 +630,85 @@ char *sb_chat_request_dump(const sb_chat_request_t *r)
 too_large: /* rounds of tool results past SB_JSON_MAX_DUMP: the turn fails, the process does not */
     sb_buf_dispose(&b);
     return NULL;
+}
+
+/* --- the edits a turn makes ------------------------------------------------------------------- */
+
+void sb_chat_request_offer_tools(sb_chat_request_t *r)
+{
+    r->offered_tools = sb_tools_offer(r->upstream, &r->shadowed); /* settled at start-up by each tool's settings */
+}
+
+void sb_chat_request_add_context(sb_chat_request_t *r, const sb_passage_t *passages, size_t n)
+{
+    if (n == 0)
+        return;
+    json_t *messages = json_object_get(r->upstream, "messages");
+    size_t at = 0;
+    while (at < json_array_size(messages)) {
+        const char *role = json_string_value(json_object_get(json_array_get(messages, at), "role"));
+        if (strcmp(role, "system") != 0 && strcmp(role, "developer") != 0)
+            break;
+        ++at;
+    }
+    json_array_insert_new(messages, at, sb_rag_context_message(passages, n));
+}
+
+void sb_chat_request_add_tool_calls(sb_chat_request_t *r, sb_str_t words, const sb_tool_call_text_t *calls, size_t n)
+{
+    json_t *list = json_array();
+    for (size_t i = 0; i < n; ++i) {
+        const sb_tool_call_text_t *c = &calls[i];
+        sb_str_t args = c->arguments.len ? c->arguments : (sb_str_t){"{}", 2};
+        json_array_append_new(list, json_pack("{s:s%, s:s, s:{s:s%, s:s%}}", "id", c->id.base, c->id.len, "type", "function",
+                                              "function", "name", c->name.base, c->name.len, "arguments", args.base, args.len));
+    }
+    json_t *assistant = json_pack("{s:s, s:o}", "role", "assistant", "tool_calls", list);
+    json_object_set_new(assistant, "content",
+                        words.base != NULL && words.len > 0 ? json_stringn(words.base, words.len) : json_null());
+    json_array_append_new(json_object_get(r->upstream, "messages"), assistant);
+}
+
+void sb_chat_request_add_tool_result(sb_chat_request_t *r, sb_str_t call_id, sb_str_t result)
+{
+    json_array_append_new(json_object_get(r->upstream, "messages"),
+                          json_pack("{s:s, s:s%, s:s%}", "role", "tool", "tool_call_id", call_id.base, call_id.len, "content",
+                                    result.base, result.len));
+}
+
+/* One field of a key, length-prefixed, so that no two sequences of fields give the same bytes. */
+static void key_field(crypto_generichash_state *st, const void *p, size_t len)
+{
+    uint64_t n = len;
+    crypto_generichash_update(st, (const unsigned char *)&n, sizeof(n));
+    crypto_generichash_update(st, p, len);
+}
+
+char *sb_chat_request_write_key(const sb_chat_request_t *r, unsigned round, long index, const char *tool, sb_str_t arguments,
+                                char *out)
+{
+    if (r->turn_id[0] == '\0')
+        return NULL;
+    crypto_generichash_state st;
+    unsigned char hash[16];
+    crypto_generichash_init(&st, NULL, 0, sizeof(hash));
+    key_field(&st, r->conversation, sizeof(r->conversation));
+    key_field(&st, r->turn_id, strlen(r->turn_id));
+    uint64_t place[2] = {round, (uint64_t)index};
+    key_field(&st, place, sizeof(place));
+    key_field(&st, tool, strlen(tool));
+    int64_t bound = r->caller.customer_id;
+    key_field(&st, &bound, sizeof(bound));
+    key_field(&st, r->caller.email, strlen(r->caller.email));
+    json_t *args = arguments.len ? json_loadb(arguments.base, arguments.len, JSON_REJECT_DUPLICATES, NULL) : NULL;
+    char *canonical = args != NULL ? json_dumps(args, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    if (canonical != NULL)
+        key_field(&st, canonical, strlen(canonical));
+    else /* arguments the tool will refuse, or none: as they came */
+        key_field(&st, arguments.base ? arguments.base : "", arguments.len);
+    free(canonical);
+    json_decref(args);
+    crypto_generichash_final(&st, hash, sizeof(hash));
+    sodium_bin2hex(out, 33, hash, sizeof(hash));
+    return out;
 }

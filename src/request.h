@@ -9,8 +9,10 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "chunk.h"
 #include "sb/config.h"
 #include "sb/error.h"
+#include "sb/rag.h"
 #include "sb/tools.h"
 
 typedef struct sb_chat_request {
@@ -65,6 +67,35 @@ int sb_chat_request_parse(json_t *root, const char *default_model, const sb_engi
 int sb_chat_request_parse_body(const char *body, size_t len, const char *default_model, const sb_engine_ids_t *ids,
                                sb_chat_request_t *out, sb_request_error_t *err);
 void sb_chat_request_dispose(sb_chat_request_t *r);
+
+/* --- the edits a turn makes to what it sends the provider ------------------------------------- */
+
+/* One tool call as text: its id, the tool's name and the arguments (JSON text). Borrowed. */
+typedef struct sb_tool_call_text {
+    sb_str_t id, name, arguments;
+} sb_tool_call_text_t;
+
+/*
+ * Offers switchboard's tools with the request (sb_tools_offer): into the
+ * client's own `tools`, minus those the client's shadow (r->shadowed), or
+ * as r->offered_tools. Once, before the first round.
+ */
+void sb_chat_request_offer_tools(sb_chat_request_t *r);
+/* Adds retrieved passages as one system message right after the caller's own system messages. */
+void sb_chat_request_add_context(sb_chat_request_t *r, const sb_passage_t *passages, size_t n);
+/* Adds the assistant message of a round that called switchboard's tools: its words (base NULL: none) and calls. */
+void sb_chat_request_add_tool_calls(sb_chat_request_t *r, sb_str_t words, const sb_tool_call_text_t *calls, size_t n);
+/* Adds one call's result (JSON text) as a role:"tool" message. */
+void sb_chat_request_add_tool_result(sb_chat_request_t *r, sb_str_t call_id, sb_str_t result);
+/*
+ * A tool write's idempotency key into `out` (33 bytes: 32 hex digits), made
+ * of the conversation (its ids and every message so far), the engine's turn
+ * id, the call's place (round and index), the tool, the bound caller and the
+ * arguments (compact, keys sorted, when they parse). Returns out, or NULL
+ * when the request has no turn_id (no key: every call writes).
+ */
+char *sb_chat_request_write_key(const sb_chat_request_t *r, unsigned round, long index, const char *tool, sb_str_t arguments,
+                                char *out);
 /*
  * The body to send upstream as compact JSON (numbers as the client wrote them,
  * up to 15 digits), with `offered_tools` as its `tools`. New, free() it;

@@ -9,9 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <h2o/memory.h>
+
 #include "llm.h"
 #include "sb/buf.h"
-#include "worker.h"
 
 #define SANDBOX_MODEL "switchboard-sandbox"
 
@@ -244,21 +245,21 @@ static void on_tick(uv_timer_t *t)
     sink->on_end(sink, &e);
 }
 
-static sb_llm_call_t *start(sb_worker_t *w, const sb_chat_request_t *req, sb_llm_sink_t *sink)
+static sb_llm_call_t *start(const sb_llm_env_t *env, const sb_chat_request_t *req, sb_llm_sink_t *sink)
 {
     struct call *c = calloc(1, sizeof(*c));
     if (c == NULL)
         abort();
     c->super.provider = &sb_provider_sandbox;
     c->sink = sink;
-    c->pace_ms = w->config->sandbox_word_ms;
+    c->pace_ms = env->config->sandbox_word_ms;
     sb_buf_init(&c->text, 8192);
     sb_buf_init(&c->arguments, 1024);
     plan(c, req);
     c->timer = malloc(sizeof(*c->timer));
     if (c->timer == NULL)
         abort();
-    uv_timer_init(&w->loop, c->timer);
+    uv_timer_init(env->loop, c->timer);
     c->timer->data = c;
     /* The first word goes out at once: time to first token is what the caller hears. */
     uv_timer_start(c->timer, on_tick, 0, 0);

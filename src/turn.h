@@ -1,42 +1,62 @@
 /*
- * One chat turn: the request's state machine from a validated request to the
- * last byte sent. Lives in the request's memory pool; everything it holds
- * outside the pool (the provider call, timers, buffers) is released by the
- * pool's dispose hook, whatever way the turn ends.
+ * The turn core: one chat turn as a state machine, from a validated request
+ * to its end. It retrieves knowledge, asks the provider, runs switchboard's
+ * tools between rounds, and tells a sink (sink.h) what happens; it knows no
+ * wire format and no transport. Runs on one worker's loop.
+ *
+ *     retrieving ──▶ asking ──▶ done
+ *                      ▲  │
+ *                      │  ▼
+ *                 running tools
  */
 #ifndef SB_TURN_H
 #define SB_TURN_H
 
-#include <h2o.h>
+#include <uv.h>
 
+#include "llm.h"
 #include "request.h"
+#include "sb/config.h"
+#include "sb/curl_uv.h"
+#include "sb/pgpool.h"
+#include "sink.h"
+
+typedef struct sb_turn sb_turn_t;
+
+/* What a turn uses, borrowed for its life: the worker's loop, pool, curl multi and provider. */
+typedef struct sb_turn_env {
+    const sb_config_t *config;
+    uv_loop_t *loop;
+    sb_pgpool_t *pg; /* NULL without DATABASE_URL */
+    sb_curlm_t *curlm;
+    const sb_provider_t *provider;
+    const sb_llm_env_t *llm;
+} sb_turn_env_t;
+
+typedef enum sb_turn_phase {
+    SB_TURN_RETRIEVING,    /* retrieval in flight, before the first round */
+    SB_TURN_ASKING,        /* a provider round in flight */
+    SB_TURN_RUNNING_TOOLS, /* the round's calls of switchboard's tools in flight */
+    SB_TURN_DONE,          /* done was emitted, or the turn was stopped */
+} sb_turn_phase_t;
 
 /*
- * Starts the turn for `req`, taking ownership of `creq`'s contents. The
- * response (stream or JSON) follows asynchronously.
+ * Starts a turn for `creq` (its contents taken) on `env`, telling `sink`
+ * what happens and then `observer` (may be NULL); both borrowed until done.
+ * The first events come from the loop, never from inside this call.
  */
-void sb_turn_start(h2o_req_t *req, sb_chat_request_t *creq, const char *request_id);
-
-/* The liveness probe found the HTTP/1 client gone: ends the turn at once. `link` is the turn's worker link. */
-void sb_turn_client_gone(h2o_linklist_t *link);
+sb_turn_t *sb_turn_start(const sb_turn_env_t *env, sb_chat_request_t *creq, sb_sink_t *sink, sb_sink_t *observer);
 /*
- * The drain deadline passed: ends the turn for its caller at once (an error
- * event "server shutting down" and [DONE], or a 503 before the first byte),
- * with its access-log line ending "shutdown". `link` is the turn's worker link.
+ * Ends the turn now: what runs is stopped, and done follows at once with
+ * `error` (its `message` and `how` for the access log). Nothing when the turn
+ * is done already. The drain deadline uses it.
  */
-void sb_turn_shutdown(h2o_linklist_t *link);
-/* The process is exiting with the turn still open (its reader did not take its last bytes): logs it and unlinks it. */
-void sb_turn_exiting(h2o_linklist_t *link);
-/*
- * The HTTP/1 client on `fd` sent a FIN: it may be gone, or it only closed its
- * sending side (shutdown(SHUT_WR)) and still reads. A closed socket answers
- * bytes with a reset, so the turn asks (a keep-alive comment in a stream, an
- * interim "100 Continue" before the answer; at most every 200 ms) and reads
- * the connection's state. Returns -1 when the client is gone, 1 when it was
- * just asked (probe again soon), 0 otherwise.
- */
-int sb_turn_client_fin(h2o_linklist_t *link, int fd, uint64_t now);
-/* The HTTP/1 socket the turn's client is on, or -1 (HTTP/2, or already gone). */
-int sb_turn_probe_fd(h2o_linklist_t *link, uint64_t now, uint64_t quiet_ms);
+void sb_turn_stop(sb_turn_t *t, sb_error_t error, const char *message, const char *how);
+/* Frees the turn. A turn that is not done stops first, silently: the caller left. */
+void sb_turn_release(sb_turn_t *t);
+sb_turn_phase_t sb_turn_phase(const sb_turn_t *t);
+/* Retrieval's outcome for the access log (hit, miss, timeout, error, off); the tools the client's own shadowed. */
+const char *sb_turn_retrieval(const sb_turn_t *t);
+const sb_chat_request_t *sb_turn_request(const sb_turn_t *t);
 
 #endif

@@ -10,11 +10,12 @@
 #include <string.h>
 #include <strings.h>
 
+#include <h2o/memory.h>
+
 #include "llm.h"
 #include "sb/buf.h"
 #include "sb/log.h"
 #include "sb/sse.h"
-#include "worker.h"
 
 #define MAX_ERROR_BODY 65536
 #define MAX_MESSAGE 300
@@ -23,7 +24,7 @@ enum state { ST_RUNNING, ST_BACKOFF, ST_ENDED };
 
 struct call {
     sb_llm_call_t super;
-    sb_worker_t *w;
+    const sb_llm_env_t *env;
     sb_llm_sink_t *sink; /* NULL once cancelled */
     sb_xfer_t xfer;
     char *body;
@@ -90,7 +91,7 @@ static void end(struct call *c, sb_error_t error)
 /* Copies a provider message for the client: bounded, printable, and never containing the provider key. */
 static void set_message(struct call *c, const char *msg, size_t len)
 {
-    const char *key = c->w->config->llm_api_key;
+    const char *key = c->env->config->llm_api_key;
     size_t o = 0;
     for (size_t i = 0; i < len && o < MAX_MESSAGE; ++i) {
         if (key != NULL && *key != '\0' && len - i >= strlen(key) && memcmp(msg + i, key, strlen(key)) == 0) {
@@ -180,9 +181,9 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
         c->got_first_byte = 1;
         curl_easy_getinfo(c->xfer.easy, CURLINFO_RESPONSE_CODE, &c->status);
     }
-    c->last_data_at = sb_worker_now(c->w);
+    c->last_data_at = uv_now(c->env->loop);
     c->bytes += len;
-    if (c->bytes > c->w->config->max_upstream_bytes) {
+    if (c->bytes > c->env->config->max_upstream_bytes) {
         c->error = SB_E_UPSTREAM_TOO_LARGE;
         return 0;
     }
@@ -227,7 +228,7 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *userp)
 static int start_attempt(struct call *c)
 {
     ++c->attempts;
-    c->attempt_at = sb_worker_now(c->w);
+    c->attempt_at = uv_now(c->env->loop);
     c->status = 0;
     c->got_header = c->got_first_byte = c->saw_done = c->paused = c->pause_wanted = 0;
     c->retry_after[0] = '\0';
@@ -236,8 +237,8 @@ static int start_attempt(struct call *c)
     c->bytes = 0;
     sb_buf_reset(&c->errbody);
     sb_sse_decoder_dispose(&c->sse);
-    sb_sse_decoder_init(&c->sse, c->w->config->max_event_bytes);
-    if (sb_curlm_add(c->w->curlm, &c->xfer) != 0)
+    sb_sse_decoder_init(&c->sse, c->env->config->max_event_bytes);
+    if (sb_curlm_add(c->env->curlm, &c->xfer) != 0)
         return -1;
     c->xfer_running = 1;
     c->state = ST_RUNNING;
@@ -283,7 +284,7 @@ static void on_xfer_done(sb_xfer_t *x, CURLcode result)
         return;
     }
     if (retryable(c, result)) {
-        uint64_t base = c->w->config->llm_retry_backoff_ms;
+        uint64_t base = c->env->config->llm_retry_backoff_ms;
         uint64_t delay = base / 2 + (base ? randombytes_uniform((uint32_t)base + 1) : 0); /* 50-150% */
         sb_log_warn("upstream attempt failed (%s, status %ld); retrying in %llu ms", curl_easy_strerror(result), c->status,
                     (unsigned long long)delay);
@@ -331,8 +332,8 @@ static void on_deadline(uv_timer_t *t)
 
 static void arm_timer(struct call *c)
 {
-    const sb_config_t *cf = c->w->config;
-    uint64_t now = sb_worker_now(c->w);
+    const sb_config_t *cf = c->env->config;
+    uint64_t now = uv_now(c->env->loop);
     uint64_t due = c->started_at + cf->llm_total_timeout_ms;
     if (!c->got_first_byte) {
         uint64_t fb = c->attempt_at + cf->llm_first_byte_timeout_ms;
@@ -358,13 +359,13 @@ static void arm_timer(struct call *c)
     uv_timer_start(c->timer, on_deadline, due - now, 0);
 }
 
-static sb_llm_call_t *start(sb_worker_t *w, const sb_chat_request_t *req, sb_llm_sink_t *sink)
+static sb_llm_call_t *start(const sb_llm_env_t *env, const sb_chat_request_t *req, sb_llm_sink_t *sink)
 {
     struct call *c = calloc(1, sizeof(*c));
     if (c == NULL)
         abort();
     c->super.provider = &sb_provider_openai;
-    c->w = w;
+    c->env = env;
     c->sink = sink;
     c->body = sb_chat_request_dump(req);
     if (c->body == NULL) {
@@ -373,23 +374,23 @@ static sb_llm_call_t *start(sb_worker_t *w, const sb_chat_request_t *req, sb_llm
     }
     c->body_len = strlen(c->body);
     sb_buf_init(&c->errbody, MAX_ERROR_BODY);
-    sb_sse_decoder_init(&c->sse, w->config->max_event_bytes);
+    sb_sse_decoder_init(&c->sse, env->config->max_event_bytes);
     c->timer = malloc(sizeof(*c->timer));
     if (c->timer == NULL)
         abort();
-    uv_timer_init(&w->loop, c->timer);
+    uv_timer_init(env->loop, c->timer);
     c->timer->data = c;
 
     CURL *e = c->xfer.easy = curl_easy_init();
     if (e == NULL)
         abort();
     c->xfer.on_done = on_xfer_done;
-    const sb_config_t *cf = w->config;
-    curl_easy_setopt(e, CURLOPT_URL, w->server->chat_url);
+    const sb_config_t *cf = env->config;
+    curl_easy_setopt(e, CURLOPT_URL, env->chat_url);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body_len);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, w->server->upstream_headers);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, env->headers);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
@@ -402,7 +403,7 @@ static sb_llm_call_t *start(sb_worker_t *w, const sb_chat_request_t *req, sb_llm
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_USERAGENT, "switchboard/" SB_VERSION);
 
-    c->started_at = sb_worker_now(w);
+    c->started_at = uv_now(env->loop);
     if (start_attempt(c) != 0) {
         c->xfer_running = 0;
         c->sink = NULL;
@@ -425,7 +426,7 @@ static void resume_call(sb_llm_call_t *call)
     if (!c->paused || c->state != ST_RUNNING)
         return;
     c->paused = 0;
-    c->last_data_at = sb_worker_now(c->w);
+    c->last_data_at = uv_now(c->env->loop);
     sb_curlm_unpause(&c->xfer);
 }
 

@@ -1,8 +1,8 @@
 /*
  * Worker threads. Each owns a libuv loop with its h2o context, its own
  * SO_REUSEPORT listener (the kernel spreads connections over workers), its
- * curl multi handle, and a probe that notices HTTP/1 clients hanging up while
- * h2o is not reading their socket.
+ * curl multi handle and Postgres pool, the list of open work it drains on
+ * SIGTERM, and the lingering close of connections whose body it refused.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -16,13 +16,8 @@
 #include <unistd.h>
 
 #include "sb/log.h"
-#include "turn.h"
 #include "worker.h"
 
-/* A client that hangs up is noticed within this (the target is 50 ms). Each quiet HTTP/1 stream costs one recv(2)
- * per interval, so shorter is not free: 20 ms keeps 200 quiet streams near 10k syscalls a second. */
-#define PROBE_INTERVAL_MS 20
-#define RECHECK_MS 3 /* a client that sent a FIN was just asked whether it still reads: look again this soon */
 #define DRAIN_POLL_MS 10
 /* After the drain deadline, how long the streams it ended have to take their last bytes before the process exits. */
 #define DRAIN_FLUSH_MS 1000
@@ -133,6 +128,26 @@ static void linger(sb_worker_t *w, int fd)
     uv_timer_start(&l->timer, on_linger_timeout, LINGER_MS, 0);
 }
 
+int sb_worker_check_port(const sb_config_t *c)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_PASSIVE};
+    struct addrinfo *ai;
+    char port[8];
+    snprintf(port, sizeof(port), "%u", c->port);
+    if (getaddrinfo(c->host, port, &hints, &ai) != 0)
+        return -EINVAL;
+    /* Without SO_REUSEPORT this bind fails while anyone listens on the port, also another switchboard that would
+     * otherwise share it (and its traffic) with this one. SO_REUSEADDR lets a restart reuse a port in TIME_WAIT. */
+    int one = 1, rc = 0;
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0)
+        rc = -errno;
+    if (fd >= 0)
+        close(fd);
+    freeaddrinfo(ai);
+    return rc;
+}
+
 static void on_conn_closed(uv_handle_t *h)
 {
     struct conn *c = H2O_STRUCT_FROM_MEMBER(struct conn, tcp, (uv_tcp_t *)h);
@@ -186,50 +201,18 @@ static void on_accept(uv_stream_t *listener, int status)
     h2o_accept(&w->accept_ctx, sock);
 }
 
-/*
- * h2o stops reading an HTTP/1 socket while its request is handled, so a caller
- * who barges in is invisible until the next write. Peek at the sockets of
- * quiet turns: an error means the client is gone; a read of 0 (a FIN) may
- * also be a client that only closed its sending side, which the turn finds
- * out (sb_turn_client_fin) with a second look a moment later.
- */
-static void on_probe(uv_timer_t *timer)
+void sb_worker_work_started(sb_worker_t *w, sb_open_work_t *work)
 {
-    sb_worker_t *w = timer->data;
-    uint64_t now = sb_worker_now(w);
-    int again = 0;
-    h2o_linklist_t *node = w->turns.next;
-    while (node != &w->turns) {
-        h2o_linklist_t *next = node->next;
-        int fd = sb_turn_probe_fd(node, now, PROBE_INTERVAL_MS);
-        if (fd >= 0) {
-            char c;
-            ssize_t r = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-            int verdict = r == 0 ? sb_turn_client_fin(node, fd, now) : 0;
-            if (verdict < 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
-                sb_turn_client_gone(node);
-            again |= verdict > 0;
-        }
-        node = next;
-    }
-    if (again) /* a reset answers the question within a round trip */
-        uv_timer_start(&w->recheck_timer, on_probe, RECHECK_MS, 0);
+    h2o_linklist_insert(&w->open, &work->link);
+    ++w->nopen;
 }
 
-void sb_worker_turn_started(sb_worker_t *w, h2o_linklist_t *link)
+void sb_worker_work_ended(sb_worker_t *w, sb_open_work_t *work)
 {
-    h2o_linklist_insert(&w->turns, link);
-    if (w->nturns++ == 0)
-        uv_timer_start(&w->probe_timer, on_probe, PROBE_INTERVAL_MS, PROBE_INTERVAL_MS);
-}
-
-void sb_worker_turn_ended(sb_worker_t *w, h2o_linklist_t *link)
-{
-    if (!h2o_linklist_is_linked(link))
+    if (!h2o_linklist_is_linked(&work->link))
         return;
-    h2o_linklist_unlink(link);
-    if (--w->nturns == 0)
-        uv_timer_stop(&w->probe_timer);
+    h2o_linklist_unlink(&work->link);
+    --w->nopen;
 }
 
 /*
@@ -242,21 +225,25 @@ static void on_drain_poll(uv_timer_t *timer)
 {
     sb_worker_t *w = timer->data;
     uint64_t now = sb_worker_now(w);
-    if (w->nturns > 0 && now < w->drain_deadline)
+    if (w->nopen > 0 && now < w->drain_deadline)
         return;
-    if (w->nturns > 0 && !w->drain_ending) {
-        sb_log_warn("worker %u: drain deadline passed with %zu streams open; ending them", w->id, w->nturns);
+    if (w->nopen > 0 && !w->drain_ending) {
+        sb_log_warn("worker %u: drain deadline passed with %zu streams open; ending them", w->id, w->nopen);
         w->drain_ending = 1;
-        for (h2o_linklist_t *node = w->turns.next, *next; node != &w->turns; node = next) {
+        for (h2o_linklist_t *node = w->open.next, *next; node != &w->open; node = next) {
             next = node->next;
-            sb_turn_shutdown(node);
+            sb_open_work_t *work = H2O_STRUCT_FROM_MEMBER(sb_open_work_t, link, node);
+            work->deadline(work);
         }
         return;
     }
-    if (w->nturns > 0 && now < w->drain_deadline + DRAIN_FLUSH_MS)
+    if (w->nopen > 0 && now < w->drain_deadline + DRAIN_FLUSH_MS)
         return;
-    while (!h2o_linklist_is_empty(&w->turns)) /* readers that did not take their last bytes */
-        sb_turn_exiting(w->turns.next);
+    while (!h2o_linklist_is_empty(&w->open)) { /* readers that did not take their last bytes */
+        sb_open_work_t *work = H2O_STRUCT_FROM_MEMBER(sb_open_work_t, link, w->open.next);
+        work->exiting(work);
+        sb_worker_work_ended(w, work);
+    }
     uv_stop(&w->loop);
 }
 
@@ -311,11 +298,8 @@ void *sb_worker_run(void *arg)
         };
         w->pg = sb_pgpool_create(&w->loop, &pc);
     }
-    h2o_linklist_init_anchor(&w->turns);
-    uv_timer_init(&w->loop, &w->probe_timer);
-    w->probe_timer.data = w;
-    uv_timer_init(&w->loop, &w->recheck_timer);
-    w->recheck_timer.data = w;
+    h2o_linklist_init_anchor(&w->open);
+    w->llm = (sb_llm_env_t){w->config, &w->loop, w->curlm, w->server->chat_url, w->server->upstream_headers};
     uv_timer_init(&w->loop, &w->drain_timer);
     w->drain_timer.data = w;
 

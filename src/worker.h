@@ -11,6 +11,7 @@
 
 #include <h2o.h>
 
+#include "llm.h"
 #include "sb/config.h"
 #include "sb/curl_uv.h"
 #include "sb/pgpool.h"
@@ -38,19 +39,31 @@ typedef struct sb_worker {
     uv_tcp_t listener;
     uv_async_t wake; /* main thread -> worker: start draining */
     uv_timer_t drain_timer;
-    uv_timer_t probe_timer;   /* HTTP/1 client liveness checks, runs while turns are waiting */
-    uv_timer_t recheck_timer; /* a second look soon after a client that sent a FIN was asked whether it still reads */
     sb_curlm_t *curlm;
-    sb_pgpool_t *pg;      /* NULL without DATABASE_URL */
-    h2o_linklist_t turns; /* active chat turns */
-    struct conn **conns;  /* open connections by descriptor, for a lingering close */
+    sb_pgpool_t *pg;     /* NULL without DATABASE_URL */
+    sb_llm_env_t llm;    /* what provider calls on this worker use */
+    h2o_linklist_t open; /* open work (chat exchanges), for draining */
+    size_t nopen;
+    struct conn **conns; /* open connections by descriptor, for a lingering close */
     size_t nconns;
-    size_t nturns;
     uint64_t drain_deadline;
     int draining;
     int drain_ending; /* the deadline passed: open streams were told the server is shutting down */
     int listen_fd;
 } sb_worker_t;
+
+/*
+ * Work a worker holds open, such as a chat exchange: what it does when the
+ * drain deadline passes (end itself for its caller now), and when the
+ * process exits with it still open (log it: nothing else will). Embedded
+ * by its owner; the worker only keeps the list.
+ */
+typedef struct sb_open_work sb_open_work_t;
+struct sb_open_work {
+    h2o_linklist_t link;
+    void (*deadline)(sb_open_work_t *work);
+    void (*exiting)(sb_open_work_t *work);
+};
 
 /* The worker that owns a request's context. */
 static inline sb_worker_t *sb_worker_of(h2o_req_t *req)
@@ -64,6 +77,8 @@ static inline uint64_t sb_worker_now(sb_worker_t *w)
     return uv_now(&w->loop);
 }
 
+/* Whether HOST:PORT is free: 0, or -errno (-EADDRINUSE: another process listens there). */
+int sb_worker_check_port(const sb_config_t *c);
 /*
  * Prepares worker `id`: its loop, and its own listening socket (SO_REUSEPORT,
  * so the kernel spreads connections over workers). Returns 0 or -errno.
@@ -80,8 +95,8 @@ void sb_worker_request_drain(sb_worker_t *w);
  * instead of a reset.
  */
 void sb_worker_linger_on_close(sb_worker_t *w, int fd);
-/* Called by turns when they start and end, for the liveness probe and draining. */
-void sb_worker_turn_started(sb_worker_t *w, h2o_linklist_t *link);
-void sb_worker_turn_ended(sb_worker_t *w, h2o_linklist_t *link);
+/* Open work starts and ends (ended may be called again, or for work that never started: it does nothing then). */
+void sb_worker_work_started(sb_worker_t *w, sb_open_work_t *work);
+void sb_worker_work_ended(sb_worker_t *w, sb_open_work_t *work);
 
 #endif

@@ -1,8 +1,9 @@
 // The HTTP surface: routes, auth, request validation and limits, all with OpenAI-shaped errors.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { startFakeUpstream, startSwitchboard, post, scenario, assemble, INBOUND_KEY, PROVIDER_KEY } from './lib.mjs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { startFakeUpstream, startSwitchboard, post, scenario, assemble, buildDir, INBOUND_KEY, PROVIDER_KEY } from './lib.mjs';
 
 let up, sb;
 before(async () => {
@@ -137,4 +138,16 @@ test('HTTP/1.1 keep-alive: several turns on one connection', async () => {
     '-H', 'Content-Type: application/json', '-d', body, `${sb.base}/v1/chat/completions`, '-w', '%{num_connects}']).toString();
   assert.equal((out.match(/\[DONE\]/g) || []).length, 2);
   assert.ok(out.endsWith('0'), 'the second request reused the connection');
+});
+
+test('a second switchboard on a port already served refuses to start, naming PORT', async () => {
+  const bin = path.join(buildDir, 'src', 'switchboard');
+  const out = spawnSync(bin, [], {
+    cwd: buildDir,
+    env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: String(sb.port), SWITCHBOARD_API_KEYS: 'another-inbound-key-0123456789' },
+    encoding: 'utf8', timeout: 10000,
+  });
+  assert.equal(out.status, 1);
+  assert.match(out.stderr, /another process already serves PORT \d+/);
+  assert.equal((await fetch(`${sb.base}/ping`)).status, 200, 'the first one still answers');
 });

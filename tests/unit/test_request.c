@@ -77,6 +77,27 @@ int main(void)
     sb_request_error_t e;
     test_identity();
 
+    /* An assistant reply the caller cut off is marked for the model (Agora's metadata.interrupted). */
+    is_int(parse("{\"messages\":[{\"role\":\"user\",\"content\":\"a joke?\"},{\"role\":\"assistant\",\"content\":\"Why did the "
+                 "scarecrow \",\"metadata\":{\"interrupted\":true,\"original\":\"Why did the scarecrow win?\"}},{\"role\":\"user\","
+                 "\"content\":\"a story instead\"}]}",
+                 &r, &e),
+           0, "a request with an interrupted reply is accepted");
+    char *marked = sb_chat_request_dump(&r);
+    ok(strstr(marked, "\"content\":\"Why did the scarecrow \xE2\x80\xA6[interrupted by the caller]\"") != NULL,
+       "the interrupted reply tells the model it was cut off: %s", marked);
+    ok(strstr(marked, "win?") == NULL && strstr(marked, "metadata") == NULL, "what was not said stays out");
+    free(marked);
+    sb_chat_request_dispose(&r);
+    is_int(parse("{\"messages\":[{\"role\":\"assistant\",\"content\":\"Done.\",\"metadata\":{\"interrupted\":false}},"
+                 "{\"role\":\"user\",\"content\":\"ok\"}]}",
+                 &r, &e),
+           0, "a reply said in full");
+    marked = sb_chat_request_dump(&r);
+    ok(strstr(marked, "\"content\":\"Done.\"") != NULL, "is left as it is");
+    free(marked);
+    sb_chat_request_dispose(&r);
+
     /* The request Agora's engine sends with llm.vendor "custom". */
     const char *agora = "{\"model\":\"gpt-4o-mini\",\"stream\":true,\"turn_id\":7,\"timestamp\":1730000000000,"
                         "\"interruptable\":true,\"context\":{\"presence\":{}},\"app_id\":\"abc\",\"channel\":\"room\","

@@ -1,0 +1,169 @@
+/*
+ * Error bodies, whole JSON answers, request ids and the access log. Every
+ * error a client sees has OpenAI's shape; every line of the access log is
+ * one write(2), so the lines of different workers never interleave.
+ */
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "respond.h"
+#include "sb/buf.h"
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 413:
+        return "Payload Too Large";
+    case 429:
+        return "Too Many Requests";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "Internal Server Error";
+    }
+}
+
+void sb_respond_new_id(char *out, size_t len)
+{
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    unsigned char raw[32];
+    size_t n = len - 1 < sizeof(raw) ? len - 1 : sizeof(raw);
+    randombytes_buf(raw, n);
+    for (size_t i = 0; i < n; ++i)
+        out[i] = alphabet[raw[i] % (sizeof(alphabet) - 1)];
+    out[n] = '\0';
+}
+
+h2o_iovec_t sb_respond_error_body(h2o_mem_pool_t *pool, sb_error_t e, const char *message, const char *param)
+{
+    sb_buf_t b;
+    sb_buf_init(&b, 4096);
+    const char *m = message ? message : sb_error_message(e);
+    sb_buf_appendz(&b, "{\"error\":{\"message\":\"");
+    sb_buf_append_json_escaped(&b, m, strlen(m));
+    sb_buf_appendf(&b, "\",\"type\":\"%s\",\"param\":", sb_error_type(e));
+    if (param != NULL && *param != '\0') {
+        sb_buf_append(&b, "\"", 1);
+        sb_buf_append_json_escaped(&b, param, strlen(param));
+        sb_buf_append(&b, "\"", 1);
+    } else {
+        sb_buf_appendz(&b, "null");
+    }
+    sb_buf_appendf(&b, ",\"code\":\"%s\"}}\n", sb_error_code(e));
+    h2o_iovec_t out = h2o_strdup(pool, b.base, b.len);
+    sb_buf_dispose(&b);
+    return out;
+}
+
+static void send_body(h2o_req_t *req, const char *body, size_t len)
+{
+    /* h2o_send_inline leaves the length unset, and HTTP/1 then closes the connection after the body */
+    req->res.content_length = len;
+    h2o_send_inline(req, body, len);
+}
+
+void sb_respond_json(h2o_req_t *req, const char *body, size_t len)
+{
+    req->res.status = 200;
+    req->res.reason = "OK";
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    send_body(req, body, len);
+}
+
+void sb_respond_error(h2o_req_t *req, sb_error_t e, const char *message, const char *param, const char *retry_after)
+{
+    h2o_iovec_t body = sb_respond_error_body(&req->pool, e, message, param);
+    req->res.status = sb_error_status(e);
+    req->res.reason = reason_phrase(req->res.status);
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, H2O_STRLIT("application/json"));
+    if (retry_after != NULL)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_RETRY_AFTER, NULL, retry_after, strlen(retry_after));
+    send_body(req, body.base, body.len);
+}
+
+void sb_access_log(int enabled, const sb_access_t *a)
+{
+    if (!enabled)
+        return;
+    sb_buf_t b;
+    sb_buf_init(&b, 4096);
+    sb_buf_appendf(&b, "{\"ts\":%.3f,\"request_id\":\"%s\",\"method\":\"", now_ms(), a->request_id);
+    sb_buf_append_json_escaped(&b, a->method, strlen(a->method));
+    sb_buf_appendz(&b, "\",\"route\":\"");
+    sb_buf_append_json_escaped(&b, a->route, strlen(a->route));
+    sb_buf_appendf(&b, "\",\"status\":%d,\"model\":", a->status);
+    if (a->model != NULL) {
+        sb_buf_append(&b, "\"", 1);
+        sb_buf_append_json_escaped(&b, a->model, strlen(a->model));
+        sb_buf_append(&b, "\"", 1);
+    } else {
+        sb_buf_appendz(&b, "null");
+    }
+    if (a->ttfb_ms >= 0)
+        sb_buf_appendf(&b, ",\"ttfb_ms\":%.3f", a->ttfb_ms);
+    else
+        sb_buf_appendz(&b, ",\"ttfb_ms\":null");
+    sb_buf_appendf(&b, ",\"total_ms\":%.3f,\"bytes\":%zu", a->total_ms, a->bytes);
+    if (a->prompt_tokens >= 0)
+        sb_buf_appendf(&b, ",\"prompt_tokens\":%lld,\"completion_tokens\":%lld", a->prompt_tokens, a->completion_tokens);
+    if (a->retrieval != NULL)
+        sb_buf_appendf(&b, ",\"retrieval\":\"%s\"", a->retrieval);
+    if (a->shadowed != NULL) /* tool names: plain words from switchboard's own table */
+        sb_buf_appendf(&b, ",\"shadowed_tools\":\"%s\"", a->shadowed);
+    sb_buf_appendf(&b, ",\"end\":\"%s\",\"worker\":%u}\n", a->end, a->worker);
+    ssize_t wr = write(STDOUT_FILENO, b.base, b.len);
+    (void)wr;
+    sb_buf_dispose(&b);
+}
+
+void sb_respond_answer(h2o_req_t *req, int log, unsigned worker, sb_error_t e, const char *message, const char *param,
+                       const char *json)
+{
+    char id[33];
+    sb_respond_new_id(id, sizeof(id));
+    char method[16], route[128];
+    snprintf(method, sizeof(method), "%.*s", (int)req->method.len, req->method.base);
+    snprintf(route, sizeof(route), "%.*s", (int)req->path_normalized.len, req->path_normalized.base);
+    size_t bytes = 0;
+    if (e == SB_OK) {
+        bytes = strlen(json);
+        sb_respond_json(req, json, bytes);
+    } else {
+        sb_respond_error(req, e, message, param, NULL);
+    }
+    sb_access_t a = {
+        .request_id = id,
+        .method = method,
+        .route = route,
+        .status = e == SB_OK ? 200 : sb_error_status(e),
+        .ttfb_ms = -1,
+        .bytes = bytes,
+        .prompt_tokens = -1,
+        .completion_tokens = -1,
+        .end = e == SB_OK ? "done" : "rejected",
+        .worker = worker,
+    };
+    sb_access_log(log, &a);
+}

@@ -294,8 +294,9 @@ static void run_tools(sb_turn_t *t)
         char key[33];
         c->running = sb_tool_call_start(
             c->tool, &env, c->arguments.len ? c->arguments.base : "{}", c->arguments.len ? c->arguments.len : 2,
-            c->tool->writes ? sb_chat_request_write_key(&t->creq, t->round, c->index, c->tool->name, str_of(&c->arguments), key)
-                            : NULL,
+            (c->tool->flags & SB_TOOL_WRITES)
+                ? sb_chat_request_write_key(&t->creq, t->round, c->index, c->tool->name, str_of(&c->arguments), key)
+                : NULL,
             on_tool_done, c);
     }
 }

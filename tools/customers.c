@@ -2,6 +2,7 @@
  * Customer tools: look up the caller's profile by id or email. When the
  * request binds a customer, only that customer can be read.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "tools.h"
@@ -11,17 +12,22 @@ struct profile_args {
     const char *email;
 };
 
-static int parse_profile(json_t *in, void *out, char *err, size_t errlen)
+static const sb_tool_arg_t profile_rows[] = {
+    SB_INT("customer_id", 0, 1, INT64_MAX, 0, struct profile_args, customer_id, "the customer's id"),
+    SB_TEXT("email", 0, 3, 254, struct profile_args, email, "the customer's email address"),
+};
+
+static int check_profile(const void *args, char *err, size_t errlen)
 {
-    struct profile_args *a = out;
-    if (sb_tool_unpack(in, err, errlen, "{s?I, s?s}", "customer_id", &a->customer_id, "email", &a->email) != 0)
-        return -1;
+    const struct profile_args *a = args;
     if (a->customer_id == 0 && a->email == NULL)
         return snprintf(err, errlen, "give customer_id or email"), -1;
-    if (a->customer_id != 0 && sb_tool_check_range("customer_id", a->customer_id, 1, INT64_MAX, err, errlen) != 0)
-        return -1;
-    return sb_tool_check_text("email", a->email, 3, 254, err, errlen);
+    return 0;
 }
+
+const sb_tool_args_t sb_args_fetch_customer_profile =
+    SB_TOOL_ARGS("Look up a customer's profile (name, contact details, tier, number of orders) by customer id or email.",
+                 struct profile_args, profile_rows, check_profile);
 
 /* $1 id, $2 email, $3/$4 the caller's scope */
 static const char profile_sql[] =
@@ -32,7 +38,7 @@ static const char profile_sql[] =
     " and ($3::bigint is null or c.id = $3) and ($4::text is null or lower(c.email) = lower($4))"
     " limit 1";
 
-static void run_profile(sb_tool_call_t *call, const void *args)
+void sb_run_fetch_customer_profile(sb_tool_call_t *call, const void *args)
 {
     const struct profile_args *a = args;
     char id[24];
@@ -44,17 +50,3 @@ static void run_profile(sb_tool_call_t *call, const void *args)
     sb_tool_scope(call, v + 2);
     sb_tool_run_json(call, profile_sql, 4, v, "no customer matches (a caller can only look up their own account)");
 }
-
-const sb_tool_t sb_tool_fetch_customer_profile = {
-    .name = "fetch_customer_profile",
-    .description = "Look up a customer's profile (name, contact details, tier, number of orders) by customer id or email.",
-    .parameters = "{\"type\":\"object\",\"properties\":{"
-                  "\"customer_id\":{\"type\":\"integer\",\"minimum\":1,\"description\":\"the customer's id\"},"
-                  "\"email\":{\"type\":\"string\",\"maxLength\":254,\"description\":\"the customer's email address\"}},"
-                  "\"additionalProperties\":false}",
-    .customer_scoped = 1,
-    .needs_db = 1,
-    .args_size = sizeof(struct profile_args),
-    .parse = parse_profile,
-    .run = run_profile,
-};

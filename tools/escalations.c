@@ -36,19 +36,17 @@ struct escalate_args {
     const char *reason, *priority, *escalated_to;
 };
 
-static int parse_escalate(json_t *in, void *out, char *err, size_t errlen)
-{
-    struct escalate_args *a = out;
-    if (sb_tool_unpack(in, err, errlen, "{s:I, s:s, s?s, s?s}", "ticket_id", &a->ticket_id, "reason", &a->reason, "priority",
-                       &a->priority, "escalated_to", &a->escalated_to) != 0)
-        return -1;
-    if (sb_tool_check_range("ticket_id", a->ticket_id, 1, INT64_MAX, err, errlen) != 0 ||
-        sb_tool_check_text("reason", a->reason, 1, 1000, err, errlen) != 0 ||
-        sb_tool_check_enum("priority", a->priority, priorities, err, errlen) != 0 ||
-        sb_tool_check_text("escalated_to", a->escalated_to, 1, 200, err, errlen) != 0)
-        return -1;
-    return 0;
-}
+static const sb_tool_arg_t escalate_rows[] = {
+    SB_INT("ticket_id", 1, 1, INT64_MAX, 0, struct escalate_args, ticket_id, NULL),
+    SB_TEXT("reason", 1, 1, 1000, struct escalate_args, reason, "why it needs a human"),
+    SB_ENUM("priority", 0, priorities, struct escalate_args, priority, "how urgent; high when not given"),
+    SB_TEXT("escalated_to", 0, 1, 200, struct escalate_args, escalated_to, "a team or person, e.g. tier 2"),
+};
+
+const sb_tool_args_t sb_args_escalate_ticket =
+    SB_TOOL_ARGS("Escalate a support ticket to a human team (tier 2, a supervisor) with the reason, when you cannot solve it. "
+                 "Marks the ticket escalated, raises its priority and notifies the support team by email.",
+                 struct escalate_args, escalate_rows, NULL);
 
 /*
  * $1 ticket id, $2 reason, $3 priority, $4 escalated to, $5 idempotency key,
@@ -57,6 +55,7 @@ static int parse_escalate(json_t *in, void *out, char *err, size_t errlen)
  * escalation with created:false. customer_email is for the
  * email only; the handler drops it from what the model reads.
  */
+/* clang-format off: the statement reads as SQL, a line a clause */
 static const char escalate_tmpl[] =
     "with tk as (select t.id, t.subject, t.customer_id, c.name as customer_name, c.email as customer_email"
     "  from {{tickets_table}} t left join customers c on c.id = t.customer_id"
@@ -91,6 +90,7 @@ static const char escalate_tmpl[] =
                                             "  'email_sent', e.email_sent_at is not null, 'note_added', exists (select 1 from "
                                             "note))"
                                             " from esc e join tk on tk.id = e.ticket_id";
+/* clang-format on */
 
 static const char mark_sent_sql[] = "update escalations set email_sent_at = now() where id = $1 and email_sent_at is null";
 
@@ -401,7 +401,7 @@ static void on_escalated(sb_tool_call_t *call, const PGresult *res)
     sb_tool_call_finish(call, r);
 }
 
-static void run_escalate(sb_tool_call_t *call, const void *args)
+void sb_run_escalate_ticket(sb_tool_call_t *call, const void *args)
 {
     const struct escalate_args *a = args;
     char id[24];
@@ -410,21 +410,3 @@ static void run_escalate(sb_tool_call_t *call, const void *args)
     sb_tool_scope(call, v + 5);
     sb_tool_call_query(call, escalate_sql, 7, v, on_escalated);
 }
-
-const sb_tool_t sb_tool_escalate_ticket = {
-    .name = "escalate_ticket",
-    .description = "Escalate a support ticket to a human team (tier 2, a supervisor) with the reason, when you cannot solve it. "
-                   "Marks the ticket escalated, raises its priority and notifies the support team by email.",
-    .parameters = "{\"type\":\"object\",\"properties\":{"
-                  "\"ticket_id\":{\"type\":\"integer\",\"minimum\":1},"
-                  "\"reason\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":1000,\"description\":\"why it needs a human\"},"
-                  "\"priority\":{\"type\":\"string\",\"enum\":[\"low\",\"normal\",\"high\",\"urgent\"],\"default\":\"high\"},"
-                  "\"escalated_to\":{\"type\":\"string\",\"maxLength\":200,\"description\":\"a team or person, e.g. tier 2\"}},"
-                  "\"required\":[\"ticket_id\",\"reason\"],\"additionalProperties\":false}",
-    .writes = 1,
-    .customer_scoped = 1,
-    .needs_db = 1,
-    .args_size = sizeof(struct escalate_args),
-    .parse = parse_escalate,
-    .run = run_escalate,
-};

@@ -20,9 +20,10 @@
 #define RTM_TOTAL_TIMEOUT_MS 5000L
 #define MAX_RESPONSE_BYTES 4096 /* Agora answers with a small JSON object */
 
-int sb_messaging_configured(const sb_config_t *c)
+const char *sb_messaging_missing(const sb_config_t *c)
 {
-    return c->agora_app_id != NULL && c->agora_customer_id != NULL && c->agora_customer_secret != NULL;
+    int ok = c->agora_app_id != NULL && c->agora_customer_id != NULL && c->agora_customer_secret != NULL;
+    return ok ? NULL : "AGORA_APP_ID, AGORA_CUSTOMER_ID or AGORA_CUSTOMER_SECRET";
 }
 
 int sb_messaging_init(const sb_config_t *config, char *err, size_t errlen)
@@ -33,7 +34,7 @@ int sb_messaging_init(const sb_config_t *config, char *err, size_t errlen)
     if (config->agora_rtm_user_id != NULL && (strlen(config->agora_rtm_user_id) == 0 || strlen(config->agora_rtm_user_id) > 64))
         return snprintf(err, errlen, "AGORA_RTM_USER_ID must be 1 to 64 characters"), -1;
     /* AGORA_APP_ID alone is common (the voice engine's own .env): say what else messaging needs, do not refuse to start */
-    if (config->agora_app_id != NULL && !sb_messaging_configured(config))
+    if (config->agora_app_id != NULL && sb_messaging_missing(config) != NULL)
         sb_log_warn("AGORA_APP_ID is set without AGORA_CUSTOMER_ID and AGORA_CUSTOMER_SECRET: send_rtm_message is not offered");
     return 0;
 }
@@ -46,16 +47,15 @@ struct rtm_args {
     char failure[128]; /* why the send failed, for the model */
 };
 
-static int parse_rtm(json_t *in, void *out, char *err, size_t errlen)
-{
-    struct rtm_args *a = out;
-    if (sb_tool_unpack(in, err, errlen, "{s:s, s:s}", "user_id", &a->user_id, "message", &a->message) != 0)
-        return -1;
-    if (sb_tool_check_text("user_id", a->user_id, 1, 64, err, errlen) != 0 ||
-        sb_tool_check_text("message", a->message, 1, 4096, err, errlen) != 0)
-        return -1;
-    return 0;
-}
+static const sb_tool_arg_t rtm_rows[] = {
+    SB_TEXT("user_id", 1, 1, 64, struct rtm_args, user_id, "the RTM user id to send to"),
+    SB_TEXT("message", 1, 1, 4096, struct rtm_args, message, NULL),
+};
+
+const sb_tool_args_t sb_args_send_rtm_message =
+    SB_TOOL_ARGS("Send a text message to a user's app through Agora Signaling (RTM), e.g. a tracking number or a link the "
+                 "caller asked for.",
+                 struct rtm_args, rtm_rows, NULL);
 
 struct rtm {
     char *body;
@@ -79,10 +79,12 @@ static size_t on_response(char *p, size_t size, size_t n, void *data)
 }
 
 /* $1 user id, $2 message, $3 idempotency key. A repeat returns the first claim, created false. */
+/* clang-format off: the statement reads as SQL, a line a clause */
 static const char claim_sql[] =
     "with ins as (insert into signaling_messages as m (user_id, message, idempotency_key)"
     "  values ($1, $2, $3)" REPEAT_RETURNS("m.user_id = excluded.user_id") ")"
                                                                            " select id, created from ins";
+/* clang-format on */
 static const char sent_sql[] = "update signaling_messages set sent_at = now() where id = $1";
 static const char unclaim_sql[] = "delete from signaling_messages where id = $1 and sent_at is null";
 
@@ -167,11 +169,11 @@ static void on_sent(sb_tool_call_t *call, void *ctx, CURLcode code, long status)
     after_send(call, why[0] == '\0');
 }
 
-static void run_rtm(sb_tool_call_t *call, const void *args)
+void sb_run_send_rtm_message(sb_tool_call_t *call, const void *args)
 {
     const struct rtm_args *a = args;
     const sb_tool_env_t *env = sb_tool_call_env(call);
-    if (!sb_messaging_configured(env->config)) {
+    if (sb_messaging_missing(env->config) != NULL) {
         sb_tool_call_fail(call, "messaging is not configured");
         return;
     }
@@ -252,18 +254,3 @@ static void send_message(sb_tool_call_t *call)
         after_send(call, 0); /* a claim is taken back, so a retry sends the message after all */
     }
 }
-
-const sb_tool_t sb_tool_send_rtm_message = {
-    .name = "send_rtm_message",
-    .description = "Send a text message to a user's app through Agora Signaling (RTM), e.g. a tracking number or a link the "
-                   "caller asked for.",
-    .parameters = "{\"type\":\"object\",\"properties\":{"
-                  "\"user_id\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":64,"
-                  "\"description\":\"the RTM user id to send to\"},"
-                  "\"message\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":4096}},"
-                  "\"required\":[\"user_id\",\"message\"],\"additionalProperties\":false}",
-    .writes = 1, /* keyed; the claim needs DATABASE_URL, without it a repeated turn sends again */
-    .args_size = sizeof(struct rtm_args),
-    .parse = parse_rtm,
-    .run = run_rtm,
-};

@@ -3,6 +3,7 @@
  * orders. Scoped to the bound caller: another customer's order reads as
  * not found, so its existence is not revealed.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "tools.h"
@@ -11,16 +12,13 @@ struct status_args {
     const char *order_number;
 };
 
-static int parse_status(json_t *in, void *out, char *err, size_t errlen)
-{
-    struct status_args *a = out;
-    if (sb_tool_unpack(in, err, errlen, "{s:s}", "order_number", &a->order_number) != 0)
-        return -1;
-    /* callers say "number 4417" or "#4417": keep what identifies the order */
-    if (sb_tool_check_text("order_number", a->order_number, 1, 32, err, errlen) != 0)
-        return -1;
-    return 0;
-}
+static const sb_tool_arg_t status_rows[] = {
+    SB_TEXT("order_number", 1, 1, 32, struct status_args, order_number, "the order number, e.g. 4417"),
+};
+
+const sb_tool_args_t sb_args_get_order_status =
+    SB_TOOL_ARGS("Get the status of an order by its order number: shipping state, carrier, tracking number, items, dates.",
+                 struct status_args, status_rows, NULL);
 
 /* $1 order number ('#' and spaces ignored), $2/$3 the caller's scope */
 static const char status_sql[] =
@@ -31,7 +29,7 @@ static const char status_sql[] =
     " where o.order_number = btrim(replace($1, '#', ''))"
     " and ($2::bigint is null or c.id = $2) and ($3::text is null or lower(c.email) = lower($3))";
 
-static void run_status(sb_tool_call_t *call, const void *args)
+void sb_run_get_order_status(sb_tool_call_t *call, const void *args)
 {
     const struct status_args *a = args;
     const char *v[3] = {a->order_number, NULL, NULL};
@@ -39,40 +37,28 @@ static void run_status(sb_tool_call_t *call, const void *args)
     sb_tool_run_json(call, status_sql, 3, v, "no order with that number for this caller");
 }
 
-const sb_tool_t sb_tool_get_order_status = {
-    .name = "get_order_status",
-    .description = "Get the status of an order by its order number: shipping state, carrier, tracking number, items, dates.",
-    .parameters = "{\"type\":\"object\",\"properties\":{"
-                  "\"order_number\":{\"type\":\"string\",\"maxLength\":32,\"description\":\"the order number, e.g. 4417\"}},"
-                  "\"required\":[\"order_number\"],\"additionalProperties\":false}",
-    .customer_scoped = 1,
-    .needs_db = 1,
-    .args_size = sizeof(struct status_args),
-    .parse = parse_status,
-    .run = run_status,
-};
-
 struct recent_args {
     json_int_t customer_id;
     const char *email;
     json_int_t limit;
 };
 
-static int parse_recent(json_t *in, void *out, char *err, size_t errlen)
+static const sb_tool_arg_t recent_rows[] = {
+    SB_INT("customer_id", 0, 1, INT64_MAX, 0, struct recent_args, customer_id, NULL),
+    SB_TEXT("email", 0, 3, 254, struct recent_args, email, NULL),
+    SB_INT("limit", 0, 1, 20, 5, struct recent_args, limit, NULL),
+};
+
+static int check_recent(const void *args, char *err, size_t errlen)
 {
-    struct recent_args *a = out;
-    a->limit = 5;
-    if (sb_tool_unpack(in, err, errlen, "{s?I, s?s, s?I}", "customer_id", &a->customer_id, "email", &a->email, "limit",
-                       &a->limit) != 0)
-        return -1;
+    const struct recent_args *a = args;
     if (a->customer_id == 0 && a->email == NULL)
         return snprintf(err, errlen, "give customer_id or email"), -1;
-    if (a->customer_id != 0 && sb_tool_check_range("customer_id", a->customer_id, 1, INT64_MAX, err, errlen) != 0)
-        return -1;
-    if (sb_tool_check_text("email", a->email, 3, 254, err, errlen) != 0)
-        return -1;
-    return sb_tool_check_range("limit", a->limit, 1, 20, err, errlen);
+    return 0;
 }
+
+const sb_tool_args_t sb_args_fetch_recent_orders = SB_TOOL_ARGS(
+    "List a customer's most recent orders (newest first) by customer id or email.", struct recent_args, recent_rows, check_recent);
 
 /* $1 id, $2 email, $3 limit, $4/$5 the caller's scope */
 static const char recent_sql[] =
@@ -85,7 +71,7 @@ static const char recent_sql[] =
     " and ($4::bigint is null or c.id = $4) and ($5::text is null or lower(c.email) = lower($5))"
     " limit 1";
 
-static void run_recent(sb_tool_call_t *call, const void *args)
+void sb_run_fetch_recent_orders(sb_tool_call_t *call, const void *args)
 {
     const struct recent_args *a = args;
     char id[24], limit[24];
@@ -98,18 +84,3 @@ static void run_recent(sb_tool_call_t *call, const void *args)
     sb_tool_scope(call, v + 3);
     sb_tool_run_json(call, recent_sql, 5, v, "no customer matches (a caller can only look up their own orders)");
 }
-
-const sb_tool_t sb_tool_fetch_recent_orders = {
-    .name = "fetch_recent_orders",
-    .description = "List a customer's most recent orders (newest first) by customer id or email.",
-    .parameters = "{\"type\":\"object\",\"properties\":{"
-                  "\"customer_id\":{\"type\":\"integer\",\"minimum\":1},"
-                  "\"email\":{\"type\":\"string\",\"maxLength\":254},"
-                  "\"limit\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":20,\"default\":5}},"
-                  "\"additionalProperties\":false}",
-    .customer_scoped = 1,
-    .needs_db = 1,
-    .args_size = sizeof(struct recent_args),
-    .parse = parse_recent,
-    .run = run_recent,
-};

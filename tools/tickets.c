@@ -24,25 +24,21 @@ struct create_args {
     json_int_t customer_id;
 };
 
-static int parse_create(json_t *in, void *out, char *err, size_t errlen)
-{
-    struct create_args *a = out;
-    if (sb_tool_unpack(in, err, errlen, "{s:s, s?s, s?s, s?s, s?s, s?I}", "subject", &a->subject, "description", &a->description,
-                       "priority", &a->priority, "order_number", &a->order_number, "email", &a->email, "customer_id",
-                       &a->customer_id) != 0)
-        return -1;
-    if (sb_tool_check_text("subject", a->subject, 1, 200, err, errlen) != 0 ||
-        sb_tool_check_text("description", a->description, 0, 4000, err, errlen) != 0 ||
-        sb_tool_check_enum("priority", a->priority, priorities, err, errlen) != 0 ||
-        sb_tool_check_text("order_number", a->order_number, 1, 32, err, errlen) != 0 ||
-        sb_tool_check_text("email", a->email, 3, 254, err, errlen) != 0)
-        return -1;
-    if (a->customer_id != 0 && sb_tool_check_range("customer_id", a->customer_id, 1, INT64_MAX, err, errlen) != 0)
-        return -1;
-    return 0;
-}
+static const sb_tool_arg_t create_rows[] = {
+    SB_TEXT("subject", 1, 1, 200, struct create_args, subject, "short summary of the problem"),
+    SB_TEXT("description", 0, 0, 4000, struct create_args, description, NULL),
+    SB_ENUM("priority", 0, priorities, struct create_args, priority, NULL),
+    SB_TEXT("order_number", 0, 1, 32, struct create_args, order_number, NULL),
+    SB_TEXT("email", 0, 3, 254, struct create_args, email, NULL),
+    SB_INT("customer_id", 0, 1, INT64_MAX, 0, struct create_args, customer_id, NULL),
+};
 
-static void run_create(sb_tool_call_t *call, const void *args)
+const sb_tool_args_t sb_args_create_support_ticket =
+    SB_TOOL_ARGS("Open a support ticket for the customer, linked to their order when an order number is given. Returns the "
+                 "ticket id to read back to the caller.",
+                 struct create_args, create_rows, NULL);
+
+void sb_run_create_support_ticket(sb_tool_call_t *call, const void *args)
 {
     const struct create_args *a = args;
     char id[24];
@@ -63,26 +59,6 @@ static void run_create(sb_tool_call_t *call, const void *args)
     sb_tool_run_json(call, create_sql, 9, v, "no matching customer or order for this caller, so no ticket was created");
 }
 
-const sb_tool_t sb_tool_create_support_ticket = {
-    .name = "create_support_ticket",
-    .description = "Open a support ticket for the customer, linked to their order when an order number is given. "
-                   "Returns the ticket id to read back to the caller.",
-    .parameters = "{\"type\":\"object\",\"properties\":{"
-                  "\"subject\":{\"type\":\"string\",\"maxLength\":200,\"description\":\"short summary of the problem\"},"
-                  "\"description\":{\"type\":\"string\",\"maxLength\":4000},"
-                  "\"priority\":{\"type\":\"string\",\"enum\":[\"low\",\"normal\",\"high\",\"urgent\"]},"
-                  "\"order_number\":{\"type\":\"string\",\"maxLength\":32},"
-                  "\"email\":{\"type\":\"string\",\"maxLength\":254},"
-                  "\"customer_id\":{\"type\":\"integer\",\"minimum\":1}},"
-                  "\"required\":[\"subject\"],\"additionalProperties\":false}",
-    .writes = 1,
-    .customer_scoped = 1,
-    .needs_db = 1,
-    .args_size = sizeof(struct create_args),
-    .parse = parse_create,
-    .run = run_create,
-};
-
 /* --- update_ticket_status --------------------------------------------------------------------- */
 
 struct status_args {
@@ -90,17 +66,16 @@ struct status_args {
     const char *status, *note;
 };
 
-static int parse_status(json_t *in, void *out, char *err, size_t errlen)
-{
-    struct status_args *a = out;
-    if (sb_tool_unpack(in, err, errlen, "{s:I, s:s, s?s}", "ticket_id", &a->ticket_id, "status", &a->status, "note", &a->note) != 0)
-        return -1;
-    if (sb_tool_check_range("ticket_id", a->ticket_id, 1, INT64_MAX, err, errlen) != 0 ||
-        sb_tool_check_enum("status", a->status, statuses, err, errlen) != 0 ||
-        sb_tool_check_text("note", a->note, 1, 4000, err, errlen) != 0)
-        return -1;
-    return 0;
-}
+static const sb_tool_arg_t status_rows[] = {
+    SB_INT("ticket_id", 1, 1, INT64_MAX, 0, struct status_args, ticket_id, NULL),
+    SB_ENUM("status", 1, statuses, struct status_args, status, NULL),
+    SB_TEXT("note", 0, 1, 4000, struct status_args, note, "why the status changed"),
+};
+
+const sb_tool_args_t sb_args_update_ticket_status =
+    SB_TOOL_ARGS("Change a support ticket's status (e.g. to resolved once the problem is solved), optionally with a note saying "
+                 "why. Returns the previous and the new status.",
+                 struct status_args, status_rows, NULL);
 
 /* $1 ticket id, $2 status, $3 note, $4 idempotency key, $5/$6 scope */
 static const char status_tmpl[] =
@@ -117,7 +92,7 @@ static const char status_tmpl[] =
     "  'note_added', exists (select 1 from note))"
     " from upd u join tk on tk.id = u.id";
 
-static void run_status(sb_tool_call_t *call, const void *args)
+void sb_run_update_ticket_status(sb_tool_call_t *call, const void *args)
 {
     const struct status_args *a = args;
     char id[24];
@@ -127,37 +102,20 @@ static void run_status(sb_tool_call_t *call, const void *args)
     sb_tool_run_json(call, status_sql, 6, v, "no ticket with that id for this caller");
 }
 
-const sb_tool_t sb_tool_update_ticket_status = {
-    .name = "update_ticket_status",
-    .description = "Change a support ticket's status (e.g. to resolved once the problem is solved), optionally with a note "
-                   "saying why. Returns the previous and the new status.",
-    .parameters = "{\"type\":\"object\",\"properties\":{"
-                  "\"ticket_id\":{\"type\":\"integer\",\"minimum\":1},"
-                  "\"status\":{\"type\":\"string\",\"enum\":[\"open\",\"pending\",\"in_progress\",\"escalated\",\"resolved\","
-                  "\"closed\"]},"
-                  "\"note\":{\"type\":\"string\",\"maxLength\":4000,\"description\":\"why the status changed\"}},"
-                  "\"required\":[\"ticket_id\",\"status\"],\"additionalProperties\":false}",
-    .writes = 1,
-    .customer_scoped = 1,
-    .needs_db = 1,
-    .args_size = sizeof(struct status_args),
-    .parse = parse_status,
-    .run = run_status,
-};
-
 /* --- get_ticket_details ----------------------------------------------------------------------- */
 
 struct details_args {
     json_int_t ticket_id;
 };
 
-static int parse_details(json_t *in, void *out, char *err, size_t errlen)
-{
-    struct details_args *a = out;
-    if (sb_tool_unpack(in, err, errlen, "{s:I}", "ticket_id", &a->ticket_id) != 0)
-        return -1;
-    return sb_tool_check_range("ticket_id", a->ticket_id, 1, INT64_MAX, err, errlen);
-}
+static const sb_tool_arg_t details_rows[] = {
+    SB_INT("ticket_id", 1, 1, INT64_MAX, 0, struct details_args, ticket_id, NULL),
+};
+
+const sb_tool_args_t sb_args_get_ticket_details =
+    SB_TOOL_ARGS("Read a support ticket: subject, description, status, priority, customer, order, and its five latest notes, "
+                 "calls and status changes (newest first).",
+                 struct details_args, details_rows, NULL);
 
 /*
  * $1 ticket id, $2/$3 scope. Long texts are cut so that the description and
@@ -176,7 +134,7 @@ static const char details_tmpl[] =
     " from {{tickets_table}} t left join customers c on c.id = t.customer_id left join orders o on o.id = t.order_id"
     " where t.id = $1 and ($2::bigint is null or t.customer_id = $2) and ($3::text is null or lower(c.email) = lower($3))";
 
-static void run_details(sb_tool_call_t *call, const void *args)
+void sb_run_get_ticket_details(sb_tool_call_t *call, const void *args)
 {
     const struct details_args *a = args;
     char id[24];
@@ -186,20 +144,6 @@ static void run_details(sb_tool_call_t *call, const void *args)
     sb_tool_run_json(call, details_sql, 3, v, "no ticket with that id for this caller");
 }
 
-const sb_tool_t sb_tool_get_ticket_details = {
-    .name = "get_ticket_details",
-    .description = "Read a support ticket: subject, description, status, priority, customer, order, and its five latest "
-                   "notes, calls and status changes (newest first).",
-    .parameters = "{\"type\":\"object\",\"properties\":{"
-                  "\"ticket_id\":{\"type\":\"integer\",\"minimum\":1}},"
-                  "\"required\":[\"ticket_id\"],\"additionalProperties\":false}",
-    .customer_scoped = 1,
-    .needs_db = 1,
-    .args_size = sizeof(struct details_args),
-    .parse = parse_details,
-    .run = run_details,
-};
-
 /* --- log_customer_interaction ----------------------------------------------------------------- */
 
 struct interaction_args {
@@ -207,22 +151,17 @@ struct interaction_args {
     const char *email, *kind, *summary;
 };
 
-static int parse_interaction(json_t *in, void *out, char *err, size_t errlen)
-{
-    struct interaction_args *a = out;
-    if (sb_tool_unpack(in, err, errlen, "{s?I, s?I, s?s, s:s, s:s}", "ticket_id", &a->ticket_id, "customer_id", &a->customer_id,
-                       "email", &a->email, "kind", &a->kind, "summary", &a->summary) != 0)
-        return -1;
-    /* presence, not value, decides: an explicit 0 is out of range, not "not given" */
-    if ((json_object_get(in, "ticket_id") && sb_tool_check_range("ticket_id", a->ticket_id, 1, INT64_MAX, err, errlen) != 0) ||
-        (json_object_get(in, "customer_id") &&
-         sb_tool_check_range("customer_id", a->customer_id, 1, INT64_MAX, err, errlen) != 0) ||
-        sb_tool_check_text("email", a->email, 3, 254, err, errlen) != 0 ||
-        sb_tool_check_enum("kind", a->kind, kinds, err, errlen) != 0 ||
-        sb_tool_check_text("summary", a->summary, 1, 4000, err, errlen) != 0)
-        return -1;
-    return 0;
-}
+static const sb_tool_arg_t interaction_rows[] = {
+    SB_INT("ticket_id", 0, 1, INT64_MAX, 0, struct interaction_args, ticket_id, NULL),
+    SB_INT("customer_id", 0, 1, INT64_MAX, 0, struct interaction_args, customer_id, NULL),
+    SB_TEXT("email", 0, 3, 254, struct interaction_args, email, NULL),
+    SB_ENUM("kind", 1, kinds, struct interaction_args, kind, NULL),
+    SB_TEXT("summary", 1, 1, 4000, struct interaction_args, summary, "what was said or done"),
+};
+
+const sb_tool_args_t sb_args_log_customer_interaction =
+    SB_TOOL_ARGS("Record a note, call, email or chat with a customer, on a ticket and/or the customer's account.",
+                 struct interaction_args, interaction_rows, NULL);
 
 /*
  * $1 ticket id, $2 customer id, $3 email, $4 kind, $5 summary, $6 idempotency
@@ -230,6 +169,7 @@ static int parse_interaction(json_t *in, void *out, char *err, size_t errlen)
  * customer given; with neither given, to the bound caller. A customer that is
  * not the ticket's is refused rather than silently mixed.
  */
+/* clang-format off: the statement reads as SQL, a line a clause */
 static const char interaction_tmpl[] =
     "with tk as (select t.id, t.customer_id from {{tickets_table}} t left join customers c on c.id = t.customer_id"
     "  where t.id = $1 and ($7::bigint is null or t.customer_id = $7) and ($8::text is null or lower(c.email) = lower($8))),"
@@ -249,8 +189,9 @@ static const char interaction_tmpl[] =
                                                                    "i.ticket_id, 'customer_id', i.customer_id, 'kind', i.kind,"
                                                                    "  'created', i.created)"
                                                                    " from ins i";
+/* clang-format on */
 
-static void run_interaction(sb_tool_call_t *call, const void *args)
+void sb_run_log_customer_interaction(sb_tool_call_t *call, const void *args)
 {
     const struct interaction_args *a = args;
     char tid[24], cid[24];
@@ -269,28 +210,11 @@ static void run_interaction(sb_tool_call_t *call, const void *args)
                      "email; a ticket and a customer must belong together)");
 }
 
-const sb_tool_t sb_tool_log_customer_interaction = {
-    .name = "log_customer_interaction",
-    .description = "Record a note, call, email or chat with a customer, on a ticket and/or the customer's account.",
-    .parameters = "{\"type\":\"object\",\"properties\":{"
-                  "\"ticket_id\":{\"type\":\"integer\",\"minimum\":1},"
-                  "\"customer_id\":{\"type\":\"integer\",\"minimum\":1},"
-                  "\"email\":{\"type\":\"string\",\"maxLength\":254},"
-                  "\"kind\":{\"type\":\"string\",\"enum\":[\"note\",\"call\",\"email\",\"chat\"]},"
-                  "\"summary\":{\"type\":\"string\",\"minLength\":1,\"maxLength\":4000,\"description\":\"what was said or done\"}},"
-                  "\"required\":[\"kind\",\"summary\"],\"additionalProperties\":false}",
-    .writes = 1,
-    .customer_scoped = 1,
-    .needs_db = 1,
-    .args_size = sizeof(struct interaction_args),
-    .parse = parse_interaction,
-    .run = run_interaction,
-};
-
 /* Builds the statements that name the configurable tables. The names were validated as plain identifiers; quoted anyway. */
-void sb_tickets_init(const sb_config_t *config)
+int sb_tickets_init(const sb_config_t *config, char *err, size_t errlen)
 {
     /* $1 customer id, $2 email, $3 order number, $4 subject, $5 description, $6 priority, $7 idempotency key, $8/$9 scope */
+    /* clang-format off: the statement reads as SQL, a line a clause */
     static const char create_tmpl[] =
         "with cust as (select id from customers"
         "  where (($1::bigint is not null and id = $1) or ($2::text is not null and lower(email) = lower($2))"
@@ -311,10 +235,13 @@ void sb_tickets_init(const sb_config_t *config)
                                                                        "  'customer_id', t.customer_id, 'order_id', t.order_id, "
                                                                        "'created', t.created)"
                                                                        " from ins t";
+    /* clang-format on */
     char **sql[] = {&create_sql, &status_sql, &details_sql, &interaction_sql};
     const char *tmpl[] = {create_tmpl, status_tmpl, details_tmpl, interaction_tmpl};
     for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]); ++i) {
         free(*sql[i]);
         *sql[i] = sb_tool_sql(tmpl[i], config);
     }
+    (void)err, (void)errlen; /* the table names were checked with the settings */
+    return 0;
 }

@@ -1,38 +1,105 @@
 /*
- * What the tool domain files share: their table entries, and helpers for the
- * common shape of a tool (strictly parsed arguments, one parameterized
- * statement that returns a single JSON value, the caller's scope).
+ * What the tool files share. A domain file (customers.c, orders.c, ...)
+ * defines each of its tools' arguments (one row per argument: the JSON schema
+ * the model sees and the check its value gets come from that row alone) and
+ * handler; the table (table.c) puts them in rows; args.c reads arguments by
+ * the rows; call.c runs a call and gives handlers their helpers.
  */
 #ifndef SB_TOOLS_INTERNAL_H
 #define SB_TOOLS_INTERNAL_H
 
+#include <stddef.h>
+
 #include "sb/tools.h"
 
-extern const sb_tool_t sb_tool_fetch_customer_profile;
-extern const sb_tool_t sb_tool_fetch_recent_orders;
-extern const sb_tool_t sb_tool_get_order_status;
-extern const sb_tool_t sb_tool_create_support_ticket;
-extern const sb_tool_t sb_tool_update_ticket_status;
-extern const sb_tool_t sb_tool_get_ticket_details;
-extern const sb_tool_t sb_tool_log_customer_interaction;
-extern const sb_tool_t sb_tool_escalate_ticket;
-extern const sb_tool_t sb_tool_log_change_event;
-extern const sb_tool_t sb_tool_record_agent_event;
-extern const sb_tool_t sb_tool_send_rtm_message;
+/* --- arguments -------------------------------------------------------------------------------- */
+
+typedef enum sb_arg_kind {
+    SB_ARG_TEXT,   /* a string of min..max bytes, into a const char * */
+    SB_ARG_INT,    /* an integer in min..max, into a json_int_t (def when absent, 0 when def is 0) */
+    SB_ARG_ENUM,   /* one of `values`, into a const char * */
+    SB_ARG_OBJECT, /* a JSON object of at most max bytes as compact JSON, into a json_t * (borrowed) */
+} sb_arg_kind_t;
+
+/* One argument of a tool. The schema sent to the model and the check run on what it sends are both made from it. */
+typedef struct sb_tool_arg {
+    const char *name;
+    sb_arg_kind_t kind;
+    int required;
+    long long min, max;
+    const char *const *values; /* ENUM: the allowed words, NULL-terminated */
+    size_t offset;             /* where the value goes in the tool's argument struct */
+    json_int_t def;            /* INT: the value when absent (0: none, and the schema names no default) */
+    const char *description;   /* for the model, or NULL */
+} sb_tool_arg_t;
+
+/* Rows of an argument table, by kind: name, required, bounds, the struct field, the description. */
+#define SB_TEXT(n, req, lo, hi, type, field, desc)                                                                                 \
+    {                                                                                                                              \
+        n, SB_ARG_TEXT, req, lo, hi, NULL, offsetof(type, field), 0, desc                                                          \
+    }
+#define SB_INT(n, req, lo, hi, def, type, field, desc)                                                                             \
+    {                                                                                                                              \
+        n, SB_ARG_INT, req, lo, hi, NULL, offsetof(type, field), def, desc                                                         \
+    }
+#define SB_ENUM(n, req, words, type, field, desc)                                                                                  \
+    {                                                                                                                              \
+        n, SB_ARG_ENUM, req, 0, 0, words, offsetof(type, field), 0, desc                                                           \
+    }
+#define SB_OBJECT(n, req, hi, type, field, desc)                                                                                   \
+    {                                                                                                                              \
+        n, SB_ARG_OBJECT, req, 0, hi, NULL, offsetof(type, field), 0, desc                                                         \
+    }
+
+/* A tool's arguments: what the tool is for (for the model), its rows, the struct they fill, and checks across rows. */
+struct sb_tool_args {
+    const char *description;
+    const sb_tool_arg_t *rows;
+    size_t nrows;
+    size_t size; /* of the argument struct */
+    /* Rules that span arguments ("give customer_id or email"); 0, or -1 with a message for the model. NULL: none. */
+    int (*check)(const void *args, char *err, size_t errlen);
+};
+
+#define SB_TOOL_ARGS(desc, type, rows_, check_)                                                                                    \
+    {                                                                                                                              \
+        desc, rows_, sizeof(rows_) / sizeof(rows_[0]), sizeof(type), check_                                                        \
+    }
 
 /*
- * The end of a keyed INSERT ... SELECT (the target aliased, e.g. "as t") that
- * returns the row it wrote with created = true, or, when the idempotency key
- * is already there, the row that holds it with created = false: also a row a
- * concurrent twin of the turn wrote a moment ago, which a lookup by key in
- * the same statement could not see (its snapshot predates it). ON CONFLICT
- * DO UPDATE waits for that row and locks it; the update writes the same key,
- * so nothing changes, and xmax = 0 tells an insert from it. `mine` limits
- * what may be returned to the caller's own record: a key is never enough.
+ * The tool's arguments as a JSON schema (type object, properties with their
+ * bounds and descriptions, required, no additional properties). New string.
  */
-#define REPEAT_RETURNS(mine)                                                                                                       \
-    "  on conflict (idempotency_key) do update set idempotency_key = excluded.idempotency_key where " mine                         \
-    "  returning *, (xmax = 0) as created"
+char *sb_tool_args_schema(const sb_tool_args_t *args);
+
+/* --- the domains' tools (each file's handlers and argument tables) ------------------------------- */
+
+#define SB_DOMAIN_TOOL(name)                                                                                                       \
+    extern const sb_tool_args_t sb_args_##name;                                                                                    \
+    void sb_run_##name(sb_tool_call_t *call, const void *args);
+
+SB_DOMAIN_TOOL(fetch_customer_profile)   /* customers.c */
+SB_DOMAIN_TOOL(fetch_recent_orders)      /* orders.c */
+SB_DOMAIN_TOOL(get_order_status)         /* orders.c */
+SB_DOMAIN_TOOL(create_support_ticket)    /* tickets.c */
+SB_DOMAIN_TOOL(update_ticket_status)     /* tickets.c */
+SB_DOMAIN_TOOL(get_ticket_details)       /* tickets.c */
+SB_DOMAIN_TOOL(log_customer_interaction) /* tickets.c */
+SB_DOMAIN_TOOL(escalate_ticket)          /* escalations.c */
+SB_DOMAIN_TOOL(log_change_event)         /* events.c */
+SB_DOMAIN_TOOL(record_agent_event)       /* events.c */
+SB_DOMAIN_TOOL(send_rtm_message)         /* messaging.c */
+
+/* Builds the ticket statements with the configured (validated, then quoted) table names. Start-up only. */
+int sb_tickets_init(const sb_config_t *config, char *err, size_t errlen);
+/* Builds the escalation statement and checks the SMTP settings. 0, or -1 with a message naming the setting. */
+int sb_escalations_init(const sb_config_t *config, char *err, size_t errlen);
+/* Checks the Agora settings. 0, or -1 with a message naming the setting. */
+int sb_messaging_init(const sb_config_t *config, char *err, size_t errlen);
+/* The settings send_rtm_message lacks ("AGORA_APP_ID, ..."), or NULL when it has what it needs. */
+const char *sb_messaging_missing(const sb_config_t *config);
+
+/* --- for handlers (call.c) -------------------------------------------------------------------------- */
 
 /*
  * Runs `sql`, a statement whose one row holds one json column. The call
@@ -67,22 +134,18 @@ int sb_tool_call_transfer(sb_tool_call_t *call, CURL *easy, sb_tool_transfer_cb 
  */
 char *sb_tool_sql(const char *tmpl, const sb_config_t *config);
 
-/* Builds the ticket statements with the configured (validated, then quoted) table names. Start-up only. */
-void sb_tickets_init(const sb_config_t *config);
-/* Builds the escalation statement and checks the SMTP settings. 0, or -1 with a message naming the setting. */
-int sb_escalations_init(const sb_config_t *config, char *err, size_t errlen);
-/* Checks the Agora settings. 0, or -1 with a message naming the setting. */
-int sb_messaging_init(const sb_config_t *config, char *err, size_t errlen);
-/* Whether send_rtm_message has what it needs (AGORA_APP_ID, AGORA_CUSTOMER_ID, AGORA_CUSTOMER_SECRET). */
-int sb_messaging_configured(const sb_config_t *config);
-
-/* Argument checks for parsers: each writes a message into err and returns -1 when the value is out of bounds.
- * An absent (NULL) value passes: required fields are required by the unpack format. */
-int sb_tool_check_text(const char *field, const char *s, size_t min, size_t max, char *err, size_t errlen);
-int sb_tool_check_enum(const char *field, const char *s, const char *const *allowed, char *err, size_t errlen);
-int sb_tool_check_range(const char *field, json_int_t v, json_int_t min, json_int_t max, char *err, size_t errlen);
-/* Unpacks `in` strictly with `fmt` (json_unpack_ex, JSON_STRICT); a message for the model, naming the field, on failure.
- * `fmt` is a flat object of keys and scalar values ("{s:s, s?I, s?o}"). */
-int sb_tool_unpack(json_t *in, char *err, size_t errlen, const char *fmt, ...);
+/*
+ * The end of a keyed INSERT ... SELECT (the target aliased, e.g. "as t") that
+ * returns the row it wrote with created = true, or, when the idempotency key
+ * is already there, the row that holds it with created = false: also a row a
+ * concurrent twin of the turn wrote a moment ago, which a lookup by key in
+ * the same statement could not see (its snapshot predates it). ON CONFLICT
+ * DO UPDATE waits for that row and locks it; the update writes the same key,
+ * so nothing changes, and xmax = 0 tells an insert from it. `mine` limits
+ * what may be returned to the caller's own record: a key is never enough.
+ */
+#define REPEAT_RETURNS(mine)                                                                                                       \
+    "  on conflict (idempotency_key) do update set idempotency_key = excluded.idempotency_key where " mine                         \
+    "  returning *, (xmax = 0) as created"
 
 #endif

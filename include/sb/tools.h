@@ -1,7 +1,8 @@
 /*
- * switchboard's own LLM tools: one const table (tools/registry.c) of name,
- * description, JSON schema sent to the model, strict argument parser and
- * handler. Handlers run on the worker's loop and finish asynchronously.
+ * switchboard's own LLM tools: one const table (tools/table.c), a row a
+ * tool: its name, handler, arguments (the schema the model sees and the
+ * checks on what it sends, from one table of rows), flags and start-up.
+ * Handlers run on the worker's loop and finish asynchronously (tools/call.c).
  */
 #ifndef SB_TOOLS_H
 #define SB_TOOLS_H
@@ -41,19 +42,31 @@ typedef struct sb_tool_call sb_tool_call_t;
  */
 typedef void (*sb_tool_done_cb)(void *data, const char *result, size_t len);
 
+/* A tool's arguments (tools/tools.h): the rows that make both its schema and its checks. */
+typedef struct sb_tool_args sb_tool_args_t;
+
+enum {
+    SB_TOOL_WRITES = 1,   /* changes data: its write carries the idempotency key */
+    SB_TOOL_SCOPED = 2,   /* refuses to touch another customer's data when the caller is bound */
+    SB_TOOL_NEEDS_DB = 4, /* runs statements: offered only with DATABASE_URL, fails without a pool */
+};
+
 typedef struct sb_tool {
     const char *name;
-    const char *description;
-    const char *parameters; /* JSON schema, as text */
-    int writes;             /* the tool changes data: its write carries the idempotency key */
-    int customer_scoped;    /* refuses to touch another customer's data when the caller is bound */
-    int needs_db;           /* runs statements: offered only with DATABASE_URL, fails without a pool */
-    size_t args_size;       /* size of the typed argument struct */
-    /* Fills `args` from the model's arguments; on error writes a message for the model and returns -1. */
-    int (*parse)(json_t *in, void *args, char *err, size_t errlen);
-    /* Starts the work; ends with sb_tool_call_finish / sb_tool_call_fail. */
+    /* Starts the work on the parsed arguments; ends with sb_tool_call_finish / sb_tool_call_fail. */
     void (*run)(sb_tool_call_t *call, const void *args);
+    const sb_tool_args_t *args;
+    unsigned flags;
+    /* The settings it still lacks (a message naming them), NULL when it can be offered. NULL: only SB_TOOL_NEEDS_DB's. */
+    const char *(*missing)(const sb_config_t *config);
+    /* The domain's start-up (statements, settings checks): 0, or -1 with err. NULL: none. Shared by a domain's rows. */
+    int (*init)(const sb_config_t *config, char *err, size_t errlen);
 } sb_tool_t;
+
+/* Fills the tool's argument struct (`out`, sb_tool_args_size bytes, zeroed) from the model's arguments; 0, or -1 with a message
+ * for the model naming the argument. */
+int sb_tool_parse(const sb_tool_t *tool, json_t *in, void *out, char *err, size_t errlen);
+size_t sb_tool_args_size(const sb_tool_t *tool);
 
 /* The tool table and its size. Validated once at start-up by sb_tools_init. */
 const sb_tool_t *sb_tools_table(size_t *count);

@@ -39,8 +39,8 @@ static json_t *base_args(const sb_tool_t *t, void *args)
     for (size_t i = 0; i < sizeof(valid_args) / sizeof(valid_args[0]); ++i) {
         json_t *in = json_loads(valid_args[i], 0, NULL);
         char err[256];
-        memset(args, 0, t->args_size);
-        if (in != NULL && t->parse(in, args, err, sizeof(err)) == 0)
+        memset(args, 0, sb_tool_args_size(t));
+        if (in != NULL && sb_tool_parse(t, in, args, err, sizeof(err)) == 0)
             return in;
         json_decref(in);
     }
@@ -77,15 +77,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t name_len = (size_t)((nul ? nul : end) - name);
     const uint8_t *value = nul ? nul + 1 : end;
 
-    void *args = calloc(1, t->args_size ? t->args_size : 1);
+    void *args = calloc(1, sb_tool_args_size(t) ? sb_tool_args_size(t) : 1);
     json_t *in = base_args(t, args);
     /* _nocheck: names that are not UTF-8 too, which no JSON parse would hand over, to be stricter than the model can be */
     char *key = strndup((const char *)name, name_len);
     if (key != NULL && name_len > 0)
         json_object_set_new_nocheck(in, key, json_string("x"));
     char err[256] = "";
-    memset(args, 0, t->args_size);
-    if (t->parse(in, args, err, sizeof(err)) != 0) {
+    memset(args, 0, sb_tool_args_size(t));
+    if (sb_tool_parse(t, in, args, err, sizeof(err)) != 0) {
         json_t *r = sb_tool_error(err, strlen(err));
         check_result_text(r, 1);
         json_decref(r);

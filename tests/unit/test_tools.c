@@ -1120,6 +1120,115 @@ static void test_hostile_argument_names(void)
     is_int(good, tried, "every tool refuses %d sets of unknown non-ASCII names with an error the model reads", tried);
 }
 
+/* Valid arguments for each tool, so that one argument at a time can be pushed to its bounds. */
+static json_t *valid_args(const char *tool)
+{
+    static const char *const sets[][2] = {
+        {"fetch_customer_profile", "{\"customer_id\":1}"},
+        {"fetch_recent_orders", "{\"customer_id\":1}"},
+        {"get_order_status", "{\"order_number\":\"4417\"}"},
+        {"create_support_ticket", "{\"subject\":\"x\"}"},
+        {"update_ticket_status", "{\"ticket_id\":1,\"status\":\"open\"}"},
+        {"get_ticket_details", "{\"ticket_id\":1}"},
+        {"log_customer_interaction", "{\"ticket_id\":1,\"kind\":\"note\",\"summary\":\"x\"}"},
+        {"escalate_ticket", "{\"ticket_id\":1,\"reason\":\"x\"}"},
+        {"log_change_event", "{\"entity_type\":\"t\",\"entity_id\":\"1\",\"change_type\":\"x\",\"description\":\"d\"}"},
+        {"record_agent_event", "{\"event_type\":\"x\"}"},
+        {"send_rtm_message", "{\"user_id\":\"u1\",\"message\":\"hi\"}"},
+    };
+    for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); ++i)
+        if (strcmp(sets[i][0], tool) == 0)
+            return json_loads(sets[i][1], 0, NULL);
+    return NULL;
+}
+
+/* Whether `tool` takes `args` (taken), or refuses them naming `name`. 1: taken, 0: refused naming it, -1: otherwise. */
+static int verdict(const sb_tool_t *tool, json_t *args, const char *name)
+{
+    void *out = calloc(1, sb_tool_args_size(tool) + 1);
+    char err[256] = "";
+    int rc = sb_tool_parse(tool, args, out, err, sizeof(err));
+    json_decref(args);
+    free(out);
+    if (rc == 0)
+        return 1;
+    return strncmp(err, name, strlen(name)) == 0 ? 0 : -1;
+}
+
+/*
+ * The schema the model is told and the checks on what it sends must agree:
+ * every bound of every offered schema is pushed through the parser, just
+ * inside (taken) and just outside (refused, naming the argument).
+ */
+static void test_schema_bounds(void)
+{
+    size_t n;
+    const sb_tool_t *tools = sb_tools_table(&n);
+    json_t *offered = offered_tools();
+    int checked = 0, agreed = 0;
+    size_t i;
+    json_t *entry;
+    json_array_foreach(offered, i, entry)
+    {
+        json_t *fn = json_object_get(entry, "function");
+        const char *tname = json_string_value(json_object_get(fn, "name"));
+        const sb_tool_t *tool = NULL;
+        for (size_t k = 0; k < n; ++k)
+            if (strcmp(tools[k].name, tname) == 0)
+                tool = &tools[k];
+        const char *pname;
+        json_t *p;
+        json_object_foreach(json_object_get(json_object_get(fn, "parameters"), "properties"), pname, p)
+        {
+            const char *type = json_string_value(json_object_get(p, "type"));
+            json_t *probes[8][2]; /* a value, and whether it must be taken */
+            size_t np = 0;
+            json_t *max = json_object_get(p, "maxLength"), *min = json_object_get(p, "minLength");
+            if (json_is_integer(max)) {
+                char *s = repeat('a', (size_t)json_integer_value(max) + 1);
+                probes[np][0] = json_stringn(s, (size_t)json_integer_value(max)), probes[np++][1] = json_true();
+                probes[np][0] = json_string(s), probes[np++][1] = json_false();
+                free(s);
+            }
+            if (json_is_integer(min) && json_integer_value(min) > 0) {
+                char *s = repeat('a', (size_t)json_integer_value(min));
+                probes[np][0] = json_string(s), probes[np++][1] = json_true();
+                probes[np][0] = json_stringn(s, (size_t)json_integer_value(min) - 1), probes[np++][1] = json_false();
+                free(s);
+            }
+            if (strcmp(type, "integer") == 0) {
+                json_int_t lo = json_integer_value(json_object_get(p, "minimum"));
+                probes[np][0] = json_integer(lo), probes[np++][1] = json_true();
+                probes[np][0] = json_integer(lo - 1), probes[np++][1] = json_false();
+                if (json_is_integer(json_object_get(p, "maximum"))) {
+                    json_int_t hi = json_integer_value(json_object_get(p, "maximum"));
+                    probes[np][0] = json_integer(hi), probes[np++][1] = json_true();
+                    probes[np][0] = json_integer(hi + 1), probes[np++][1] = json_false();
+                }
+            }
+            json_t *words = json_object_get(p, "enum");
+            if (json_is_array(words)) {
+                probes[np][0] = json_incref(json_array_get(words, json_array_size(words) - 1)), probes[np++][1] = json_true();
+                probes[np][0] = json_string("not-a-listed-word"), probes[np++][1] = json_false();
+            }
+            for (size_t k = 0; k < np; ++k) {
+                json_t *args = valid_args(tname);
+                json_object_set_new(args, pname, probes[k][0]);
+                int v = verdict(tool, args, pname);
+                int want = json_is_true(probes[k][1]);
+                ++checked;
+                if ((want && v == 1) || (!want && v == 0))
+                    ++agreed;
+                else
+                    printf("# %s.%s: probe %zu %s\n", tname, pname, k, want ? "refused" : "taken");
+                json_decref(probes[k][1]);
+            }
+        }
+    }
+    json_decref(offered);
+    ok(checked > 60 && agreed == checked, "every bound in the schemas is the parser's: %d of %d probes agree", agreed, checked);
+}
+
 static void test_reads(void)
 {
     json_t *r = call("fetch_customer_profile", "{\"customer_id\":1}", NULL);
@@ -1951,6 +2060,7 @@ int main(void)
     test_availability();
     test_invalid_arguments();
     test_hostile_argument_names();
+    test_schema_bounds();
     test_reads();
     test_writes();
     test_injection();

@@ -1,47 +1,18 @@
 /*
- * The tool table and the machinery around it: validation at start-up, the
- * schemas offered to the model, and one call's life (strict argument parsing,
- * the handler's queries, a bounded JSON result, cancellation).
+ * One tool call's life: the model's arguments read by the tool's rows, the
+ * handler started, its statements and transfers run for it on the worker's
+ * loop, and its result written as the JSON text the model reads, bounded,
+ * whatever the handler or the database hand back. Nothing a model or a caller
+ * sends can end the process here: every failure becomes an error result.
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "sb/buf.h"
 #include "sb/log.h"
-#include "sb/tools.h"
 #include "tools.h"
-
-/*
- * The tool surface, one line per tool. Each entry (defined in the domain
- * file named on its line) carries: the name the model calls (the Node
- * sample's names, so existing prompts keep working), a description and JSON
- * schema for the model, whether it writes (and so carries an idempotency
- * key), whether it is scoped to the bound caller, whether it needs the
- * database, and the strict parser and the handler. A tool is offered when
- * what it needs is configured (DATABASE_URL; AGORA_* for messaging) and
- * TOOLS_ENABLED names it.
- */
-static const sb_tool_t *const table[] = {
-    &sb_tool_fetch_customer_profile,   /* customers.c */
-    &sb_tool_fetch_recent_orders,      /* orders.c */
-    &sb_tool_get_order_status,         /* orders.c */
-    &sb_tool_create_support_ticket,    /* tickets.c */
-    &sb_tool_update_ticket_status,     /* tickets.c */
-    &sb_tool_get_ticket_details,       /* tickets.c */
-    &sb_tool_log_customer_interaction, /* tickets.c */
-    &sb_tool_escalate_ticket,          /* escalations.c (and its email) */
-    &sb_tool_log_change_event,         /* events.c */
-    &sb_tool_record_agent_event,       /* events.c */
-    &sb_tool_send_rtm_message,         /* messaging.c (no database) */
-};
-
-#define NTOOLS (sizeof(table) / sizeof(table[0]))
-_Static_assert(NTOOLS <= 32, "a request's shadowed tools are one bit each in a uint32_t");
-
-static int enabled[NTOOLS];
-static json_t *offered;    /* the enabled tools in OpenAI form, built once */
-static char *offered_json; /* `offered` serialized, NULL when no tool is enabled */
 
 struct sb_tool_call {
     const sb_tool_t *tool;
@@ -61,154 +32,6 @@ struct sb_tool_call {
     json_t *in;            /* the parsed arguments: the typed struct borrows its strings from it */
     char scope_id[24];
 };
-
-const sb_tool_t *sb_tools_table(size_t *count)
-{
-    static sb_tool_t rows[NTOOLS];
-    for (size_t i = 0; i < NTOOLS; ++i)
-        rows[i] = *table[i];
-    *count = NTOOLS;
-    return rows;
-}
-
-/* Whether `name` appears in the comma-separated list `list`. */
-static int listed(const char *list, const char *name)
-{
-    size_t n = strlen(name);
-    for (const char *p = list; *p != '\0';) {
-        while (*p == ' ' || *p == ',')
-            ++p;
-        size_t len = strcspn(p, ", ");
-        if (len == n && memcmp(p, name, n) == 0)
-            return 1;
-        p += len;
-    }
-    return 0;
-}
-
-/* Whether the settings `t` needs are there: the database for most tools, Agora's for messaging. */
-static int available(const sb_tool_t *t, const sb_config_t *config)
-{
-    if (t->needs_db)
-        return config->database_url != NULL;
-    if (t == &sb_tool_send_rtm_message)
-        return sb_messaging_configured(config);
-    return 1;
-}
-
-int sb_tools_init(const sb_config_t *config, char *err, size_t errlen)
-{
-    json_decref(offered);
-    offered = json_array();
-    sb_tickets_init(config);
-    if (sb_escalations_init(config, err, errlen) != 0 || sb_messaging_init(config, err, errlen) != 0)
-        return -1;
-    const char *list = config->tools_enabled;
-    int all = list == NULL || strcmp(list, "all") == 0;
-    for (size_t i = 0; i < NTOOLS; ++i) {
-        const sb_tool_t *t = table[i];
-        for (size_t j = 0; j < i; ++j)
-            if (strcmp(table[j]->name, t->name) == 0)
-                return snprintf(err, errlen, "tool %s is listed twice", t->name), -1;
-        json_error_t jerr;
-        json_t *schema = json_loads(t->parameters, JSON_REJECT_DUPLICATES, &jerr);
-        if (!json_is_object(schema))
-            return snprintf(err, errlen, "tool %s: schema is not a JSON object: %s", t->name, jerr.text), -1;
-        enabled[i] = available(t, config) && (all || listed(list, t->name));
-        if (!all && !enabled[i] && listed(list, t->name)) /* asked for by name: say why it is missing */
-            sb_log_warn("TOOLS_ENABLED names %s, but %s is not configured: not offered", t->name,
-                        t->needs_db ? "DATABASE_URL" : "AGORA_APP_ID, AGORA_CUSTOMER_ID or AGORA_CUSTOMER_SECRET");
-        if (enabled[i])
-            json_array_append_new(offered, json_pack("{s:s, s:{s:s, s:s, s:o}}", "type", "function", "function", "name", t->name,
-                                                     "description", t->description, "parameters", schema));
-        else
-            json_decref(schema);
-    }
-    if (!all) { /* every name in TOOLS_ENABLED must exist */
-        for (const char *p = list; *p != '\0';) {
-            while (*p == ' ' || *p == ',')
-                ++p;
-            size_t len = strcspn(p, ", ");
-            if (len > 0 && sb_tools_find(p, len) == NULL && strncmp(p, "none", len) != 0)
-                return snprintf(err, errlen, "TOOLS_ENABLED names an unknown tool: %.*s", (int)len, p), -1;
-            p += len;
-        }
-    }
-    free(offered_json);
-    offered_json = json_array_size(offered) > 0 ? json_dumps(offered, JSON_COMPACT) : NULL;
-    return 0;
-}
-
-static long find(const char *name, size_t len)
-{
-    for (size_t i = 0; i < NTOOLS; ++i)
-        if (enabled[i] && strlen(table[i]->name) == len && memcmp(table[i]->name, name, len) == 0)
-            return (long)i;
-    return -1;
-}
-
-const sb_tool_t *sb_tools_find(const char *name, size_t len)
-{
-    long i = find(name, len);
-    return i >= 0 ? table[i] : NULL;
-}
-
-const sb_tool_t *sb_tools_find_offered(const char *name, size_t len, uint32_t shadowed)
-{
-    long i = find(name, len);
-    return i >= 0 && !(shadowed & (1u << i)) ? table[i] : NULL;
-}
-
-size_t sb_tools_names(uint32_t set, char *out, size_t cap)
-{
-    size_t used = 0;
-    out[0] = '\0';
-    for (size_t i = 0; i < NTOOLS; ++i) {
-        if (!(set & (1u << i)))
-            continue;
-        int n = snprintf(out + used, cap - used, "%s%s", used ? "," : "", table[i]->name);
-        if (n < 0 || (size_t)n >= cap - used)
-            break;
-        used += (size_t)n;
-    }
-    return used;
-}
-
-int sb_tools_offered(void)
-{
-    return offered_json != NULL;
-}
-
-const char *sb_tools_offer(json_t *body, uint32_t *shadowed)
-{
-    *shadowed = 0;
-    if (offered_json == NULL)
-        return NULL;
-    json_t *tools = json_object_get(body, "tools");
-    if (tools == NULL)
-        return offered_json;
-    if (!json_is_array(tools)) {
-        tools = json_array();
-        json_object_set_new(body, "tools", tools);
-    }
-    /* a tool of the client's with the name of one of switchboard's wins for this request: never two of one name */
-    size_t i, n = json_array_size(tools);
-    json_t *t;
-    for (i = 0; i < n; ++i) {
-        json_t *name = json_object_get(json_object_get(json_array_get(tools, i), "function"), "name");
-        long own = json_is_string(name) ? find(json_string_value(name), json_string_length(name)) : -1;
-        if (own >= 0)
-            *shadowed |= 1u << own;
-    }
-    json_array_foreach(offered, i, t)
-    {
-        json_t *name = json_object_get(json_object_get(t, "function"), "name");
-        long own = find(json_string_value(name), json_string_length(name));
-        if (own < 0 || !(*shadowed & (1u << own)))
-            json_array_append(tools, t);
-    }
-    return NULL;
-}
 
 /* --- one call --------------------------------------------------------------------------------- */
 
@@ -326,10 +149,10 @@ sb_tool_call_t *sb_tool_call_start(const sb_tool_t *tool, const sb_tool_env_t *e
     c->done = done;
     c->data = data;
     c->key = idempotency_key ? strdup(idempotency_key) : NULL;
-    c->args = calloc(1, tool->args_size ? tool->args_size : 1);
+    c->args = calloc(1, tool->args->size ? tool->args->size : 1);
     if (c->args == NULL)
         abort();
-    if (tool->needs_db && env->pg == NULL)
+    if ((tool->flags & SB_TOOL_NEEDS_DB) && env->pg == NULL)
         return fail_early(c, "database unavailable: switchboard has no DATABASE_URL");
     json_error_t jerr;
     c->in = json_loadb(arguments, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
@@ -338,7 +161,7 @@ sb_tool_call_t *sb_tool_call_start(const sb_tool_t *tool, const sb_tool_env_t *e
     if (!json_is_object(c->in))
         return fail_early(c, "arguments must be a JSON object");
     char err[256] = "";
-    if (tool->parse(c->in, c->args, err, sizeof(err)) != 0)
+    if (sb_tool_parse(tool, c->in, c->args, err, sizeof(err)) != 0)
         return fail_early(c, "invalid arguments: %s", err);
     c->starting = 1;
     tool->run(c, c->args);
@@ -494,4 +317,30 @@ static void stop_transfer(sb_tool_call_t *c)
     c->transfer = NULL;
     t->call = NULL;
     sb_curlm_cancel(&t->xfer); /* on_transfer_done follows, now or once curl returns */
+}
+
+char *sb_tool_sql(const char *tmpl, const sb_config_t *config)
+{
+    static const char tickets[] = "{{tickets_table}}", interactions[] = "{{interactions_table}}";
+    sb_buf_t b;
+    sb_buf_init(&b, 1u << 20);
+    for (const char *p = tmpl; *p != '\0';) {
+        const char *open = strstr(p, "{{");
+        if (open == NULL) {
+            sb_buf_appendz(&b, p);
+            break;
+        }
+        sb_buf_append(&b, p, (size_t)(open - p));
+        if (strncmp(open, tickets, sizeof(tickets) - 1) == 0) {
+            sb_buf_appendf(&b, "\"%s\"", config->tickets_table);
+            p = open + sizeof(tickets) - 1;
+        } else if (strncmp(open, interactions, sizeof(interactions) - 1) == 0) {
+            sb_buf_appendf(&b, "\"%s\"", config->interactions_table);
+            p = open + sizeof(interactions) - 1;
+        } else {
+            abort(); /* a typo in a statement template, caught at start-up by any test run */
+        }
+    }
+    sb_buf_append(&b, "", 1);
+    return b.base;
 }

@@ -1,7 +1,7 @@
 /*
  * The Chroma backend (v2 HTTP API): a nearest-neighbour query with the
- * question's embedding against one collection, over the worker's curl multi
- * handle so the loop never waits.
+ * question's embedding against one collection, through the shared HTTP
+ * client on the worker's curl multi, so the loop never waits.
  *
  * Chroma addresses a collection by id in its query route, while switchboard is
  * configured with the collection's name. The id is resolved with one GET and
@@ -24,9 +24,12 @@
 #include <sodium.h>
 
 #include "backend.h"
+#include "sb/alloc.h"
 #include "sb/buf.h"
+#include "sb/fetch.h"
 #include "sb/json.h"
 #include "sb/log.h"
+#include "store.h"
 
 extern const sb_rag_backend_t sb_rag_chroma;
 
@@ -44,14 +47,11 @@ struct search {
     void *data;
     enum step step;
     int retried;        /* a query answered 404 already led to one fresh resolve */
-    int running;        /* xfer is added to the multi handle */
-    int cancelled;      /* done() must not run; on_xfer_done only frees */
     uv_timer_t *defer;  /* reports a failure that happened inside search() on the next loop turn */
     sb_error_t pending; /* the failure the defer timer reports */
-    sb_xfer_t xfer;
-    struct curl_slist *headers;
-    char *body;
-    sb_buf_t resp;
+    sb_fetch_t *http;   /* the step's call, NULL between calls */
+    char *body;         /* the query, built once: a retry after a fresh resolve sends the same */
+    size_t body_len;
 };
 
 /*
@@ -80,8 +80,6 @@ static int check(const sb_config_t *c, char *err, size_t errlen)
 
 static void free_search(struct search *s)
 {
-    curl_slist_free_all(s->headers);
-    sb_buf_dispose(&s->resp);
     free(s->body);
     free(s);
 }
@@ -91,15 +89,13 @@ static void on_defer_closed(uv_handle_t *h)
     free(h);
 }
 
-/* Reports the outcome (unless cancelled) and frees the search. */
+/* Reports the outcome and frees the search. */
 static void finish(struct search *s, const sb_passage_t *rows, size_t n, sb_error_t err)
 {
     sb_rag_rows_cb done = s->done;
     void *data = s->data;
-    int cancelled = s->cancelled;
     free_search(s);
-    if (!cancelled)
-        done(data, rows, n, err);
+    done(data, rows, n, err);
 }
 
 static void on_defer(uv_timer_t *t)
@@ -114,98 +110,62 @@ static void on_defer(uv_timer_t *t)
 static void fail_later(struct search *s, uv_loop_t *loop, sb_error_t err)
 {
     s->pending = err;
-    if ((s->defer = malloc(sizeof(*s->defer))) == NULL)
-        abort();
+    s->defer = sb_alloc(sizeof(*s->defer));
     uv_timer_init(loop, s->defer);
     s->defer->data = s;
     uv_timer_start(s->defer, on_defer, 0, 0);
 }
 
-static size_t on_write(char *p, size_t size, size_t nmemb, void *userp)
-{
-    struct search *s = userp;
-    return sb_buf_append(&s->resp, p, size * nmemb) == 0 ? size * nmemb : 0; /* 0 aborts an oversized answer */
-}
+static void on_answer(void *data, CURLcode rc, long status, char *body, size_t len);
 
-/* Appends `s` percent-encoded as one path segment. */
-static void append_segment(sb_buf_t *b, CURL *e, const char *s)
-{
-    char *esc = curl_easy_escape(e, s, 0);
-    if (esc == NULL)
-        abort();
-    sb_buf_appendz(b, esc);
-    curl_free(esc);
-}
-
-/* Starts the current step's request. 0, or -1 with nothing started. */
-static int start(struct search *s)
+/* Starts the current step's call. */
+static void start(struct search *s)
 {
     const sb_config_t *c = s->config;
-    CURL *e = curl_easy_init();
-    if (e == NULL)
-        return -1;
     sb_buf_t url;
     sb_buf_init(&url, 8192);
     sb_buf_appendz(&url, c->chroma_url);
     while (url.len > 0 && url.base[url.len - 1] == '/')
         --url.len;
     sb_buf_appendz(&url, "/api/v2/tenants/");
-    append_segment(&url, e, c->chroma_tenant);
+    sb_fetch_append_escaped(&url, c->chroma_tenant);
     sb_buf_appendz(&url, "/databases/");
-    append_segment(&url, e, c->chroma_database);
+    sb_fetch_append_escaped(&url, c->chroma_database);
     sb_buf_appendz(&url, "/collections/");
     if (s->step == STEP_RESOLVE) {
-        append_segment(&url, e, c->chroma_collection);
+        sb_fetch_append_escaped(&url, c->chroma_collection);
     } else {
-        append_segment(&url, e, cache.id);
+        sb_fetch_append_escaped(&url, cache.id);
         sb_buf_appendz(&url, "/query");
     }
-    if (sb_buf_append(&url, "", 1) != 0) {
-        sb_buf_dispose(&url);
-        curl_easy_cleanup(e);
-        return -1;
+    struct curl_slist *headers = NULL;
+    if (c->chroma_api_key != NULL) {
+        char h[1024];
+        snprintf(h, sizeof(h), "x-chroma-token: %s", c->chroma_api_key);
+        headers = curl_slist_append(NULL, h);
+        sodium_memzero(h, sizeof(h));
     }
-    sb_buf_reset(&s->resp);
-    curl_easy_setopt(e, CURLOPT_URL, url.base);
-    sb_buf_dispose(&url);
+    char *body = NULL;
     if (s->step == STEP_QUERY) {
-        curl_easy_setopt(e, CURLOPT_POST, 1L);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, s->body);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(s->body));
+        body = sb_alloc(s->body_len + 1);
+        memcpy(body, s->body, s->body_len + 1);
     }
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->headers);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, s);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-    /* retrieve.c's budget ends the search sooner; these only bound a transfer that outlives a lost cancel */
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)c->rag_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)c->rag_timeout_ms * 2);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "switchboard/" SB_VERSION);
-    s->xfer.easy = e;
-    if (sb_curlm_add(s->curlm, &s->xfer) != 0) {
-        curl_easy_cleanup(e);
-        return -1;
-    }
-    s->running = 1;
-    return 0;
+    sb_fetch_req_t req = {.url = url.base != NULL ? url.base : "",
+                          .headers = headers,
+                          .body = body,
+                          .len = s->body_len,
+                          /* retrieve.c's budget ends the search sooner; these only bound a call that outlives a lost cancel */
+                          .connect_timeout_ms = (long)c->rag_timeout_ms,
+                          .timeout_ms = (long)c->rag_timeout_ms * 2,
+                          .max_response = MAX_RESPONSE};
+    s->http = sb_fetch_start(s->curlm, &req, on_answer, s);
+    sb_buf_dispose(&url);
 }
 
 /* Maps a failed call (transport, or an HTTP status other than 200) to switchboard's errors. */
 static sb_error_t error_for(CURLcode rc, long status)
 {
-    if (rc == CURLE_OPERATION_TIMEDOUT)
-        return SB_E_STORE_TIMEOUT;
-    if (rc != CURLE_OK)
-        return rc == CURLE_WRITE_ERROR ? SB_E_STORE_BAD_RESPONSE : SB_E_STORE_UNAVAILABLE; /* write error: over MAX_RESPONSE */
-    if (status == 401 || status == 403)
-        return SB_E_STORE_AUTH;
-    if (status == 408 || status == 504)
-        return SB_E_STORE_TIMEOUT;
-    if (status == 502 || status == 503)
-        return SB_E_STORE_UNAVAILABLE;
-    return status == 200 ? SB_E_STORE_BAD_RESPONSE : SB_E_STORE_ERROR;
+    return rc == CURLE_OK && status == 200 ? SB_E_STORE_BAD_RESPONSE : sb_rag_store_error(rc, status);
 }
 
 /* The collection's distance space, from the metadata Chroma 0.x used or the configuration Chroma 1.x added. */
@@ -246,18 +206,10 @@ static long rows_from(const sb_json_value_t *root, sb_passage_t *rows)
     return (long)n;
 }
 
-static void on_xfer_done(sb_xfer_t *x, CURLcode rc)
+static void on_answer(void *data, CURLcode rc, long status, char *body, size_t len)
 {
-    struct search *s = H2O_STRUCT_FROM_MEMBER(struct search, xfer, x);
-    long status = 0;
-    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(x->easy);
-    s->xfer.easy = NULL;
-    s->running = 0;
-    if (s->cancelled) {
-        free_search(s);
-        return;
-    }
+    struct search *s = data;
+    s->http = NULL;
     if (rc != CURLE_OK) {
         finish(s, NULL, 0, error_for(rc, status));
         return;
@@ -265,7 +217,7 @@ static void on_xfer_done(sb_xfer_t *x, CURLcode rc)
     /* Responses are a collection or k passages: a few hundred values. The ceiling only bounds a misbehaving server. */
     sb_json_doc_t doc = {0};
     const sb_json_value_t *root = NULL;
-    if (status == 200 && s->resp.base != NULL && sb_json_parse(&doc, s->resp.base, s->resp.len, 1 << 18) == 0)
+    if (status == 200 && sb_json_parse(&doc, body, len, 1 << 18) == 0)
         root = sb_json_root(&doc);
     if (s->step == STEP_RESOLVE) {
         const sb_json_value_t *id = sb_json_get(root, "id");
@@ -282,8 +234,7 @@ static void on_xfer_done(sb_xfer_t *x, CURLcode rc)
         cache.l2 = space_is_l2(root);
         sb_json_doc_dispose(&doc);
         s->step = STEP_QUERY;
-        if (start(s) != 0)
-            finish(s, NULL, 0, SB_E_INTERNAL);
+        start(s);
         return;
     }
     if (status == 404 && !s->retried) {
@@ -292,27 +243,24 @@ static void on_xfer_done(sb_xfer_t *x, CURLcode rc)
         s->retried = 1;
         s->step = STEP_RESOLVE;
         sb_json_doc_dispose(&doc);
-        if (start(s) != 0)
-            finish(s, NULL, 0, SB_E_INTERNAL);
+        start(s);
         return;
     }
     sb_passage_t rows[SB_RAG_MAX_ROWS];
-    long n = root != NULL ? rows_from(root, rows) : -1;
-    sb_buf_t resp = s->resp; /* the rows point into it: it outlives the search */
-    sb_buf_init(&s->resp, 0);
+    long n = root != NULL ? rows_from(root, rows) : -1; /* the rows point into body, which lives until this returns */
     finish(s, rows, n > 0 ? (size_t)n : 0, n >= 0 ? SB_OK : error_for(CURLE_OK, status));
     sb_json_doc_dispose(&doc);
-    sb_buf_dispose(&resp);
 }
 
 /* {"query_embeddings": [[...]], "n_results": k, "include": [...]}, built once: a retry sends the same body. */
-static char *query_body(const float *vec, size_t dim, unsigned k)
+static char *query_body(const float *vec, size_t dim, unsigned k, size_t *len)
 {
     sb_buf_t b;
     sb_buf_init(&b, MAX_BODY);
     sb_buf_appendz(&b, "{\"query_embeddings\":[");
     sb_json_append_floats(&b, vec, dim);
     sb_buf_appendf(&b, "],\"n_results\":%u,\"include\":[\"documents\",\"metadatas\",\"distances\"]}", k);
+    *len = b.len;
     return b.base;
 }
 
@@ -320,46 +268,164 @@ static sb_rag_search_t *search(const sb_rag_env_t *env, const char *question, co
                                sb_rag_rows_cb done, void *data)
 {
     (void)question;
-    struct search *s = calloc(1, sizeof(*s));
-    if (s == NULL)
-        abort();
+    struct search *s = sb_alloc(sizeof(*s));
+    memset(s, 0, sizeof(*s));
     s->super.backend = &sb_rag_chroma;
     s->config = env->config;
     s->curlm = env->curlm;
     s->done = done;
     s->data = data;
-    s->xfer.on_done = on_xfer_done;
-    sb_buf_init(&s->resp, MAX_RESPONSE);
-    s->headers = curl_slist_append(NULL, "Content-Type: application/json");
-    if (env->config->chroma_api_key != NULL) {
-        char h[1024];
-        snprintf(h, sizeof(h), "x-chroma-token: %s", env->config->chroma_api_key);
-        s->headers = curl_slist_append(s->headers, h);
-        sodium_memzero(h, sizeof(h));
-    }
     if (vec == NULL || dim == 0 || env->curlm == NULL) {
         fail_later(s, env->loop, SB_E_INTERNAL);
         return &s->super;
     }
-    s->body = query_body(vec, dim, k);
+    s->body = query_body(vec, dim, k, &s->body_len);
     s->step = cache.config == env->config && cache.id[0] != '\0' ? STEP_QUERY : STEP_RESOLVE;
-    if (start(s) != 0)
-        fail_later(s, env->loop, SB_E_INTERNAL);
+    start(s);
     return &s->super;
 }
 
 static void cancel(sb_rag_search_t *base)
 {
     struct search *s = H2O_STRUCT_FROM_MEMBER(struct search, super, base);
-    s->cancelled = 1;
-    if (s->defer != NULL) {
+    if (s->defer != NULL)
         uv_close((uv_handle_t *)s->defer, on_defer_closed);
-        free_search(s);
-    } else if (s->running) {
-        sb_curlm_cancel(&s->xfer); /* on_xfer_done frees the search, maybe before this returns */
-    } else {
-        free_search(s);
-    }
+    if (s->http != NULL)
+        sb_fetch_cancel(s->http);
+    free_search(s);
 }
 
 const sb_rag_backend_t sb_rag_chroma = {"chroma", 1, check, search, cancel};
+
+/* --- administration, for switchboard-ingest ------------------------------------------------------------ */
+
+/*
+ * Finds the collection, creating it (cosine space, which the scores above
+ * assume) unless this is a dry run. In a dry run a missing collection is left
+ * missing: everything would be new.
+ */
+static int admin_open(sb_store_t *s)
+{
+    const sb_config_t *c = s->config;
+    if (c->chroma_api_key != NULL)
+        sb_store_add_header(s, "x-chroma-token", c->chroma_api_key);
+    sb_buf_t base;
+    sb_store_join(&base, c->chroma_url, "api/v2/tenants/");
+    base.len--; /* the NUL */
+    sb_fetch_append_escaped(&base, c->chroma_tenant);
+    sb_buf_appendz(&base, "/databases/");
+    sb_fetch_append_escaped(&base, c->chroma_database);
+    sb_buf_appendz(&base, "/collections");
+    sb_buf_t url;
+    sb_buf_init(&url, (size_t)-1);
+    sb_buf_append(&url, base.base, base.len);
+    json_t *coll;
+    long status;
+    if (s->dry_run) {
+        sb_buf_appendz(&url, "/");
+        sb_fetch_append_escaped(&url, c->chroma_collection);
+        coll = sb_store_json("finding the Chroma collection", NULL, url.base, s->headers, NULL, 404, &status, "CHROMA_URL",
+                             "CHROMA_API_KEY");
+        if (coll == NULL && status == 404) {
+            s->missing = 1;
+            sb_buf_dispose(&url);
+            sb_buf_dispose(&base);
+            return 0;
+        }
+    } else {
+        json_t *body =
+            json_pack("{s:s, s:b, s:{s:s}}", "name", c->chroma_collection, "get_or_create", 1, "metadata", "hnsw:space", "cosine");
+        coll = sb_store_json("creating the Chroma collection", NULL, url.base, s->headers, body, 0, &status, "CHROMA_URL",
+                             "CHROMA_API_KEY");
+    }
+    sb_buf_dispose(&url);
+    const char *id = json_string_value(json_object_get(coll, "id"));
+    if (coll != NULL && id == NULL)
+        sb_store_say("Chroma's answer about collection %s (CHROMA_COLLECTION) has no id", c->chroma_collection);
+    if (id != NULL) {
+        sb_buf_appendz(&base, "/");
+        sb_fetch_append_escaped(&base, id);
+        s->url = sb_strndup(base.base, base.len);
+    }
+    json_decref(coll);
+    sb_buf_dispose(&base);
+    return id != NULL ? 0 : -1;
+}
+
+/* A point's id is the passage's content hash. */
+static void admin_point_id(const char *source, const char *hash, char *out, size_t cap)
+{
+    (void)source;
+    snprintf(out, cap, "%s", hash);
+}
+
+static json_t *admin_source_ids(sb_store_t *s, const char *source)
+{
+    if (s->missing)
+        return json_array();
+    json_t *res =
+        sb_store_call(s, source, NULL, "/get", json_pack("{s:{s:s}, s:[]}", "where", "source", source, "include"), 0, NULL);
+    json_t *ids = json_object_get(res, "ids");
+    if (res != NULL && !json_is_array(ids))
+        sb_store_bad_shape(s, source, "/get", "an \"ids\" list");
+    ids = json_is_array(ids) ? json_incref(ids) : NULL;
+    json_decref(res);
+    return ids;
+}
+
+static json_t *admin_written(sb_store_t *s, const char *const *current, size_t ncurrent)
+{
+    (void)current, (void)ncurrent;
+    json_t *out = json_array(), *v;
+    if (s->missing)
+        return out;
+    json_t *res = sb_store_call(s, "--sync", NULL, "/get", json_pack("{s:[s]}", "include", "metadatas"), 0, NULL);
+    if (res == NULL) {
+        json_decref(out);
+        return NULL;
+    }
+    json_t *ids = json_object_get(res, "ids"), *metas = json_object_get(res, "metadatas");
+    size_t i;
+    json_array_foreach(ids, i, v)
+    {
+        const char *src = json_string_value(json_object_get(json_array_get(metas, i), "source"));
+        if (src != NULL) /* else not written by switchboard-ingest */
+            json_array_append_new(out, json_pack("{s:O, s:s}", "id", v, "source", src));
+    }
+    json_decref(res);
+    return out;
+}
+
+static int admin_upsert(sb_store_t *s, const sb_store_point_t *points, size_t n)
+{
+    json_t *ids = json_array(), *docs = json_array(), *metas = json_array(), *vecs = json_array();
+    for (size_t i = 0; i < n; ++i) {
+        json_array_append_new(ids, json_string(points[i].chunk->sid));
+        json_array_append_new(docs, json_string(points[i].chunk->content));
+        json_array_append_new(metas, sb_store_meta(points[i].doc, points[i].chunk));
+        json_array_append(vecs, points[i].vector);
+    }
+    json_t *res = sb_store_call(
+        s, points[0].doc->source, NULL, "/upsert",
+        json_pack("{s:o, s:o, s:o, s:o}", "ids", ids, "embeddings", vecs, "documents", docs, "metadatas", metas), 0, NULL);
+    json_decref(res);
+    return res != NULL ? 0 : -1;
+}
+
+static int admin_remove(sb_store_t *s, json_t *ids)
+{
+    json_t *res = sb_store_call(s, "deleting", NULL, "/delete", json_pack("{s:O}", "ids", ids), 0, NULL);
+    json_decref(res);
+    return res != NULL ? 0 : -1;
+}
+
+const sb_store_admin_t sb_store_chroma = {
+    .url_setting = "CHROMA_URL",     /* url_setting */
+    .key_setting = "CHROMA_API_KEY", /* key_setting */
+    .open = admin_open,              /* open */
+    .point_id = admin_point_id,      /* point_id */
+    .source_ids = admin_source_ids,  /* source_ids */
+    .written = admin_written,        /* written */
+    .upsert = admin_upsert,          /* upsert */
+    .remove = admin_remove,          /* remove */
+};

@@ -6,15 +6,21 @@
  * stores no document name, only {text, timestamp} under a UUID, so the match's
  * id stands in when metadata.source is absent. Scores are used as Pinecone
  * gives them, which for the cosine and dotproduct metrics means higher is closer.
+ * Below the search, the index's administration for switchboard-ingest.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <h2o/memory.h>
+#include <h2o/string_.h>
 #include <jansson.h>
+#include <sodium.h>
 
 #include "backend.h"
 #include "embed.h"
+#include "store.h"
+#include "sb/alloc.h"
 #include "sb/buf.h"
 #include "sb/json.h"
 
@@ -146,3 +152,226 @@ static sb_rag_search_t *search(const sb_rag_env_t *env, const char *question, co
 }
 
 const sb_rag_backend_t sb_rag_pinecone = {"pinecone", 1, check, search, sb_rag_store_cancel};
+
+/* --- administration, for switchboard-ingest ------------------------------------------------------------ */
+
+#define FETCH_BATCH 50 /* ids per fetch: they go in the URL */
+
+/* {PINECONE_HOST} (https:// unless it names its scheme, as the search does), and the two headers. */
+static int admin_open(sb_store_t *s)
+{
+    const sb_config_t *c = s->config;
+    const char *host = c->pinecone_host;
+    size_t n = strlen(host);
+    while (n > 0 && host[n - 1] == '/')
+        --n;
+    sb_buf_t b;
+    sb_buf_init(&b, (size_t)-1);
+    if (strncmp(host, "http://", 7) != 0 && strncmp(host, "https://", 8) != 0)
+        sb_buf_appendz(&b, "https://");
+    sb_buf_append(&b, host, n);
+    s->url = b.base;
+    sb_store_add_header(s, "Api-Key", c->pinecone_api_key);
+    sb_store_add_header(s, "X-Pinecone-Api-Version", c->pinecone_api_version);
+    return 0;
+}
+
+/* A hash of the source: the prefix of its points' ids, so that one listing by prefix finds a source's ids. */
+static void source_prefix(const char *source, char out[33])
+{
+    unsigned char h[16];
+    crypto_generichash(h, sizeof(h), (const unsigned char *)source, strlen(source), NULL, 0);
+    sodium_bin2hex(out, 33, h, sizeof(h));
+}
+
+/* A point's id: "<hash of the source>#<content hash>". */
+static void admin_point_id(const char *source, const char *hash, char *out, size_t cap)
+{
+    char prefix[33];
+    source_prefix(source, prefix);
+    snprintf(out, cap, "%s#%s", prefix, hash);
+}
+
+/* Is `id` one switchboard-ingest writes: 32 hex digits, '#', 64 hex digits? */
+static int ours(const char *id)
+{
+    size_t n = strlen(id);
+    if (n != 32 + 1 + 64 || id[32] != '#')
+        return 0;
+    for (size_t i = 0; i < n; ++i)
+        if (i != 32 && !((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+/* The ids in the namespace that start with `prefix` (NULL: all of them), following the pagination. NULL after saying why. */
+static json_t *list_ids(sb_store_t *s, const char *what, const char *prefix)
+{
+    json_t *ids = json_array();
+    char *token = NULL;
+    for (;;) {
+        const char *params[] = {"prefix", prefix, "namespace", s->config->pinecone_namespace, "paginationToken", token, NULL};
+        sb_buf_t url;
+        sb_store_url(s, &url, "/vectors/list", params);
+        long status;
+        json_t *res = sb_store_json(what, NULL, url.base, s->headers, NULL, 0, &status, "PINECONE_HOST", "PINECONE_API_KEY");
+        sb_buf_dispose(&url);
+        json_t *vectors = json_object_get(res, "vectors"), *v;
+        if (!json_is_array(vectors)) {
+            if (res != NULL)
+                sb_store_bad_shape(s, what, "/vectors/list", "a \"vectors\" list");
+            json_decref(res);
+            json_decref(ids);
+            free(token);
+            return NULL;
+        }
+        size_t i;
+        json_array_foreach(vectors, i, v)
+        {
+            const char *id = json_string_value(json_object_get(v, "id"));
+            if (id != NULL)
+                json_array_append_new(ids, json_string(id));
+        }
+        const char *next = json_string_value(json_object_get(json_object_get(res, "pagination"), "next"));
+        int more = next != NULL && next[0] != '\0' && (token == NULL || strcmp(next, token) != 0);
+        free(token);
+        token = more ? sb_strdup(next) : NULL;
+        json_decref(res);
+        if (!more)
+            return ids;
+    }
+}
+
+static json_t *admin_source_ids(sb_store_t *s, const char *source)
+{
+    char prefix[34];
+    source_prefix(source, prefix);
+    prefix[32] = '#';
+    prefix[33] = '\0';
+    return list_ids(s, source, prefix);
+}
+
+/*
+ * The ids of sources that no longer exist, as {"id","source"} pairs. The
+ * listing gives ids only; a source's ids share the prefix of its hash, so
+ * they are grouped by prefix, the groups of current sources dropped, and one
+ * id of each remaining group fetched to name its source.
+ */
+static json_t *admin_written(sb_store_t *s, const char *const *current, size_t ncurrent)
+{
+    json_t *ids = list_ids(s, "--sync", NULL), *v;
+    if (ids == NULL)
+        return NULL;
+    json_t *out = json_array();
+    json_t *groups = json_object(); /* prefix → [ids] */
+    size_t i;
+    json_array_foreach(ids, i, v)
+    {
+        const char *id = json_string_value(v);
+        if (!ours(id))
+            continue; /* not written by switchboard-ingest */
+        char prefix[33];
+        snprintf(prefix, sizeof(prefix), "%.32s", id);
+        json_t *g = json_object_get(groups, prefix);
+        if (g == NULL)
+            json_object_set_new(groups, prefix, g = json_array());
+        json_array_append(g, v);
+    }
+    for (size_t j = 0; j < ncurrent; ++j) {
+        char prefix[33];
+        source_prefix(current[j], prefix);
+        json_object_del(groups, prefix);
+    }
+    const char *ns = s->config->pinecone_namespace;
+    int rc = 0;
+    void *it = json_object_iter(groups);
+    while (it != NULL && rc == 0) {
+        /* up to FETCH_BATCH groups per fetch: GET /vectors/fetch?ids=a&ids=b&namespace=... */
+        void *first = it;
+        sb_buf_t url;
+        sb_store_url(s, &url, "/vectors/fetch", NULL);
+        --url.len; /* the NUL */
+        char sep = '?';
+        for (size_t k = 0; it != NULL && k < FETCH_BATCH; ++k, it = json_object_iter_next(groups, it)) {
+            sb_buf_appendf(&url, "%cids=", sep);
+            sep = '&';
+            sb_fetch_append_escaped(&url, json_string_value(json_array_get(json_object_iter_value(it), 0)));
+        }
+        if (ns != NULL) {
+            sb_buf_appendz(&url, "&namespace=");
+            sb_fetch_append_escaped(&url, ns);
+        }
+        long status;
+        json_t *res = sb_store_json("--sync", NULL, url.base, s->headers, NULL, 0, &status, "PINECONE_HOST", "PINECONE_API_KEY");
+        sb_buf_dispose(&url);
+        json_t *vectors = json_object_get(res, "vectors");
+        if (res != NULL && !json_is_object(vectors))
+            sb_store_bad_shape(s, "--sync", "/vectors/fetch", "a \"vectors\" object");
+        if (!json_is_object(vectors)) {
+            rc = -1;
+        } else {
+            for (void *g = first; g != it; g = json_object_iter_next(groups, g)) {
+                json_t *members = json_object_iter_value(g);
+                const char *id = json_string_value(json_array_get(members, 0));
+                const char *src =
+                    json_string_value(json_object_get(json_object_get(json_object_get(vectors, id), "metadata"), "source"));
+                sb_buf_t name;
+                sb_buf_init(&name, (size_t)-1);
+                if (src != NULL)
+                    sb_buf_appendz(&name, src);
+                else /* written by switchboard-ingest, but its metadata is gone: named by its ids */
+                    sb_buf_appendf(&name, "(ids %s#...)", json_object_iter_key(g));
+                json_array_foreach(members, i, v)
+                {
+                    json_array_append_new(out, json_pack("{s:O, s:s}", "id", v, "source", name.base));
+                }
+                sb_buf_dispose(&name);
+            }
+        }
+        json_decref(res);
+    }
+    json_decref(groups);
+    json_decref(ids);
+    if (rc != 0) {
+        json_decref(out);
+        return NULL;
+    }
+    return out;
+}
+
+static int admin_upsert(sb_store_t *s, const sb_store_point_t *points, size_t n)
+{
+    json_t *vectors = json_array();
+    for (size_t i = 0; i < n; ++i)
+        json_array_append_new(vectors, json_pack("{s:s, s:O, s:o}", "id", points[i].chunk->sid, "values", points[i].vector,
+                                                 "metadata", sb_store_meta(points[i].doc, points[i].chunk)));
+    json_t *body = json_pack("{s:o}", "vectors", vectors);
+    if (s->config->pinecone_namespace != NULL)
+        json_object_set_new(body, "namespace", json_string(s->config->pinecone_namespace));
+    json_t *res = sb_store_call(s, points[0].doc->source, NULL, "/vectors/upsert", body, 0, NULL);
+    json_decref(res);
+    return res != NULL ? 0 : -1;
+}
+
+static int admin_remove(sb_store_t *s, json_t *ids)
+{
+    json_t *body = json_pack("{s:O}", "ids", ids);
+    if (s->config->pinecone_namespace != NULL)
+        json_object_set_new(body, "namespace", json_string(s->config->pinecone_namespace));
+    json_t *res = sb_store_call(s, "deleting", NULL, "/vectors/delete", body, 0, NULL);
+    json_decref(res);
+    return res != NULL ? 0 : -1;
+}
+
+_Static_assert(SB_STORE_BATCH <= 100, "Pinecone takes at most 100 vectors per upsert");
+
+const sb_store_admin_t sb_store_pinecone = {
+    .url_setting = "PINECONE_HOST",    /* url_setting */
+    .key_setting = "PINECONE_API_KEY", /* key_setting */
+    .open = admin_open,                /* open */
+    .point_id = admin_point_id,        /* point_id */
+    .source_ids = admin_source_ids,    /* source_ids */
+    .written = admin_written,          /* written */
+    .upsert = admin_upsert,            /* upsert */
+    .remove = admin_remove,            /* remove */
+};

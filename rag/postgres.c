@@ -11,6 +11,7 @@
 
 #include "backend.h"
 #include "pg_search.h"
+#include "sb/alloc.h"
 #include "sb/json.h"
 
 struct search {
@@ -59,8 +60,7 @@ static void on_result(void *data, const PGresult *res, sb_error_t err, const cha
     if (err == SB_OK && PQntuples(res) == 1) {
         size_t len = (size_t)PQgetlength(res, 0, 0);
         /* a copy: the reader decodes strings in place, and libpq's result is not ours to change */
-        if ((json = malloc(len + 1)) == NULL)
-            abort();
+        json = sb_alloc(len + 1);
         memcpy(json, PQgetvalue(res, 0, 0), len);
         n = rows_from(json, len, &doc, rows);
     }
@@ -72,9 +72,7 @@ static void on_result(void *data, const PGresult *res, sb_error_t err, const cha
 static sb_rag_search_t *search(const sb_rag_env_t *env, const char *question, const float *vec, size_t dim, unsigned k,
                                sb_rag_rows_cb done, void *data)
 {
-    struct search *s = calloc(1, sizeof(*s));
-    if (s == NULL)
-        abort();
+    struct search *s = sb_calloc(1, sizeof(*s));
     s->super.backend = &sb_rag_postgres;
     s->done = done;
     s->data = data;

@@ -10,6 +10,7 @@
 
 #include "backend.h"
 #include "embed.h"
+#include "sb/alloc.h"
 #include "sb/buf.h"
 #include "sb/json.h"
 #include "sb/log.h"
@@ -87,9 +88,7 @@ static int load_fallback(const sb_config_t *c, char *err, size_t errlen)
         return -1;
     }
     size_t cap = c->rag_max_context_chars;
-    fallback_text = calloc(1, cap + 2);
-    if (fallback_text == NULL)
-        abort();
+    fallback_text = sb_calloc(1, cap + 2);
     size_t len = fread(fallback_text, 1, cap + 1, fp);
     fclose(fp);
     if (len > cap || len == 0) {
@@ -205,9 +204,8 @@ int sb_rag_enabled(const sb_config_t *c)
 sb_rag_query_t *sb_rag_start(const sb_config_t *c, sb_pgpool_t *pg, sb_curlm_t *curlm, uv_loop_t *loop, const char *question,
                              sb_rag_done_cb done, void *data)
 {
-    sb_rag_query_t *q = calloc(1, sizeof(*q));
-    if (q == NULL || (q->timer = malloc(sizeof(*q->timer))) == NULL)
-        abort();
+    sb_rag_query_t *q = sb_calloc(1, sizeof(*q));
+    q->timer = sb_alloc(sizeof(*q->timer));
     q->config = c;
     q->done = done;
     q->data = data;
@@ -217,9 +215,7 @@ sb_rag_query_t *sb_rag_start(const sb_config_t *c, sb_pgpool_t *pg, sb_curlm_t *
     uv_timer_start(q->timer, on_budget, c->rag_timeout_ms, 0);
     q->backend = backend_for(c);
     q->env = (sb_rag_env_t){c, loop, pg, curlm};
-    q->question = strdup(question);
-    if (q->question == NULL)
-        abort();
+    q->question = sb_strdup(question);
     if (q->backend->needs_embedding)
         q->embed = sb_embed_start(c, curlm, question, on_embedded, q);
     else

@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "auth.h"
+#include "sb/alloc.h"
 
 #define MAX_TOKEN 4096
 
@@ -22,7 +23,7 @@ void sb_auth_init(const sb_config_t *config)
     allow_anyone = ndigests == 0 && config->allow_unauthenticated;
     digests = sodium_malloc(ndigests ? ndigests * sizeof(*digests) : 1);
     if (digests == NULL)
-        abort();
+        h2o_fatal("sodium_malloc failed");
     for (size_t i = 0; i < ndigests; ++i)
         crypto_generichash(digests[i], sizeof(digests[i]), (const unsigned char *)config->api_keys[i], strlen(config->api_keys[i]),
                            NULL, 0);

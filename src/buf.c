@@ -9,17 +9,8 @@
 #include <string.h>
 
 #include "jsonlex.h"
+#include "sb/alloc.h"
 #include "sb/buf.h"
-
-static void *xrealloc(void *p, size_t n)
-{
-    void *q = realloc(p, n);
-    if (q == NULL) {
-        fputs("switchboard: out of memory\n", stderr);
-        abort();
-    }
-    return q;
-}
 
 /* Makes room for `extra` more bytes, or returns -1 when the ceiling forbids it. */
 static int reserve(sb_buf_t *b, size_t extra)
@@ -34,7 +25,7 @@ static int reserve(sb_buf_t *b, size_t extra)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;
     if (cap > b->max)
         cap = b->max;
-    b->base = xrealloc(b->base, cap + 1); /* +1 keeps room for a terminating NUL */
+    b->base = sb_realloc(b->base, cap + 1); /* +1 keeps room for a terminating NUL */
     b->cap = cap;
     return 0;
 }

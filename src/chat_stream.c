@@ -12,6 +12,7 @@
 
 #include "chat_sinks.h"
 #include "respond.h"
+#include "sb/alloc.h"
 #include "sb/buf.h"
 
 struct stream {
@@ -138,7 +139,7 @@ static void start(struct stream *s)
     s->out->t_first = uv_hrtime();
     s->last_write = uv_now(s->out->loop);
     if (s->out->config->keepalive_ms > 0) {
-        s->keepalive = h2o_mem_alloc(sizeof(*s->keepalive));
+        s->keepalive = sb_alloc(sizeof(*s->keepalive));
         uv_timer_init(s->out->loop, s->keepalive);
         s->keepalive->data = s;
         uv_timer_start(s->keepalive, on_keepalive, s->out->config->keepalive_ms, 0);

@@ -13,6 +13,7 @@
 
 #include <sodium.h>
 
+#include "sb/alloc.h"
 #include "sb/config.h"
 
 enum kind { K_STR, K_UINT, K_SIZE, K_BOOL };
@@ -137,14 +138,6 @@ const sb_setting_info_t *sb_config_settings(size_t *count)
     return rows;
 }
 
-static char *xstrdup(const char *s)
-{
-    char *p = strdup(s);
-    if (p == NULL)
-        abort();
-    return p;
-}
-
 static int parse_bool(const char *v, int *out)
 {
     static const char *const yes[] = {"1", "true", "yes", "on"}, *const no[] = {"0", "false", "no", "off"};
@@ -176,7 +169,7 @@ static int apply(sb_config_t *c, const struct setting *s, const char *v, char *e
     unsigned long long n;
     switch (s->kind) {
     case K_STR:
-        *(char **)field = xstrdup(v);
+        *(char **)field = sb_strdup(v);
         return 0;
     case K_BOOL:
         if (parse_bool(v, (int *)field) == 0)
@@ -203,7 +196,7 @@ static int split_keys(sb_config_t *c, char *err, size_t errlen)
 {
     const char *p = c->api_keys_csv;
     size_t n = 0, cap = 4;
-    c->api_keys = calloc(cap + 1, sizeof(char *));
+    c->api_keys = sb_calloc(cap + 1, sizeof(char *));
     while (p != NULL && *p != '\0') {
         const char *comma = strchr(p, ',');
         const char *end = comma ? comma : p + strlen(p);
@@ -218,9 +211,7 @@ static int split_keys(sb_config_t *c, char *err, size_t errlen)
                 return -1;
             }
             if (n == cap)
-                c->api_keys = realloc(c->api_keys, ((cap *= 2) + 1) * sizeof(char *));
-            if (c->api_keys == NULL)
-                abort();
+                c->api_keys = sb_realloc(c->api_keys, ((cap *= 2) + 1) * sizeof(char *));
             c->api_keys[n++] = strndup(p, (size_t)(e - p));
             c->api_keys[n] = NULL;
         }
@@ -250,7 +241,7 @@ int sb_config_load(sb_config_t *c, char *err, size_t errlen)
     /* A keyless local provider (Ollama, llama.cpp) needs only LLM_BASE_URL; with neither, the sandbox answers. */
     c->sandbox = c->llm_base_url == NULL && c->llm_api_key == NULL;
     if (c->llm_base_url == NULL)
-        c->llm_base_url = xstrdup("https://api.openai.com/v1");
+        c->llm_base_url = sb_strdup("https://api.openai.com/v1");
     size_t ulen = strlen(c->llm_base_url);
     while (ulen > 0 && c->llm_base_url[ulen - 1] == '/')
         c->llm_base_url[--ulen] = '\0';

@@ -6,6 +6,7 @@
  */
 #include <stdlib.h>
 
+#include "sb/alloc.h"
 #include "sb/curl_uv.h"
 #include "sb/log.h"
 
@@ -23,14 +24,6 @@ struct sock_ctx {
     curl_socket_t fd;
     sb_curlm_t *m;
 };
-
-static void *xcalloc(size_t n, size_t sz)
-{
-    void *p = calloc(n, sz);
-    if (p == NULL)
-        abort();
-    return p;
-}
 
 static void finish(sb_xfer_t *x, CURLcode result)
 {
@@ -115,7 +108,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
         return 0;
     }
     if (s == NULL) {
-        s = xcalloc(1, sizeof(*s));
+        s = sb_calloc(1, sizeof(*s));
         s->fd = fd;
         s->m = m;
         if (uv_poll_init_socket(m->loop, &s->poll, fd) != 0) {
@@ -135,12 +128,12 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
 
 sb_curlm_t *sb_curlm_create(uv_loop_t *loop, long max_host_connections)
 {
-    sb_curlm_t *m = xcalloc(1, sizeof(*m));
+    sb_curlm_t *m = sb_calloc(1, sizeof(*m));
     m->loop = loop;
     m->multi = curl_multi_init();
     if (m->multi == NULL)
-        abort();
-    m->timer = xcalloc(1, sizeof(*m->timer));
+        h2o_fatal("curl_multi_init failed");
+    m->timer = sb_calloc(1, sizeof(*m->timer));
     uv_timer_init(loop, m->timer);
     m->timer->data = m;
     curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);

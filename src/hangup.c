@@ -17,6 +17,7 @@
 #include <h2o/memory.h>
 
 #include "hangup.h"
+#include "sb/alloc.h"
 
 #define RECHECK_MS 3     /* a reset answers within a round trip */
 #define ASK_EVERY_MS 200 /* a half-closed caller is asked again this often */
@@ -118,7 +119,7 @@ sb_hangup_t *sb_hangup_watch(uv_loop_t *loop, int fd, int http11, const sb_hangu
     int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0); /* libuv polls a descriptor once: h2o's is taken */
     if (dup < 0)
         return NULL;
-    sb_hangup_t *w = h2o_mem_alloc(sizeof(*w));
+    sb_hangup_t *w = sb_alloc(sizeof(*w));
     *w = (sb_hangup_t){.fd = dup, .http11 = http11, .cbs = *cbs, .data = data};
     if (uv_poll_init(loop, &w->poll, dup) != 0) {
         close(dup);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "jsonlex.h"
+#include "sb/alloc.h"
 #include "sb/json.h"
 
 #define MAX_DEPTH 128
@@ -102,9 +103,7 @@ static double number_value(const char *s, size_t len)
     }
     /* strtod wants a terminated string; switchboard never changes LC_NUMERIC, so the point is '.' */
     char small[64];
-    char *copy = len < sizeof(small) ? small : malloc(len + 1);
-    if (copy == NULL)
-        abort();
+    char *copy = len < sizeof(small) ? small : sb_alloc(len + 1);
     memcpy(copy, s, len);
     copy[len] = '\0';
     double v = strtod(copy, NULL);
@@ -161,9 +160,7 @@ static long push(struct parser *ps, sb_json_kind_t kind)
         size_t cap = doc->cap ? doc->cap * 2 : 64;
         if (cap > ps->max)
             cap = ps->max;
-        doc->values = realloc(doc->values, cap * sizeof(*doc->values));
-        if (doc->values == NULL)
-            abort();
+        doc->values = sb_realloc(doc->values, cap * sizeof(*doc->values));
         doc->cap = cap;
     }
     sb_json_value_t *v = &doc->values[doc->n];

@@ -17,11 +17,12 @@
 #include "llm.h"
 #include "migrate.h"
 #include "request.h"
+#include "worker.h"
+#include "sb/alloc.h"
 #include "sb/config.h"
 #include "sb/log.h"
 #include "sb/rag.h"
 #include "sb/tools.h"
-#include "worker.h"
 
 static void usage(FILE *out)
 {
@@ -52,9 +53,7 @@ static struct curl_slist *upstream_headers(const sb_config_t *c)
     h = curl_slist_append(h, "Expect:");
     if (c->llm_api_key != NULL) {
         size_t len = strlen(c->llm_api_key) + 32;
-        char *line = malloc(len);
-        if (line == NULL)
-            abort();
+        char *line = sb_alloc(len);
         snprintf(line, len, "Authorization: Bearer %s", c->llm_api_key);
         h = curl_slist_append(h, line);
         sodium_memzero(line, len);
@@ -114,9 +113,7 @@ int main(int argc, char **argv)
     server.provider = config.sandbox ? &sb_provider_sandbox : &sb_provider_openai;
     server.upstream_headers = upstream_headers(&config);
     size_t ulen = strlen(config.llm_base_url) + sizeof("/chat/completions");
-    server.chat_url = malloc(ulen);
-    if (server.chat_url == NULL)
-        abort();
+    server.chat_url = sb_alloc(ulen);
     snprintf(server.chat_url, ulen, "%s/chat/completions", config.llm_base_url);
 
     h2o_config_init(&server.h2o);
@@ -136,9 +133,7 @@ int main(int argc, char **argv)
 
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     server.nworkers = config.workers ? config.workers : (unsigned)(cores > 0 ? cores : 1);
-    server.workers = calloc(server.nworkers, sizeof(*server.workers));
-    if (server.workers == NULL)
-        abort();
+    server.workers = sb_calloc(server.nworkers, sizeof(*server.workers));
 
     /* Workers inherit this mask: only the main thread takes the shutdown signals. */
     sigset_t sigs;

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sb/alloc.h"
 #include "sb/log.h"
 #include "sb/pgpool.h"
 
@@ -126,22 +127,6 @@ struct sb_pgpool {
     int destroying; /* sb_pgpool_destroy was called from a callback; freed when depth drops to 0 */
 };
 
-static void *xcalloc(size_t n, size_t sz)
-{
-    void *p = calloc(n, sz);
-    if (p == NULL)
-        abort();
-    return p;
-}
-
-static char *xstrdup(const char *s)
-{
-    char *p = strdup(s);
-    if (p == NULL)
-        abort();
-    return p;
-}
-
 static void list_push(struct query_list *l, sb_pgquery_t *q)
 {
     q->next = NULL;
@@ -214,7 +199,7 @@ static int statement_of(sb_pgpool_t *pool, const char *sql)
     if (pool->nstatements == MAX_STATEMENTS)
         return -1;
     struct statement *st = &pool->statements[pool->nstatements];
-    st->sql = xstrdup(sql);
+    st->sql = sb_strdup(sql);
     st->len = len;
     st->hash = h;
     return (int)pool->nstatements++;
@@ -307,7 +292,7 @@ static int conn_watch(struct conn *c, int events)
         c->poll = NULL;
     }
     if (c->poll == NULL) {
-        c->poll = xcalloc(1, sizeof(*c->poll));
+        c->poll = sb_calloc(1, sizeof(*c->poll));
         if (uv_poll_init_socket(c->pool->loop, c->poll, fd) != 0) {
             free(c->poll);
             c->poll = NULL;
@@ -390,9 +375,9 @@ static int use_addrs(sb_pgpool_t *pool, const struct addrinfo *ai)
     }
     if (n == 0)
         return 0;
-    char *addrs = xcalloc(1, len);
+    char *addrs = sb_calloc(1, len);
     size_t hlen = n * (strlen(pool->host) + 1);
-    char *hosts = xcalloc(1, hlen);
+    char *hosts = sb_calloc(1, hlen);
     for (size_t i = 0, a = 0, h = 0; i < n; ++i) {
         a += (size_t)snprintf(addrs + a, len - a, "%s%s", i > 0 ? "," : "", text[i]);
         h += (size_t)snprintf(hosts + h, hlen - h, "%s%s", i > 0 ? "," : "", pool->host);
@@ -443,7 +428,7 @@ static void resolve_later(sb_pgpool_t *pool)
 {
     if (pool->host == NULL || pool->lookup != NULL || pool->destroying)
         return;
-    struct lookup *l = xcalloc(1, sizeof(*l));
+    struct lookup *l = sb_calloc(1, sizeof(*l));
     l->pool = pool;
     l->req.data = l;
     int rc = uv_getaddrinfo(pool->loop, &l->req, on_resolved, pool->host, NULL, &lookup_hints);
@@ -522,7 +507,7 @@ static void conn_open(sb_pgpool_t *pool)
     unsigned slot = 0;
     while (pool->conns[slot] != NULL)
         ++slot;
-    struct conn *c = xcalloc(1, sizeof(*c));
+    struct conn *c = sb_calloc(1, sizeof(*c));
     c->pool = pool;
     c->slot = slot;
     c->fd = -1;
@@ -533,14 +518,14 @@ static void conn_open(sb_pgpool_t *pool)
     /* Starts a non-blocking connect. A host name comes with its addresses as hostaddr, so libpq does no lookup of its own. */
     c->pg = PQconnectStartParams(pool->keys, pool->vals, 1);
     if (c->pg == NULL)
-        abort();
+        h2o_fatal("PQconnectStartParams: out of memory");
     if (PQstatus(c->pg) == CONNECTION_BAD) {
         connect_failed(c, NULL);
         return;
     }
     PQsetNoticeReceiver(c->pg, on_notice, NULL);
     if (pool->config.connect_timeout_ms > 0) {
-        c->connect_timer = xcalloc(1, sizeof(*c->connect_timer));
+        c->connect_timer = sb_calloc(1, sizeof(*c->connect_timer));
         uv_timer_init(pool->loop, c->connect_timer);
         c->connect_timer->data = c;
         uv_timer_start(c->connect_timer, on_connect_timeout, pool->config.connect_timeout_ms, 0);
@@ -899,7 +884,7 @@ static void on_expiry(uv_timer_t *timer)
 
 static uv_timer_t *new_timer(sb_pgpool_t *pool)
 {
-    uv_timer_t *t = xcalloc(1, sizeof(*t));
+    uv_timer_t *t = sb_calloc(1, sizeof(*t));
     uv_timer_init(pool->loop, t);
     t->data = pool;
     return t;
@@ -971,21 +956,21 @@ static char *host_to_resolve(const PQconninfoOption *opts)
     char *name = NULL;
     if ((hostaddr == NULL || *hostaddr == '\0') && host != NULL && *host != '\0' && *host != '/' && *host != '@' &&
         strchr(host, ',') == NULL && inet_pton(AF_INET, host, buf) != 1 && inet_pton(AF_INET6, host, buf) != 1)
-        name = xstrdup(host);
+        name = sb_strdup(host);
     PQconninfoFree(defaults);
     return name;
 }
 
 sb_pgpool_t *sb_pgpool_create(uv_loop_t *loop, const sb_pgpool_config_t *config)
 {
-    sb_pgpool_t *pool = xcalloc(1, sizeof(*pool));
+    sb_pgpool_t *pool = sb_calloc(1, sizeof(*pool));
     pool->loop = loop;
     pool->config = *config;
     if (pool->config.conninfo == NULL)
         pool->config.conninfo = "";
     if (pool->config.size == 0)
         pool->config.size = 1;
-    pool->conns = xcalloc(pool->config.size, sizeof(*pool->conns));
+    pool->conns = sb_calloc(pool->config.size, sizeof(*pool->conns));
     pool->healthy = 1; /* until an attempt says otherwise */
     pool->rng = (uv_hrtime() ^ (uint64_t)(uintptr_t)pool) | 1;
     pool->kick = new_timer(pool);
@@ -1010,7 +995,7 @@ sb_pgpool_t *sb_pgpool_create(uv_loop_t *loop, const sb_pgpool_config_t *config)
         if (prior == NULL)
             prior = "";
         size_t len = strlen(prior) + 48;
-        pool->options = xcalloc(1, len);
+        pool->options = sb_calloc(1, len);
         snprintf(pool->options, len, "%s%s-c statement_timeout=%u", prior, *prior ? " " : "", pool->config.statement_timeout_ms);
         pool->keys[k] = "options";
         pool->vals[k++] = pool->options;
@@ -1051,17 +1036,17 @@ void sb_pgpool_destroy(sb_pgpool_t *pool)
 sb_pgquery_t *sb_pgpool_query(sb_pgpool_t *pool, const char *sql, int nparams, const char *const *values, sb_pgquery_cb cb,
                               void *data)
 {
-    sb_pgquery_t *q = xcalloc(1, sizeof(*q));
+    sb_pgquery_t *q = sb_calloc(1, sizeof(*q));
     q->pool = pool;
     q->cb = cb;
     q->data = data;
     q->stmt = statement_of(pool, sql);
-    q->sql = q->stmt < 0 ? xstrdup(sql) : NULL;
+    q->sql = q->stmt < 0 ? sb_strdup(sql) : NULL;
     q->nparams = nparams;
     if (nparams > 0) {
-        q->values = xcalloc((size_t)nparams, sizeof(*q->values));
+        q->values = sb_calloc((size_t)nparams, sizeof(*q->values));
         for (int i = 0; i < nparams; ++i)
-            q->values[i] = values[i] != NULL ? xstrdup(values[i]) : NULL;
+            q->values[i] = values[i] != NULL ? sb_strdup(values[i]) : NULL;
     }
     if (pool->config.max_queue > 0 && pool->queue.n >= pool->config.max_queue) {
         query_finish(q, NULL, SB_E_DB_UNAVAILABLE, "");

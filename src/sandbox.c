@@ -12,6 +12,7 @@
 #include <h2o/memory.h>
 
 #include "llm.h"
+#include "sb/alloc.h"
 #include "sb/buf.h"
 
 #define SANDBOX_MODEL "switchboard-sandbox"
@@ -247,18 +248,14 @@ static void on_tick(uv_timer_t *t)
 
 static sb_llm_call_t *start(const sb_llm_env_t *env, const sb_chat_request_t *req, sb_llm_sink_t *sink)
 {
-    struct call *c = calloc(1, sizeof(*c));
-    if (c == NULL)
-        abort();
+    struct call *c = sb_calloc(1, sizeof(*c));
     c->super.provider = &sb_provider_sandbox;
     c->sink = sink;
     c->pace_ms = env->config->sandbox_word_ms;
     sb_buf_init(&c->text, 8192);
     sb_buf_init(&c->arguments, 1024);
     plan(c, req);
-    c->timer = malloc(sizeof(*c->timer));
-    if (c->timer == NULL)
-        abort();
+    c->timer = sb_alloc(sizeof(*c->timer));
     uv_timer_init(env->loop, c->timer);
     c->timer->data = c;
     /* The first word goes out at once: time to first token is what the caller hears. */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sb/alloc.h"
 #include "sb/sse.h"
 
 static const char bom[3] = {'\xEF', '\xBB', '\xBF'};
@@ -33,9 +34,7 @@ static void grow(char **buf, size_t *cap, size_t need, size_t max)
         c = c > SIZE_MAX / 2 ? need : c * 2;
     if (c > max)
         c = max;
-    char *p = realloc(*buf, c);
-    if (p == NULL)
-        abort();
+    char *p = sb_realloc(*buf, c);
     *buf = p;
     *cap = c;
 }

@@ -12,6 +12,7 @@
 
 #include <h2o/memory.h>
 
+#include "sb/alloc.h"
 #include "sb/buf.h"
 #include "sb/log.h"
 #include "sb/rag.h"
@@ -89,7 +90,7 @@ static void close_timer(uv_timer_t **timer)
 
 static uv_timer_t *new_timer(sb_turn_t *t)
 {
-    uv_timer_t *timer = h2o_mem_alloc(sizeof(*timer));
+    uv_timer_t *timer = sb_alloc(sizeof(*timer));
     uv_timer_init(t->env.loop, timer);
     timer->data = t;
     return timer;
@@ -153,7 +154,7 @@ static struct call *call_for(sb_turn_t *t, long index)
     if (t->ncalls == t->calls_cap) {
         /* nothing points into the array until the round's calls run, so it may move while they are gathered */
         t->calls_cap = t->calls_cap ? t->calls_cap * 2 : 4;
-        t->calls = h2o_mem_realloc(t->calls, t->calls_cap * sizeof(*t->calls));
+        t->calls = sb_realloc(t->calls, t->calls_cap * sizeof(*t->calls));
     }
     struct call *c = &t->calls[t->ncalls++];
     size_t max = t->env.config->max_upstream_bytes;
@@ -229,7 +230,7 @@ static void on_tool_done(void *data, const char *result, size_t len)
     struct call *c = data;
     sb_turn_t *t = c->turn;
     c->running = NULL;
-    c->result = h2o_mem_alloc(len + 1);
+    c->result = sb_alloc(len + 1);
     memcpy(c->result, result, len);
     c->result[len] = '\0';
     c->result_len = len;
@@ -253,7 +254,7 @@ static void on_tool_done(void *data, const char *result, size_t len)
 static void run_tools(sb_turn_t *t)
 {
     const sb_config_t *cf = t->env.config;
-    sb_tool_call_text_t *texts = h2o_mem_alloc(t->ncalls * sizeof(*texts));
+    sb_tool_call_text_t *texts = sb_alloc(t->ncalls * sizeof(*texts));
     size_t n = 0;
     for (size_t i = 0; i < t->ncalls; ++i) {
         struct call *c = &t->calls[i];
@@ -284,7 +285,7 @@ static void run_tools(sb_turn_t *t)
             int len = snprintf(text, sizeof(text),
                                "{\"error\":\"not run: at most %u calls of these tools run in one round; call it again\"}",
                                cf->tool_max_calls);
-            c->result = h2o_mem_alloc((size_t)len + 1);
+            c->result = sb_alloc((size_t)len + 1);
             memcpy(c->result, text, (size_t)len + 1);
             c->result_len = (size_t)len;
             continue;
@@ -496,7 +497,7 @@ static void finish(sb_turn_t *t, sb_error_t error, const char *message, const ch
     sb_sink_call_t *calls = NULL;
     size_t ncalls = 0;
     if (error == SB_OK && t->n_client > 0) { /* the client's calls, whole, for a sink that did not relay them */
-        calls = h2o_mem_alloc(t->ncalls * sizeof(*calls));
+        calls = sb_alloc(t->ncalls * sizeof(*calls));
         for (size_t i = 0; i < t->ncalls; ++i)
             if (t->calls[i].owned != 1)
                 calls[ncalls++] =
@@ -551,7 +552,7 @@ static void on_sink_resume(void *data)
 
 sb_turn_t *sb_turn_start(const sb_turn_env_t *env, sb_chat_request_t *creq, sb_sink_t *sink, sb_sink_t *observer)
 {
-    sb_turn_t *t = h2o_mem_alloc(sizeof(*t));
+    sb_turn_t *t = sb_alloc(sizeof(*t));
     memset(t, 0, sizeof(*t));
     t->llm.on_delta = on_delta;
     t->llm.on_end = on_end;

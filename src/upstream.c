@@ -13,6 +13,7 @@
 #include <h2o/memory.h>
 
 #include "llm.h"
+#include "sb/alloc.h"
 #include "sb/buf.h"
 #include "sb/log.h"
 #include "sb/sse.h"
@@ -143,7 +144,7 @@ static int on_sse_event(void *ctx, const sb_sse_event_t *ev)
     }
     /* The SSE ceiling bounds the event, so this stays within max_event_bytes. */
     if (ev->data_len > c->scratch_cap) {
-        c->scratch = h2o_mem_realloc(c->scratch, ev->data_len);
+        c->scratch = sb_realloc(c->scratch, ev->data_len);
         c->scratch_cap = ev->data_len;
     }
     sb_delta_t d;
@@ -361,9 +362,7 @@ static void arm_timer(struct call *c)
 
 static sb_llm_call_t *start(const sb_llm_env_t *env, const sb_chat_request_t *req, sb_llm_sink_t *sink)
 {
-    struct call *c = calloc(1, sizeof(*c));
-    if (c == NULL)
-        abort();
+    struct call *c = sb_calloc(1, sizeof(*c));
     c->super.provider = &sb_provider_openai;
     c->env = env;
     c->sink = sink;
@@ -375,15 +374,13 @@ static sb_llm_call_t *start(const sb_llm_env_t *env, const sb_chat_request_t *re
     c->body_len = strlen(c->body);
     sb_buf_init(&c->errbody, MAX_ERROR_BODY);
     sb_sse_decoder_init(&c->sse, env->config->max_event_bytes);
-    c->timer = malloc(sizeof(*c->timer));
-    if (c->timer == NULL)
-        abort();
+    c->timer = sb_alloc(sizeof(*c->timer));
     uv_timer_init(env->loop, c->timer);
     c->timer->data = c;
 
     CURL *e = c->xfer.easy = curl_easy_init();
     if (e == NULL)
-        abort();
+        h2o_fatal("curl_easy_init failed");
     c->xfer.on_done = on_xfer_done;
     const sb_config_t *cf = env->config;
     curl_easy_setopt(e, CURLOPT_URL, env->chat_url);

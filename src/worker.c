@@ -15,8 +15,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "sb/log.h"
 #include "worker.h"
+#include "sb/alloc.h"
+#include "sb/log.h"
 
 #define DRAIN_POLL_MS 10
 /* After the drain deadline, how long the streams it ended have to take their last bytes before the process exits. */
@@ -116,9 +117,7 @@ static void on_linger_timeout(uv_timer_t *timer)
 
 static void linger(sb_worker_t *w, int fd)
 {
-    struct lingering *l = calloc(1, sizeof(*l));
-    if (l == NULL)
-        abort();
+    struct lingering *l = sb_calloc(1, sizeof(*l));
     l->fd = fd;
     shutdown(fd, SHUT_WR); /* FIN after the answer, which h2o has written in full */
     uv_poll_init(&w->loop, &l->poll, fd);
@@ -173,9 +172,7 @@ static void on_accept(uv_stream_t *listener, int status)
     sb_worker_t *w = listener->data;
     if (status != 0)
         return;
-    struct conn *c = malloc(sizeof(*c));
-    if (c == NULL)
-        abort();
+    struct conn *c = sb_alloc(sizeof(*c));
     c->w = w;
     c->fd = c->linger_fd = -1;
     uv_tcp_t *conn = &c->tcp;
@@ -188,7 +185,7 @@ static void on_accept(uv_stream_t *listener, int status)
     if (uv_fileno((uv_handle_t *)conn, &fd) == 0 && fd >= 0) {
         if ((size_t)fd >= w->nconns) {
             size_t n = (size_t)fd + 1 > w->nconns * 2 ? (size_t)fd + 1 : w->nconns * 2;
-            w->conns = h2o_mem_realloc(w->conns, n * sizeof(*w->conns));
+            w->conns = sb_realloc(w->conns, n * sizeof(*w->conns));
             memset(w->conns + w->nconns, 0, (n - w->nconns) * sizeof(*w->conns));
             w->nconns = n;
         }

@@ -10,9 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tools.h"
+#include "sb/alloc.h"
 #include "sb/buf.h"
 #include "sb/log.h"
-#include "tools.h"
 
 struct sb_tool_call {
     const sb_tool_t *tool;
@@ -23,7 +24,9 @@ struct sb_tool_call {
     char *key;
     void *args;
     sb_pgquery_t *query;
-    struct transfer *transfer; /* an outbound HTTP/SMTP transfer in flight */
+    struct transfer *transfer; /* an outbound SMTP transfer in flight */
+    sb_fetch_t *fetch;         /* an outbound HTTP call in flight */
+    sb_tool_fetch_cb fetched;
     void (*on_result)(sb_tool_call_t *call, const PGresult *res);
     uv_timer_t *defer;     /* reports parse errors from the loop, never from inside start */
     int starting;          /* inside sb_tool_call_start: a handler that ends at once is reported from the loop */
@@ -37,9 +40,17 @@ struct sb_tool_call {
 
 static void stop_transfer(sb_tool_call_t *c);
 
+static void stop_fetch(sb_tool_call_t *c)
+{
+    if (c->fetch != NULL)
+        sb_fetch_cancel(c->fetch); /* its callback does not run */
+    c->fetch = NULL;
+}
+
 static void destroy(sb_tool_call_t *c)
 {
     stop_transfer(c);
+    stop_fetch(c);
     if (c->defer != NULL)
         uv_close((uv_handle_t *)c->defer, (uv_close_cb)free);
     json_decref(c->early);
@@ -62,9 +73,7 @@ char *sb_tool_result_text(const json_t *result, size_t *len)
     const char *fixed = text == NULL ? unwritable : strlen(text) > SB_TOOL_MAX_RESULT ? too_large : NULL;
     if (fixed != NULL) {
         free(text);
-        text = strdup(fixed);
-        if (text == NULL)
-            abort();
+        text = sb_strdup(fixed);
     }
     *len = strlen(text);
     return text;
@@ -117,9 +126,7 @@ static json_t *error_result(const char *fmt, va_list ap)
 static void defer_result(sb_tool_call_t *c, json_t *result)
 {
     c->early = result;
-    c->defer = malloc(sizeof(*c->defer));
-    if (c->defer == NULL)
-        abort();
+    c->defer = sb_alloc(sizeof(*c->defer));
     uv_timer_init(sb_curlm_loop(c->env.curlm), c->defer);
     c->defer->data = c;
     uv_timer_start(c->defer, on_deferred, 0, 0);
@@ -139,19 +146,15 @@ static sb_tool_call_t *fail_early(sb_tool_call_t *c, const char *fmt, ...)
 sb_tool_call_t *sb_tool_call_start(const sb_tool_t *tool, const sb_tool_env_t *env, const char *arguments, size_t len,
                                    const char *idempotency_key, sb_tool_done_cb done, void *data)
 {
-    sb_tool_call_t *c = calloc(1, sizeof(*c));
-    if (c == NULL)
-        abort();
+    sb_tool_call_t *c = sb_calloc(1, sizeof(*c));
     c->tool = tool;
     c->env = *env;
     c->caller = *env->caller;
     c->env.caller = &c->caller;
     c->done = done;
     c->data = data;
-    c->key = idempotency_key ? strdup(idempotency_key) : NULL;
-    c->args = calloc(1, tool->args->size ? tool->args->size : 1);
-    if (c->args == NULL)
-        abort();
+    c->key = idempotency_key ? sb_strdup(idempotency_key) : NULL;
+    c->args = sb_calloc(1, tool->args->size ? tool->args->size : 1);
     if ((tool->flags & SB_TOOL_NEEDS_DB) && env->pg == NULL)
         return fail_early(c, "database unavailable: switchboard has no DATABASE_URL");
     json_error_t jerr;
@@ -291,9 +294,7 @@ static void on_transfer_done(sb_xfer_t *x, CURLcode code)
 
 int sb_tool_call_transfer(sb_tool_call_t *c, CURL *easy, sb_tool_transfer_cb done, void *ctx)
 {
-    struct transfer *t = calloc(1, sizeof(*t));
-    if (t == NULL)
-        abort();
+    struct transfer *t = sb_calloc(1, sizeof(*t));
     t->xfer.easy = easy;
     t->xfer.on_done = on_transfer_done;
     t->call = c;
@@ -317,6 +318,19 @@ static void stop_transfer(sb_tool_call_t *c)
     c->transfer = NULL;
     t->call = NULL;
     sb_curlm_cancel(&t->xfer); /* on_transfer_done follows, now or once curl returns */
+}
+
+static void on_fetched(void *data, CURLcode code, long status, char *body, size_t len)
+{
+    sb_tool_call_t *c = data;
+    c->fetch = NULL;
+    c->fetched(c, code, status, body, len);
+}
+
+void sb_tool_call_fetch(sb_tool_call_t *c, sb_fetch_req_t *req, sb_tool_fetch_cb done)
+{
+    c->fetched = done;
+    c->fetch = sb_fetch_start(c->env.curlm, req, on_fetched, c);
 }
 
 char *sb_tool_sql(const char *tmpl, const sb_config_t *config)

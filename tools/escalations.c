@@ -15,9 +15,10 @@
 
 #include <sodium.h>
 
+#include "tools.h"
+#include "sb/alloc.h"
 #include "sb/buf.h"
 #include "sb/log.h"
-#include "tools.h"
 
 /* A voice turn waits for the email: bounded well below the caller's patience. */
 #define SMTP_CONNECT_TIMEOUT_MS 3000L
@@ -327,9 +328,7 @@ static void on_mail_done(sb_tool_call_t *call, void *ctx, CURLcode code, long st
 static int send_mail(sb_tool_call_t *call, json_t *result)
 {
     const sb_config_t *config = sb_tool_call_env(call)->config;
-    struct mail *m = calloc(1, sizeof(*m));
-    if (m == NULL)
-        abort();
+    struct mail *m = sb_calloc(1, sizeof(*m));
     m->ticket_id = json_integer_value(json_object_get(result, "ticket_id"));
     m->escalation_id = json_integer_value(json_object_get(result, "escalation_id"));
     m->text = compose(config, result, &m->len);

@@ -57,27 +57,6 @@ const sb_tool_args_t sb_args_send_rtm_message =
                  "caller asked for.",
                  struct rtm_args, rtm_rows, NULL);
 
-struct rtm {
-    char *body;
-    struct curl_slist *headers;
-    sb_buf_t response;
-};
-
-static void rtm_free(struct rtm *r)
-{
-    free(r->body);
-    curl_slist_free_all(r->headers);
-    sb_buf_dispose(&r->response);
-    free(r);
-}
-
-static size_t on_response(char *p, size_t size, size_t n, void *data)
-{
-    struct rtm *r = data;
-    sb_buf_append(&r->response, p, size * n); /* past the ceiling the rest is dropped: only the start is read */
-    return size * n;
-}
-
 /* $1 user id, $2 message, $3 idempotency key. A repeat returns the first claim, created false. */
 /* clang-format off: the statement reads as SQL, a line a clause */
 static const char claim_sql[] =
@@ -133,13 +112,8 @@ static void after_send(sb_tool_call_t *call, int ok)
         on_unclaimed(call, NULL);
 }
 
-static void on_sent(sb_tool_call_t *call, void *ctx, CURLcode code, long status)
+static void on_sent(sb_tool_call_t *call, CURLcode code, long status, char *body, size_t len)
 {
-    struct rtm *r = ctx;
-    if (call == NULL) {
-        rtm_free(r);
-        return;
-    }
     struct rtm_args *a = sb_tool_call_args(call);
     char *why = a->failure;
     if (code != CURLE_OK) {
@@ -159,13 +133,12 @@ static void on_sent(sb_tool_call_t *call, void *ctx, CURLcode code, long status)
             snprintf(why, sizeof(a->failure), "the messaging service failed (HTTP %ld)", status);
     } else {
         /* Agora says {"result": "success", "code": "message_sent"}; any 2xx means it took the message */
-        json_t *answer = r->response.len ? json_loadb(r->response.base, r->response.len, 0, NULL) : NULL;
+        json_t *answer = len ? json_loadb(body, len, 0, NULL) : NULL;
         const char *agora_code = json_string_value(json_object_get(answer, "code"));
         if (agora_code != NULL && strlen(agora_code) < sizeof(a->code))
             snprintf(a->code, sizeof(a->code), "%s", agora_code);
         json_decref(answer);
     }
-    rtm_free(r);
     after_send(call, why[0] == '\0');
 }
 
@@ -190,67 +163,37 @@ static void send_message(sb_tool_call_t *call)
 {
     struct rtm_args *a = sb_tool_call_args(call);
     const sb_config_t *config = sb_tool_call_env(call)->config;
-    CURL *e = curl_easy_init();
-    if (e == NULL)
-        abort();
-    struct rtm *r = calloc(1, sizeof(*r));
-    if (r == NULL)
-        abort();
-    sb_buf_init(&r->response, MAX_RESPONSE_BYTES);
-
     /* the ids go into the path: escaped, so a stray '/' or '?' in a setting cannot change the request */
     const char *base = config->agora_rtm_base_url ? config->agora_rtm_base_url : "https://api.agora.io";
     size_t blen = strlen(base);
     while (blen > 0 && base[blen - 1] == '/')
         --blen;
-    char *app = curl_easy_escape(e, config->agora_app_id, 0);
-    char *from = curl_easy_escape(e, config->agora_rtm_user_id ? config->agora_rtm_user_id : "switchboard", 0);
-    if (app == NULL || from == NULL)
-        abort();
     sb_buf_t url;
     sb_buf_init(&url, 8192);
-    int too_long = sb_buf_appendf(&url, "%.*s/dev/v2/project/%s/rtm/users/%s/peer_messages?wait_for_ack=false%c", (int)blen, base,
-                                  app, from, '\0');
-    curl_free(app);
-    curl_free(from);
-
-    json_t *body = json_pack("{s:s, s:b, s:b, s:s}", "destination", a->user_id, "enable_offline_messaging", 0,
-                             "enable_historical_messaging", 0, "payload", a->message);
-    r->body = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
-    if (r->body == NULL) { /* the strings were parsed as UTF-8: only memory can fail here */
-        curl_easy_cleanup(e);
-        rtm_free(r);
+    int bad = sb_buf_append(&url, base, blen) != 0 || sb_buf_appendz(&url, "/dev/v2/project/") != 0 ||
+              sb_fetch_append_escaped(&url, config->agora_app_id) != 0 || sb_buf_appendz(&url, "/rtm/users/") != 0 ||
+              sb_fetch_append_escaped(&url, config->agora_rtm_user_id ? config->agora_rtm_user_id : "switchboard") != 0 ||
+              sb_buf_appendz(&url, "/peer_messages?wait_for_ack=false") != 0;
+    json_t *payload = json_pack("{s:s, s:b, s:b, s:s}", "destination", a->user_id, "enable_offline_messaging", 0,
+                                "enable_historical_messaging", 0, "payload", a->message);
+    char *body = payload != NULL ? json_dumps(payload, JSON_COMPACT) : NULL;
+    json_decref(payload);
+    if (bad || body == NULL) { /* a setting past every sane length, or memory */
+        free(body);
         sb_buf_dispose(&url);
         snprintf(a->failure, sizeof(a->failure), "the message could not be written");
-        after_send(call, 0);
+        after_send(call, 0); /* a claim is taken back, so a retry sends the message after all */
         return;
     }
-    r->headers = curl_slist_append(r->headers, "Content-Type: application/json");
-    r->headers = curl_slist_append(r->headers, "Accept: application/json");
-    r->headers = curl_slist_append(r->headers, "Expect:"); /* no "100 Continue" round trip */
-
-    curl_easy_setopt(e, CURLOPT_URL, url.base);
-    sb_buf_dispose(&url); /* curl copies the URL */
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(r->body));
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
-    curl_easy_setopt(e, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
-    curl_easy_setopt(e, CURLOPT_USERNAME, config->agora_customer_id);
-    curl_easy_setopt(e, CURLOPT_PASSWORD, config->agora_customer_secret);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_response);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, RTM_CONNECT_TIMEOUT_MS);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, RTM_TOTAL_TIMEOUT_MS);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "switchboard/" SB_VERSION);
-    if (too_long != 0 || sb_tool_call_transfer(call, e, on_sent, r) != 0) {
-        if (too_long != 0)
-            curl_easy_cleanup(e);
-        rtm_free(r);
-        snprintf(a->failure, sizeof(a->failure), "could not reach the messaging service");
-        after_send(call, 0); /* a claim is taken back, so a retry sends the message after all */
-    }
+    sb_fetch_req_t req = {.url = url.base,
+                          .headers = curl_slist_append(NULL, "Accept: application/json"),
+                          .body = body,
+                          .len = strlen(body),
+                          .user = config->agora_customer_id,
+                          .password = config->agora_customer_secret,
+                          .connect_timeout_ms = RTM_CONNECT_TIMEOUT_MS,
+                          .timeout_ms = RTM_TOTAL_TIMEOUT_MS,
+                          .max_response = MAX_RESPONSE_BYTES};
+    sb_tool_call_fetch(call, &req, on_sent);
+    sb_buf_dispose(&url); /* curl copied it */
 }

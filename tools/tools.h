@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 
+#include "sb/fetch.h"
 #include "sb/tools.h"
 
 /* --- arguments -------------------------------------------------------------------------------- */
@@ -126,6 +127,14 @@ void sb_tool_scope(sb_tool_call_t *call, const char **values);
  */
 typedef void (*sb_tool_transfer_cb)(sb_tool_call_t *call, void *ctx, CURLcode code, long status);
 int sb_tool_call_transfer(sb_tool_call_t *call, CURL *easy, sb_tool_transfer_cb done, void *ctx);
+
+/*
+ * Makes an HTTP call for the tool call (sb/fetch.h; `req`'s headers and body
+ * taken). done() gets the call back with the outcome, from the loop; it does
+ * not run when the call is cancelled first (the request is stopped then).
+ */
+typedef void (*sb_tool_fetch_cb)(sb_tool_call_t *call, CURLcode code, long status, char *body, size_t len);
+void sb_tool_call_fetch(sb_tool_call_t *call, sb_fetch_req_t *req, sb_tool_fetch_cb done);
 
 /*
  * `tmpl` with {{tickets_table}} and {{interactions_table}} replaced by the

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <h2o/memory.h>
+
 #include "embed.h"
 #include "sb/alloc.h"
 #include "sb/buf.h"

@@ -81,7 +81,7 @@ static char *read_text(const char *path)
 {
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
-        say("cannot read %s: %s", path, strerror(errno));
+        sb_store_say("cannot read %s: %s", path, strerror(errno));
         return NULL;
     }
     sb_buf_t b;
@@ -99,16 +99,16 @@ static char *read_text(const char *path)
     fclose(f);
     if (err || too_big) {
         if (too_big)
-            say("%s is larger than %u MB; not a knowledge file?", path, SB_KB_MAX_FILE >> 20);
+            sb_store_say("%s is larger than %u MB; not a knowledge file?", path, SB_KB_MAX_FILE >> 20);
         else
-            say("cannot read %s: read error", path);
+            sb_store_say("cannot read %s: read error", path);
         sb_buf_dispose(&b);
         return NULL;
     }
     size_t len = b.len;
     const unsigned char *s = (const unsigned char *)(b.base ? b.base : "");
     if (memchr(s, '\0', len) != NULL) {
-        say("%s contains NUL bytes; not a text file", path);
+        sb_store_say("%s contains NUL bytes; not a text file", path);
         sb_buf_dispose(&b);
         return NULL;
     }
@@ -117,7 +117,8 @@ static char *read_text(const char *path)
         size_t line = 1;
         for (size_t i = 0; i < bad; ++i)
             line += s[i] == '\n';
-        say("%s is not UTF-8 (line %zu, byte offset %zu); convert it (e.g. iconv -t UTF-8) and run again", path, line, bad);
+        sb_store_say("%s is not UTF-8 (line %zu, byte offset %zu); convert it (e.g. iconv -t UTF-8) and run again", path, line,
+                     bad);
         sb_buf_dispose(&b);
         return NULL;
     }
@@ -140,11 +141,12 @@ static int wanted_ext(const char *name)
     return dot != NULL && (strcmp(dot, ".md") == 0 || strcmp(dot, ".markdown") == 0 || strcmp(dot, ".txt") == 0);
 }
 
-static int add_file(struct run *r, const char *path, const char *source)
+static int add_file(sb_ingest_t *r, const char *path, const char *source)
 {
     for (size_t i = 0; i < r->ndocs; ++i) {
         if (strcmp(r->docs[i].source, source) == 0) {
-            say("%s and %s would both be stored as source \"%s\"; ingest them in separate folders", r->docs[i].path, path, source);
+            sb_store_say("%s and %s would both be stored as source \"%s\"; ingest them in separate folders", r->docs[i].path, path,
+                         source);
             return -1;
         }
     }
@@ -170,15 +172,15 @@ static int by_name(const void *a, const void *b)
 }
 
 /* Adds the knowledge files under `dir` (sorted, so positions and output are stable); `rel` is dir relative to the root. */
-static int walk(struct run *r, const char *dir, const char *rel, int depth)
+static int walk(sb_ingest_t *r, const char *dir, const char *rel, int depth)
 {
     if (depth > MAX_DEPTH) {
-        say("%s: folders nested deeper than %d (a symlink loop?)", dir, MAX_DEPTH);
+        sb_store_say("%s: folders nested deeper than %d (a symlink loop?)", dir, MAX_DEPTH);
         return -1;
     }
     DIR *dh = opendir(dir);
     if (dh == NULL) {
-        say("cannot read folder %s: %s", dir, strerror(errno));
+        sb_store_say("cannot read folder %s: %s", dir, strerror(errno));
         return -1;
     }
     char **names = NULL;
@@ -200,12 +202,12 @@ static int walk(struct run *r, const char *dir, const char *rel, int depth)
         sb_buf_init(&sub, 8192);
         if (sb_buf_appendf(&path, "%s/%s%c", dir, names[i], '\0') != 0 ||
             sb_buf_appendf(&sub, "%s%s%s%c", rel, rel[0] ? "/" : "", names[i], '\0') != 0) {
-            say("%s/%s: path too long", dir, names[i]);
+            sb_store_say("%s/%s: path too long", dir, names[i]);
             rc = -1;
         } else {
             struct stat st;
             if (stat(path.base, &st) != 0) {
-                say("cannot read %s: %s", path.base, strerror(errno));
+                sb_store_say("cannot read %s: %s", path.base, strerror(errno));
                 rc = -1;
             } else if (S_ISDIR(st.st_mode)) {
                 rc = walk(r, path.base, sub.base, depth + 1);
@@ -223,11 +225,11 @@ static int walk(struct run *r, const char *dir, const char *rel, int depth)
 }
 
 /* A command-line PATH: a folder is walked (its files' sources are relative to it); a file is its own source by name. */
-static int add_path(struct run *r, const char *arg)
+static int add_path(sb_ingest_t *r, const char *arg)
 {
     struct stat st;
     if (stat(arg, &st) != 0) {
-        say("cannot read %s: %s", arg, strerror(errno));
+        sb_store_say("cannot read %s: %s", arg, strerror(errno));
         return -1;
     }
     if (S_ISDIR(st.st_mode)) {
@@ -241,11 +243,11 @@ static int add_path(struct run *r, const char *arg)
         return rc;
     }
     if (!S_ISREG(st.st_mode)) {
-        say("%s is neither a file nor a folder", arg);
+        sb_store_say("%s is neither a file nor a folder", arg);
         return -1;
     }
     if (!wanted_ext(arg)) {
-        say("%s: only .md, .markdown and .txt files are ingested", arg);
+        sb_store_say("%s: only .md, .markdown and .txt files are ingested", arg);
         return -1;
     }
     const char *base = strrchr(arg, '/');
@@ -270,7 +272,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    struct run r = {0};
+    sb_ingest_t r = {0};
     int npaths = 0, end_of_options = 0, curl_ready = 0;
     for (int i = 1; i < argc; ++i) {
         if (!end_of_options && strcmp(argv[i], "--sync") == 0) {
@@ -283,7 +285,7 @@ int main(int argc, char **argv)
         } else if (!end_of_options && strcmp(argv[i], "--") == 0) {
             end_of_options = 1;
         } else if (!end_of_options && argv[i][0] == '-' && argv[i][1] != '\0') {
-            say("unknown option %s", argv[i]);
+            sb_store_say("unknown option %s", argv[i]);
             usage(stderr);
             return 2;
         } else {
@@ -298,12 +300,12 @@ int main(int argc, char **argv)
     char err[512];
     const char *env_file = getenv("SWITCHBOARD_ENV_FILE");
     if (sb_config_load_env_file(env_file && *env_file ? env_file : ".env", err, sizeof(err)) != 0) {
-        say("%s", err);
+        sb_store_say("%s", err);
         return 2;
     }
     static sb_config_t config;
     if (sb_config_load(&config, err, sizeof(err)) != 0) {
-        say("configuration: %s", err);
+        sb_store_say("configuration: %s", err);
         return 2;
     }
     int rc = 1;
@@ -313,18 +315,18 @@ int main(int argc, char **argv)
         if (strcmp(backend, stores[i].name) == 0)
             r.vector = stores[i].admin;
     if (r.vector == NULL && strcmp(backend, "postgres") != 0) {
-        say("RAG_BACKEND=%s: this tool loads the postgres, chroma, pinecone and qdrant backends only", backend);
+        sb_store_say("RAG_BACKEND=%s: this tool loads the postgres, chroma, pinecone and qdrant backends only", backend);
         goto out;
     }
     int vector = r.vector != NULL;
     if (vector && sb_ingest_vec_check(&config, r.vector) != 0)
         goto out;
     if (!vector && (config.database_url == NULL || config.database_url[0] == '\0') && !r.dry_run) {
-        say("DATABASE_URL is not set; it names the Postgres database to load (see env.example)");
+        sb_store_say("DATABASE_URL is not set; it names the Postgres database to load (see env.example)");
         goto out;
     }
     if (sodium_init() < 0) {
-        say("cannot initialise libsodium");
+        sb_store_say("cannot initialise libsodium");
         goto out;
     }
 
@@ -333,11 +335,11 @@ int main(int argc, char **argv)
         if (add_path(&r, argv[i]) != 0)
             goto out;
     if (r.sync && r.folders == 0) {
-        say("--sync needs at least one folder: it deletes what is no longer in the given folders");
+        sb_store_say("--sync needs at least one folder: it deletes what is no longer in the given folders");
         goto out;
     }
     if (r.ndocs == 0) {
-        say("no .md, .markdown or .txt files found");
+        sb_store_say("no .md, .markdown or .txt files found");
         goto out;
     }
 
@@ -355,7 +357,7 @@ int main(int argc, char **argv)
     }
     if (vector) {
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
-            say("cannot initialise libcurl");
+            sb_store_say("cannot initialise libcurl");
             goto out;
         }
         curl_ready = 1;
@@ -369,9 +371,9 @@ int main(int argc, char **argv)
         long a, rm;
         if ((vector ? sb_ingest_vec_store(&r, d, &a, &rm) : sb_ingest_pg_store(&r, d, &a, &rm)) != 0) {
             if (vector) /* upserts are per batch: a re-run finds what was written and completes the file */
-                say("%s: stopping; run again to complete this file", d->source);
+                sb_store_say("%s: stopping; run again to complete this file", d->source);
             else
-                say("%s: nothing written for this file; stopping", d->source);
+                sb_store_say("%s: nothing written for this file; stopping", d->source);
             goto out;
         }
         printf("%s %s: %zu chunks (%ld new, %ld removed)\n", r.dry_run ? "would ingest" : "ingested", d->source, d->nchunks, a, rm);

@@ -19,7 +19,7 @@ static PGconn *connect_db(const sb_config_t *config)
     char where[512], timeout[16] = "", buf[1024];
     if (sb_pg_describe_target(config->database_url, where, sizeof(where)) != 0) {
         /* libpq's parse error may quote the URL, password and all, so it is not shown. */
-        say("DATABASE_URL is not a valid Postgres connection URI");
+        sb_store_say("DATABASE_URL is not a valid Postgres connection URI");
         return NULL;
     }
     if (config->pg_connect_timeout_ms > 0)
@@ -31,8 +31,8 @@ static PGconn *connect_db(const sb_config_t *config)
     if (conn == NULL)
         h2o_fatal("PQconnectdbParams");
     if (PQstatus(conn) != CONNECTION_OK) {
-        say("cannot connect to the database at %s (DATABASE_URL): %s", where,
-            sb_pg_trimmed(PQerrorMessage(conn), buf, sizeof(buf)));
+        sb_store_say("cannot connect to the database at %s (DATABASE_URL): %s", where,
+                     sb_pg_trimmed(PQerrorMessage(conn), buf, sizeof(buf)));
         PQfinish(conn);
         return NULL;
     }
@@ -49,7 +49,7 @@ static PGresult *query(PGconn *conn, const char *what, const char *sql, int n, c
         return res;
     char buf[1024];
     const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-    say("%s failed: %s", what, msg ? msg : sb_pg_trimmed(PQerrorMessage(conn), buf, sizeof(buf)));
+    sb_store_say("%s failed: %s", what, msg ? msg : sb_pg_trimmed(PQerrorMessage(conn), buf, sizeof(buf)));
     PQclear(res);
     return NULL;
 }
@@ -66,13 +66,13 @@ static int exec_ok(PGconn *conn, const char *what, const char *sql, int n, const
 }
 
 /* Ends a source's transaction: COMMIT, or ROLLBACK for --dry-run. A COMMIT that turned into a ROLLBACK is a failure. */
-static int finish_tx(struct run *r, const char *what)
+static int finish_tx(sb_ingest_t *r, const char *what)
 {
     PGresult *res = PQexec(r->conn, r->dry_run ? "ROLLBACK" : "COMMIT");
     int ok = PQresultStatus(res) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(res), r->dry_run ? "ROLLBACK" : "COMMIT") == 0;
     if (!ok) {
         char buf[1024];
-        say("%s: committing failed: %s", what, sb_pg_trimmed(PQerrorMessage(r->conn), buf, sizeof(buf)));
+        sb_store_say("%s: committing failed: %s", what, sb_pg_trimmed(PQerrorMessage(r->conn), buf, sizeof(buf)));
     }
     PQclear(res);
     return ok ? 0 : -1;
@@ -98,7 +98,7 @@ static char *id_array(const sb_kb_doc_t *d)
  * position current on the others (writing only when they changed), and
  * deletes the source's chunks this run no longer produces. One transaction.
  */
-int sb_ingest_pg_store(struct run *r, const sb_kb_doc_t *d, long *added, long *removed)
+int sb_ingest_pg_store(sb_ingest_t *r, const sb_kb_doc_t *d, long *added, long *removed)
 {
     *added = *removed = 0;
     if (exec_ok(r->conn, d->source, "BEGIN", 0, NULL, NULL) != 0)
@@ -136,7 +136,7 @@ fail:
 }
 
 /* --sync: deletes the chunks of every source this run did not find. One transaction; prints each source removed. */
-int sb_ingest_pg_sync(struct run *r, long *sources, long *chunks)
+int sb_ingest_pg_sync(sb_ingest_t *r, long *sources, long *chunks)
 {
     *sources = *chunks = 0;
     sb_buf_t b;
@@ -188,7 +188,7 @@ static int check_table(PGconn *conn)
     int have = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
     PQclear(res);
     if (!have)
-        say("the database has no rag_chunks table; run `switchboard migrate` first");
+        sb_store_say("the database has no rag_chunks table; run `switchboard migrate` first");
     return have ? 0 : -1;
 }
 

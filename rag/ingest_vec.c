@@ -24,7 +24,7 @@
  * {EMBEDDING_BASE_URL}/embeddings. An array of as many vectors, in input
  * order, or NULL after saying why.
  */
-static json_t *embed(struct run *r, json_t *inputs)
+static json_t *embed(sb_ingest_t *r, json_t *inputs)
 {
     const sb_config_t *c = r->config;
     const char *key = c->embedding_api_key != NULL ? c->embedding_api_key : c->llm_api_key;
@@ -60,8 +60,8 @@ static json_t *embed(struct run *r, json_t *inputs)
     }
     for (i = 0; out != NULL && i < n; ++i) {
         if (!json_is_array(json_array_get(out, i))) {
-            say("embedding failed: %s answered without a usable vector for every input (model %s, OPENAI_EMBEDDING_MODEL)",
-                url.base, c->embedding_model);
+            sb_store_say("embedding failed: %s answered without a usable vector for every input (model %s, OPENAI_EMBEDDING_MODEL)",
+                         url.base, c->embedding_model);
             json_decref(out);
             out = NULL;
         }
@@ -83,7 +83,7 @@ static json_t *embed_input(const sb_kb_doc_t *d, const sb_kb_chunk_t *c)
 }
 
 /* Embeds and upserts the chunks of `d` at `idx[0..n)`, SB_STORE_BATCH at a time. */
-static int upsert(struct run *r, const sb_kb_doc_t *d, const size_t *idx, size_t n)
+static int upsert(sb_ingest_t *r, const sb_kb_doc_t *d, const size_t *idx, size_t n)
 {
     for (size_t from = 0; from < n; from += SB_STORE_BATCH) {
         size_t to = from + SB_STORE_BATCH < n ? from + SB_STORE_BATCH : n;
@@ -106,7 +106,7 @@ static int upsert(struct run *r, const sb_kb_doc_t *d, const size_t *idx, size_t
 }
 
 /* Deletes `ids` from the store, SB_STORE_DELETE_BATCH at a time. */
-static int remove_ids(struct run *r, json_t *ids)
+static int remove_ids(sb_ingest_t *r, json_t *ids)
 {
     for (size_t from = 0; from < json_array_size(ids); from += SB_STORE_DELETE_BATCH) {
         json_t *batch = json_array();
@@ -126,7 +126,7 @@ static int same_id(json_t *v, const char *sid)
     return json_is_string(v) && strcmp(json_string_value(v), sid) == 0;
 }
 
-int sb_ingest_vec_store(struct run *r, const sb_kb_doc_t *d, long *added, long *removed)
+int sb_ingest_vec_store(sb_ingest_t *r, const sb_kb_doc_t *d, long *added, long *removed)
 {
     *added = *removed = 0;
     json_t *have = r->vector->source_ids(&r->store, d->source);
@@ -166,7 +166,7 @@ int sb_ingest_vec_store(struct run *r, const sb_kb_doc_t *d, long *added, long *
     return rc;
 }
 
-static int is_current(const struct run *r, const char *source)
+static int is_current(const sb_ingest_t *r, const char *source)
 {
     for (size_t j = 0; j < r->ndocs; ++j)
         if (strcmp(r->docs[j].source, source) == 0)
@@ -180,7 +180,7 @@ static int by_source(const void *a, const void *b)
                   json_string_value(json_object_get(*(json_t *const *)b, "source")));
 }
 
-int sb_ingest_vec_sync(struct run *r, long *sources, long *chunks)
+int sb_ingest_vec_sync(sb_ingest_t *r, long *sources, long *chunks)
 {
     *sources = *chunks = 0;
     const char **current = sb_alloc((r->ndocs + 1) * sizeof(*current));
@@ -229,7 +229,7 @@ int sb_ingest_vec_sync(struct run *r, long *sources, long *chunks)
     return rc;
 }
 
-int sb_ingest_vec_open(struct run *r)
+int sb_ingest_vec_open(sb_ingest_t *r)
 {
     for (size_t i = 0; i < r->ndocs; ++i) {
         sb_kb_doc_t *d = &r->docs[i];
@@ -258,46 +258,46 @@ int sb_ingest_vec_check(const sb_config_t *c, const sb_store_admin_t *store)
 {
     if (store == &sb_store_chroma) {
         if (!http_url(c->chroma_url)) {
-            say("RAG_BACKEND=chroma needs CHROMA_URL (http:// or https://), the Chroma server to load");
+            sb_store_say("RAG_BACKEND=chroma needs CHROMA_URL (http:// or https://), the Chroma server to load");
             return -1;
         }
         if (has_control(c->chroma_api_key)) {
-            say("CHROMA_API_KEY must not contain control characters");
+            sb_store_say("CHROMA_API_KEY must not contain control characters");
             return -1;
         }
     } else if (store == &sb_store_pinecone) {
         if (c->pinecone_api_key == NULL || c->pinecone_api_key[0] == '\0') {
-            say("RAG_BACKEND=pinecone needs PINECONE_API_KEY");
+            sb_store_say("RAG_BACKEND=pinecone needs PINECONE_API_KEY");
             return -1;
         }
         if (c->pinecone_host == NULL || c->pinecone_host[0] == '\0') {
-            say("RAG_BACKEND=pinecone needs PINECONE_HOST, the index's host from the Pinecone console");
+            sb_store_say("RAG_BACKEND=pinecone needs PINECONE_HOST, the index's host from the Pinecone console");
             return -1;
         }
         if ((strstr(c->pinecone_host, "://") != NULL && !http_url(c->pinecone_host)) || strpbrk(c->pinecone_host, " \t") != NULL ||
             has_control(c->pinecone_host)) {
-            say("PINECONE_HOST must be a host name, optionally with https://");
+            sb_store_say("PINECONE_HOST must be a host name, optionally with https://");
             return -1;
         }
         if (has_control(c->pinecone_api_key)) {
-            say("PINECONE_API_KEY must not contain control characters");
+            sb_store_say("PINECONE_API_KEY must not contain control characters");
             return -1;
         }
         if (c->pinecone_api_version == NULL || c->pinecone_api_version[0] == '\0' || has_control(c->pinecone_api_version)) {
-            say("PINECONE_API_VERSION must be a version such as 2024-07");
+            sb_store_say("PINECONE_API_VERSION must be a version such as 2024-07");
             return -1;
         }
     } else if (store == &sb_store_qdrant) {
         if (!http_url(c->qdrant_url)) {
-            say("RAG_BACKEND=qdrant needs QDRANT_URL (http:// or https://), the Qdrant server to load");
+            sb_store_say("RAG_BACKEND=qdrant needs QDRANT_URL (http:// or https://), the Qdrant server to load");
             return -1;
         }
         if (c->qdrant_collection == NULL || c->qdrant_collection[0] == '\0') {
-            say("RAG_BACKEND=qdrant needs QDRANT_COLLECTION, the collection to load (created if missing)");
+            sb_store_say("RAG_BACKEND=qdrant needs QDRANT_COLLECTION, the collection to load (created if missing)");
             return -1;
         }
         if (has_control(c->qdrant_api_key)) {
-            say("QDRANT_API_KEY must not contain control characters");
+            sb_store_say("QDRANT_API_KEY must not contain control characters");
             return -1;
         }
     }

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <h2o/memory.h>
+
 #include "auth.h"
 #include "sb/alloc.h"
 

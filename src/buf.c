@@ -154,3 +154,15 @@ void sb_buf_consume(sb_buf_t *b, size_t n)
     b->len -= n;
     b->base[b->len] = '\0';
 }
+
+/* Copies `len` bytes of `s` into `dst` (size `cap`), cut at a UTF-8 boundary. */
+void sb_copy_text(char *dst, size_t cap, const char *s, size_t len)
+{
+    if (len >= cap) {
+        len = cap - 1;
+        while (len > 0 && ((unsigned char)s[len] & 0xC0) == 0x80)
+            --len;
+    }
+    memcpy(dst, s, len);
+    dst[len] = '\0';
+}

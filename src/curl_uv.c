@@ -6,6 +6,8 @@
  */
 #include <stdlib.h>
 
+#include <h2o/memory.h>
+
 #include "sb/alloc.h"
 #include "sb/curl_uv.h"
 #include "sb/log.h"

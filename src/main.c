@@ -13,10 +13,10 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "conversation.h"
 #include "http.h"
 #include "llm.h"
 #include "migrate.h"
-#include "request.h"
 #include "worker.h"
 #include "sb/alloc.h"
 #include "sb/config.h"
@@ -106,7 +106,7 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     sb_auth_init(&config);
-    sb_chat_request_init(&config);
+    sb_conversation_init(&config);
 
     static sb_server_t server;
     server.config = &config;

@@ -21,6 +21,11 @@
  * PQconnectStartParams, so the pool resolves it itself: once at creation,
  * then in the background (uv_getaddrinfo) after an attempt fails, and hands
  * libpq the addresses as hostaddr.
+ *
+ * Why one file of this length: the connections, the query queue, the
+ * statement cache and the address lookup all work on the pool's private
+ * state under one re-entrancy rule (`depth`, the done list), which splitting
+ * would have to export; each has its section below, read top-down.
  */
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -28,6 +33,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <h2o/memory.h>
 
 #include "sb/alloc.h"
 #include "sb/log.h"
@@ -127,6 +134,8 @@ struct sb_pgpool {
     int destroying; /* sb_pgpool_destroy was called from a callback; freed when depth drops to 0 */
 };
 
+/* --- queries and the lists they wait on ------------------------------------------------------- */
+
 static void list_push(struct query_list *l, sb_pgquery_t *q)
 {
     q->next = NULL;
@@ -176,6 +185,8 @@ static void query_free(sb_pgquery_t *q)
     free(q);
 }
 
+/* --- the statement cache ---------------------------------------------------------------------- */
+
 static uint64_t fnv1a(const char *s, size_t len)
 {
     uint64_t h = 0xcbf29ce484222325u;
@@ -209,6 +220,8 @@ static void statement_name(int stmt, char out[16])
 {
     snprintf(out, 16, "sb%d", stmt);
 }
+
+/* --- outcomes and health ---------------------------------------------------------------------- */
 
 static void on_kick(uv_timer_t *timer);
 
@@ -272,6 +285,8 @@ static void set_healthy(sb_pgpool_t *pool, int healthy, const char *why)
 static void on_notice(void *arg, const PGresult *res)
 {
 }
+
+/* --- connections and the address lookup ------------------------------------------------------- */
 
 static void on_poll(uv_poll_t *poll, int status, int events);
 
@@ -535,6 +550,8 @@ static void conn_open(sb_pgpool_t *pool)
         connect_failed(c, NULL);
 }
 
+/* --- running a query on a connection ---------------------------------------------------------- */
+
 static void conn_flush(struct conn *c);
 
 /* Puts the query's next command in libpq's buffer: its statement's Prepare on first use here, else its Execute. */
@@ -761,6 +778,8 @@ static void conn_idle_input(struct conn *c, int status)
         PQfreemem(n);
 }
 
+/* --- the pool: queue, dispatch, the re-entrancy rule, timers ---------------------------------- */
+
 static struct conn *find_idle(sb_pgpool_t *pool)
 {
     for (unsigned i = 0; i < pool->config.size; ++i)
@@ -928,6 +947,8 @@ static void pool_free(sb_pgpool_t *pool)
         free(pool->statements[i].sql);
     free(pool);
 }
+
+/* --- creating, querying, destroying ----------------------------------------------------------- */
 
 static const char *opt_value(const PQconninfoOption *opts, const char *keyword)
 {

@@ -13,6 +13,7 @@
 
 #include <sodium.h>
 
+#include "conversation.h"
 #include "request.h"
 #include "sb/buf.h"
 #include "sb/json.h"
@@ -193,18 +194,6 @@ static int is_role(const char *s)
     return 0;
 }
 
-/* Copies `len` bytes of `s` into `dst` (size `cap`), cut at a UTF-8 boundary. */
-static void copy_prefix(char *dst, size_t cap, const char *s, size_t len)
-{
-    if (len >= cap) {
-        len = cap - 1;
-        while (len > 0 && ((unsigned char)s[len] & 0xC0) == 0x80)
-            --len;
-    }
-    memcpy(dst, s, len);
-    dst[len] = '\0';
-}
-
 /* Validates one message and returns the cleaned copy to send upstream (new reference), or NULL. */
 static json_t *clean_message(json_t *m, size_t idx, sb_chat_request_t *out, sb_request_error_t *err)
 {
@@ -299,7 +288,7 @@ static json_t *clean_message(json_t *m, size_t idx, sb_chat_request_t *out, sb_r
     if (strcmp(r, "user") == 0) {
         json_t *text = json_object_get(clean, "content");
         if (json_is_string(text))
-            copy_prefix(out->last_user, sizeof(out->last_user), json_string_value(text), json_string_length(text));
+            sb_copy_text(out->last_user, sizeof(out->last_user), json_string_value(text), json_string_length(text));
     }
     return clean;
 fail:
@@ -342,12 +331,12 @@ static void compose_question(json_t *messages, char *out, size_t cap)
     out[0] = '\0';
     if (last == NULL)
         return;
-    copy_prefix(out, cap, last, last_len);
+    sb_copy_text(out, cap, last, last_len);
     if (prev != NULL && count_words(out) < 4) {
         char joined[2048];
         int n = snprintf(joined, sizeof(joined), "%.*s %s", (int)(prev_len < 1000 ? prev_len : 1000), prev, out);
         if (n > 0)
-            copy_prefix(out, cap, joined, (size_t)n < sizeof(joined) ? (size_t)n : sizeof(joined) - 1);
+            sb_copy_text(out, cap, joined, (size_t)n < sizeof(joined) ? (size_t)n : sizeof(joined) - 1);
     }
 }
 
@@ -377,118 +366,6 @@ static int bind_caller(json_t *root, sb_caller_t *caller, sb_request_error_t *er
         memcpy(caller->email, json_string_value(email), json_string_length(email) + 1);
     }
     return 0;
-}
-
-/* The key of conversation digests: one per deployment, so that digests say nothing outside it. */
-static unsigned char conversation_key[crypto_generichash_KEYBYTES];
-
-void sb_chat_request_init(const sb_config_t *config)
-{
-    static const char context[] = "switchboard conversation digest\n";
-    crypto_generichash_state st;
-    crypto_generichash_init(&st, NULL, 0, sizeof(conversation_key));
-    crypto_generichash_update(&st, (const unsigned char *)context, sizeof(context) - 1);
-    const char *secret = config->conversation_secret != NULL ? config->conversation_secret : config->api_keys_csv;
-    if (secret != NULL)
-        crypto_generichash_update(&st, (const unsigned char *)secret, strlen(secret));
-    crypto_generichash_final(&st, conversation_key, sizeof(conversation_key));
-}
-
-/* One field into a digest, tagged and length-prefixed, so that no two sequences of fields feed it the same bytes. */
-static void digest_field(crypto_generichash_state *st, char tag, const void *p, size_t len)
-{
-    unsigned char head[9] = {(unsigned char)tag};
-    for (int i = 0; i < 8; ++i)
-        head[1 + i] = (unsigned char)((uint64_t)len >> (8 * i));
-    crypto_generichash_update(st, head, sizeof(head));
-    crypto_generichash_update(st, p, len);
-}
-
-/* A value as the digest sees it: a string's bytes, anything else as compact JSON. */
-static void digest_value(crypto_generichash_state *st, char tag, json_t *v)
-{
-    if (v == NULL)
-        return;
-    if (json_is_string(v)) {
-        digest_field(st, tag, json_string_value(v), json_string_length(v));
-        return;
-    }
-    char *text = sb_json_dumps(v, 17);
-    if (text != NULL)
-        digest_field(st, tag, text, strlen(text));
-    free(text);
-}
-
-/* An id as text: a string (at most 95 bytes, cut at a character) or an integer. */
-static int id_text(json_t *v, char *out, size_t cap)
-{
-    if (json_is_string(v) && json_string_length(v) > 0) {
-        copy_prefix(out, cap, json_string_value(v), json_string_length(v));
-        return 1;
-    }
-    if (json_is_integer(v)) {
-        snprintf(out, cap, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        return 1;
-    }
-    return 0;
-}
-
-/*
- * Who is calling, in which conversation: each id from the first place that
- * names it (llm.params at the top level, Agora's context object, the
- * engine's headers), and the keyed digest of those ids and of every message,
- * each with the engine's own timestamp and turn id when it sends them. A
- * retry of a turn sends the same; another caller, another session in the same
- * channel, or the same words later in the call do not.
- */
-static void describe_conversation(json_t *root, json_t *clean_messages, const sb_engine_ids_t *ids, sb_chat_request_t *out)
-{
-    static const struct {
-        const char *top, *context, *label;
-    } fields[] = {{"app_id", "appId", "app"},
-                  {"channel", "channel", "channel"},
-                  {"user_uid", "userId", "user"},
-                  {"agent_id", "agentId", "agent"}};
-    json_t *context = json_object_get(root, "context");
-    crypto_generichash_state st;
-    crypto_generichash_init(&st, conversation_key, sizeof(conversation_key), sizeof(out->conversation));
-    size_t used = 0;
-    out->identity[0] = '\0';
-    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); ++i) {
-        char val[96] = "";
-        int found = id_text(json_object_get(root, fields[i].top), val, sizeof(val)) ||
-                    (json_is_object(context) && id_text(json_object_get(context, fields[i].context), val, sizeof(val)));
-        if (!found && ids != NULL) {
-            const char *h[] = {ids->app_id, ids->channel, ids->uid, NULL};
-            size_t hl[] = {ids->app_id_len, ids->channel_len, ids->uid_len, 0};
-            if (h[i] != NULL && hl[i] > 0) {
-                copy_prefix(val, sizeof(val), h[i], hl[i]);
-                found = 1;
-            }
-        }
-        if (!found)
-            continue;
-        digest_field(&st, (char)('0' + i), val, strlen(val));
-        int n = snprintf(out->identity + used, sizeof(out->identity) - used, "%s=%s;", fields[i].label, val);
-        if (n > 0 && (size_t)n < sizeof(out->identity) - used)
-            used += (size_t)n;
-    }
-    size_t i;
-    json_t *m;
-    json_t *messages = json_object_get(root, "messages");
-    json_array_foreach(clean_messages, i, m)
-    {
-        json_t *sent = json_array_get(messages, i);
-        digest_field(&st, 'M', NULL, 0);
-        digest_value(&st, 'r', json_object_get(m, "role"));
-        digest_value(&st, 'c', json_object_get(m, "content"));
-        digest_value(&st, 'n', json_object_get(m, "name"));
-        digest_value(&st, 'i', json_object_get(m, "tool_call_id"));
-        digest_value(&st, 't', json_object_get(m, "tool_calls"));
-        digest_value(&st, 's', json_object_get(sent, "timestamp")); /* the engine's, per message: the moment it was said */
-        digest_value(&st, 'u', json_object_get(sent, "turn_id"));
-    }
-    crypto_generichash_final(&st, out->conversation, sizeof(out->conversation));
 }
 
 int sb_chat_request_parse(json_t *root, const char *default_model, const sb_engine_ids_t *ids, sb_chat_request_t *out,
@@ -570,13 +447,13 @@ int sb_chat_request_parse(json_t *root, const char *default_model, const sb_engi
 
     if (bind_caller(root, &out->caller, err) != 0)
         goto fail;
-    describe_conversation(root, clean_messages, ids, out);
+    sb_conversation_describe(root, clean_messages, ids, out->identity, sizeof(out->identity), out->conversation);
 
     json_t *turn = json_object_get(root, "turn_id");
     if (json_is_integer(turn))
         snprintf(out->turn_id, sizeof(out->turn_id), "%" JSON_INTEGER_FORMAT, json_integer_value(turn));
     else if (json_is_string(turn))
-        copy_prefix(out->turn_id, sizeof(out->turn_id), json_string_value(turn), json_string_length(turn));
+        sb_copy_text(out->turn_id, sizeof(out->turn_id), json_string_value(turn), json_string_length(turn));
 
     compose_question(clean_messages, out->question, sizeof(out->question));
     out->upstream = body;
@@ -674,41 +551,4 @@ void sb_chat_request_add_tool_result(sb_chat_request_t *r, sb_str_t call_id, sb_
     json_array_append_new(json_object_get(r->upstream, "messages"),
                           json_pack("{s:s, s:s%, s:s%}", "role", "tool", "tool_call_id", call_id.base, call_id.len, "content",
                                     result.base, result.len));
-}
-
-/* One field of a key, length-prefixed, so that no two sequences of fields give the same bytes. */
-static void key_field(crypto_generichash_state *st, const void *p, size_t len)
-{
-    uint64_t n = len;
-    crypto_generichash_update(st, (const unsigned char *)&n, sizeof(n));
-    crypto_generichash_update(st, p, len);
-}
-
-char *sb_chat_request_write_key(const sb_chat_request_t *r, unsigned round, long index, const char *tool, sb_str_t arguments,
-                                char *out)
-{
-    if (r->turn_id[0] == '\0')
-        return NULL;
-    crypto_generichash_state st;
-    unsigned char hash[16];
-    crypto_generichash_init(&st, NULL, 0, sizeof(hash));
-    key_field(&st, r->conversation, sizeof(r->conversation));
-    key_field(&st, r->turn_id, strlen(r->turn_id));
-    uint64_t place[2] = {round, (uint64_t)index};
-    key_field(&st, place, sizeof(place));
-    key_field(&st, tool, strlen(tool));
-    int64_t bound = r->caller.customer_id;
-    key_field(&st, &bound, sizeof(bound));
-    key_field(&st, r->caller.email, strlen(r->caller.email));
-    json_t *args = arguments.len ? json_loadb(arguments.base, arguments.len, JSON_REJECT_DUPLICATES, NULL) : NULL;
-    char *canonical = args != NULL ? json_dumps(args, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    if (canonical != NULL)
-        key_field(&st, canonical, strlen(canonical));
-    else /* arguments the tool will refuse, or none: as they came */
-        key_field(&st, arguments.base ? arguments.base : "", arguments.len);
-    free(canonical);
-    json_decref(args);
-    crypto_generichash_final(&st, hash, sizeof(hash));
-    sodium_bin2hex(out, 33, hash, sizeof(hash));
-    return out;
 }

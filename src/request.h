@@ -10,32 +10,27 @@
 #include <stddef.h>
 
 #include "chunk.h"
+#include "conversation.h"
 #include "sb/config.h"
 #include "sb/error.h"
 #include "sb/rag.h"
 #include "sb/tools.h"
 
 typedef struct sb_chat_request {
-    json_t *upstream;               /* new reference: the body to send upstream */
-    const char *model;              /* borrowed from `upstream` */
-    int stream;                     /* the client wants SSE */
-    int include_usage;              /* the client asked for stream_options.include_usage */
-    int has_tools;                  /* the client sent `tools` */
-    char turn_id[64];               /* the engine's turn_id, if any ("" otherwise) */
-    char last_user[160];            /* start of the caller's last utterance, for the sandbox */
-    char question[1024];            /* what retrieval looks up: the last utterance, with the one before when it is short */
-    char identity[256];             /* the engine's names for the call ("app=..;channel=..;user=..;agent=.."), "" when none */
-    unsigned char conversation[16]; /* keyed digest of the identity and every message so far (sb_chat_request_parse) */
-    sb_caller_t caller;             /* the customer bound by llm.params customer_id / customer_email, if any */
-    const char *offered_tools;      /* switchboard's tools as a JSON array, sent as `tools` (sb_tools_offer); NULL: none */
-    uint32_t shadowed;              /* switchboard's tools the client's own of the same name replace (sb_tools_offer) */
+    json_t *upstream;    /* new reference: the body to send upstream */
+    const char *model;   /* borrowed from `upstream` */
+    int stream;          /* the client wants SSE */
+    int include_usage;   /* the client asked for stream_options.include_usage */
+    int has_tools;       /* the client sent `tools` */
+    char turn_id[64];    /* the engine's turn_id, if any ("" otherwise) */
+    char last_user[160]; /* start of the caller's last utterance, for the sandbox */
+    char question[1024]; /* what retrieval looks up: the last utterance, with the one before when it is short */
+    char identity[256];  /* the engine's names for the call ("app=..;channel=..;user=..;agent=.."), "" when none */
+    unsigned char conversation[SB_CONVERSATION_BYTES]; /* keyed digest of the identity and every message so far */
+    sb_caller_t caller;                                /* the customer bound by llm.params customer_id / customer_email, if any */
+    const char *offered_tools; /* switchboard's tools as a JSON array, sent as `tools` (sb_tools_offer); NULL: none */
+    uint32_t shadowed;         /* switchboard's tools the client's own of the same name replace (sb_tools_offer) */
 } sb_chat_request_t;
-
-/* The engine's ids for the call that arrive as headers (X-Agora-Customllm-Appid, -Channel, -Uid); base NULL when absent. */
-typedef struct sb_engine_ids {
-    const char *app_id, *channel, *uid;
-    size_t app_id_len, channel_len, uid_len;
-} sb_engine_ids_t;
 
 typedef struct sb_request_error {
     sb_error_t kind;
@@ -44,20 +39,9 @@ typedef struct sb_request_error {
 } sb_request_error_t;
 
 /*
- * Sets the secret that keys conversation digests (CONVERSATION_SECRET, else
- * derived from the inbound keys, so every replica of a deployment agrees).
- * Start-up only, after sodium_init.
- */
-void sb_chat_request_init(const sb_config_t *config);
-
-/*
  * Validates `root` (borrowed) and fills `out`. `default_model` is used when
  * the request names none; `ids` (may be NULL) are the engine's header ids.
- * The conversation is named by the first place that names each id: the
- * top-level app_id, channel, user_uid, agent_id (agent llm.params), Agora's
- * context object (appId, channel, userId, agentId), then the headers; its
- * digest also covers every message with the engine's timestamps on them, so
- * a retry of a turn matches and another caller's turn does not. Returns 0, or
+ * The conversation is named as sb_conversation_describe says. Returns 0, or
  * -1 with `err` filled (out->upstream is then NULL). Release a filled request
  * with sb_chat_request_dispose.
  */
@@ -87,15 +71,6 @@ void sb_chat_request_add_context(sb_chat_request_t *r, const sb_passage_t *passa
 void sb_chat_request_add_tool_calls(sb_chat_request_t *r, sb_str_t words, const sb_tool_call_text_t *calls, size_t n);
 /* Adds one call's result (JSON text) as a role:"tool" message. */
 void sb_chat_request_add_tool_result(sb_chat_request_t *r, sb_str_t call_id, sb_str_t result);
-/*
- * A tool write's idempotency key into `out` (33 bytes: 32 hex digits), made
- * of the conversation (its ids and every message so far), the engine's turn
- * id, the call's place (round and index), the tool, the bound caller and the
- * arguments (compact, keys sorted, when they parse). Returns out, or NULL
- * when the request has no turn_id (no key: every call writes).
- */
-char *sb_chat_request_write_key(const sb_chat_request_t *r, unsigned round, long index, const char *tool, sb_str_t arguments,
-                                char *out);
 /*
  * The body to send upstream as compact JSON (numbers as the client wrote them,
  * up to 15 digits), with `offered_tools` as its `tools`. New, free() it;

@@ -293,12 +293,13 @@ static void run_tools(sb_turn_t *t)
         sb_sink_tool_t e = tool_event(c);
         EMIT(t, tool_started, &e);
         char key[33];
-        c->running = sb_tool_call_start(
-            c->tool, &env, c->arguments.len ? c->arguments.base : "{}", c->arguments.len ? c->arguments.len : 2,
-            (c->tool->flags & SB_TOOL_WRITES)
-                ? sb_chat_request_write_key(&t->creq, t->round, c->index, c->tool->name, str_of(&c->arguments), key)
-                : NULL,
-            on_tool_done, c);
+        c->running =
+            sb_tool_call_start(c->tool, &env, c->arguments.len ? c->arguments.base : "{}", c->arguments.len ? c->arguments.len : 2,
+                               (c->tool->flags & SB_TOOL_WRITES)
+                                   ? sb_conversation_write_key(t->creq.conversation, t->creq.turn_id, t->round, c->index,
+                                                               c->tool->name, &t->creq.caller, str_of(&c->arguments), key)
+                                   : NULL,
+                               on_tool_done, c);
     }
 }
 

@@ -32,6 +32,8 @@ int sb_buf_append_json_escaped(sb_buf_t *b, const char *s, size_t len);
  * at a fixed length, names from outside). Same contract as sb_buf_append.
  */
 int sb_buf_append_utf8(sb_buf_t *b, const char *s, size_t len);
+/* Copies `len` bytes of `s` into `dst` (`cap` > 0 bytes), cut at a UTF-8 boundary to fit, terminated. */
+void sb_copy_text(char *dst, size_t cap, const char *s, size_t len);
 /* Drops the first `n` bytes (n <= len). */
 void sb_buf_consume(sb_buf_t *b, size_t n);
 /* Empties the buffer, keeping its storage. */

@@ -405,27 +405,22 @@ static int admin_upsert(sb_store_t *s, const sb_store_point_t *points, size_t n)
         json_array_append_new(metas, sb_store_meta(points[i].doc, points[i].chunk));
         json_array_append(vecs, points[i].vector);
     }
-    json_t *res = sb_store_call(
-        s, points[0].doc->source, NULL, "/upsert",
-        json_pack("{s:o, s:o, s:o, s:o}", "ids", ids, "embeddings", vecs, "documents", docs, "metadatas", metas), 0, NULL);
-    json_decref(res);
-    return res != NULL ? 0 : -1;
+    return sb_store_send(s, points[0].doc->source, NULL, "/upsert",
+                         json_pack("{s:o, s:o, s:o, s:o}", "ids", ids, "embeddings", vecs, "documents", docs, "metadatas", metas));
 }
 
 static int admin_remove(sb_store_t *s, json_t *ids)
 {
-    json_t *res = sb_store_call(s, "deleting", NULL, "/delete", json_pack("{s:O}", "ids", ids), 0, NULL);
-    json_decref(res);
-    return res != NULL ? 0 : -1;
+    return sb_store_send(s, "deleting", NULL, "/delete", json_pack("{s:O}", "ids", ids));
 }
 
 const sb_store_admin_t sb_store_chroma = {
-    .url_setting = "CHROMA_URL",     /* url_setting */
-    .key_setting = "CHROMA_API_KEY", /* key_setting */
-    .open = admin_open,              /* open */
-    .point_id = admin_point_id,      /* point_id */
-    .source_ids = admin_source_ids,  /* source_ids */
-    .written = admin_written,        /* written */
-    .upsert = admin_upsert,          /* upsert */
-    .remove = admin_remove,          /* remove */
+    .url_setting = "CHROMA_URL",
+    .key_setting = "CHROMA_API_KEY",
+    .open = admin_open,
+    .point_id = admin_point_id,
+    .source_ids = admin_source_ids,
+    .written = admin_written,
+    .upsert = admin_upsert,
+    .remove = admin_remove,
 };

@@ -348,9 +348,7 @@ static int admin_upsert(sb_store_t *s, const sb_store_point_t *points, size_t n)
     json_t *body = json_pack("{s:o}", "vectors", vectors);
     if (s->config->pinecone_namespace != NULL)
         json_object_set_new(body, "namespace", json_string(s->config->pinecone_namespace));
-    json_t *res = sb_store_call(s, points[0].doc->source, NULL, "/vectors/upsert", body, 0, NULL);
-    json_decref(res);
-    return res != NULL ? 0 : -1;
+    return sb_store_send(s, points[0].doc->source, NULL, "/vectors/upsert", body);
 }
 
 static int admin_remove(sb_store_t *s, json_t *ids)
@@ -358,20 +356,18 @@ static int admin_remove(sb_store_t *s, json_t *ids)
     json_t *body = json_pack("{s:O}", "ids", ids);
     if (s->config->pinecone_namespace != NULL)
         json_object_set_new(body, "namespace", json_string(s->config->pinecone_namespace));
-    json_t *res = sb_store_call(s, "deleting", NULL, "/vectors/delete", body, 0, NULL);
-    json_decref(res);
-    return res != NULL ? 0 : -1;
+    return sb_store_send(s, "deleting", NULL, "/vectors/delete", body);
 }
 
 _Static_assert(SB_STORE_BATCH <= 100, "Pinecone takes at most 100 vectors per upsert");
 
 const sb_store_admin_t sb_store_pinecone = {
-    .url_setting = "PINECONE_HOST",    /* url_setting */
-    .key_setting = "PINECONE_API_KEY", /* key_setting */
-    .open = admin_open,                /* open */
-    .point_id = admin_point_id,        /* point_id */
-    .source_ids = admin_source_ids,    /* source_ids */
-    .written = admin_written,          /* written */
-    .upsert = admin_upsert,            /* upsert */
-    .remove = admin_remove,            /* remove */
+    .url_setting = "PINECONE_HOST",
+    .key_setting = "PINECONE_API_KEY",
+    .open = admin_open,
+    .point_id = admin_point_id,
+    .source_ids = admin_source_ids,
+    .written = admin_written,
+    .upsert = admin_upsert,
+    .remove = admin_remove,
 };

@@ -316,25 +316,21 @@ static int admin_upsert(sb_store_t *s, const sb_store_point_t *points, size_t n)
         json_array_append_new(
             list, json_pack("{s:s, s:O, s:o}", "id", points[i].chunk->sid, "vector", points[i].vector, "payload", payload));
     }
-    json_t *res = sb_store_call(s, points[0].doc->source, "PUT", "/points?wait=true", json_pack("{s:o}", "points", list), 0, NULL);
-    json_decref(res);
-    return res != NULL ? 0 : -1;
+    return sb_store_send(s, points[0].doc->source, "PUT", "/points?wait=true", json_pack("{s:o}", "points", list));
 }
 
 static int admin_remove(sb_store_t *s, json_t *ids)
 {
-    json_t *res = sb_store_call(s, "deleting", NULL, "/points/delete?wait=true", json_pack("{s:O}", "points", ids), 0, NULL);
-    json_decref(res);
-    return res != NULL ? 0 : -1;
+    return sb_store_send(s, "deleting", NULL, "/points/delete?wait=true", json_pack("{s:O}", "points", ids));
 }
 
 const sb_store_admin_t sb_store_qdrant = {
-    .url_setting = "QDRANT_URL",     /* url_setting */
-    .key_setting = "QDRANT_API_KEY", /* key_setting */
-    .open = admin_open,              /* open */
-    .point_id = admin_point_id,      /* point_id */
-    .source_ids = admin_source_ids,  /* source_ids */
-    .written = admin_written,        /* written */
-    .upsert = admin_upsert,          /* upsert */
-    .remove = admin_remove,          /* remove */
+    .url_setting = "QDRANT_URL",
+    .key_setting = "QDRANT_API_KEY",
+    .open = admin_open,
+    .point_id = admin_point_id,
+    .source_ids = admin_source_ids,
+    .written = admin_written,
+    .upsert = admin_upsert,
+    .remove = admin_remove,
 };

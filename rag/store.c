@@ -198,6 +198,13 @@ json_t *sb_store_call(sb_store_t *s, const char *what, const char *method, const
     return out;
 }
 
+int sb_store_send(sb_store_t *s, const char *what, const char *method, const char *path, json_t *body)
+{
+    json_t *res = sb_store_call(s, what, method, path, body, 0, NULL);
+    json_decref(res);
+    return res != NULL ? 0 : -1;
+}
+
 void sb_store_add_header(sb_store_t *s, const char *name, const char *value)
 {
     size_t i = 0;

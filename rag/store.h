@@ -109,6 +109,8 @@ json_t *sb_store_json(const char *what, const char *method, const char *url, cha
 /* A call to {s->url}{path} with the store's credentials (see sb_store_json). */
 json_t *sb_store_call(sb_store_t *s, const char *what, const char *method, const char *path, json_t *body, long quiet,
                       long *status);
+/* sb_store_call for a write whose answer only has to be JSON: 0, or -1 after saying why. */
+int sb_store_send(sb_store_t *s, const char *what, const char *method, const char *path, json_t *body);
 /* {s->url}{path}, then the query parameters `params` (name, value, ..., NULL; a NULL value is left out), escaped. Into url (init
  * here). */
 void sb_store_url(sb_store_t *s, sb_buf_t *url, const char *path, const char *const *params);

@@ -129,14 +129,14 @@ static void on_recorded_done(sb_sink_t *sink, const sb_turn_end_t *end)
 }
 
 static const sb_sink_ops_t recorder_ops = {
-    .name = "access-log",     /* name */
-    .live = 0,                /* live: an observer writes nothing */
-    .model = NULL,            /* model: the channel's sink keeps it */
-    .delta = NULL,            /* delta */
-    .tool_started = NULL,     /* tool_started */
-    .tool_finished = NULL,    /* tool_finished */
-    .retrieval = NULL,        /* retrieval: read from the turn when the line is written */
-    .done = on_recorded_done, /* done */
+    .name = "access-log",
+    .live = 0,     /* an observer writes nothing */
+    .model = NULL, /* the channel's sink keeps it */
+    .delta = NULL,
+    .tool_started = NULL,
+    .tool_finished = NULL,
+    .retrieval = NULL, /* read from the turn when the line is written */
+    .done = on_recorded_done,
 };
 
 /* --- draining ---------------------------------------------------------------------------------------- */

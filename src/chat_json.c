@@ -79,14 +79,14 @@ static void on_done(sb_sink_t *sink, const sb_turn_end_t *end)
 }
 
 static const sb_sink_ops_t ops = {
-    .name = "chat-json",   /* name */
-    .live = 0,             /* live: one answer at the end */
-    .model = on_model,     /* model */
-    .delta = on_delta,     /* delta */
-    .tool_started = NULL,  /* tool_started */
-    .tool_finished = NULL, /* tool_finished */
-    .retrieval = NULL,     /* retrieval */
-    .done = on_done,       /* done */
+    .name = "chat-json",
+    .live = 0, /* one answer at the end */
+    .model = on_model,
+    .delta = on_delta,
+    .tool_started = NULL,
+    .tool_finished = NULL,
+    .retrieval = NULL,
+    .done = on_done,
 };
 
 sb_sink_t *sb_chat_json_sink(sb_chat_out_t *out)

@@ -262,14 +262,14 @@ static void on_done(sb_sink_t *sink, const sb_turn_end_t *end)
 }
 
 static const sb_sink_ops_t ops = {
-    .name = "chat-sse",    /* name */
-    .live = 1,             /* live */
-    .model = on_model,     /* model */
-    .delta = on_delta,     /* delta */
-    .tool_started = NULL,  /* tool_started: the engine only ever hears words */
-    .tool_finished = NULL, /* tool_finished */
-    .retrieval = NULL,     /* retrieval */
-    .done = on_done,       /* done */
+    .name = "chat-sse",
+    .live = 1,
+    .model = on_model,
+    .delta = on_delta,
+    .tool_started = NULL, /* the engine only ever hears words */
+    .tool_finished = NULL,
+    .retrieval = NULL,
+    .done = on_done,
 };
 
 sb_sink_t *sb_chat_stream_sink(sb_chat_out_t *out)

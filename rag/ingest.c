@@ -270,6 +270,11 @@ static void usage(FILE *f)
           f);
 }
 
+static void warn_setting(const char *message)
+{
+    fprintf(stderr, "switchboard-ingest: warning: %s\n", message);
+}
+
 int main(int argc, char **argv)
 {
     sb_ingest_t r = {0};
@@ -299,7 +304,7 @@ int main(int argc, char **argv)
 
     char err[512];
     const char *env_file = getenv("SWITCHBOARD_ENV_FILE");
-    if (sb_config_load_env_file(env_file && *env_file ? env_file : ".env", err, sizeof(err)) != 0) {
+    if (sb_config_load_env_file(env_file && *env_file ? env_file : ".env", warn_setting, err, sizeof(err)) != 0) {
         sb_store_say("%s", err);
         return 2;
     }

@@ -46,7 +46,7 @@ static const struct setting {
       "(unset: derived from SWITCHBOARD_API_KEYS)"),
     S("SWITCHBOARD_ALLOW_UNAUTHENTICATED", K_BOOL, allow_unauthenticated, "false", 0, 1,
       "serve without inbound keys (local use only; warned about at start-up)"),
-    S("LLM_BASE_URL", K_STR, llm_base_url, NULL, 0, 0, "OpenAI-compatible provider base URL (default https://api.openai.com/v1)"),
+    S("LLM_BASE_URL", K_STR, llm_base_url, NULL, 0, 0, "OpenAI-compatible provider base URL, without /chat/completions (default https://api.openai.com/v1)"),
     S("OPENAI_API_KEY", K_STR, llm_api_key, NULL, 0, 0, "the provider's API key"),
     S("OPENAI_MODEL", K_STR, default_model, "gpt-4o-mini", 0, 0, "model used when a request names none"),
     S("LLM_CONNECT_TIMEOUT_MS", K_UINT, llm_connect_timeout_ms, "3000", 1, 600000, "upstream connect timeout"),
@@ -249,6 +249,13 @@ int sb_config_load(sb_config_t *c, char *err, size_t errlen)
         snprintf(err, errlen, "LLM_BASE_URL must start with http:// or https://");
         return -1;
     }
+    static const char endpoint[] = "/chat/completions";
+    if (ulen >= sizeof(endpoint) - 1 && strcmp(c->llm_base_url + ulen - (sizeof(endpoint) - 1), endpoint) == 0) {
+        /* switchboard adds the endpoint itself: a full URL would call .../chat/completions/chat/completions */
+        snprintf(err, errlen, "LLM_BASE_URL is the provider's base URL, without /chat/completions: write %.*s",
+                 (int)(ulen - (sizeof(endpoint) - 1)), c->llm_base_url);
+        return -1;
+    }
     const char *tables[][2] = {{"SUPPORT_TICKETS_TABLE", c->tickets_table}, {"SUPPORT_INTERACTIONS_TABLE", c->interactions_table}};
     for (size_t i = 0; i < 2; ++i) {
         size_t n = strlen(tables[i][1]);
@@ -298,7 +305,50 @@ static void unquote(char **v, size_t *len)
     }
 }
 
-int sb_config_load_env_file(const char *path, char *err, size_t errlen)
+/* Damerau-Levenshtein distance (adjacent swaps count one) between two setting names, capped at 9. */
+static unsigned name_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 63 || lb > 63)
+        return 9;
+    unsigned d[64][64];
+    for (size_t i = 0; i <= la; ++i)
+        d[i][0] = (unsigned)i;
+    for (size_t j = 0; j <= lb; ++j)
+        d[0][j] = (unsigned)j;
+    for (size_t i = 1; i <= la; ++i)
+        for (size_t j = 1; j <= lb; ++j) {
+            unsigned cost = a[i - 1] != b[j - 1];
+            unsigned best = d[i - 1][j - 1] + cost;
+            if (d[i - 1][j] + 1 < best)
+                best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    return d[la][lb] < 9 ? d[la][lb] : 9;
+}
+
+const char *sb_config_closest_setting(const char *name)
+{
+    const char *closest = NULL;
+    /* a typo, not another program's variable: two edits in a long name, one in a short one (HOME is not HOST) */
+    unsigned best = strlen(name) >= 8 ? 3 : 2;
+    for (size_t i = 0; i < NSETTINGS; ++i) {
+        if (strcmp(settings[i].name, name) == 0)
+            return NULL;
+        unsigned d = name_distance(name, settings[i].name);
+        if (d < best) {
+            best = d;
+            closest = settings[i].name;
+        }
+    }
+    return closest;
+}
+
+int sb_config_load_env_file(const char *path, sb_config_warn_fn warn, char *err, size_t errlen)
 {
     FILE *fp = fopen(path, "r");
     if (fp == NULL)
@@ -327,6 +377,12 @@ int sb_config_load_env_file(const char *path, char *err, size_t errlen)
         size_t vlen = strlen(v);
         unquote(&v, &vlen);
         v[vlen] = '\0';
+        const char *closest = warn != NULL ? sb_config_closest_setting(p) : NULL;
+        if (closest != NULL) {
+            char msg[256];
+            snprintf(msg, sizeof(msg), "%s:%d: switchboard has no setting %.64s; did you mean %s?", path, lineno, p, closest);
+            warn(msg);
+        }
         setenv(p, v, 0);
     }
     fclose(fp);

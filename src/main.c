@@ -62,6 +62,11 @@ static struct curl_slist *upstream_headers(const sb_config_t *c)
     return h;
 }
 
+static void warn_setting(const char *message)
+{
+    sb_log_warn("%s", message);
+}
+
 int main(int argc, char **argv)
 {
     int migrate = argc > 1 && strcmp(argv[1], "migrate") == 0;
@@ -81,7 +86,7 @@ int main(int argc, char **argv)
 
     char err[512];
     const char *env_file = getenv("SWITCHBOARD_ENV_FILE");
-    if (sb_config_load_env_file(env_file && *env_file ? env_file : ".env", err, sizeof(err)) != 0) {
+    if (sb_config_load_env_file(env_file && *env_file ? env_file : ".env", warn_setting, err, sizeof(err)) != 0) {
         sb_log_error("%s", err);
         return 2;
     }

@@ -111,12 +111,20 @@ typedef struct sb_setting_info {
 /* The settings table: `*count` rows, in documentation order. Static storage. */
 const sb_setting_info_t *sb_config_settings(size_t *count);
 
+/* Hears a warning about the settings (a line of text, no newline). */
+typedef void (*sb_config_warn_fn)(const char *message);
+
 /*
  * Loads KEY=VALUE lines from `path` into the environment without overriding
  * variables that are already set. A missing file is not an error (returns 0);
- * a malformed line returns -1 with a message in err.
+ * a malformed line returns -1 with a message in err. A key that is not a
+ * setting but is a typo of one (OPENAI_MODLE: within two edits, one for names
+ * under 8 characters) is told to `warn` (may be NULL) with the setting it was
+ * probably meant to be.
  */
-int sb_config_load_env_file(const char *path, char *err, size_t errlen);
+int sb_config_load_env_file(const char *path, sb_config_warn_fn warn, char *err, size_t errlen);
+/* The known setting `name` is a typo of (see sb_config_load_env_file), or NULL when there is none or `name` is one. */
+const char *sb_config_closest_setting(const char *name);
 
 /*
  * Fills `c` from the environment. Returns 0, or -1 with a message naming the

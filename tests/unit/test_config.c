@@ -1,9 +1,20 @@
 /* Unit tests for src/config.c: defaults, strict parsing, and env.example covering every setting. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "sb/config.h"
 #include "tap.h"
+
+static char warned[512];
+static int warnings;
+
+static void on_warn(const char *message)
+{
+    snprintf(warned, sizeof(warned), "%s", message);
+    ++warnings;
+}
 
 static void clear_env(void)
 {
@@ -36,6 +47,30 @@ int main(void)
     ok(!c.sandbox, "LLM_BASE_URL alone turns the sandbox off");
     is_str(c.llm_base_url, "http://127.0.0.1:11434/v1", "trailing slashes are dropped");
     sb_config_dispose(&c);
+
+    setenv("LLM_BASE_URL", "https://api.example.com/v1/chat/completions", 1);
+    is_int(sb_config_load(&c, err, sizeof(err)), -1, "a base URL that ends in /chat/completions is refused");
+    ok(strstr(err, "write https://api.example.com/v1") != NULL, "saying what to write instead: %s", err);
+    sb_config_dispose(&c);
+    unsetenv("LLM_BASE_URL");
+
+    is_str(sb_config_closest_setting("OPENAI_MODLE"), "OPENAI_MODEL", "a swapped pair of letters is one edit away");
+    is_str(sb_config_closest_setting("LLM_BASEURL"), "LLM_BASE_URL", "a dropped underscore too");
+    ok(sb_config_closest_setting("OPENAI_MODEL") == NULL, "a known setting has no closest other");
+    ok(sb_config_closest_setting("HOME") == NULL && sb_config_closest_setting("NODE_ENV") == NULL,
+       "another program's variable is not taken for a typo");
+    char path[] = "/tmp/sb-test-envXXXXXX";
+    int fd = mkstemp(path);
+    FILE *envf = fdopen(fd, "w");
+    fputs("# comment\nOPENAI_MODLE=gpt-4o\nNODE_ENV=production\nPORT=3100\n", envf);
+    fclose(envf);
+    is_int(sb_config_load_env_file(path, on_warn, err, sizeof(err)), 0, "an .env file with a misspelt setting loads");
+    ok(warnings == 1 && strstr(warned, ":2: switchboard has no setting OPENAI_MODLE; did you mean OPENAI_MODEL?") != NULL,
+       "one warning, naming the line and the closest setting: %s", warned);
+    unlink(path);
+    unsetenv("OPENAI_MODLE");
+    unsetenv("NODE_ENV");
+    unsetenv("PORT");
 
     setenv("SWITCHBOARD_API_KEYS", " key-aaaaaaaaaaaaaaaa , key-bbbbbbbbbbbbbbbb,,", 1);
     is_int(sb_config_load(&c, err, sizeof(err)), 0, "several inbound keys");

@@ -3,6 +3,9 @@
 # a Postgres cluster kept in .local/pg (schema, demo data and the demo knowledge base
 # loaded), and switchboard.
 # On first run it writes .env from env.example with a fresh inbound API key.
+#   deploy/local.sh           the whole local stack
+#   deploy/local.sh db        the local Postgres alone, loaded and left running
+#   deploy/local.sh db-stop   stops it
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,18 +21,51 @@ if [ ! -f .env ]; then
 fi
 setting() { sed -n "s/^$1=//p" .env | tail -1; }
 
-# The local database, unless .env points at another one.
-if [ -z "$(setting DATABASE_URL)" ]; then
+# The local database (kept in .local/pg, on the same port every run), unless DATABASE_URL
+# names another one. Its URL is written into .env, so `build/src/switchboard migrate` and
+# switchboard-ingest run by hand find it too.
+local_url() { [ -f .local/pg/port ] && echo "postgresql://postgres@127.0.0.1:$(cat .local/pg/port)/switchboard"; }
+local_running() {
+  [ -f .local/pg/port ] && "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)/pg_isready" -q -h 127.0.0.1 -p "$(cat .local/pg/port)"
+}
+db_url=${DATABASE_URL:-$(setting DATABASE_URL)}
+started=0
+if [ -z "$db_url" ] || [ "$db_url" = "$(local_url || true)" ]; then
   mkdir -p .local
-  url=$(tests/pg/cluster.sh start "$PWD/.local/pg" | sed -n 's/^DATABASE_URL=//p')
-  trap 'tests/pg/cluster.sh stop "$PWD/.local/pg"' EXIT
+  if local_running; then
+    url=$(local_url)
+  else
+    url=$(tests/pg/cluster.sh start "$PWD/.local/pg" | sed -n 's/^DATABASE_URL=//p')
+    started=1
+  fi
+  if [ -z "$(setting DATABASE_URL)" ]; then
+    if grep -q '^# DATABASE_URL=' .env; then
+      sed -i "s|^# DATABASE_URL=.*|DATABASE_URL=$url|" .env
+    else
+      printf '\n# the local database (deploy/local.sh)\nDATABASE_URL=%s\n' "$url" >>.env
+    fi
+    echo "wrote DATABASE_URL=$url into .env"
+  fi
   export DATABASE_URL="$url"
 fi
+
+if [ "${1:-}" = db ]; then # the database alone: ready, loaded, and left running
+  build/src/switchboard migrate --seed
+  build/rag/switchboard-ingest --sync rag/knowledge
+  echo "Postgres is running at $DATABASE_URL (stop it with: deploy/local.sh db-stop)"
+  exit 0
+fi
+if [ "${1:-}" = db-stop ]; then
+  tests/pg/cluster.sh stop "$PWD/.local/pg"
+  exit 0
+fi
+[ $started -eq 1 ] && trap 'tests/pg/cluster.sh stop "$PWD/.local/pg"' EXIT
 build/src/switchboard migrate --seed
 build/rag/switchboard-ingest --sync rag/knowledge
 
-port=$(setting PORT); port=${port:-3000}
-key=$(setting SWITCHBOARD_API_KEYS); key=${key%%,*}
+# What the server will use: a variable already set wins over .env, as in switchboard itself.
+port=${PORT:-$(setting PORT)}; port=${port:-3000}
+key=${SWITCHBOARD_API_KEYS:-$(setting SWITCHBOARD_API_KEYS)}; key=${key%%,*}
 cat <<TEXT
 switchboard is starting on http://localhost:$port — try:
   curl -N http://localhost:$port/v1/chat/completions \\

@@ -51,6 +51,7 @@ struct sb_turn {
     unsigned paused : 1,    /* the sink's caller reads slowly: the provider is held */
         model_told : 1,     /* the sink heard which model answers */
         said_anything : 1,  /* the caller heard words (no filler needed) */
+        own_words_last : 1, /* the last words the caller heard were switchboard's own (a filler): the model's need a space */
         finish_sent : 1,    /* the provider's finish reason went out */
         relayed_tools : 1,  /* client tool calls went out (the finish is tool_calls) */
         keep_rounds : 1,    /* switchboard's tools are offered: a round's words may be needed again */
@@ -138,7 +139,7 @@ static void say(sb_turn_t *t, const char *text)
     tell_model(t, (sb_str_t){NULL, 0});
     sb_sink_delta_t d = {.text = {text, strlen(text)}};
     if (tell_delta(t, &d))
-        t->said_anything = 1;
+        t->said_anything = t->own_words_last = 1;
 }
 
 /* --- the round's tool calls --------------------------------------------------------------------- */
@@ -361,6 +362,13 @@ static void on_delta(sb_llm_sink_t *llm, const sb_delta_t *d)
     if (!t->sink->ops->live)
         nrelay = 0; /* kept whole for done instead */
     t->relayed_tools |= nrelay > 0;
+    if (t->own_words_last && d->content.len > 0) { /* "One moment while I check that. Order 4417 ...", not "that.Order" */
+        t->own_words_last = 0;
+        char c = d->content.base[0];
+        sb_sink_delta_t space = {.text = {" ", 1}};
+        if (c != ' ' && c != '\n' && c != '\t' && !tell_delta(t, &space))
+            return;
+    }
     /* also a delta with nothing in it (role-only, usage-only, own tool calls): the first one starts a stream */
     sb_sink_delta_t out = {d->content, relay, nrelay, finish_reason};
     tell_delta(t, &out);

@@ -43,7 +43,7 @@ test('a round of parallel tool calls runs against Postgres; the client hears onl
   assert.ok(out.done);
   assert.ok(out.chunks.every((c) => !c.choices?.[0]?.delta?.tool_calls), 'no tool call reaches the client');
   assert.deepEqual(out.finish, ['stop']);
-  assert.match(out.content, /^One moment while I check that\./, 'a filler covers the silence');
+  assert.match(out.content, /^One moment while I check that\. \S/, 'a filler covers the silence, a space before the answer');
   assert.match(out.content, /"status" ?: ?"shipped"/, 'the order status came from Postgres');
   assert.match(out.content, /Maya Patel/);
   const [first, second] = await up.requests();

@@ -30,6 +30,7 @@ struct exchange {
     sb_hangup_t *hangup; /* HTTP/1 only */
     uint64_t t_start;    /* uv_hrtime() */
     char route[64];      /* the request is gone when the line is written */
+    char request_id[65]; /* the client's X-Request-Id when sane, else the completion's own id */
     char model[257];     /* asked for, when no answer named one */
     const char *end;     /* how it ended: client_gone, shutdown, or the turn's own */
     const char *retrieval;
@@ -48,7 +49,7 @@ static void log_access(struct exchange *x)
     char shadowed[512];
     sb_tools_names(x->shadowed, shadowed, sizeof(shadowed));
     sb_access_t a = {
-        .request_id = x->out.id + sizeof("chatcmpl-") - 1,
+        .request_id = x->request_id,
         .method = "POST",
         .route = x->route,
         .model = x->out.model[0] ? x->out.model : x->model,
@@ -179,6 +180,13 @@ static void on_dispose(void *p)
     sb_worker_work_ended(x->w, &x->work);
 }
 
+/* The first value of header `name` (lowercase), base NULL when absent. */
+static h2o_iovec_t header_value(h2o_req_t *req, const char *name, size_t len)
+{
+    ssize_t at = h2o_find_header_by_str(&req->headers, name, len, -1);
+    return at >= 0 ? req->headers.entries[at].value : h2o_iovec_init(NULL, 0);
+}
+
 /* The engine's ids for the call when it sends them as headers (Agora's custom LLM requests can carry them). */
 static void engine_ids(h2o_req_t *req, sb_engine_ids_t *ids)
 {
@@ -187,9 +195,9 @@ static void engine_ids(h2o_req_t *req, sb_engine_ids_t *ids)
     const char **base[] = {&ids->app_id, &ids->channel, &ids->uid};
     size_t *len[] = {&ids->app_id_len, &ids->channel_len, &ids->uid_len};
     for (size_t i = 0; i < 3; ++i) {
-        ssize_t at = h2o_find_header_by_str(&req->headers, names[i].base, names[i].len, -1);
-        *base[i] = at >= 0 ? req->headers.entries[at].value.base : NULL;
-        *len[i] = at >= 0 ? req->headers.entries[at].value.len : 0;
+        h2o_iovec_t v = header_value(req, names[i].base, names[i].len);
+        *base[i] = v.base;
+        *len[i] = v.len;
     }
 }
 
@@ -241,11 +249,14 @@ void sb_chat_handle(h2o_req_t *req)
     char id[25];
     sb_respond_new_id(id, sizeof(id));
     snprintf(x->out.id, sizeof(x->out.id), "chatcmpl-%s", id);
+    h2o_iovec_t client_id = header_value(req, H2O_STRLIT("x-request-id"));
+    h2o_iovec_t traceparent = header_value(req, H2O_STRLIT("traceparent"));
+    sb_chat_request_set_trace(&creq, client_id.base, client_id.len, id, traceparent.base, traceparent.len);
+    memcpy(x->request_id, creq.request_id, sizeof(x->request_id));
     snprintf(x->route, sizeof(x->route), "%.*s", (int)req->path_normalized.len, req->path_normalized.base);
     snprintf(x->model, sizeof(x->model), "%s", creq.model);
     /* h2o keeps the pointer, not a copy: the value must live as long as the request */
-    const char *rid = x->out.id + sizeof("chatcmpl-") - 1;
-    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, rid, strlen(rid));
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, x->request_id, strlen(x->request_id));
 
     x->stream = creq.stream;
     x->sink = x->stream ? sb_chat_stream_sink(&x->out) : sb_chat_json_sink(&x->out);

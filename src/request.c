@@ -482,6 +482,35 @@ int sb_chat_request_parse_body(const char *body, size_t len, const char *default
     return rc;
 }
 
+static int all_of(const char *s, size_t len, const char *set)
+{
+    for (size_t i = 0; i < len; ++i)
+        if (s[i] == '\0' || strchr(set, s[i]) == NULL)
+            return 0;
+    return 1;
+}
+
+void sb_chat_request_set_trace(sb_chat_request_t *r, const char *id, size_t len, const char *generated, const char *traceparent,
+                               size_t tp_len)
+{
+    static const char id_chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-";
+    static const char hex[] = "0123456789abcdef";
+    if (id != NULL && len > 0 && len < sizeof(r->request_id) && all_of(id, len, id_chars)) {
+        memcpy(r->request_id, id, len);
+        r->request_id[len] = '\0';
+    } else {
+        snprintf(r->request_id, sizeof(r->request_id), "%s", generated);
+    }
+    /* 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>, ids not all zero */
+    r->traceparent[0] = '\0';
+    const char *t = traceparent;
+    if (t != NULL && tp_len == 55 && memcmp(t, "00-", 3) == 0 && t[35] == '-' && t[52] == '-' && all_of(t + 3, 32, hex) &&
+        all_of(t + 36, 16, hex) && all_of(t + 53, 2, hex) && strspn(t + 3, "0") < 32 && strspn(t + 36, "0") < 16) {
+        memcpy(r->traceparent, t, 55);
+        r->traceparent[55] = '\0';
+    }
+}
+
 void sb_chat_request_dispose(sb_chat_request_t *r)
 {
     json_decref(r->upstream);

@@ -17,15 +17,17 @@
 #include "sb/tools.h"
 
 typedef struct sb_chat_request {
-    json_t *upstream;    /* new reference: the body to send upstream */
-    const char *model;   /* borrowed from `upstream` */
-    int stream;          /* the client wants SSE */
-    int include_usage;   /* the client asked for stream_options.include_usage */
-    int has_tools;       /* the client sent `tools` */
-    char turn_id[64];    /* the engine's turn_id, if any ("" otherwise) */
-    char last_user[160]; /* start of the caller's last utterance, for the sandbox */
-    char question[1024]; /* what retrieval looks up: the last utterance, with the one before when it is short */
-    char identity[256];  /* the engine's names for the call ("app=..;channel=..;user=..;agent=.."), "" when none */
+    json_t *upstream;     /* new reference: the body to send upstream */
+    const char *model;    /* borrowed from `upstream` */
+    int stream;           /* the client wants SSE */
+    int include_usage;    /* the client asked for stream_options.include_usage */
+    int has_tools;        /* the client sent `tools` */
+    char turn_id[64];     /* the engine's turn_id, if any ("" otherwise) */
+    char request_id[65];  /* the client's X-Request-Id when sane, else switchboard's own; sent to the provider */
+    char traceparent[56]; /* the client's W3C traceparent when well formed, passed on to the provider; "" when none */
+    char last_user[160];  /* start of the caller's last utterance, for the sandbox */
+    char question[1024];  /* what retrieval looks up: the last utterance, with the one before when it is short */
+    char identity[256];   /* the engine's names for the call ("app=..;channel=..;user=..;agent=.."), "" when none */
     unsigned char conversation[SB_CONVERSATION_BYTES]; /* keyed digest of the identity and every message so far */
     sb_caller_t caller;                                /* the customer bound by llm.params customer_id / customer_email, if any */
     const char *offered_tools; /* switchboard's tools as a JSON array, sent as `tools` (sb_tools_offer); NULL: none */
@@ -51,6 +53,14 @@ int sb_chat_request_parse(json_t *root, const char *default_model, const sb_engi
 int sb_chat_request_parse_body(const char *body, size_t len, const char *default_model, const sb_engine_ids_t *ids,
                                sb_chat_request_t *out, sb_request_error_t *err);
 void sb_chat_request_dispose(sb_chat_request_t *r);
+/*
+ * Takes the client's X-Request-Id (`id`, `len` bytes; base NULL when absent)
+ * when it is 1 to 64 characters of letters, digits and ._:- , else
+ * `generated`; and its traceparent when it is a well-formed W3C trace
+ * context (version 00, non-zero ids), else none.
+ */
+void sb_chat_request_set_trace(sb_chat_request_t *r, const char *id, size_t len, const char *generated, const char *traceparent,
+                               size_t tp_len);
 
 /* --- the edits a turn makes to what it sends the provider ------------------------------------- */
 

@@ -30,6 +30,7 @@ struct call {
     sb_xfer_t xfer;
     char *body;
     size_t body_len;
+    struct curl_slist *headers; /* the provider's headers and this turn's request id and trace context */
     sb_sse_decoder_t sse;
     char *scratch; /* decoded strings of the event being parsed; as large as the largest event yet */
     size_t scratch_cap;
@@ -59,6 +60,7 @@ static void on_timer_closed(uv_handle_t *h)
 static void destroy(struct call *c)
 {
     curl_easy_cleanup(c->xfer.easy);
+    curl_slist_free_all(c->headers);
     sb_sse_decoder_dispose(&c->sse);
     free(c->scratch);
     sb_buf_dispose(&c->errbody);
@@ -387,7 +389,16 @@ static sb_llm_call_t *start(const sb_llm_env_t *env, const sb_chat_request_t *re
     curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body_len);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, env->headers);
+    for (const struct curl_slist *h = env->headers; h != NULL; h = h->next)
+        c->headers = curl_slist_append(c->headers, h->data);
+    char line[128];
+    snprintf(line, sizeof(line), "X-Request-Id: %s", req->request_id); /* both checked to be plain ASCII (request.c) */
+    if (req->request_id[0] != '\0')
+        c->headers = curl_slist_append(c->headers, line);
+    snprintf(line, sizeof(line), "traceparent: %s", req->traceparent);
+    if (req->traceparent[0] != '\0')
+        c->headers = curl_slist_append(c->headers, line);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, c->headers);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);

@@ -151,3 +151,21 @@ test('a second switchboard on a port already served refuses to start, naming POR
   assert.match(out.stderr, /another process already serves PORT \d+/);
   assert.equal((await fetch(`${sb.base}/ping`)).status, 200, 'the first one still answers');
 });
+
+test("a client's X-Request-Id is kept and sent on with its traceparent; a malformed one is replaced", async () => {
+  await up.reset();
+  const tp = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+  const kept = await post(sb.base, { model: scenario({ text: 'hi' }), messages: user },
+    { headers: { 'x-request-id': 'call-42:turn.7', traceparent: tp } });
+  assert.equal(kept.status, 200);
+  assert.equal(kept.headers['x-request-id'], 'call-42:turn.7', 'the answer carries the client id');
+  const bad = await post(sb.base, { model: scenario({ text: 'hi' }), messages: user },
+    { headers: { 'x-request-id': 'two words\u00e9', traceparent: '00-00000000000000000000000000000000-00f067aa0ba902b7-01' } });
+  assert.equal(bad.status, 200);
+  assert.match(bad.headers['x-request-id'], /^[A-Za-z0-9]{24}$/, 'a malformed id is replaced by switchboard\'s own');
+  const [first, second] = await up.requests();
+  assert.equal(first.headers['x-request-id'], 'call-42:turn.7', 'the provider hears the same id');
+  assert.equal(first.headers.traceparent, tp, 'and the trace context');
+  assert.equal(second.headers['x-request-id'], bad.headers['x-request-id']);
+  assert.equal(second.headers.traceparent, undefined, 'an all-zero trace id is not passed on');
+});

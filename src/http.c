@@ -15,6 +15,7 @@ typedef void (*route_cb)(h2o_req_t *req);
 
 static void on_ping(h2o_req_t *req);
 static void on_healthz(h2o_req_t *req);
+static void on_readyz(h2o_req_t *req);
 
 /*
  * The route table. path: matched exactly (query string ignored); method: the
@@ -32,6 +33,7 @@ static const struct route {
     {"/v1/chat/completion", "POST", "POST", sb_chat_handle}, /* the path users of the Node sample configured */
     {"/ping", "GET", "GET, HEAD", on_ping},
     {"/healthz", "GET", "GET, HEAD", on_healthz},
+    {"/readyz", "GET", "GET, HEAD", on_readyz},
 };
 
 /* Sends a fixed answer (or an error) and logs it. */
@@ -66,6 +68,30 @@ static void on_healthz(h2o_req_t *req)
              w->server->provider->name, db, w->id, w->nopen);
     /* degraded still answers 200: switchboard serves turns without the database, the model hears why */
     answer(req, SB_OK, NULL, NULL, h2o_strdup(&req->pool, body, strlen(body)).base);
+}
+
+/*
+ * Readiness, for a load balancer or Kubernetes: 503 while this process drains
+ * or while its configured database is unreachable (turns would still answer,
+ * but without their tools: send them to a replica that has them), else 200.
+ * /healthz keeps answering 200 when degraded: it says alive, this says ready.
+ */
+static void on_readyz(h2o_req_t *req)
+{
+    sb_worker_t *w = sb_worker_of(req);
+    if (w->draining) {
+        answer(req, SB_E_SHUTTING_DOWN, NULL, NULL, NULL);
+        return;
+    }
+    if (w->pg != NULL) {
+        sb_pgpool_stats_t st;
+        sb_pgpool_stats(w->pg, &st);
+        if (!st.healthy) {
+            answer(req, SB_E_DB_UNAVAILABLE, "not ready: the database (DATABASE_URL) is unreachable", NULL, NULL);
+            return;
+        }
+    }
+    answer(req, SB_OK, NULL, NULL, "{\"status\":\"ready\"}");
 }
 
 /* The value of the header line at p (name and colon skipped), without surrounding whitespace. */

@@ -37,6 +37,12 @@ test('GET /ping answers pong', async () => {
   assert.deepEqual(await r.json(), { message: 'pong' });
 });
 
+test('GET /readyz is 200 when nothing it needs is missing', async () => {
+  const r = await fetch(`${sb.base}/readyz`);
+  assert.equal(r.status, 200);
+  assert.deepEqual(await r.json(), { status: 'ready' });
+});
+
 test('GET /healthz reports the provider', async () => {
   const r = await fetch(`${sb.base}/healthz`);
   assert.equal(r.status, 200);

@@ -141,6 +141,9 @@ test('with Postgres down turns still finish and the model hears why; tools work 
     assert.match(assemble(res.text).content, /database unavailable/);
     const h = await (await fetch(`${sb.base}/healthz`)).json();
     assert.equal(h.status, 'degraded');
+    const ready = await fetch(`${sb.base}/readyz`);
+    assert.equal(ready.status, 503, 'not ready without its database (liveness stays 200)');
+    assert.match((await ready.json()).error.message, /DATABASE_URL/);
   } finally {
     cluster('restart');
   }
@@ -148,6 +151,7 @@ test('with Postgres down turns still finish and the model hears why; tools work 
     const res = await post(sb.base, { model, stream: true, messages: ask('x') });
     return /"status" ?: ?"shipped"/.test(assemble(res.text).content);
   }, { timeoutMs: 15000, everyMs: 100, what: 'tools to work again' });
+  assert.equal((await fetch(`${sb.base}/readyz`)).status, 200, 'ready again once the database is back');
 });
 
 test('the sandbox calls the order tool from the caller\'s words', { skip }, async () => {

@@ -35,7 +35,7 @@ static const struct setting {
 #define S(n, k, f, d, lo, hi, h) {n, k, offsetof(sb_config_t, f), d, lo, hi, h}
     S("HOST", K_STR, host, "0.0.0.0", 0, 0, "address to listen on"),
     S("PORT", K_UINT, port, "3000", 1, 65535, "TCP port to listen on"),
-    S("WORKERS", K_UINT, workers, "0", 0, 256, "worker threads, each with its own loop and listener (0 = one per core)"),
+    S("WORKERS", K_UINT, workers, "0", 0, 256, "worker threads, each with its own loop and listener (0 = one per CPU the process may use: affinity, cgroup quota)"),
     S("MAX_BODY_BYTES", K_SIZE, max_body_bytes, "1048576", 1024, 64u << 20, "largest accepted request body"),
     S("REQUEST_READ_TIMEOUT_MS", K_UINT, request_read_timeout_ms, "30000", 1000, 600000,
       "longest an HTTP/1 request (head and body) may take to arrive, and an idle keep-alive connection stays open"),

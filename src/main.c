@@ -1,10 +1,11 @@
 /*
- * switchboard's entry point: reads the settings, starts one worker per core,
- * and on SIGTERM/SIGINT stops accepting, lets open streams finish (up to the
- * drain deadline) and exits 0.
+ * switchboard's entry point: reads the settings, starts one worker per CPU it
+ * may use (affinity and cgroup quota), and on SIGTERM/SIGINT stops accepting,
+ * lets open streams finish (up to the drain deadline) and exits 0.
  */
 #include <curl/curl.h>
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -60,6 +61,42 @@ static struct curl_slist *upstream_headers(const sb_config_t *c)
         free(line);
     }
     return h;
+}
+
+/* A cgroup CPU limit in whole CPUs (rounded up), or 0 when there is none: cgroup v2's cpu.max, else v1's CFS quota. */
+static long cgroup_cpus(void)
+{
+    long long quota = -1, period = 0;
+    FILE *f = fopen("/sys/fs/cgroup/cpu.max", "r");
+    if (f != NULL) {
+        char q[32];
+        if (fscanf(f, "%31s %lld", q, &period) == 2 && strcmp(q, "max") != 0)
+            quota = strtoll(q, NULL, 10);
+        fclose(f);
+    } else if ((f = fopen("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "r")) != NULL) {
+        if (fscanf(f, "%lld", &quota) != 1)
+            quota = -1;
+        fclose(f);
+        if ((f = fopen("/sys/fs/cgroup/cpu/cpu.cfs_period_us", "r")) != NULL) {
+            if (fscanf(f, "%lld", &period) != 1)
+                period = 0;
+            fclose(f);
+        }
+    }
+    return quota > 0 && period > 0 ? (long)((quota + period - 1) / period) : 0;
+}
+
+/* The CPUs this process may use: its affinity mask, capped by a cgroup quota (a container's CPU limit). */
+static unsigned usable_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+        n = CPU_COUNT(&set);
+    long quota = cgroup_cpus();
+    if (quota > 0 && quota < n)
+        n = quota;
+    return n > 0 ? (unsigned)n : 1;
 }
 
 static void warn_setting(const char *message)
@@ -136,8 +173,7 @@ int main(int argc, char **argv)
     server.h2o.http1.req_timeout = config.request_read_timeout_ms;
     sb_http_register(h2o_config_register_host(&server.h2o, h2o_iovec_init(H2O_STRLIT("default")), 65535));
 
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    server.nworkers = config.workers ? config.workers : (unsigned)(cores > 0 ? cores : 1);
+    server.nworkers = config.workers ? config.workers : usable_cpus();
     server.workers = sb_calloc(server.nworkers, sizeof(*server.workers));
 
     /* Workers inherit this mask: only the main thread takes the shutdown signals. */

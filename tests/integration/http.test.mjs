@@ -1,9 +1,9 @@
 // The HTTP surface: routes, auth, request validation and limits, all with OpenAI-shaped errors.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { startFakeUpstream, startSwitchboard, post, scenario, assemble, buildDir, INBOUND_KEY, PROVIDER_KEY } from './lib.mjs';
+import { startFakeUpstream, startSwitchboard, post, scenario, assemble, buildDir, freePort, until, INBOUND_KEY, PROVIDER_KEY } from './lib.mjs';
 
 let up, sb;
 before(async () => {
@@ -174,4 +174,25 @@ test("a client's X-Request-Id is kept and sent on with its traceparent; a malfor
   assert.equal(first.headers.traceparent, tp, 'and the trace context');
   assert.equal(second.headers['x-request-id'], bad.headers['x-request-id']);
   assert.equal(second.headers.traceparent, undefined, 'an all-zero trace id is not passed on');
+});
+
+test('by default one worker per CPU the process may use: one under a one-CPU affinity', async () => {
+  const bin = path.join(buildDir, 'src', 'switchboard');
+  const port = await freePort();
+  const proc = spawn('taskset', ['-c', '0', bin], {
+    cwd: buildDir,
+    env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: String(port), SWITCHBOARD_API_KEYS: INBOUND_KEY,
+      ASAN_OPTIONS: process.env.ASAN_OPTIONS || '', UBSAN_OPTIONS: process.env.UBSAN_OPTIONS || '', LSAN_OPTIONS: process.env.LSAN_OPTIONS || '' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let err = '';
+  proc.stderr.on('data', (d) => { err += d; });
+  const exited = new Promise((resolve) => proc.on('exit', resolve));
+  try {
+    await until(() => /listening on/.test(err), { timeoutMs: 10000, what: 'the start-up line' });
+    assert.match(err, /with 1 workers/);
+  } finally {
+    proc.kill('SIGTERM');
+    await exited;
+  }
 });

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include <libpq-fe.h>
 #include <sodium.h>
 
 #include "sb/alloc.h"
@@ -264,6 +265,19 @@ int sb_config_load(sb_config_t *c, char *err, size_t errlen)
             snprintf(err, errlen, "%s must be a lowercase table name (letters, digits, _; at most 63)", tables[i][0]);
             return -1;
         }
+    }
+    if (c->database_url != NULL && c->database_url[0] != '\0') {
+        /* a typo here would otherwise show only at the first tool call, as an outage. libpq's own message is left
+         * out: it can quote part of the URL, password included */
+        char *perr = NULL;
+        PQconninfoOption *opts = PQconninfoParse(c->database_url, &perr);
+        PQfreemem(perr);
+        if (opts == NULL) {
+            snprintf(err, errlen,
+                     "DATABASE_URL is not a valid Postgres connection URI (postgresql://user:password@host:port/dbname)");
+            return -1;
+        }
+        PQconninfoFree(opts);
     }
     if (strlen(c->default_model) > 256) {
         snprintf(err, errlen, "OPENAI_MODEL is longer than 256 characters");

@@ -54,6 +54,16 @@ int main(void)
     sb_config_dispose(&c);
     unsetenv("LLM_BASE_URL");
 
+    setenv("DATABASE_URL", "postgresql://user:p%zzw@host/db", 1); /* libpq would quote the bad token */
+    is_int(sb_config_load(&c, err, sizeof(err)), -1, "a DATABASE_URL libpq cannot parse stops start-up");
+    ok(strstr(err, "DATABASE_URL is not a valid Postgres connection URI") != NULL && strstr(err, "zz") == NULL,
+       "naming the setting, never its password: %s", err);
+    sb_config_dispose(&c);
+    setenv("DATABASE_URL", "postgresql://user:pw@127.0.0.1:5432/db", 1);
+    is_int(sb_config_load(&c, err, sizeof(err)), 0, "a well-formed one loads (reaching it is the pool's business)");
+    sb_config_dispose(&c);
+    unsetenv("DATABASE_URL");
+
     is_str(sb_config_closest_setting("OPENAI_MODLE"), "OPENAI_MODEL", "a swapped pair of letters is one edit away");
     is_str(sb_config_closest_setting("LLM_BASEURL"), "LLM_BASE_URL", "a dropped underscore too");
     ok(sb_config_closest_setting("OPENAI_MODEL") == NULL, "a known setting has no closest other");

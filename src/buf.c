@@ -83,6 +83,15 @@ int sb_buf_appendf(sb_buf_t *b, const char *fmt, ...)
     return 0;
 }
 
+/* Takes back what a failed append wrote past `start`; returns -1, the append's result. */
+static int undo(sb_buf_t *b, size_t start)
+{
+    b->len = start;
+    if (b->base != NULL)
+        b->base[b->len] = '\0';
+    return -1;
+}
+
 int sb_buf_append_json_escaped(sb_buf_t *b, const char *s, size_t len)
 {
     static const char short_escape[256] = {
@@ -110,10 +119,7 @@ int sb_buf_append_json_escaped(sb_buf_t *b, const char *s, size_t len)
         goto fail;
     return 0;
 fail:
-    b->len = start;
-    if (b->base != NULL)
-        b->base[b->len] = '\0';
-    return -1;
+    return undo(b, start);
 }
 
 int sb_buf_append_utf8(sb_buf_t *b, const char *s, size_t len)
@@ -138,10 +144,7 @@ int sb_buf_append_utf8(sb_buf_t *b, const char *s, size_t len)
     if (sb_buf_append(b, run, (size_t)(p - run)) == 0)
         return 0;
 fail:
-    b->len = start;
-    if (b->base != NULL)
-        b->base[b->len] = '\0';
-    return -1;
+    return undo(b, start);
 }
 
 void sb_buf_consume(sb_buf_t *b, size_t n)

@@ -201,6 +201,12 @@ int sb_rag_enabled(const sb_config_t *c)
     return backend_for(c) != NULL;
 }
 
+const char *sb_rag_backend_name(const sb_config_t *c)
+{
+    const sb_rag_backend_t *b = backend_for(c);
+    return b != NULL ? b->name : "none";
+}
+
 sb_rag_query_t *sb_rag_start(const sb_config_t *c, sb_pgpool_t *pg, sb_curlm_t *curlm, uv_loop_t *loop, const char *question,
                              sb_rag_done_cb done, void *data)
 {

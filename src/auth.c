@@ -18,6 +18,8 @@
 static unsigned char (*digests)[crypto_generichash_BYTES];
 static size_t ndigests;
 static int allow_anyone;
+static unsigned char metrics_digest[crypto_generichash_BYTES];
+static int metrics_token_set;
 
 void sb_auth_init(const sb_config_t *config)
 {
@@ -29,6 +31,10 @@ void sb_auth_init(const sb_config_t *config)
     for (size_t i = 0; i < ndigests; ++i)
         crypto_generichash(digests[i], sizeof(digests[i]), (const unsigned char *)config->api_keys[i], strlen(config->api_keys[i]),
                            NULL, 0);
+    metrics_token_set = config->metrics_token != NULL;
+    if (metrics_token_set)
+        crypto_generichash(metrics_digest, sizeof(metrics_digest), (const unsigned char *)config->metrics_token,
+                           strlen(config->metrics_token), NULL, 0);
 }
 
 void sb_auth_dispose(void)
@@ -38,10 +44,13 @@ void sb_auth_dispose(void)
     ndigests = 0;
 }
 
-int sb_auth_check(const char *value, size_t len)
+/*
+ * The digest of the bearer token in an Authorization header value into d;
+ * 0 when there is none. Comparing digests keeps the time independent of how
+ * long the token is and of how much of it matched.
+ */
+static int bearer_digest(const char *value, size_t len, unsigned char d[crypto_generichash_BYTES])
 {
-    if (allow_anyone)
-        return 1;
     if (value == NULL || len < 7 || len > MAX_TOKEN || strncasecmp(value, "bearer ", 7) != 0)
         return 0;
     const char *token = value + 7;
@@ -52,11 +61,30 @@ int sb_auth_check(const char *value, size_t len)
         --tlen;
     if (tlen == 0)
         return 0;
+    crypto_generichash(d, crypto_generichash_BYTES, (const unsigned char *)token, tlen, NULL, 0);
+    return 1;
+}
+
+int sb_auth_check(const char *value, size_t len)
+{
+    if (allow_anyone)
+        return 1;
     unsigned char d[crypto_generichash_BYTES];
-    crypto_generichash(d, sizeof(d), (const unsigned char *)token, tlen, NULL, 0);
+    if (!bearer_digest(value, len, d))
+        return 0;
     int match = 0;
     for (size_t i = 0; i < ndigests; ++i) /* no early exit: every key is compared */
         match |= sodium_memcmp(d, digests[i], sizeof(d)) == 0;
+    sodium_memzero(d, sizeof(d));
+    return match;
+}
+
+int sb_auth_check_metrics(const char *value, size_t len)
+{
+    if (!metrics_token_set)
+        return 1;
+    unsigned char d[crypto_generichash_BYTES];
+    int match = bearer_digest(value, len, d) && sodium_memcmp(d, metrics_digest, sizeof(d)) == 0;
     sodium_memzero(d, sizeof(d));
     return match;
 }

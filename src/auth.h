@@ -1,6 +1,7 @@
 /*
  * Inbound authentication: the `Authorization: Bearer` key the engine sends
- * (its llm.api_key), checked against SWITCHBOARD_API_KEYS in constant time.
+ * (its llm.api_key), checked against SWITCHBOARD_API_KEYS in constant time;
+ * and a scraper's METRICS_TOKEN, the same way.
  */
 #ifndef SB_AUTH_H
 #define SB_AUTH_H
@@ -19,5 +20,7 @@ void sb_auth_dispose(void);
  * use is allowed, else 0. Time depends on neither the key nor how much matched.
  */
 int sb_auth_check(const char *value, size_t len);
+/* The same for a scrape of /metrics: "Bearer <METRICS_TOKEN>", or anything when METRICS_TOKEN is not set. */
+int sb_auth_check_metrics(const char *value, size_t len);
 
 #endif

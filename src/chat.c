@@ -14,6 +14,7 @@
 #include "chat.h"
 #include "chat_sinks.h"
 #include "hangup.h"
+#include "metrics.h"
 #include "request.h"
 #include "respond.h"
 #include "turn.h"
@@ -23,16 +24,17 @@ struct exchange {
     sb_open_work_t work; /* in the worker's list of open work, for draining */
     sb_worker_t *w;
     sb_chat_out_t out;
-    sb_sink_t *sink;     /* the channel's: the caller hears it */
-    sb_sink_t recorder;  /* an observer: what the access log reports */
-    int stream;          /* the sink is the SSE stream */
-    sb_turn_t *turn;     /* NULL once let go */
-    sb_hangup_t *hangup; /* HTTP/1 only */
-    uint64_t t_start;    /* uv_hrtime() */
-    char route[64];      /* the request is gone when the line is written */
-    char request_id[65]; /* the client's X-Request-Id when sane, else the completion's own id */
-    char model[257];     /* asked for, when no answer named one */
-    const char *end;     /* how it ended: client_gone, shutdown, or the turn's own */
+    sb_sink_t *sink;           /* the channel's: the caller hears it */
+    sb_sink_t recorder;        /* an observer: what the access log reports */
+    sb_metrics_turn_t metrics; /* the next observer, when metrics are on */
+    int stream;                /* the sink is the SSE stream */
+    sb_turn_t *turn;           /* NULL once let go */
+    sb_hangup_t *hangup;       /* HTTP/1 only */
+    uint64_t t_start;          /* uv_hrtime() */
+    char route[64];            /* the request is gone when the line is written */
+    char request_id[65];       /* the client's X-Request-Id when sane, else the completion's own id */
+    char model[257];           /* asked for, when no answer named one */
+    const char *end;           /* how it ended: client_gone, shutdown, or the turn's own */
     const char *retrieval;
     uint32_t shadowed;
     int has_usage, logged;
@@ -65,6 +67,8 @@ static void log_access(struct exchange *x)
         .worker = x->w->id,
     };
     sb_access_log(x->w->config->access_log, &a);
+    sb_metrics_request(a.route, a.status, a.end);
+    sb_metrics_turn_finish(&x->metrics);
     x->logged = 1;
 }
 
@@ -201,11 +205,21 @@ static void engine_ids(h2o_req_t *req, sb_engine_ids_t *ids)
     }
 }
 
+/* Answers a request refused before its turn started with the error, logged and counted. */
+static void refuse(h2o_req_t *req, sb_error_t e, const char *message, const char *param)
+{
+    sb_worker_t *w = sb_worker_of(req);
+    char route[64];
+    snprintf(route, sizeof(route), "%.*s", (int)req->path_normalized.len, req->path_normalized.base);
+    sb_respond_answer(req, w->config->access_log, w->id, e, message, param, NULL);
+    sb_metrics_request(route, sb_error_status(e), "rejected");
+}
+
 void sb_chat_handle(h2o_req_t *req)
 {
     sb_worker_t *w = sb_worker_of(req);
     const sb_config_t *cf = w->config;
-#define REFUSE(e, message, param) sb_respond_answer(req, cf->access_log, w->id, e, message, param, NULL)
+#define REFUSE(e, message, param) refuse(req, e, message, param)
     if (w->draining) {
         REFUSE(SB_E_SHUTTING_DOWN, NULL, NULL);
         return;
@@ -261,6 +275,10 @@ void sb_chat_handle(h2o_req_t *req)
     x->stream = creq.stream;
     x->sink = x->stream ? sb_chat_stream_sink(&x->out) : sb_chat_json_sink(&x->out);
     x->recorder.ops = &recorder_ops;
+    if (w->server->metrics != NULL) {
+        sb_metrics_turn_start(&x->metrics, w->server->provider->name, sb_rag_backend_name(cf));
+        x->recorder.next = &x->metrics.super;
+    }
     sb_worker_work_started(w, &x->work);
     sb_turn_env_t env = {cf, &w->loop, w->pg, w->curlm, w->server->provider, &w->llm};
     x->turn = sb_turn_start(&env, &creq, x->sink, &x->recorder);

@@ -123,6 +123,13 @@ static const struct setting {
     S("QDRANT_API_KEY", K_STR, qdrant_api_key, NULL, 0, 0, "Qdrant API key, sent as api-key (unset: none)"),
     S("QDRANT_COLLECTION", K_STR, qdrant_collection, NULL, 0, 0, "Qdrant collection holding the knowledge base"),
     S("ACCESS_LOG", K_BOOL, access_log, "true", 0, 1, "one JSON line per request on stdout"),
+    S("METRICS", K_BOOL, metrics, "true", 0, 1, "serve Prometheus metrics at GET /metrics"),
+    S("METRICS_PORT", K_UINT, metrics_port, "0", 0, 65535, "serve /metrics on this port instead of PORT (0 = on PORT)"),
+    S("METRICS_TOKEN", K_STR, metrics_token, NULL, 0, 0, "bearer token a scrape of /metrics must send (unset: none asked)"),
+    S("CORS_ORIGINS", K_STR, cors_origins, NULL, 0, 0,
+      "browser origins allowed to call switchboard, comma-separated (https://app.example.com), or * (unset: none)"),
+    S("TLS_CERT_FILE", K_STR, tls_cert_file, NULL, 0, 0, "PEM certificate chain: serve HTTPS (HTTP/2 by ALPN) instead of HTTP"),
+    S("TLS_KEY_FILE", K_STR, tls_key_file, NULL, 0, 0, "PEM private key of TLS_CERT_FILE"),
     S("SWITCHBOARD_ENV_FILE", K_STR, env_file, ".env", 0, 0, "file of KEY=VALUE lines read at start-up (set variables win)"),
 #undef S
     /* clang-format on */
@@ -278,6 +285,18 @@ int sb_config_load(sb_config_t *c, char *err, size_t errlen)
             return -1;
         }
         PQconninfoFree(opts);
+    }
+    if ((c->tls_cert_file == NULL) != (c->tls_key_file == NULL)) {
+        snprintf(err, errlen, "TLS_CERT_FILE and TLS_KEY_FILE go together: set both, or neither");
+        return -1;
+    }
+    if (c->metrics_port != 0 && c->metrics_port == c->port) {
+        snprintf(err, errlen, "METRICS_PORT must differ from PORT (unset it to serve /metrics on PORT)");
+        return -1;
+    }
+    if (c->metrics_token != NULL && strlen(c->metrics_token) < 16) {
+        snprintf(err, errlen, "METRICS_TOKEN must be at least 16 characters");
+        return -1;
     }
     if (strlen(c->default_model) > 256) {
         snprintf(err, errlen, "OPENAI_MODEL is longer than 256 characters");

@@ -3,12 +3,17 @@
  * refuses requests whose body length is ambiguous, and gives the 413 h2o
  * answers by itself an OpenAI-shaped body (and a lingering close).
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "auth.h"
 #include "chat.h"
+#include "cors.h"
 #include "http.h"
 #include "llm.h"
+#include "metrics.h"
 #include "respond.h"
 
 typedef void (*route_cb)(h2o_req_t *req);
@@ -16,11 +21,13 @@ typedef void (*route_cb)(h2o_req_t *req);
 static void on_ping(h2o_req_t *req);
 static void on_healthz(h2o_req_t *req);
 static void on_readyz(h2o_req_t *req);
+static void on_metrics(h2o_req_t *req);
 
 /*
  * The route table. path: matched exactly (query string ignored); method: the
  * one method served ("GET" routes answer HEAD too); allow: the Allow header of
- * a 405; on_req: the handler.
+ * a 405, and the methods a CORS preflight may ask for; on_req: the handler.
+ * OPTIONS is answered for every route (sb_cors_preflight).
  */
 static const struct route {
     const char *path;
@@ -34,6 +41,7 @@ static const struct route {
     {"/ping", "GET", "GET, HEAD", on_ping},
     {"/healthz", "GET", "GET, HEAD", on_healthz},
     {"/readyz", "GET", "GET, HEAD", on_readyz},
+    {"/metrics", "GET", "GET, HEAD", on_metrics}, /* Prometheus; on METRICS_PORT instead when that is set */
 };
 
 /* Sends a fixed answer (or an error) and logs it. */
@@ -94,6 +102,49 @@ static void on_readyz(h2o_req_t *req)
     answer(req, SB_OK, NULL, NULL, "{\"status\":\"ready\"}");
 }
 
+/* The local port the request came in on, 0 when unknown. */
+static unsigned local_port(h2o_req_t *req)
+{
+    struct sockaddr_storage ss;
+    socklen_t n = req->conn->callbacks->get_sockname(req->conn, (struct sockaddr *)&ss);
+    if (n == 0)
+        return 0;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return 0;
+}
+
+#define METRICS_MAX_BYTES (16u << 20)
+
+/*
+ * The Prometheus scrape: every worker's counts, summed. With METRICS_PORT it
+ * is served there only (PORT answers 404), and with METRICS_TOKEN only to a
+ * scraper that sends it as a bearer token.
+ */
+static void on_metrics(h2o_req_t *req)
+{
+    sb_worker_t *w = sb_worker_of(req);
+    const sb_config_t *c = w->config;
+    if (w->server->metrics == NULL || (c->metrics_port != 0 && local_port(req) != c->metrics_port)) {
+        answer(req, SB_E_NOT_FOUND, NULL, NULL, NULL);
+        return;
+    }
+    ssize_t hi = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    if (!sb_auth_check_metrics(hi >= 0 ? req->headers.entries[hi].value.base : NULL,
+                               hi >= 0 ? req->headers.entries[hi].value.len : 0)) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("Bearer"));
+        answer(req, SB_E_UNAUTHORIZED, "missing or invalid metrics token (METRICS_TOKEN)", NULL, NULL);
+        return;
+    }
+    sb_buf_t text;
+    sb_buf_init(&text, METRICS_MAX_BYTES);
+    sb_metrics_render(w->server->metrics, &text);
+    sb_respond_body(req, c->access_log, w->id, 200, "text/plain; version=0.0.4; charset=utf-8", text.base, text.len);
+    sb_buf_dispose(&text);
+}
+
 /* The value of the header line at p (name and colon skipped), without surrounding whitespace. */
 static h2o_iovec_t header_value(const char *p, const char *eol)
 {
@@ -146,10 +197,16 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         answer(req, SB_E_INVALID_REQUEST, "conflicting Content-Length or Transfer-Encoding headers", NULL, NULL);
         return 0;
     }
+    sb_worker_t *w = sb_worker_of(req);
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); ++i) {
         const struct route *r = &routes[i];
         if (!h2o_memis(path.base, path.len, r->path, strlen(r->path)))
             continue;
+        if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS"))) {
+            sb_cors_preflight(req, w->config, w->id, r->allow);
+            return 0;
+        }
+        sb_cors_headers(req, w->config);
         int get = strcmp(r->method, "GET") == 0;
         if (h2o_memis(req->method.base, req->method.len, r->method, strlen(r->method)) ||
             (get && h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD")))) {

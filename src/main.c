@@ -4,6 +4,9 @@
  * lets open streams finish (up to the drain deadline) and exits 0.
  */
 #include <curl/curl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <errno.h>
 #include <sched.h>
 #include <signal.h>
@@ -15,8 +18,10 @@
 
 #include "auth.h"
 #include "conversation.h"
+#include "cors.h"
 #include "http.h"
 #include "llm.h"
+#include "metrics.h"
 #include "migrate.h"
 #include "worker.h"
 #include "sb/alloc.h"
@@ -24,6 +29,36 @@
 #include "sb/log.h"
 #include "sb/rag.h"
 #include "sb/tools.h"
+
+/*
+ * PORT's TLS context from TLS_CERT_FILE and TLS_KEY_FILE: TLS 1.2 and up,
+ * HTTP/2 or HTTP/1.1 by ALPN. NULL with err when a file cannot be used.
+ */
+static SSL_CTX *tls_context(const sb_config_t *c, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL) {
+        snprintf(err, errlen, "cannot set up TLS");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    const char *bad = NULL;
+    if (SSL_CTX_use_certificate_chain_file(ctx, c->tls_cert_file) != 1)
+        bad = "TLS_CERT_FILE: cannot read a PEM certificate chain from it";
+    else if (SSL_CTX_use_PrivateKey_file(ctx, c->tls_key_file, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1)
+        bad = ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH || ERR_peek_last_error() == 0
+                  ? "TLS_KEY_FILE is not the key of the certificate in TLS_CERT_FILE"
+                  : "TLS_KEY_FILE: cannot read a PEM private key from it";
+    ERR_clear_error(); /* OpenSSL's own words can quote the files: the message above names the setting instead */
+    if (bad != NULL) {
+        snprintf(err, errlen, "%s", bad);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    h2o_ssl_register_alpn_protocols(ctx, h2o_alpn_protocols);
+    return ctx;
+}
 
 static void usage(FILE *out)
 {
@@ -138,7 +173,7 @@ int main(int argc, char **argv)
         return rc;
     }
     if (sb_config_check_serving(&config, err, sizeof(err)) != 0 || sb_tools_init(&config, err, sizeof(err)) != 0 ||
-        sb_rag_check(&config, err, sizeof(err)) != 0) {
+        sb_rag_check(&config, err, sizeof(err)) != 0 || sb_cors_check(&config, err, sizeof(err)) != 0) {
         sb_log_error("configuration: %s", err);
         return 2;
     }
@@ -183,19 +218,32 @@ int main(int argc, char **argv)
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
-    int taken = sb_worker_check_port(&config);
-    if (taken != 0) {
-        if (taken == -EADDRINUSE)
-            sb_log_error("cannot listen on %s:%u: another process already serves PORT %u (stop it, or set PORT)", config.host,
-                         config.port, config.port);
-        else
-            sb_log_error("cannot listen on %s:%u (HOST, PORT): %s", config.host, config.port, strerror(-taken));
-        return 1;
+    if (config.metrics)
+        server.metrics = sb_metrics_create(server.nworkers);
+    if (config.tls_cert_file != NULL && (server.tls = tls_context(&config, err, sizeof(err))) == NULL) {
+        sb_log_error("configuration: %s", err);
+        return 2;
+    }
+    struct {
+        const char *name;
+        unsigned port;
+    } ports[] = {{"PORT", config.port}, {"METRICS_PORT", server.metrics != NULL ? config.metrics_port : 0}};
+    for (size_t i = 0; i < sizeof(ports) / sizeof(ports[0]); ++i) {
+        int taken = ports[i].port != 0 ? sb_worker_check_port(&config, ports[i].port) : 0;
+        if (taken == -EADDRINUSE) {
+            sb_log_error("cannot listen on %s:%u: another process already serves %s %u (stop it, or set %s)", config.host,
+                         ports[i].port, ports[i].name, ports[i].port, ports[i].name);
+            return 1;
+        }
+        if (taken != 0) {
+            sb_log_error("cannot listen on %s:%u (HOST, %s): %s", config.host, ports[i].port, ports[i].name, strerror(-taken));
+            return 1;
+        }
     }
     for (unsigned i = 0; i < server.nworkers; ++i) {
         int rc = sb_worker_init(&server.workers[i], &server, i);
         if (rc != 0) {
-            sb_log_error("cannot listen on %s:%u (HOST, PORT): %s", config.host, config.port, strerror(-rc));
+            sb_log_error("cannot listen on %s (HOST, PORT, METRICS_PORT): %s", config.host, strerror(-rc));
             return 1;
         }
     }
@@ -206,8 +254,12 @@ int main(int argc, char **argv)
         sb_log_warn("SWITCHBOARD_ALLOW_UNAUTHENTICATED is on: anyone who can reach port %u can use the model", config.port);
     if (config.sandbox)
         sb_log_warn("no provider configured (OPENAI_API_KEY, LLM_BASE_URL): the offline sandbox model answers every turn");
-    sb_log_info("switchboard %s listening on %s:%u with %u workers; provider %s%s%s", SB_VERSION, config.host, config.port,
-                server.nworkers, server.provider->name, config.sandbox ? "" : " at ", config.sandbox ? "" : config.llm_base_url);
+    sb_log_info("switchboard %s listening on %s://%s:%u with %u workers; provider %s%s%s", SB_VERSION,
+                server.tls ? "https" : "http", config.host, config.port, server.nworkers, server.provider->name,
+                config.sandbox ? "" : " at ", config.sandbox ? "" : config.llm_base_url);
+    if (server.metrics != NULL)
+        sb_log_info("metrics at /metrics on port %u%s", config.metrics_port ? config.metrics_port : config.port,
+                    config.metrics_token ? " (METRICS_TOKEN required)" : "");
 
     int sig = 0;
     while (sigwait(&sigs, &sig) != 0)

@@ -26,6 +26,8 @@ static const char *reason_phrase(int status)
         return "Bad Request";
     case 401:
         return "Unauthorized";
+    case 403:
+        return "Forbidden";
     case 404:
         return "Not Found";
     case 405:
@@ -138,14 +140,32 @@ void sb_access_log(int enabled, const sb_access_t *a)
     sb_buf_dispose(&b);
 }
 
-void sb_respond_answer(h2o_req_t *req, int log, unsigned worker, sb_error_t e, const char *message, const char *param,
-                       const char *json)
+/* The access-log line of a request answered whole, not a turn. */
+static void log_answer(h2o_req_t *req, int log, unsigned worker, int status, size_t bytes)
 {
     char id[33];
     sb_respond_new_id(id, sizeof(id));
     char method[16], route[128];
     snprintf(method, sizeof(method), "%.*s", (int)req->method.len, req->method.base);
     snprintf(route, sizeof(route), "%.*s", (int)req->path_normalized.len, req->path_normalized.base);
+    sb_access_t a = {
+        .request_id = id,
+        .method = method,
+        .route = route,
+        .status = status,
+        .ttfb_ms = -1,
+        .bytes = bytes,
+        .prompt_tokens = -1,
+        .completion_tokens = -1,
+        .end = status < 400 ? "done" : "rejected",
+        .worker = worker,
+    };
+    sb_access_log(log, &a);
+}
+
+void sb_respond_answer(h2o_req_t *req, int log, unsigned worker, sb_error_t e, const char *message, const char *param,
+                       const char *json)
+{
     size_t bytes = 0;
     if (e == SB_OK) {
         bytes = strlen(json);
@@ -153,17 +173,18 @@ void sb_respond_answer(h2o_req_t *req, int log, unsigned worker, sb_error_t e, c
     } else {
         sb_respond_error(req, e, message, param, NULL);
     }
-    sb_access_t a = {
-        .request_id = id,
-        .method = method,
-        .route = route,
-        .status = e == SB_OK ? 200 : sb_error_status(e),
-        .ttfb_ms = -1,
-        .bytes = bytes,
-        .prompt_tokens = -1,
-        .completion_tokens = -1,
-        .end = e == SB_OK ? "done" : "rejected",
-        .worker = worker,
-    };
-    sb_access_log(log, &a);
+    log_answer(req, log, worker, e == SB_OK ? 200 : sb_error_status(e), bytes);
+}
+
+void sb_respond_body(h2o_req_t *req, int log, unsigned worker, int status, const char *content_type, const char *body, size_t len)
+{
+    req->res.status = status;
+    req->res.reason = status == 204 ? "No Content" : "OK";
+    if (content_type != NULL)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type, strlen(content_type));
+    if (status == 204) /* no body, and no Content-Length either (RFC 9110 8.6) */
+        h2o_send_inline(req, "", 0);
+    else
+        send_body(req, body, len);
+    log_answer(req, log, worker, status, len);
 }

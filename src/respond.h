@@ -50,6 +50,13 @@ typedef struct sb_access {
 void sb_respond_answer(h2o_req_t *req, int log, unsigned worker, sb_error_t e, const char *message, const char *param,
                        const char *json);
 
+/*
+ * Answers a request that is not a turn with a 2xx `status` and `len` bytes of
+ * `body` (copied) of `content_type` (NULL when there is no body: a 204), and
+ * logs it like sb_respond_answer.
+ */
+void sb_respond_body(h2o_req_t *req, int log, unsigned worker, int status, const char *content_type, const char *body, size_t len);
+
 /* Writes one access-log line to stdout (one write, so workers' lines never interleave) when `enabled`. Any thread. */
 void sb_access_log(int enabled, const sb_access_t *a);
 

@@ -84,6 +84,8 @@ struct sb_sink {
     void (*pause)(void *turn);
     void (*resume)(void *turn);
     void *turn;
+    /* observers only: the next observer of the same turn (the access log's, then the metrics'), or NULL */
+    sb_sink_t *next;
 };
 
 #endif

@@ -99,13 +99,14 @@ static uv_timer_t *new_timer(sb_turn_t *t)
 
 /* --- events ------------------------------------------------------------------------------------ */
 
-/* Tells the sink, then the observer, when each has the operation. */
+/* Tells the sink, then each observer down the chain, when it has the operation. */
 #define EMIT(t, op, ...)                                                                                                           \
     do {                                                                                                                           \
         if ((t)->sink->ops->op != NULL)                                                                                            \
             (t)->sink->ops->op((t)->sink, __VA_ARGS__);                                                                            \
-        if ((t)->observer != NULL && (t)->observer->ops->op != NULL)                                                               \
-            (t)->observer->ops->op((t)->observer, __VA_ARGS__);                                                                    \
+        for (sb_sink_t *o_ = (t)->observer; o_ != NULL; o_ = o_->next)                                                             \
+            if (o_->ops->op != NULL)                                                                                               \
+                o_->ops->op(o_, __VA_ARGS__);                                                                                      \
     } while (0)
 
 /* The model that answers, told once before anything else: the provider's name for it, else the one asked for. */
@@ -125,8 +126,9 @@ static void tell_model(sb_turn_t *t, sb_str_t model)
 static int tell_delta(sb_turn_t *t, const sb_sink_delta_t *d)
 {
     sb_error_t e = t->sink->ops->delta(t->sink, d);
-    if (t->observer != NULL && t->observer->ops->delta != NULL)
-        t->observer->ops->delta(t->observer, d);
+    for (sb_sink_t *o = t->observer; o != NULL; o = o->next)
+        if (o->ops->delta != NULL)
+            o->ops->delta(o, d);
     if (e == SB_OK)
         return 1;
     finish(t, e, NULL, NULL, "upstream_error");

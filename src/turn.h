@@ -42,7 +42,8 @@ typedef enum sb_turn_phase {
 
 /*
  * Starts a turn for `creq` (its contents taken) on `env`, telling `sink`
- * what happens and then `observer` (may be NULL); both borrowed until done.
+ * what happens and then `observer` and the observers chained after it
+ * (sink.h `next`; may be NULL); all borrowed until done.
  * The first events come from the loop, never from inside this call.
  */
 sb_turn_t *sb_turn_start(const sb_turn_env_t *env, sb_chat_request_t *creq, sb_sink_t *sink, sb_sink_t *observer);

@@ -9,10 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <h2o/memory.h>
 
 #include "llm.h"
+#include "metrics.h"
 #include "sb/alloc.h"
 #include "sb/buf.h"
 #include "sb/log.h"
@@ -250,6 +253,30 @@ static int start_attempt(struct call *c)
 }
 
 /* A failure worth one more try: nothing reached the client, and the provider may well answer next time. */
+/*
+ * Sockets to the provider, counted for the metrics (open connections, and
+ * how many were opened: a pooled connection is reused, a new one costs a
+ * handshake before the first token). curl keeps these callbacks with the
+ * connection and closes it from its pool later, on this worker's thread,
+ * so they use no per-call data.
+ */
+static curl_socket_t on_open_socket(void *data, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+    (void)data;
+    (void)purpose;
+    curl_socket_t fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+    if (fd != CURL_SOCKET_BAD)
+        sb_metrics_provider_connection(1);
+    return fd;
+}
+
+static int on_close_socket(void *data, curl_socket_t fd)
+{
+    (void)data;
+    sb_metrics_provider_connection(-1);
+    return close(fd);
+}
+
 static int retryable(struct call *c, CURLcode result)
 {
     if (c->delivered || c->attempts >= 2 || c->sink == NULL)
@@ -291,6 +318,7 @@ static void on_xfer_done(sb_xfer_t *x, CURLcode result)
         uint64_t delay = base / 2 + (base ? randombytes_uniform((uint32_t)base + 1) : 0); /* 50-150% */
         sb_log_warn("upstream attempt failed (%s, status %ld); retrying in %llu ms", curl_easy_strerror(result), c->status,
                     (unsigned long long)delay);
+        sb_metrics_provider_retry(c->super.provider->name);
         c->state = ST_BACKOFF;
         uv_timer_start(c->timer, on_deadline, delay, 0);
         return;
@@ -410,6 +438,8 @@ static sb_llm_call_t *start(const sb_llm_env_t *env, const sb_chat_request_t *re
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, cf->llm_http2 ? CURL_HTTP_VERSION_2TLS : CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_USERAGENT, "switchboard/" SB_VERSION);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
 
     c->started_at = uv_now(env->loop);
     if (start_attempt(c) != 0) {

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "metrics.h"
 #include "worker.h"
 #include "sb/alloc.h"
 #include "sb/log.h"
@@ -23,13 +24,14 @@
 /* After the drain deadline, how long the streams it ended have to take their last bytes before the process exits. */
 #define DRAIN_FLUSH_MS 1000
 
-static int open_listener(sb_worker_t *w)
+/* A listening socket on HOST:`portno` shared with the other workers (SO_REUSEPORT) in *fd; 0 or -errno. */
+static int open_listener(sb_worker_t *w, unsigned portno, int *out)
 {
     const sb_config_t *c = w->config;
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_PASSIVE};
     struct addrinfo *ai;
     char port[8];
-    snprintf(port, sizeof(port), "%u", c->port);
+    snprintf(port, sizeof(port), "%u", portno);
     int rc = getaddrinfo(c->host, port, &hints, &ai);
     if (rc != 0)
         return -EINVAL;
@@ -46,7 +48,7 @@ static int open_listener(sb_worker_t *w)
         return -err;
     }
     freeaddrinfo(ai);
-    w->listen_fd = fd;
+    *out = fd;
     return 0;
 }
 
@@ -127,12 +129,12 @@ static void linger(sb_worker_t *w, int fd)
     uv_timer_start(&l->timer, on_linger_timeout, LINGER_MS, 0);
 }
 
-int sb_worker_check_port(const sb_config_t *c)
+int sb_worker_check_port(const sb_config_t *c, unsigned portno)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_PASSIVE};
     struct addrinfo *ai;
     char port[8];
-    snprintf(port, sizeof(port), "%u", c->port);
+    snprintf(port, sizeof(port), "%u", portno);
     if (getaddrinfo(c->host, port, &hints, &ai) != 0)
         return -EINVAL;
     /* Without SO_REUSEPORT this bind fails while anyone listens on the port, also another switchboard that would
@@ -195,7 +197,8 @@ static void on_accept(uv_stream_t *listener, int status)
     /* Every token is written as soon as it arrives: Nagle would hold small writes back. */
     uv_tcp_nodelay(conn, 1);
     h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)conn, on_conn_closed);
-    h2o_accept(&w->accept_ctx, sock);
+    /* the metrics port speaks plain HTTP even when PORT speaks TLS: it is for a scraper inside the network */
+    h2o_accept(listener == (uv_stream_t *)&w->metrics_listener ? &w->metrics_accept_ctx : &w->accept_ctx, sock);
 }
 
 void sb_worker_work_started(sb_worker_t *w, sb_open_work_t *work)
@@ -262,7 +265,10 @@ int sb_worker_init(sb_worker_t *w, sb_server_t *server, unsigned id)
     w->server = server;
     w->config = server->config;
     w->id = id;
-    int rc = open_listener(w);
+    w->metrics_fd = -1;
+    int rc = open_listener(w, w->config->port, &w->listen_fd);
+    if (rc == 0 && server->metrics != NULL && w->config->metrics_port != 0)
+        rc = open_listener(w, w->config->metrics_port, &w->metrics_fd);
     if (rc != 0)
         return rc;
     uv_loop_init(&w->loop);
@@ -276,12 +282,37 @@ void sb_worker_request_drain(sb_worker_t *w)
     uv_async_send(&w->wake);
 }
 
+/* The pool's numbers, for the metrics: a gauge read once a second is plenty, and keeps the pool free of metrics. */
+static void on_metrics_tick(uv_timer_t *timer)
+{
+    sb_worker_t *w = timer->data;
+    sb_pgpool_stats_t st;
+    sb_pgpool_stats(w->pg, &st);
+    sb_metrics_pool(st.open, st.busy, st.queued);
+}
+
+/* Starts listening on an opened socket; a failure ends the process (the port was checked at start-up). */
+static void listen_on(sb_worker_t *w, uv_tcp_t *listener, int fd)
+{
+    uv_tcp_init(&w->loop, listener);
+    listener->data = w;
+    int rc = uv_tcp_open(listener, fd);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)listener, 4096, on_accept);
+    if (rc != 0) {
+        sb_log_error("worker %u: cannot listen: %s", w->id, uv_strerror(rc));
+        exit(1);
+    }
+}
+
 void *sb_worker_run(void *arg)
 {
     sb_worker_t *w = arg;
+    sb_metrics_bind(w->server->metrics, w->id);
     h2o_context_init(&w->ctx, &w->loop, &w->server->h2o);
-    w->accept_ctx.ctx = &w->ctx;
-    w->accept_ctx.hosts = w->server->h2o.hosts;
+    w->accept_ctx.ctx = w->metrics_accept_ctx.ctx = &w->ctx;
+    w->accept_ctx.hosts = w->metrics_accept_ctx.hosts = w->server->h2o.hosts;
+    w->accept_ctx.ssl_ctx = w->server->tls; /* NULL: plain HTTP */
     w->curlm = sb_curlm_create(&w->loop, 0);
     if (w->config->database_url != NULL) {
         sb_pgpool_config_t pc = {
@@ -300,15 +331,14 @@ void *sb_worker_run(void *arg)
     uv_timer_init(&w->loop, &w->drain_timer);
     w->drain_timer.data = w;
 
-    uv_tcp_init(&w->loop, &w->listener);
-    w->listener.data = w;
-    int rc = uv_tcp_open(&w->listener, w->listen_fd);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&w->listener, 4096, on_accept);
-    if (rc != 0) {
-        sb_log_error("worker %u: cannot listen: %s", w->id, uv_strerror(rc));
-        exit(1);
+    if (w->server->metrics != NULL && w->pg != NULL) {
+        uv_timer_init(&w->loop, &w->metrics_timer);
+        w->metrics_timer.data = w;
+        uv_timer_start(&w->metrics_timer, on_metrics_tick, 0, 1000);
     }
+    listen_on(w, &w->listener, w->listen_fd);
+    if (w->metrics_fd >= 0)
+        listen_on(w, &w->metrics_listener, w->metrics_fd);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     /* The process exits after the workers stop; open connections are closed by the kernel. */
     return NULL;

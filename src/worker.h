@@ -17,6 +17,7 @@
 #include "sb/pgpool.h"
 
 struct sb_provider;
+struct sb_metrics;
 
 typedef struct sb_server {
     const sb_config_t *config;
@@ -26,6 +27,8 @@ typedef struct sb_server {
     char *chat_url;
     unsigned nworkers;
     struct sb_worker *workers;
+    struct sb_metrics *metrics; /* NULL when METRICS=false */
+    SSL_CTX *tls;               /* PORT's TLS (TLS_CERT_FILE), or NULL */
 } sb_server_t;
 
 typedef struct sb_worker {
@@ -36,8 +39,11 @@ typedef struct sb_worker {
     uv_loop_t loop;
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
+    h2o_accept_ctx_t metrics_accept_ctx; /* METRICS_PORT's: never TLS */
     uv_tcp_t listener;
-    uv_async_t wake; /* main thread -> worker: start draining */
+    uv_tcp_t metrics_listener; /* METRICS_PORT's, when set */
+    uv_timer_t metrics_timer;  /* copies the pool's numbers into the metrics */
+    uv_async_t wake;           /* main thread -> worker: start draining */
     uv_timer_t drain_timer;
     sb_curlm_t *curlm;
     sb_pgpool_t *pg;     /* NULL without DATABASE_URL */
@@ -50,6 +56,7 @@ typedef struct sb_worker {
     int draining;
     int drain_ending; /* the deadline passed: open streams were told the server is shutting down */
     int listen_fd;
+    int metrics_fd; /* -1 without METRICS_PORT */
 } sb_worker_t;
 
 /*
@@ -77,8 +84,8 @@ static inline uint64_t sb_worker_now(sb_worker_t *w)
     return uv_now(&w->loop);
 }
 
-/* Whether HOST:PORT is free: 0, or -errno (-EADDRINUSE: another process listens there). */
-int sb_worker_check_port(const sb_config_t *c);
+/* Whether HOST:`port` is free: 0, or -errno (-EADDRINUSE: another process listens there). */
+int sb_worker_check_port(const sb_config_t *c, unsigned port);
 /*
  * Prepares worker `id`: its loop, and its own listening socket (SO_REUSEPORT,
  * so the kernel spreads connections over workers). Returns 0 or -errno.

@@ -99,6 +99,11 @@ typedef struct sb_config {
     /* logging */
     int access_log;
     char *env_file;
+    int metrics;
+    unsigned metrics_port; /* 0: /metrics on PORT */
+    char *metrics_token;
+    char *cors_origins; /* comma-separated, or "*" */
+    char *tls_cert_file, *tls_key_file;
 } sb_config_t;
 
 /* One row of the settings table, for documentation checks and `switchboard --settings`. */

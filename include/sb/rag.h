@@ -36,6 +36,8 @@ typedef void (*sb_rag_done_cb)(void *data, const sb_passage_t *passages, size_t 
 int sb_rag_check(const sb_config_t *config, char *err, size_t errlen);
 /* Whether retrieval is configured at all (RAG_BACKEND, or DATABASE_URL for the postgres default). */
 int sb_rag_enabled(const sb_config_t *config);
+/* The configured backend's name ("postgres", "chroma", ...), or "none"; static. */
+const char *sb_rag_backend_name(const sb_config_t *config);
 /*
  * Starts retrieval for `question` (copied) on the worker's loop, with its pool
  * (NULL without DATABASE_URL) and curl multi (embeddings, vector stores).

@@ -3,6 +3,7 @@
 // that see every byte and its arrival time.
 import { spawn, execFileSync } from 'node:child_process';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -74,9 +75,10 @@ export async function startFakeUpstream() {
 
 /**
  * Starts switchboard with `env` on a free port and waits until /ping answers.
- * Its stdout (the access log) is kept in `accessLog` as parsed lines.
+ * Its stdout (the access log) is kept in `accessLog` as parsed lines. With
+ * `tls` ({ ca }), it serves HTTPS and /ping is asked over TLS trusting `ca`.
  */
-export async function startSwitchboard(env = {}) {
+export async function startSwitchboard(env = {}, { tls } = {}) {
   const port = await freePort();
   const bin = path.join(buildDir, 'src', 'switchboard');
   const proc = spawn(bin, [], {
@@ -102,11 +104,15 @@ export async function startSwitchboard(env = {}) {
   readline.createInterface({ input: proc.stderr }).on('line', (l) => stderr.push(l));
   let exited = null;
   proc.on('exit', (code, signal) => { exited = { code, signal }; });
-  const base = `http://127.0.0.1:${port}`;
+  const base = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
+  const ping = tls
+    ? () => new Promise((resolve, reject) => {
+      https.get(`${base}/ping`, { ca: tls.ca }, (r) => { r.resume(); resolve(r.statusCode === 200); }).on('error', reject);
+    })
+    : async () => (await fetch(`${base}/ping`)).ok;
   await until(async () => {
     if (exited) throw Object.assign(new Error(`switchboard exited: ${stderr.join('\n')}`), { fatal: true });
-    const r = await fetch(`${base}/ping`);
-    return r.ok;
+    return ping();
   }, { what: 'switchboard to answer /ping' }).catch((e) => {
     proc.kill('SIGKILL');
     throw new Error(`${e.message}\n${stderr.join('\n')}`);

@@ -1,0 +1,91 @@
+// Native TLS (TLS_CERT_FILE, TLS_KEY_FILE) with a self-signed certificate: curl over HTTP/1.1
+// and HTTP/2 (ALPN), the official openai client through an https agent that trusts it, and the
+// start-up errors for unusable files.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import https from 'node:https';
+import os from 'node:os';
+import path from 'node:path';
+import OpenAI from 'openai';
+import { startSwitchboard, until, buildDir, freePort, INBOUND_KEY } from './lib.mjs';
+
+let dir, cert, key, sb;
+before(async () => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sb-tls-'));
+  cert = path.join(dir, 'cert.pem');
+  key = path.join(dir, 'key.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
+    '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+  sb = await startSwitchboard({ TLS_CERT_FILE: cert, TLS_KEY_FILE: key, SANDBOX_WORD_MS: '0' }, { tls: { ca: fs.readFileSync(cert) } });
+});
+after(async () => {
+  try {
+    await sb?.stop();
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+const body = JSON.stringify({ stream: true, messages: [{ role: 'user', content: 'hello over tls' }] });
+
+function curl(version) {
+  const out = execFileSync('curl', ['-sS', '-N', version, '--cacert', cert, '-w', '\n%{http_version}', `https://127.0.0.1:${sb.port}/v1/chat/completions`,
+    '-H', `Authorization: Bearer ${INBOUND_KEY}`, '-H', 'Content-Type: application/json', '-d', body]).toString();
+  const at = out.lastIndexOf('\n');
+  return { text: out.slice(0, at), version: out.slice(at + 1) };
+}
+
+test('curl streams a turn over HTTPS with HTTP/1.1', () => {
+  const r = curl('--http1.1');
+  assert.equal(r.version, '1.1');
+  assert.match(r.text, /data: \[DONE\]\s*$/);
+  assert.match(r.text, /"object":"chat\.completion\.chunk"/);
+});
+
+test('curl streams a turn over HTTPS with HTTP/2, chosen by ALPN', () => {
+  const r = curl('--http2');
+  assert.equal(r.version, '2');
+  assert.match(r.text, /data: \[DONE\]\s*$/);
+});
+
+test('plain HTTP to a TLS port gets no answer in clear text', () => {
+  const r = spawnSync('curl', ['-sS', '--max-time', '3', `http://127.0.0.1:${sb.port}/ping`], { encoding: 'utf8' });
+  assert.notEqual(r.status, 0);
+  assert.doesNotMatch(r.stdout, /pong/);
+});
+
+test('the openai client streams and answers through an https agent that trusts the certificate', async () => {
+  const httpAgent = new https.Agent({ ca: fs.readFileSync(cert), keepAlive: true });
+  const client = new OpenAI({ apiKey: INBOUND_KEY, baseURL: `https://localhost:${sb.port}/v1`, maxRetries: 0, httpAgent });
+  const stream = await client.chat.completions.create({ model: 'switchboard-sandbox', stream: true, messages: [{ role: 'user', content: 'hi' }] });
+  let words = '';
+  for await (const chunk of stream) words += chunk.choices[0]?.delta?.content ?? '';
+  assert.match(words, /sandbox/);
+  const whole = await client.chat.completions.create({ model: 'switchboard-sandbox', messages: [{ role: 'user', content: 'hi' }] });
+  assert.equal(whole.object, 'chat.completion');
+  httpAgent.destroy();
+});
+
+test('unusable certificate or key files stop start-up with a message naming the setting', async () => {
+  const run = async (env) => spawnSync(path.join(buildDir, 'src', 'switchboard'), [], {
+    env: { PATH: process.env.PATH, SWITCHBOARD_ENV_FILE: '/dev/null', SWITCHBOARD_API_KEYS: INBOUND_KEY, PORT: String(await freePort()), ...env },
+    encoding: 'utf8', timeout: 5000,
+  });
+  let r = await run({ TLS_CERT_FILE: cert });
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /TLS_CERT_FILE and TLS_KEY_FILE go together/);
+  r = await run({ TLS_CERT_FILE: path.join(dir, 'missing.pem'), TLS_KEY_FILE: key });
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /TLS_CERT_FILE: cannot read a PEM certificate chain/);
+  r = await run({ TLS_CERT_FILE: cert, TLS_KEY_FILE: path.join(dir, 'missing-key.pem') });
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /TLS_KEY_FILE: cannot read a PEM private key/);
+  const other = path.join(dir, 'other.pem');
+  execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-out', other], { stdio: 'ignore' });
+  r = await run({ TLS_CERT_FILE: cert, TLS_KEY_FILE: other });
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /TLS_KEY_FILE is not the key of the certificate/);
+  assert.doesNotMatch(r.stderr, /BEGIN|PRIVATE/, 'no key material in the message');
+});

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what switchboard needs to build, run and test on Debian 12.
 # Idempotent: packages already present are not fetched again.
+#   deploy/install-deps.sh            to build, run and test
+#   deploy/install-deps.sh --deploy   also what the container test needs (tests/run --deploy)
 set -euo pipefail
 
 packages=(
@@ -9,6 +11,7 @@ packages=(
   postgresql curl ca-certificates openssl python3 python3-aiosmtpd nodejs prometheus
 )
 command -v npm >/dev/null 2>&1 || packages+=(npm)
+[ "${1:-}" = --deploy ] && packages+=(buildah debootstrap)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -2,7 +2,8 @@
  * The offline sandbox model. With no provider configured, switchboard still
  * answers end to end: a short, clearly labelled reply streamed word by word at
  * a speaking pace from a timer on the worker's loop, so the quickstart works
- * with no account anywhere.
+ * with no account anywhere. It reads from retrieved knowledge in plain
+ * sentences.
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -14,8 +15,10 @@
 #include "llm.h"
 #include "sb/alloc.h"
 #include "sb/buf.h"
+#include "speech.h"
 
 #define SANDBOX_MODEL "switchboard-sandbox"
+#define PASSAGE_MAX 16384 /* bytes of the best passage read */
 
 struct call {
     sb_llm_call_t super;
@@ -113,10 +116,11 @@ static void say_results(struct call *c, json_t *messages)
 }
 
 /*
- * When retrieval found passages, the sandbox reads out the start of the best
- * one (up to a few sentences), the way a model grounded in it would answer.
+ * When retrieval found passages, the sandbox says the sentence of the best
+ * one (passage [1]) that best answers the question (sb_speech_best_sentence
+ * has the rule), made plain: a voice caller hears words, not Markdown.
  */
-static int answer_from_reference(struct call *c, json_t *messages)
+static int answer_from_reference(struct call *c, json_t *messages, const char *question)
 {
     size_t i;
     json_t *m;
@@ -130,24 +134,23 @@ static int answer_from_reference(struct call *c, json_t *messages)
         if (body == NULL)
             return 0;
         ++body;
-        size_t len = strcspn(body, "\n");
-        /* a heading line at the top of the chunk is not an answer: skip to its text */
-        if (body[0] == '#' && body[len] == '\n') {
-            body += len + 1;
-            len = strcspn(body, "\n");
+        /* the passage ends where the next one or the fence begins (the fence marks cannot occur inside one) */
+        const char *end = strstr(body, "\n\n[2] source: ");
+        const char *fence = strstr(body, "reference>>>");
+        if (end == NULL || (fence != NULL && fence < end))
+            end = fence != NULL ? fence : body + strlen(body);
+        size_t len = (size_t)(end - body) < PASSAGE_MAX ? (size_t)(end - body) : PASSAGE_MAX;
+        sb_buf_t plain;
+        sb_buf_init(&plain, 2 * PASSAGE_MAX);
+        sb_speech_plain(&plain, body, len); /* a passage past the ceiling is read as far as it fit */
+        sb_str_t best = sb_speech_best_sentence(plain.base ? plain.base : "", plain.len, question);
+        if (best.base != NULL) {
+            sb_buf_appendz(&c->text, "Here is what our help centre says: ");
+            sb_buf_append(&c->text, best.base, best.len);
+            sb_buf_appendz(&c->text, " (This answer came from the switchboard sandbox model.)");
         }
-        size_t cut = len;
-        for (size_t k = 0, sentences = 0; k < len; ++k)
-            if ((body[k] == '.' || body[k] == '!' || body[k] == '?') && ++sentences == 3) {
-                cut = k + 1;
-                break;
-            }
-        if (cut > 600)
-            cut = 600;
-        sb_buf_appendz(&c->text, "Here is what our help centre says: ");
-        sb_buf_append(&c->text, body, cut);
-        sb_buf_appendz(&c->text, " (This answer came from the switchboard sandbox model.)");
-        return 1;
+        sb_buf_dispose(&plain);
+        return best.base != NULL;
     }
     return 0;
 }
@@ -182,7 +185,7 @@ static void plan(struct call *c, const sb_chat_request_t *req)
         c->tool = "create_support_ticket";
         return;
     }
-    if (answer_from_reference(c, messages))
+    if (answer_from_reference(c, messages, req->question[0] ? req->question : req->last_user))
         return;
     if (req->last_user[0] != '\0')
         sb_buf_appendf(&c->text, "You said: \"%s\". ", req->last_user);

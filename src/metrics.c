@@ -69,6 +69,13 @@ struct table {
 struct shard {
     struct table t[T_COUNT];
     _Atomic int64_t gauges[G_COUNT];
+    /* the (provider, model) series the last turn found: most turns of a worker name the same model */
+    struct {
+        const char *provider;
+        char model[VALUE_MAX];
+        size_t len;
+        int index;
+    } last;
 };
 
 struct sb_metrics {
@@ -93,15 +100,23 @@ static inline void gauge_add(int id, int64_t n)
                               memory_order_relaxed);
 }
 
-/* Appends `key="value"` (after a comma unless first) to labels, the value escaped for the text format and cut. */
-static void label(char *labels, size_t cap, const char *key, const char *value)
+/*
+ * Appends `key="value"` to labels (after a comma unless first): the value's
+ * first VALUE_MAX bytes, escaped for the text format, cut to fit. No printf:
+ * a turn formats a few of these, and they are its metrics' main cost.
+ */
+static void label_n(char *labels, size_t cap, const char *key, const char *value, size_t len)
 {
-    size_t at = strlen(labels);
-    int n = snprintf(labels + at, cap - at, "%s%s=\"", at ? "," : "", key);
-    if (n < 0 || (size_t)n >= cap - at)
+    size_t at = strlen(labels), klen = strlen(key);
+    if (at + klen + 4 >= cap)
         return;
-    at += (size_t)n;
-    for (size_t i = 0; value[i] != '\0' && i < VALUE_MAX && at + 3 < cap; ++i) {
+    if (at > 0)
+        labels[at++] = ',';
+    memcpy(labels + at, key, klen);
+    at += klen;
+    labels[at++] = '=';
+    labels[at++] = '"';
+    for (size_t i = 0; i < len && i < VALUE_MAX && at + 3 < cap; ++i) {
         unsigned char c = (unsigned char)value[i];
         if (c == '\\' || c == '"') {
             labels[at++] = '\\';
@@ -112,6 +127,11 @@ static void label(char *labels, size_t cap, const char *key, const char *value)
     }
     labels[at++] = '"';
     labels[at] = '\0';
+}
+
+static void label(char *labels, size_t cap, const char *key, const char *value)
+{
+    label_n(labels, cap, key, value, strlen(value));
 }
 
 /*
@@ -134,7 +154,10 @@ static _Atomic uint64_t *series(enum table_id id, const char *labels, const char
         if (n == s->cap) {
             i = s->cap - 1; /* the other series */
         } else {
-            snprintf(t->labels[i], LABELS_MAX, "%s", n + 1 == s->cap ? other : labels);
+            const char *text = n + 1 == s->cap ? other : labels;
+            size_t len = strnlen(text, LABELS_MAX - 1);
+            memcpy(t->labels[i], text, len);
+            t->labels[i][len] = '\0';
             atomic_store_explicit(&t->n, n + 1, memory_order_release);
         }
     }
@@ -155,8 +178,10 @@ static void observe(_Atomic uint64_t *hist, const double *le, uint64_t ns)
 
 void sb_metrics_request(const char *route, int status, const char *end)
 {
-    char labels[LABELS_MAX] = "", code[16];
-    snprintf(code, sizeof(code), "%d", status);
+    char labels[LABELS_MAX] = "", code[4] = "0";
+    if (status >= 100 && status <= 999) /* HTTP statuses are three digits */
+        code[0] = (char)('0' + status / 100), code[1] = (char)('0' + status / 10 % 10), code[2] = (char)('0' + status % 10),
+        code[3] = '\0';
     label(labels, sizeof(labels), "route", route);
     label(labels, sizeof(labels), "status", code);
     label(labels, sizeof(labels), "end", end);
@@ -202,13 +227,23 @@ static _Atomic uint64_t *model_series(sb_metrics_turn_t *m)
 static void on_model(sb_sink_t *sink, sb_str_t model)
 {
     sb_metrics_turn_t *m = H2O_STRUCT_FROM_MEMBER(sb_metrics_turn_t, super, sink);
-    char name[VALUE_MAX + 1], labels[LABELS_MAX] = "", other[LABELS_MAX] = "";
-    snprintf(name, sizeof(name), "%.*s", (int)(model.len < VALUE_MAX ? model.len : VALUE_MAX), model.base);
+    if (bound == NULL)
+        return;
+    size_t len = model.len < VALUE_MAX ? model.len : VALUE_MAX;
+    if (bound->last.provider == m->provider && bound->last.len == len && memcmp(bound->last.model, model.base, len) == 0) {
+        m->series = bound->last.index;
+        return;
+    }
+    char labels[LABELS_MAX] = "", other[LABELS_MAX] = "";
     label(labels, sizeof(labels), "provider", m->provider);
-    label(labels, sizeof(labels), "model", name);
+    label_n(labels, sizeof(labels), "model", model.base, len);
     label(other, sizeof(other), "provider", m->provider);
     label(other, sizeof(other), "model", "other");
     series(T_MODELS, labels, other, &m->series);
+    bound->last.provider = m->provider;
+    bound->last.len = len;
+    memcpy(bound->last.model, model.base, len);
+    bound->last.index = m->series;
 }
 
 static sb_error_t on_delta(sb_sink_t *sink, const sb_sink_delta_t *d)
@@ -234,9 +269,8 @@ static void on_tool_started(sb_sink_t *sink, const sb_sink_tool_t *call)
 static void on_tool_finished(sb_sink_t *sink, const sb_sink_tool_t *call)
 {
     sb_metrics_turn_t *m = H2O_STRUCT_FROM_MEMBER(sb_metrics_turn_t, super, sink);
-    char name[VALUE_MAX + 1], labels[LABELS_MAX] = "";
-    snprintf(name, sizeof(name), "%.*s", (int)(call->name.len < VALUE_MAX ? call->name.len : VALUE_MAX), call->name.base);
-    label(labels, sizeof(labels), "tool", name);
+    char labels[LABELS_MAX] = "";
+    label_n(labels, sizeof(labels), "tool", call->name.base, call->name.len);
     label(labels, sizeof(labels), "outcome", call->failed ? "error" : "ok");
     _Atomic uint64_t *v = series(T_TOOLS, labels, "tool=\"other\",outcome=\"other\"", NULL);
     if (v != NULL)

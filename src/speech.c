@@ -218,8 +218,9 @@ static void inline_plain(sb_buf_t *b, const char *s, size_t n)
                 continue;
             }
         }
-        if (c == '\\' && i + 1 < n && !is_alnum(s[i + 1]) && !blank(s[i + 1])) {
-            sb_buf_append(b, s + ++i, 1);
+        if (c == '\\' && i + 1 < n && !is_alnum(s[i + 1]) && !blank(s[i + 1])) { /* an escaped mark is said as itself */
+            if ((unsigned char)s[++i] >= 0x20 && s[i] != 0x7f)
+                sb_buf_append(b, s + i, 1);
             continue;
         }
         if (blank(c)) {
@@ -227,6 +228,8 @@ static void inline_plain(sb_buf_t *b, const char *s, size_t n)
                 sb_buf_append(b, " ", 1);
             continue;
         }
+        if ((unsigned char)c < 0x20 || c == 0x7f) /* a control byte is nothing a voice can say */
+            continue;
         sb_buf_append(b, &c, 1);
     }
 }
@@ -284,8 +287,9 @@ static int sentences(sb_buf_t *out, const char *s, size_t n)
             words = is_alnum(s[k]);
         if (words) {
             char last = s[start + len - 1];
+            char before = len > 1 ? s[start + len - 2] : '\0';
             int stop = last == '.' || last == '!' || last == '?' ||
-                       ((last == '"' || last == ')') && len > 1 && strchr(".!?", s[start + len - 2]) != NULL);
+                       ((last == '"' || last == ')') && (before == '.' || before == '!' || before == '?'));
             if (out->max - out->len < len + 2)
                 return -1;
             sb_buf_append(out, s + start, len);

@@ -14,7 +14,7 @@
 
 /*
  * Appends `md` (`len` bytes of Markdown) to `out` as plain sentences, one a
- * line, each ending in '.', '!' or '?': headings, code blocks, rules and
+ * line, each ending in '.', '!' or '?' (a closing quote may follow): headings, code blocks, rules and
  * table header rows are left out; list markers, quote marks, emphasis, code
  * marks and link targets are taken off; a table row becomes "first cell:
  * other cells". Returns 0, or -1 when `out`'s ceiling was reached (what fit

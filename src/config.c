@@ -50,6 +50,23 @@ static const struct setting {
     S("LLM_BASE_URL", K_STR, llm_base_url, NULL, 0, 0, "OpenAI-compatible provider base URL, without /chat/completions (default https://api.openai.com/v1)"),
     S("OPENAI_API_KEY", K_STR, llm_api_key, NULL, 0, 0, "the provider's API key"),
     S("OPENAI_MODEL", K_STR, default_model, "gpt-4o-mini", 0, 0, "model used when a request names none"),
+    S("USE_RESPONSES_API", K_BOOL, use_responses_api, "false", 0, 1,
+      "speak OpenAI's Responses API ({LLM_BASE_URL}/responses) instead of Chat Completions to the OpenAI-compatible provider"),
+    S("ANTHROPIC_API_KEY", K_STR, anthropic_api_key, NULL, 0, 0, "Anthropic's API key: claude-* models go to Anthropic's Messages API"),
+    S("ANTHROPIC_BASE_URL", K_STR, anthropic_base_url, "https://api.anthropic.com/v1", 0, 0, "Anthropic's API base URL"),
+    S("ANTHROPIC_MODEL", K_STR, anthropic_model, "claude-3-5-haiku-latest", 0, 0,
+      "model used when a request names none and Anthropic is the only provider configured"),
+    S("ANTHROPIC_MAX_TOKENS", K_UINT, anthropic_max_tokens, "1024", 1, 1000000,
+      "max_tokens sent to Anthropic when the request sets none (Anthropic requires one)"),
+    S("GEMINI_API_KEY", K_STR, gemini_api_key, NULL, 0, 0, "Google's Gemini API key: gemini-* models go to the Gemini API"),
+    S("GEMINI_BASE_URL", K_STR, gemini_base_url, "https://generativelanguage.googleapis.com/v1beta", 0, 0, "the Gemini API's base URL"),
+    S("GEMINI_MODEL", K_STR, gemini_model, "gemini-2.5-flash", 0, 0,
+      "model used when a request names none and Gemini is the only provider configured"),
+    S("LLM_ROUTES", K_STR, llm_routes, NULL, 0, 0,
+      "extra routes, tried first: pattern=provider, comma-separated (llama-*=openai,o3*=responses); providers: openai, responses, "
+      "anthropic, gemini, sandbox"),
+    S("LLM_FALLBACK", K_STR, llm_fallback, NULL, 0, 0,
+      "models tried in order when the first fails before answering (connect, timeout, 429, 5xx), e.g. gpt-4o-mini,claude-3-5-haiku-latest"),
     S("LLM_CONNECT_TIMEOUT_MS", K_UINT, llm_connect_timeout_ms, "3000", 1, 600000, "upstream connect timeout"),
     S("LLM_FIRST_BYTE_TIMEOUT_MS", K_UINT, llm_first_byte_timeout_ms, "20000", 1, 600000, "upstream time to first byte"),
     S("LLM_IDLE_TIMEOUT_MS", K_UINT, llm_idle_timeout_ms, "20000", 1, 600000, "longest gap between upstream chunks"),
@@ -246,8 +263,28 @@ int sb_config_load(sb_config_t *c, char *err, size_t errlen)
         return -1;
     if (getenv("RAG_TOP_K") == NULL && c->pinecone_top_k != 0)
         c->rag_top_k = c->pinecone_top_k;
-    /* A keyless local provider (Ollama, llama.cpp) needs only LLM_BASE_URL; with neither, the sandbox answers. */
-    c->sandbox = c->llm_base_url == NULL && c->llm_api_key == NULL;
+    /* A keyless local provider (Ollama, llama.cpp) needs only LLM_BASE_URL; with no provider at all, the sandbox answers. */
+    c->openai_configured = c->llm_base_url != NULL || c->llm_api_key != NULL;
+    c->sandbox = !c->openai_configured && c->anthropic_api_key == NULL && c->gemini_api_key == NULL;
+    if (!c->openai_configured && getenv("OPENAI_MODEL") == NULL && (c->anthropic_api_key != NULL || c->gemini_api_key != NULL)) {
+        /* the model a request without one asks for is the only configured provider's */
+        const char *m = c->anthropic_api_key != NULL ? c->anthropic_model : c->gemini_model;
+        free(c->default_model);
+        c->default_model = sb_strdup(m);
+    }
+    const struct {
+        const char *name;
+        char *url;
+    } bases[] = {{"ANTHROPIC_BASE_URL", c->anthropic_base_url}, {"GEMINI_BASE_URL", c->gemini_base_url}};
+    for (size_t i = 0; i < sizeof(bases) / sizeof(bases[0]); ++i) {
+        size_t n = strlen(bases[i].url);
+        while (n > 0 && bases[i].url[n - 1] == '/')
+            bases[i].url[--n] = '\0';
+        if (strncmp(bases[i].url, "http://", 7) != 0 && strncmp(bases[i].url, "https://", 8) != 0) {
+            snprintf(err, errlen, "%s must start with http:// or https://", bases[i].name);
+            return -1;
+        }
+    }
     if (c->llm_base_url == NULL)
         c->llm_base_url = sb_strdup("https://api.openai.com/v1");
     size_t ulen = strlen(c->llm_base_url);

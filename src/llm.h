@@ -15,13 +15,15 @@
 #include "sb/curl_uv.h"
 #include "sb/error.h"
 
-/* What a provider call uses, borrowed for the call: the worker's loop and curl multi, the provider's address. */
+struct sb_routes;
+struct sb_route;
+
+/* What a provider call uses, borrowed for the call: the worker's loop and curl multi, the provider table. */
 typedef struct sb_llm_env {
     const sb_config_t *config;
     uv_loop_t *loop;
     sb_curlm_t *curlm;
-    const char *chat_url;             /* {LLM_BASE_URL}/chat/completions */
-    const struct curl_slist *headers; /* with the provider key: shared, read-only */
+    const struct sb_routes *routes; /* which provider answers which model (route.h): shared, read-only */
 } sb_llm_env_t;
 
 typedef struct sb_llm_end {
@@ -54,9 +56,23 @@ typedef struct sb_provider {
     void (*cancel)(sb_llm_call_t *call);
 } sb_provider_t;
 
-/* Any OpenAI-compatible Chat Completions endpoint over HTTP (LLM_BASE_URL). */
-extern const sb_provider_t sb_provider_openai;
+/*
+ * Every provider reached over HTTP (upstream.c), spoken by its route's wire
+ * (wire.h: Chat Completions, Anthropic, Gemini, Responses); its start serves
+ * the route of the request's model, without fallback.
+ */
+extern const sb_provider_t sb_provider_upstream;
 /* The offline sandbox model: answers locally when no provider is configured. */
 extern const sb_provider_t sb_provider_sandbox;
+/* What a turn asks: the route of the request's model, then LLM_FALLBACK's models while nothing was said (route.c). */
+extern const sb_provider_t sb_provider_routed;
+
+/*
+ * Starts a call to `route` asking for `model` (NULL: the request's own).
+ * Never NULL: a request the route's API cannot say ends the call from the
+ * loop with SB_E_INVALID_REQUEST and the wire's words.
+ */
+sb_llm_call_t *sb_upstream_start(const sb_llm_env_t *env, const struct sb_route *route, const char *model,
+                                 const sb_chat_request_t *req, sb_llm_sink_t *sink);
 
 #endif

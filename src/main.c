@@ -22,6 +22,7 @@
 #include "http.h"
 #include "llm.h"
 #include "metrics.h"
+#include "route.h"
 #include "migrate.h"
 #include "worker.h"
 #include "sb/alloc.h"
@@ -78,24 +79,6 @@ static void print_settings(void)
     for (size_t i = 0; i < n; ++i)
         printf("# %s\n%s%s=%s\n\n", s[i].help, s[i].default_value ? "" : "# ", s[i].name,
                s[i].default_value ? s[i].default_value : "");
-}
-
-static struct curl_slist *upstream_headers(const sb_config_t *c)
-{
-    struct curl_slist *h = NULL;
-    h = curl_slist_append(h, "Content-Type: application/json");
-    h = curl_slist_append(h, "Accept: text/event-stream");
-    /* curl would wait for "100 Continue" before sending a large body: a round trip of silence. */
-    h = curl_slist_append(h, "Expect:");
-    if (c->llm_api_key != NULL) {
-        size_t len = strlen(c->llm_api_key) + 32;
-        char *line = sb_alloc(len);
-        snprintf(line, len, "Authorization: Bearer %s", c->llm_api_key);
-        h = curl_slist_append(h, line);
-        sodium_memzero(line, len);
-        free(line);
-    }
-    return h;
 }
 
 /* A cgroup CPU limit in whole CPUs (rounded up), or 0 when there is none: cgroup v2's cpu.max, else v1's CFS quota. */
@@ -187,11 +170,11 @@ int main(int argc, char **argv)
 
     static sb_server_t server;
     server.config = &config;
-    server.provider = config.sandbox ? &sb_provider_sandbox : &sb_provider_openai;
-    server.upstream_headers = upstream_headers(&config);
-    size_t ulen = strlen(config.llm_base_url) + sizeof("/chat/completions");
-    server.chat_url = sb_alloc(ulen);
-    snprintf(server.chat_url, ulen, "%s/chat/completions", config.llm_base_url);
+    if (sb_routes_init(&server.routes, &config, err, sizeof(err)) != 0) {
+        sb_log_error("configuration: %s", err);
+        return 2;
+    }
+    server.provider = &sb_provider_routed;
 
     h2o_config_init(&server.h2o);
     server.h2o.server_name = h2o_iovec_init(H2O_STRLIT("switchboard"));
@@ -254,9 +237,12 @@ int main(int argc, char **argv)
         sb_log_warn("SWITCHBOARD_ALLOW_UNAUTHENTICATED is on: anyone who can reach port %u can use the model", config.port);
     if (config.sandbox)
         sb_log_warn("no provider configured (OPENAI_API_KEY, LLM_BASE_URL): the offline sandbox model answers every turn");
+    const sb_route_t *dflt = sb_routes_match(&server.routes, "*");
     sb_log_info("switchboard %s listening on %s://%s:%u with %u workers; provider %s%s%s", SB_VERSION,
-                server.tls ? "https" : "http", config.host, config.port, server.nworkers, server.provider->name,
-                config.sandbox ? "" : " at ", config.sandbox ? "" : config.llm_base_url);
+                server.tls ? "https" : "http", config.host, config.port, server.nworkers, dflt->provider,
+                dflt->base_url ? " at " : "", dflt->base_url ? dflt->base_url : "");
+    if (server.routes.n > 1 || server.routes.nfallback > 0)
+        sb_routes_log(&server.routes);
     if (server.metrics != NULL)
         sb_log_info("metrics at /metrics on port %u%s", config.metrics_port ? config.metrics_port : config.port,
                     config.metrics_token ? " (METRICS_TOKEN required)" : "");

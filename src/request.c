@@ -517,12 +517,21 @@ void sb_chat_request_dispose(sb_chat_request_t *r)
     r->upstream = NULL;
 }
 
-char *sb_chat_request_dump(const sb_chat_request_t *r)
+char *sb_chat_request_dump(const sb_chat_request_t *r, const char *model)
 {
+    /* another model (a fallback): a shallow copy of the body with its own `model`, the rest shared */
+    json_t *body = r->upstream;
+    if (model != NULL && strcmp(model, r->model) != 0) {
+        body = json_copy(r->upstream);
+        json_object_set_new(body, "model", json_string(model));
+    }
     /* jansson prints 0.3 as 0.29999999999999999 by default: same double, but not what the client wrote */
     sb_buf_t b;
     sb_buf_init(&b, SB_JSON_MAX_DUMP);
-    if (sb_json_dump_append(&b, r->upstream, 15) != 0 || b.len < 2 || b.base[b.len - 1] != '}')
+    int dumped = sb_json_dump_append(&b, body, 15);
+    if (body != r->upstream)
+        json_decref(body);
+    if (dumped != 0 || b.len < 2 || b.base[b.len - 1] != '}')
         goto too_large;
     if (r->offered_tools != NULL) {
         /* the body has no `tools` (sb_tools_offer): the array goes in before the closing brace */

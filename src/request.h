@@ -83,9 +83,10 @@ void sb_chat_request_add_tool_calls(sb_chat_request_t *r, sb_str_t words, const 
 void sb_chat_request_add_tool_result(sb_chat_request_t *r, sb_str_t call_id, sb_str_t result);
 /*
  * The body to send upstream as compact JSON (numbers as the client wrote them,
- * up to 15 digits), with `offered_tools` as its `tools`. New, free() it;
- * NULL when it would pass SB_JSON_MAX_DUMP.
+ * up to 15 digits), with `offered_tools` as its `tools`, asking for `model`
+ * (NULL: the request's own). New, free() it; NULL when it would pass
+ * SB_JSON_MAX_DUMP.
  */
-char *sb_chat_request_dump(const sb_chat_request_t *r);
+char *sb_chat_request_dump(const sb_chat_request_t *r, const char *model);
 
 #endif

@@ -1,8 +1,9 @@
 /*
- * The OpenAI-compatible provider: POST {LLM_BASE_URL}/chat/completions over
- * the worker's curl multi handle, decode the SSE stream as bytes arrive, hand
- * each chunk to the turn. Owns the upstream deadlines (first byte, gap, total)
- * and the single retry, which is allowed only while nothing reached the client.
+ * The streaming call every provider API shares: POST the wire's body to the
+ * route's URL over the worker's curl multi handle, decode the SSE stream as
+ * bytes arrive, and hand each event to the wire (wire.h), whose deltas go to
+ * the turn. Owns the upstream deadlines (first byte, gap, total) and the
+ * single retry, which is allowed only while nothing reached the client.
  */
 #include <ctype.h>
 #include <sodium.h>
@@ -16,6 +17,7 @@
 
 #include "llm.h"
 #include "metrics.h"
+#include "route.h"
 #include "sb/alloc.h"
 #include "sb/buf.h"
 #include "sb/log.h"
@@ -24,11 +26,13 @@
 #define MAX_ERROR_BODY 65536
 #define MAX_MESSAGE 300
 
-enum state { ST_RUNNING, ST_BACKOFF, ST_ENDED };
+enum state { ST_RUNNING, ST_BACKOFF, ST_FAILED, ST_ENDED };
 
 struct call {
     sb_llm_call_t super;
     const sb_llm_env_t *env;
+    const sb_route_t *route;
+    void *wire_state;    /* the wire's per-attempt parsing state, route->wire->state_size bytes */
     sb_llm_sink_t *sink; /* NULL once cancelled */
     sb_xfer_t xfer;
     char *body;
@@ -64,6 +68,7 @@ static void destroy(struct call *c)
 {
     curl_easy_cleanup(c->xfer.easy);
     curl_slist_free_all(c->headers);
+    free(c->wire_state);
     sb_sse_decoder_dispose(&c->sse);
     free(c->scratch);
     sb_buf_dispose(&c->errbody);
@@ -97,7 +102,7 @@ static void end(struct call *c, sb_error_t error)
 /* Copies a provider message for the client: bounded, printable, and never containing the provider key. */
 static void set_message(struct call *c, const char *msg, size_t len)
 {
-    const char *key = c->env->config->llm_api_key;
+    const char *key = c->route->key;
     size_t o = 0;
     for (size_t i = 0; i < len && o < MAX_MESSAGE; ++i) {
         if (key != NULL && *key != '\0' && len - i >= strlen(key) && memcmp(msg + i, key, strlen(key)) == 0) {
@@ -122,55 +127,35 @@ static void set_messagez(struct call *c, const char *msg)
     set_message(c, msg, strlen(msg));
 }
 
-/* Reads the provider's error message out of an error body ({"error":{"message":...}} or text). */
-static void message_from_body(struct call *c, const char *body, size_t len)
-{
-    json_t *root = json_loadb(body, len, 0, NULL);
-    json_t *msg = NULL;
-    if (root != NULL) {
-        json_t *err = json_object_get(root, "error");
-        msg = json_is_object(err) ? json_object_get(err, "message") : json_is_string(err) ? err : json_object_get(root, "message");
-    }
-    if (json_is_string(msg))
-        set_message(c, json_string_value(msg), json_string_length(msg));
-    else if (root == NULL && len > 0)
-        set_message(c, body, len);
-    json_decref(root);
-}
-
 static int on_sse_event(void *ctx, const sb_sse_event_t *ev)
 {
     struct call *c = ctx;
     if (c->saw_done || c->sink == NULL)
         return 0;
-    if (ev->data_len == 6 && memcmp(ev->data, "[DONE]", 6) == 0) {
-        c->saw_done = 1;
-        return 0;
-    }
     /* The SSE ceiling bounds the event, so this stays within max_event_bytes. */
     if (ev->data_len > c->scratch_cap) {
         c->scratch = sb_realloc(c->scratch, ev->data_len);
         c->scratch_cap = ev->data_len;
     }
     sb_delta_t d;
-    int rc = sb_chunk_parse(ev->data, ev->data_len, &d, c->scratch);
-    if (rc != 0) {
-        if (ev->event_len == 5 && memcmp(ev->event, "error", 5) == 0) {
-            set_message(c, ev->data, ev->data_len);
-            return SB_E_UPSTREAM_ERROR;
-        }
-        char what[160];
-        snprintf(what, sizeof(what), "the model provider sent a chunk %s",
-                 rc == -1            ? "that is not valid json"
-                 : d.problem != NULL ? d.problem
-                                     : "with a field of the wrong type");
-        set_messagez(c, what);
-        return SB_E_UPSTREAM_BAD_RESPONSE;
-    }
-    if (d.is_error || (ev->event_len == 5 && memcmp(ev->event, "error", 5) == 0)) {
-        if (d.error_message.base != NULL)
+    sb_error_t error = SB_E_UPSTREAM_ERROR;
+    switch (c->route->wire->event(c->wire_state, ev, c->scratch, &d, &error)) {
+    case SB_WIRE_SKIP:
+        return 0;
+    case SB_WIRE_END:
+        c->saw_done = 1;
+        return 0;
+    case SB_WIRE_ERROR:
+        if (error == SB_E_UPSTREAM_BAD_RESPONSE && d.error_message.base == NULL) {
+            char what[160];
+            snprintf(what, sizeof(what), "the model provider sent a chunk %s", d.problem != NULL ? d.problem : "it could not read");
+            set_messagez(c, what);
+        } else if (d.error_message.base != NULL) {
             set_message(c, d.error_message.base, d.error_message.len);
-        return SB_E_UPSTREAM_ERROR;
+        }
+        return error;
+    case SB_WIRE_DELTA:
+        break;
     }
     c->delivered = 1;
     c->sink->on_delta(c->sink, &d);
@@ -241,6 +226,8 @@ static int start_attempt(struct call *c)
     c->message[0] = '\0';
     c->error = SB_OK;
     c->bytes = 0;
+    if (c->wire_state != NULL)
+        memset(c->wire_state, 0, c->route->wire->state_size);
     sb_buf_reset(&c->errbody);
     sb_sse_decoder_dispose(&c->sse);
     sb_sse_decoder_init(&c->sse, c->env->config->max_event_bytes);
@@ -318,7 +305,7 @@ static void on_xfer_done(sb_xfer_t *x, CURLcode result)
         uint64_t delay = base / 2 + (base ? randombytes_uniform((uint32_t)base + 1) : 0); /* 50-150% */
         sb_log_warn("upstream attempt failed (%s, status %ld); retrying in %llu ms", curl_easy_strerror(result), c->status,
                     (unsigned long long)delay);
-        sb_metrics_provider_retry(c->super.provider->name);
+        sb_metrics_provider_retry(c->route->provider);
         c->state = ST_BACKOFF;
         uv_timer_start(c->timer, on_deadline, delay, 0);
         return;
@@ -328,8 +315,11 @@ static void on_xfer_done(sb_xfer_t *x, CURLcode result)
         error = c->error;
     } else if (result == CURLE_OK) {
         error = sb_error_for_provider_status(c->status);
-        if (error != SB_E_UPSTREAM_AUTH) /* an auth failure message can quote the key: say ours */
-            message_from_body(c, c->errbody.base, c->errbody.len);
+        if (error != SB_E_UPSTREAM_AUTH) { /* an auth failure message can quote the key: say ours */
+            char said[MAX_MESSAGE + 1];
+            c->route->wire->error_message(c->errbody.base != NULL ? c->errbody.base : "", c->errbody.len, said, sizeof(said));
+            set_messagez(c, said);
+        }
     } else if (result == CURLE_OPERATION_TIMEDOUT) {
         error = SB_E_UPSTREAM_TIMEOUT;
         c->timed_out = 1;
@@ -353,6 +343,10 @@ static void on_xfer_done(sb_xfer_t *x, CURLcode result)
 static void on_deadline(uv_timer_t *t)
 {
     struct call *c = t->data;
+    if (c->state == ST_FAILED) { /* nothing was started: tell the turn why */
+        end(c, c->error);
+        return;
+    }
     if (c->state == ST_BACKOFF) {
         if (start_attempt(c) != 0)
             end(c, SB_E_INTERNAL);
@@ -390,34 +384,45 @@ static void arm_timer(struct call *c)
     uv_timer_start(c->timer, on_deadline, due - now, 0);
 }
 
-static sb_llm_call_t *start(const sb_llm_env_t *env, const sb_chat_request_t *req, sb_llm_sink_t *sink)
+sb_llm_call_t *sb_upstream_start(const sb_llm_env_t *env, const sb_route_t *route, const char *model, const sb_chat_request_t *req,
+                                 sb_llm_sink_t *sink)
 {
+    const sb_wire_t *wire = route->wire;
+    sb_wire_target_t target = {route->base_url, model != NULL ? model : req->model, env->config};
     struct call *c = sb_calloc(1, sizeof(*c));
-    c->super.provider = &sb_provider_openai;
+    c->super.provider = &sb_provider_upstream;
     c->env = env;
+    c->route = route;
     c->sink = sink;
-    c->body = sb_chat_request_dump(req);
-    if (c->body == NULL) {
-        free(c);
-        return NULL; /* the turn reports it */
-    }
-    c->body_len = strlen(c->body);
+    c->wire_state = wire->state_size ? sb_calloc(1, wire->state_size) : NULL;
     sb_buf_init(&c->errbody, MAX_ERROR_BODY);
     sb_sse_decoder_init(&c->sse, env->config->max_event_bytes);
     c->timer = sb_alloc(sizeof(*c->timer));
     uv_timer_init(env->loop, c->timer);
     c->timer->data = c;
+    char err[MAX_MESSAGE + 1] = "";
+    c->body = wire->body(&target, req, err, sizeof(err));
+    if (c->body == NULL) { /* this API cannot say the request: the turn hears why, from the loop as always */
+        set_messagez(c, err[0] ? err : "the request cannot be sent to this model provider");
+        c->error = SB_E_INVALID_REQUEST;
+        c->state = ST_FAILED;
+        uv_timer_start(c->timer, on_deadline, 0, 0);
+        return &c->super;
+    }
+    c->body_len = strlen(c->body);
 
     CURL *e = c->xfer.easy = curl_easy_init();
     if (e == NULL)
         h2o_fatal("curl_easy_init failed");
     c->xfer.on_done = on_xfer_done;
     const sb_config_t *cf = env->config;
-    curl_easy_setopt(e, CURLOPT_URL, env->chat_url);
+    char *url = wire->url(&target);
+    curl_easy_setopt(e, CURLOPT_URL, url); /* curl keeps its own copy */
+    free(url);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body_len);
-    for (const struct curl_slist *h = env->headers; h != NULL; h = h->next)
+    for (const struct curl_slist *h = route->headers; h != NULL; h = h->next)
         c->headers = curl_slist_append(c->headers, h->data);
     char line[128];
     snprintf(line, sizeof(line), "X-Request-Id: %s", req->request_id); /* both checked to be plain ASCII (request.c) */
@@ -475,4 +480,16 @@ static void cancel_call(sb_llm_call_t *call)
     end(c, SB_OK);
 }
 
-const sb_provider_t sb_provider_openai = {"openai", start, pause_call, resume_call, cancel_call};
+/* A call for the route that serves the request's model, without fallback (route.c adds it). */
+static sb_llm_call_t *start(const sb_llm_env_t *env, const sb_chat_request_t *req, sb_llm_sink_t *sink)
+{
+    return sb_upstream_start(env, sb_routes_match(env->routes, req->model), NULL, req, sink);
+}
+
+const sb_provider_t sb_provider_upstream = {
+    .name = "upstream",    /* every HTTP provider, spoken by its route's wire */
+    .start = start,        /* the route of the request's model */
+    .pause = pause_call,   /* curl pauses the transfer */
+    .resume = resume_call, /* and unpauses it */
+    .cancel = cancel_call, /* the transfer ends at once */
+};

@@ -24,7 +24,8 @@ typedef enum sb_wire_result {
     SB_WIRE_SKIP = 0,  /* nothing for the turn (a ping, a block's start with nothing in it yet, ...) */
     SB_WIRE_DELTA = 1, /* `out` holds a delta for the turn */
     SB_WIRE_END = 2,   /* the API's end of stream (OpenAI's [DONE], Anthropic's message_stop, ...) */
-    SB_WIRE_ERROR = 3, /* the stream failed: `*error` is its kind, out->error_message its words (may be empty) */
+    SB_WIRE_ERROR = 3, /* the stream failed: `*error` is its kind, out->error_message its words (may be empty); for
+                          SB_E_UPSTREAM_BAD_RESPONSE, out->problem ends "the model provider sent a chunk ..." */
 } sb_wire_result_t;
 
 /* What a wire is told about the call it builds a request for. Borrowed for the call. */

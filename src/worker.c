@@ -327,7 +327,7 @@ void *sb_worker_run(void *arg)
         w->pg = sb_pgpool_create(&w->loop, &pc);
     }
     h2o_linklist_init_anchor(&w->open);
-    w->llm = (sb_llm_env_t){w->config, &w->loop, w->curlm, w->server->chat_url, w->server->upstream_headers};
+    w->llm = (sb_llm_env_t){w->config, &w->loop, w->curlm, &w->server->routes};
     uv_timer_init(&w->loop, &w->drain_timer);
     w->drain_timer.data = w;
 

@@ -12,6 +12,7 @@
 #include <h2o.h>
 
 #include "llm.h"
+#include "route.h"
 #include "sb/config.h"
 #include "sb/curl_uv.h"
 #include "sb/pgpool.h"
@@ -23,8 +24,7 @@ typedef struct sb_server {
     const sb_config_t *config;
     h2o_globalconf_t h2o;
     const struct sb_provider *provider;
-    struct curl_slist *upstream_headers; /* shared, read-only after start-up */
-    char *chat_url;
+    sb_routes_t routes; /* the provider table: read-only after start-up */
     unsigned nworkers;
     struct sb_worker *workers;
     struct sb_metrics *metrics; /* NULL when METRICS=false */

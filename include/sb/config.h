@@ -26,7 +26,8 @@ typedef struct sb_config {
     char *llm_base_url;
     char *llm_api_key; /* OPENAI_API_KEY: the provider's key, never an inbound key */
     char *default_model;
-    int sandbox; /* no provider configured: answer with the built-in sandbox model */
+    int sandbox;           /* no provider configured: answer with the built-in sandbox model */
+    int openai_configured; /* OPENAI_API_KEY or LLM_BASE_URL was set */
     unsigned llm_connect_timeout_ms;
     unsigned llm_first_byte_timeout_ms;
     unsigned llm_idle_timeout_ms;
@@ -99,6 +100,12 @@ typedef struct sb_config {
     /* logging */
     int access_log;
     char *env_file;
+    /* more providers, and routing between them (route.c) */
+    char *anthropic_api_key, *anthropic_base_url, *anthropic_model;
+    unsigned anthropic_max_tokens;
+    char *gemini_api_key, *gemini_base_url, *gemini_model;
+    int use_responses_api;
+    char *llm_routes, *llm_fallback;
     int metrics;
     unsigned metrics_port; /* 0: /metrics on PORT */
     char *metrics_token;

@@ -83,7 +83,7 @@ int main(void)
                  "\"content\":\"a story instead\"}]}",
                  &r, &e),
            0, "a request with an interrupted reply is accepted");
-    char *marked = sb_chat_request_dump(&r);
+    char *marked = sb_chat_request_dump(&r, NULL);
     ok(strstr(marked, "\"content\":\"Why did the scarecrow \xE2\x80\xA6[interrupted by the caller]\"") != NULL,
        "the interrupted reply tells the model it was cut off: %s", marked);
     ok(strstr(marked, "win?") == NULL && strstr(marked, "metadata") == NULL, "what was not said stays out");
@@ -93,7 +93,7 @@ int main(void)
                  "{\"role\":\"user\",\"content\":\"ok\"}]}",
                  &r, &e),
            0, "a reply said in full");
-    marked = sb_chat_request_dump(&r);
+    marked = sb_chat_request_dump(&r, NULL);
     ok(strstr(marked, "\"content\":\"Done.\"") != NULL, "is left as it is");
     free(marked);
     sb_chat_request_dispose(&r);
@@ -106,7 +106,7 @@ int main(void)
                         "{\"role\":\"user\",\"content\":\"where is my order\",\"turn_id\":7,\"timestamp\":1730000000000,"
                         "\"metadata\":{\"source\":\"asr\",\"interrupted\":false,\"original\":\"where is my order\"}}]}";
     is_int(parse(agora, &r, &e), 0, "the engine's vendor:custom request is accepted");
-    char *out = sb_chat_request_dump(&r);
+    char *out = sb_chat_request_dump(&r, NULL);
     ok(strstr(out, "turn_id") == NULL && strstr(out, "timestamp") == NULL && strstr(out, "metadata") == NULL &&
            strstr(out, "interruptable") == NULL && strstr(out, "app_id") == NULL && strstr(out, "context") == NULL &&
            strstr(out, "user_uid") == NULL,
@@ -125,12 +125,12 @@ int main(void)
                  &r, &e),
            0, "content as text parts is accepted");
     is_str(r.model, "default-model", "the configured model is used when none is named");
-    out = sb_chat_request_dump(&r);
+    out = sb_chat_request_dump(&r, NULL);
     ok(strstr(out, "\"content\":\"ab\"") != NULL, "text parts are joined into one string");
     free(out);
     /* switchboard's tools, serialized once, go into the body as it is written */
     r.offered_tools = "[{\"type\":\"function\",\"function\":{\"name\":\"t\",\"parameters\":{}}}]";
-    out = sb_chat_request_dump(&r);
+    out = sb_chat_request_dump(&r, NULL);
     json_error_t jerr;
     json_t *sent = json_loads(out, JSON_REJECT_DUPLICATES, &jerr);
     ok(sent != NULL, "the body with offered tools is one JSON object (%s)", sent ? "" : jerr.text);

@@ -192,7 +192,7 @@ static const sb_sink_ops_t json_ops = {"recorder", 0, on_model, on_delta, on_too
 
 static sb_pgpool_t *pool;
 static sb_curlm_t *curlm;
-static const sb_llm_env_t llm_env = {&config, &loop, NULL, "http://unused", NULL};
+static const sb_llm_env_t llm_env = {&config, &loop, NULL, NULL}; /* the scripted provider needs no routes */
 
 static int finished(struct recorder *r)
 {

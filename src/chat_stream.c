@@ -61,6 +61,11 @@ static void write_delta(struct stream *s, const sb_sink_delta_t *d)
         comma = 1;
     }
     append_str_field(b, "content", d->text, &comma);
+    if (d->audio.base != NULL) { /* the provider's object, byte for byte: the engine plays its data */
+        sb_buf_appendz(b, comma ? ",\"audio\":" : "\"audio\":");
+        sb_buf_append(b, d->audio.base, d->audio.len);
+        comma = 1;
+    }
     if (d->nfragments > 0) {
         sb_buf_appendf(b, "%s\"tool_calls\":[", comma ? "," : "");
         for (size_t i = 0; i < d->nfragments; ++i) {
@@ -222,7 +227,7 @@ static sb_error_t on_delta(sb_sink_t *sink, const sb_sink_delta_t *d)
     struct stream *s = H2O_STRUCT_FROM_MEMBER(struct stream, super, sink);
     if (s->gone)
         return SB_OK;
-    int empty = (d->text.base == NULL || d->text.len == 0) && d->nfragments == 0 && d->finish == NULL;
+    int empty = (d->text.base == NULL || d->text.len == 0) && d->audio.base == NULL && d->nfragments == 0 && d->finish == NULL;
     if (empty && s->role_sent)
         return SB_OK; /* nothing the caller needs: role-only, usage-only, vendor-only or own-tool chunks */
     /* the first delta, empty or not, starts the stream and sends the role: the caller knows the answer has begun */

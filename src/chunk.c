@@ -425,13 +425,19 @@ static int read_delta(scan_t *s, sb_delta_t *out)
     int first = 1, rc, bad_content = OK, bad_tools = OK;
     sb_str_t key;
     out->content = (sb_str_t){NULL, 0};
+    out->audio = (sb_str_t){NULL, 0};
     out->ntools = 0;
     if ((rc = enter_or_null(s, '{', 3)) != ENTERED)
         return rc;
     while ((rc = next_member(s, &first, &key)) > 0) {
-        if (IS_KEY(key, "content"))
+        if (IS_KEY(key, "content")) {
             MEMBER(read_str(s, &out->content, 4), bad_content);
-        else if (IS_KEY(key, "tool_calls"))
+        } else if (IS_KEY(key, "audio") && peek(s) == '{') { /* audio output: its bytes go to the caller untouched */
+            const unsigned char *from = s->p;
+            if (skip_value(s, 4) != OK)
+                return SYNTAX;
+            out->audio = (sb_str_t){(const char *)from, (size_t)(s->p - from)};
+        } else if (IS_KEY(key, "tool_calls"))
             MEMBER(read_tool_calls(s, out), bad_tools);
         else if (skip_value(s, 4) != OK)
             return SYNTAX;

@@ -23,6 +23,7 @@ typedef struct sb_tool_delta {
 
 typedef struct sb_delta {
     sb_str_t content;
+    sb_str_t audio; /* delta.audio as the provider wrote it (raw JSON object: id, data, transcript, expires_at), relayed as is */
     sb_str_t finish_reason;
     sb_str_t model;
     sb_str_t error_message, error_type, error_code; /* an in-band {"error":{...}} object */

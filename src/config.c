@@ -67,6 +67,9 @@ static const struct setting {
       "anthropic, gemini, sandbox"),
     S("LLM_FALLBACK", K_STR, llm_fallback, NULL, 0, 0,
       "models tried in order when the first fails before answering (connect, timeout, 429, 5xx), e.g. gpt-4o-mini,claude-3-5-haiku-latest"),
+    S("PASSTHROUGH_PARAMS", K_STR, passthrough_params, NULL, 0, 0,
+      "provider-specific request parameters let through to the provider by name, comma-separated (top_k,repetition_penalty); "
+      "every other unknown field is stripped"),
     S("LLM_CONNECT_TIMEOUT_MS", K_UINT, llm_connect_timeout_ms, "3000", 1, 600000, "upstream connect timeout"),
     S("LLM_FIRST_BYTE_TIMEOUT_MS", K_UINT, llm_first_byte_timeout_ms, "20000", 1, 600000, "upstream time to first byte"),
     S("LLM_IDLE_TIMEOUT_MS", K_UINT, llm_idle_timeout_ms, "20000", 1, 600000, "longest gap between upstream chunks"),
@@ -334,6 +337,23 @@ int sb_config_load(sb_config_t *c, char *err, size_t errlen)
     if (c->metrics_token != NULL && strlen(c->metrics_token) < 16) {
         snprintf(err, errlen, "METRICS_TOKEN must be at least 16 characters");
         return -1;
+    }
+    for (const char *p = c->passthrough_params != NULL ? c->passthrough_params : ""; *p != '\0';) {
+        while (*p == ',' || *p == ' ')
+            ++p;
+        size_t n = strcspn(p, ", ");
+        if (n == 0)
+            break;
+        static const char *const reserved[] = {"messages", "model", "stream", "stream_options", "tools", NULL};
+        int ok = n <= 64 && strspn(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") >= n;
+        for (const char *const *r = reserved; ok && *r != NULL; ++r)
+            ok = !(strlen(*r) == n && memcmp(*r, p, n) == 0);
+        if (!ok) {
+            snprintf(err, errlen, "PASSTHROUGH_PARAMS: \"%.*s\" is not a parameter name that can be let through",
+                     (int)(n < 64 ? n : 64), p);
+            return -1;
+        }
+        p += n;
     }
     if (strlen(c->default_model) > 256) {
         snprintf(err, errlen, "OPENAI_MODEL is longer than 256 characters");

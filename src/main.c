@@ -22,6 +22,7 @@
 #include "http.h"
 #include "llm.h"
 #include "metrics.h"
+#include "request.h"
 #include "route.h"
 #include "migrate.h"
 #include "worker.h"
@@ -166,6 +167,7 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     sb_auth_init(&config);
+    sb_chat_request_init(&config);
     sb_conversation_init(&config);
 
     static sb_server_t server;

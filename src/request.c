@@ -28,9 +28,10 @@ enum check {
     C_INTEGER, /* integer within [lo, hi] */
     C_BOOL,
     C_OBJECT,
-    C_STOP,       /* string, or array of at most 4 strings */
-    C_TOOLS,      /* array of function tool objects */
-    C_TOOL_CHOICE /* "none" / "auto" / "required", or an object */
+    C_STOP,        /* string, or array of at most 4 strings */
+    C_TOOLS,       /* array of function tool objects */
+    C_TOOL_CHOICE, /* "none" / "auto" / "required", or an object */
+    C_WORDS        /* array of at most 4 strings of at most `hi` bytes (modalities) */
 };
 
 /*
@@ -64,7 +65,17 @@ static const struct param {
     {"reasoning_effort", C_STRING, 0, 32},
     {"service_tier", C_STRING, 0, 32},
     {"verbosity", C_STRING, 0, 32},
+    {"modalities", C_WORDS, 0, 16}, /* ["text", "audio"]: the engine's LLM audio output mode */
+    {"audio", C_OBJECT, 0, 0},      /* the voice and format of that audio */
 };
+
+/* PASSTHROUGH_PARAMS, set once at start-up (sb_chat_request_init). */
+static const char *passthrough;
+
+void sb_chat_request_init(const sb_config_t *c)
+{
+    passthrough = c->passthrough_params;
+}
 
 static const char *const roles[] = {"system", "developer", "user", "assistant", "tool", "function"};
 
@@ -117,6 +128,13 @@ static int check_param(const struct param *p, json_t *v, sb_request_error_t *err
             return 0;
         }
         return fail(err, "stop", "stop must be a string or an array of at most 4 strings");
+    case C_WORDS: {
+        size_t i;
+        json_t *w;
+        int ok = json_is_array(v) && json_array_size(v) <= 4;
+        json_array_foreach(v, i, w) ok = ok && json_is_string(w) && json_string_length(w) <= p->hi;
+        return ok ? 0 : fail(err, p->name, "%s must be an array of at most 4 short strings", p->name);
+    }
     case C_TOOLS: {
         if (!json_is_array(v) || json_array_size(v) > MAX_TOOLS)
             return fail(err, "tools", "tools must be an array of at most %d tools", MAX_TOOLS);
@@ -440,6 +458,20 @@ int sb_chat_request_parse(json_t *root, const char *default_model, const sb_engi
         json_object_set(body, params[p].name, v);
     }
     out->has_tools = json_array_size(json_object_get(body, "tools")) > 0;
+    for (const char *p = passthrough != NULL ? passthrough : ""; *p != '\0';) { /* checked names (config.c) */
+        while (*p == ',' || *p == ' ')
+            ++p;
+        size_t n = strcspn(p, ", ");
+        char name[65];
+        if (n == 0 || n >= sizeof(name))
+            break;
+        memcpy(name, p, n);
+        name[n] = '\0';
+        json_t *v = json_object_get(root, name);
+        if (v != NULL && json_object_get(body, name) == NULL)
+            json_object_set(body, name, v); /* the body's size limit bounds it */
+        p += n;
+    }
 
     /* Upstream always streams, and always reports usage: tokens go to the access log either way. */
     json_object_set_new(body, "stream", json_true());

@@ -40,6 +40,9 @@ typedef struct sb_request_error {
     char param[96]; /* JSON path of the offending field ("messages[2].role"), "" when none */
 } sb_request_error_t;
 
+/* Takes PASSTHROUGH_PARAMS (names let through as they are) from the config. Once, at start-up. */
+void sb_chat_request_init(const sb_config_t *config);
+
 /*
  * Validates `root` (borrowed) and fills `out`. `default_model` is used when
  * the request names none; `ids` (may be NULL) are the engine's header ids.

@@ -26,6 +26,7 @@ typedef struct sb_sink_tool {
 /* What the model just said: words and/or fragments of calls of the client's tools, and maybe the finish reason. */
 typedef struct sb_sink_delta {
     sb_str_t text;                           /* base NULL: no words in this delta */
+    sb_str_t audio;                          /* the provider's delta.audio object (raw JSON), base NULL when none */
     const sb_tool_delta_t *const *fragments; /* by index, as the provider sent them */
     size_t nfragments;
     const char *finish; /* the provider's finish reason, once, unless the round goes on into switchboard's tools */

@@ -348,6 +348,7 @@ static void on_delta(sb_llm_sink_t *llm, const sb_delta_t *d)
         keep_words(t, d->content);
         t->said_anything |= d->content.len > 0;
     }
+    t->said_anything |= d->audio.base != NULL;
     /* Providers may repeat finish_reason (OpenRouter does): the first one counts. A round that ends in
      * switchboard's tools is not the end of the turn. */
     const char *finish_reason = NULL;
@@ -372,7 +373,8 @@ static void on_delta(sb_llm_sink_t *llm, const sb_delta_t *d)
             return;
     }
     /* also a delta with nothing in it (role-only, usage-only, own tool calls): the first one starts a stream */
-    sb_sink_delta_t out = {d->content, relay, nrelay, finish_reason};
+    sb_sink_delta_t out = {
+        .text = d->content, .audio = d->audio, .fragments = relay, .nfragments = nrelay, .finish = finish_reason};
     tell_delta(t, &out);
 }
 

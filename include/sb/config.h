@@ -106,6 +106,7 @@ typedef struct sb_config {
     char *gemini_api_key, *gemini_base_url, *gemini_model;
     int use_responses_api;
     char *llm_routes, *llm_fallback;
+    char *passthrough_params; /* provider-specific parameters let through by name, comma-separated */
     int metrics;
     unsigned metrics_port; /* 0: /metrics on PORT */
     char *metrics_token;

@@ -615,6 +615,7 @@ static const fixture_t fixtures[] = {
     {"groq_chat_midstream_error_stream.sse", 95, "", "", 0, 0, "", "", "", "", "Tool call validation failed: tool call"},
     {"groq_chat_toolcall_usage_stream.sse", 25, "", "tool_calls", 304, 353, "get_something_by_name", "{\"name\":\"example\"}", "",
      "", NULL},
+    {"openai_chat_audio_shaped_stream.sse", 9, "", "stop", 21, 59, "", "", "", "", NULL},
     {"openai_chat_content_usage_stream.sse", 33,
      "I'm unable to provide real-time weather updates. To get the current weather in San Francisco, I recommend checking a "
      "reliable weather website or a weather app.",

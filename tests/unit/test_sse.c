@@ -403,6 +403,7 @@ static const expect_t expects[] = {
     {"anthropic_messages_text_tooluse_stream.sse", 21, "message_start", "message_stop", NULL, "content_block_delta", 11},
     {"groq_chat_midstream_error_stream.sse", 95, "message", "error", NULL, "error", 1},
     {"groq_chat_toolcall_usage_stream.sse", 26, "message", "message", "[DONE]", "message", 26},
+    {"openai_chat_audio_shaped_stream.sse", 10, "message", "message", "[DONE]", "message", 10},
     {"openai_chat_content_usage_stream.sse", 34, "message", "message", "[DONE]", "message", 34},
     {"openai_chat_finish_length_stream.sse", 5, "message", "message", "[DONE]", "message", 5},
     {"openai_chat_parallel_toolcalls_stream.sse", 26, "message", "message", "[DONE]", "message", 26},

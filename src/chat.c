@@ -276,7 +276,7 @@ void sb_chat_handle(h2o_req_t *req)
     x->sink = x->stream ? sb_chat_stream_sink(&x->out) : sb_chat_json_sink(&x->out);
     x->recorder.ops = &recorder_ops;
     if (w->server->metrics != NULL) {
-        sb_metrics_turn_start(&x->metrics, sb_routes_match(&w->server->routes, creq.model)->provider, sb_rag_backend_name(cf));
+        sb_metrics_turn_start(&x->metrics, sb_routes_match(&w->server->routes, creq.model)->to.provider, sb_rag_backend_name(cf));
         x->recorder.next = &x->metrics.super;
     }
     sb_worker_work_started(w, &x->work);

@@ -73,7 +73,7 @@ static void on_healthz(h2o_req_t *req)
              w->draining ? "draining"
              : degraded  ? "degraded"
                          : "ok",
-             sb_routes_match(&w->server->routes, "*")->provider, db, w->id, w->nopen);
+             sb_routes_match(&w->server->routes, "*")->to.provider, db, w->id, w->nopen);
     /* degraded still answers 200: switchboard serves turns without the database, the model hears why */
     answer(req, SB_OK, NULL, NULL, h2o_strdup(&req->pool, body, strlen(body)).base);
 }

@@ -16,7 +16,7 @@
 #include "sb/error.h"
 
 struct sb_routes;
-struct sb_route;
+struct sb_endpoint;
 
 /* What a provider call uses, borrowed for the call: the worker's loop and curl multi, the provider table. */
 typedef struct sb_llm_env {
@@ -57,9 +57,9 @@ typedef struct sb_provider {
 } sb_provider_t;
 
 /*
- * Every provider reached over HTTP (upstream.c), spoken by its route's wire
- * (wire.h: Chat Completions, Anthropic, Gemini, Responses); its start serves
- * the route of the request's model, without fallback.
+ * Every provider reached over HTTP (upstream.c), spoken by its endpoint's
+ * wire (wire.h: Chat Completions, Anthropic, Gemini, Responses). Its calls
+ * are started with sb_upstream_start.
  */
 extern const sb_provider_t sb_provider_upstream;
 /* The offline sandbox model: answers locally when no provider is configured. */
@@ -68,11 +68,12 @@ extern const sb_provider_t sb_provider_sandbox;
 extern const sb_provider_t sb_provider_routed;
 
 /*
- * Starts a call to `route` asking for `model` (NULL: the request's own).
- * Never NULL: a request the route's API cannot say ends the call from the
- * loop with SB_E_INVALID_REQUEST and the wire's words.
+ * Starts a call to the provider at `to` (borrowed: lives as long as the
+ * process) asking for `model` (NULL: the request's own). Never NULL: a
+ * request that API cannot say ends the call from the loop with
+ * SB_E_INVALID_REQUEST and the wire's words.
  */
-sb_llm_call_t *sb_upstream_start(const sb_llm_env_t *env, const struct sb_route *route, const char *model,
+sb_llm_call_t *sb_upstream_start(const sb_llm_env_t *env, const struct sb_endpoint *to, const char *model,
                                  const sb_chat_request_t *req, sb_llm_sink_t *sink);
 
 #endif

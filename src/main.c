@@ -241,8 +241,8 @@ int main(int argc, char **argv)
         sb_log_warn("no provider configured (OPENAI_API_KEY, LLM_BASE_URL): the offline sandbox model answers every turn");
     const sb_route_t *dflt = sb_routes_match(&server.routes, "*");
     sb_log_info("switchboard %s listening on %s://%s:%u with %u workers; provider %s%s%s", SB_VERSION,
-                server.tls ? "https" : "http", config.host, config.port, server.nworkers, dflt->provider,
-                dflt->base_url ? " at " : "", dflt->base_url ? dflt->base_url : "");
+                server.tls ? "https" : "http", config.host, config.port, server.nworkers, dflt->to.provider,
+                dflt->to.base_url ? " at " : "", dflt->to.base_url ? dflt->to.base_url : "");
     if (server.routes.n > 1 || server.routes.nfallback > 0)
         sb_routes_log(&server.routes);
     if (server.metrics != NULL)

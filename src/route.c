@@ -70,12 +70,9 @@ static int add(sb_routes_t *r, const sb_config_t *c, const char *pattern, size_t
         return -1;
     sb_route_t *rt = &r->v[r->n++];
     rt->pattern = sb_strndup(pattern, plen);
-    rt->provider = p->name;
-    rt->wire = p->wire;
-    rt->base_url = field(c, p->base_url);
-    rt->key = field(c, p->key);
+    rt->to = (sb_endpoint_t){p->name, p->wire, field(c, p->base_url), field(c, p->key), NULL};
     if (p->wire != NULL) /* curl would wait for "100 Continue" before a large body: a round trip of silence */
-        rt->headers = p->wire->headers(curl_slist_append(NULL, "Expect:"), rt->key);
+        rt->to.headers = p->wire->headers(curl_slist_append(NULL, "Expect:"), rt->to.key);
     return 0;
 }
 
@@ -132,9 +129,11 @@ int sb_routes_init(sb_routes_t *r, const sb_config_t *c, char *err, size_t errle
         snprintf(err, errlen, "USE_RESPONSES_API: this build of switchboard does not speak the Responses API");
         return -1;
     }
-    r->v[r->n++] = (sb_route_t){sb_strdup("*"), dflt->name, dflt->wire, field(c, dflt->base_url), field(c, dflt->key), NULL};
+    sb_route_t *last = &r->v[r->n++]; /* room was kept for it: "*" comes last, however many routes came before */
+    last->pattern = sb_strdup("*");
+    last->to = (sb_endpoint_t){dflt->name, dflt->wire, field(c, dflt->base_url), field(c, dflt->key), NULL};
     if (dflt->wire != NULL)
-        r->v[r->n - 1].headers = dflt->wire->headers(curl_slist_append(NULL, "Expect:"), r->v[r->n - 1].key);
+        last->to.headers = dflt->wire->headers(curl_slist_append(NULL, "Expect:"), last->to.key);
 
     r->fallback = sb_calloc(FALLBACK_MAX, sizeof(char *));
     for (const char *p = c->llm_fallback != NULL ? c->llm_fallback : ""; *p != '\0';) {
@@ -157,7 +156,7 @@ void sb_routes_dispose(sb_routes_t *r)
 {
     for (size_t i = 0; i < r->n; ++i) {
         free(r->v[i].pattern);
-        curl_slist_free_all(r->v[i].headers); /* holds a key: libcurl frees it, the pages go back to the allocator */
+        curl_slist_free_all(r->v[i].to.headers); /* holds a key: libcurl frees it, the pages go back to the allocator */
     }
     for (size_t i = 0; i < r->nfallback; ++i)
         free(r->fallback[i]);
@@ -180,10 +179,10 @@ const sb_route_t *sb_routes_match(const sb_routes_t *r, const char *model)
 void sb_routes_log(const sb_routes_t *r)
 {
     for (size_t i = 0; i < r->n; ++i)
-        sb_log_info("route %s -> %s%s%s", r->v[i].pattern, r->v[i].provider, r->v[i].base_url ? " at " : "",
-                    r->v[i].base_url ? r->v[i].base_url : "");
+        sb_log_info("route %s -> %s%s%s", r->v[i].pattern, r->v[i].to.provider, r->v[i].to.base_url ? " at " : "",
+                    r->v[i].to.base_url ? r->v[i].to.base_url : "");
     for (size_t i = 0; i < r->nfallback; ++i)
-        sb_log_info("fallback %zu: %s (%s)", i + 1, r->fallback[i], sb_routes_match(r, r->fallback[i])->provider);
+        sb_log_info("fallback %zu: %s (%s)", i + 1, r->fallback[i], sb_routes_match(r, r->fallback[i])->to.provider);
 }
 
 /* --- the routed provider ------------------------------------------------------------------------ */
@@ -192,9 +191,9 @@ void sb_routes_log(const sb_routes_t *r)
 static sb_llm_call_t *start_route(const sb_llm_env_t *env, const char *model, const sb_chat_request_t *req, sb_llm_sink_t *sink)
 {
     const sb_route_t *route = sb_routes_match(env->routes, model != NULL ? model : req->model);
-    if (route->wire == NULL)
+    if (route->to.wire == NULL)
         return sb_provider_sandbox.start(env, req, sink);
-    return sb_upstream_start(env, route, model, req, sink);
+    return sb_upstream_start(env, &route->to, model, req, sink);
 }
 
 /*

@@ -16,12 +16,8 @@
 #include "wire.h"
 
 typedef struct sb_route {
-    char *pattern;              /* a model name, or a prefix ending in '*'; "*" takes every model */
-    const char *provider;       /* openai, responses, anthropic, gemini or sandbox: logs, metrics */
-    const sb_wire_t *wire;      /* NULL: the offline sandbox answers */
-    const char *base_url;       /* borrowed from the config */
-    const char *key;            /* borrowed from the config; NULL for a keyless provider */
-    struct curl_slist *headers; /* the wire's headers with the key, built once */
+    char *pattern;    /* a model name, or a prefix ending in '*'; "*" takes every model */
+    sb_endpoint_t to; /* who answers it (to.wire NULL: the sandbox) */
 } sb_route_t;
 
 typedef struct sb_routes {

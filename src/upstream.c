@@ -17,7 +17,7 @@
 
 #include "llm.h"
 #include "metrics.h"
-#include "route.h"
+#include "wire.h"
 #include "sb/alloc.h"
 #include "sb/buf.h"
 #include "sb/log.h"
@@ -31,8 +31,8 @@ enum state { ST_RUNNING, ST_BACKOFF, ST_FAILED, ST_ENDED };
 struct call {
     sb_llm_call_t super;
     const sb_llm_env_t *env;
-    const sb_route_t *route;
-    void *wire_state;    /* the wire's per-attempt parsing state, route->wire->state_size bytes */
+    const sb_endpoint_t *to;
+    void *wire_state;    /* the wire's per-attempt parsing state, to->wire->state_size bytes */
     sb_llm_sink_t *sink; /* NULL once cancelled */
     sb_xfer_t xfer;
     char *body;
@@ -102,7 +102,7 @@ static void end(struct call *c, sb_error_t error)
 /* Copies a provider message for the client: bounded, printable, and never containing the provider key. */
 static void set_message(struct call *c, const char *msg, size_t len)
 {
-    const char *key = c->route->key;
+    const char *key = c->to->key;
     size_t o = 0;
     for (size_t i = 0; i < len && o < MAX_MESSAGE; ++i) {
         if (key != NULL && *key != '\0' && len - i >= strlen(key) && memcmp(msg + i, key, strlen(key)) == 0) {
@@ -139,7 +139,7 @@ static int on_sse_event(void *ctx, const sb_sse_event_t *ev)
     }
     sb_delta_t d;
     sb_error_t error = SB_E_UPSTREAM_ERROR;
-    switch (c->route->wire->event(c->wire_state, ev, c->scratch, &d, &error)) {
+    switch (c->to->wire->event(c->wire_state, ev, c->scratch, &d, &error)) {
     case SB_WIRE_SKIP:
         return 0;
     case SB_WIRE_END:
@@ -227,7 +227,7 @@ static int start_attempt(struct call *c)
     c->error = SB_OK;
     c->bytes = 0;
     if (c->wire_state != NULL)
-        memset(c->wire_state, 0, c->route->wire->state_size);
+        memset(c->wire_state, 0, c->to->wire->state_size);
     sb_buf_reset(&c->errbody);
     sb_sse_decoder_dispose(&c->sse);
     sb_sse_decoder_init(&c->sse, c->env->config->max_event_bytes);
@@ -305,7 +305,7 @@ static void on_xfer_done(sb_xfer_t *x, CURLcode result)
         uint64_t delay = base / 2 + (base ? randombytes_uniform((uint32_t)base + 1) : 0); /* 50-150% */
         sb_log_warn("upstream attempt failed (%s, status %ld); retrying in %llu ms", curl_easy_strerror(result), c->status,
                     (unsigned long long)delay);
-        sb_metrics_provider_retry(c->route->provider);
+        sb_metrics_provider_retry(c->to->provider);
         c->state = ST_BACKOFF;
         uv_timer_start(c->timer, on_deadline, delay, 0);
         return;
@@ -317,7 +317,7 @@ static void on_xfer_done(sb_xfer_t *x, CURLcode result)
         error = sb_error_for_provider_status(c->status);
         if (error != SB_E_UPSTREAM_AUTH) { /* an auth failure message can quote the key: say ours */
             char said[MAX_MESSAGE + 1];
-            c->route->wire->error_message(c->errbody.base != NULL ? c->errbody.base : "", c->errbody.len, said, sizeof(said));
+            c->to->wire->error_message(c->errbody.base != NULL ? c->errbody.base : "", c->errbody.len, said, sizeof(said));
             set_messagez(c, said);
         }
     } else if (result == CURLE_OPERATION_TIMEDOUT) {
@@ -384,15 +384,15 @@ static void arm_timer(struct call *c)
     uv_timer_start(c->timer, on_deadline, due - now, 0);
 }
 
-sb_llm_call_t *sb_upstream_start(const sb_llm_env_t *env, const sb_route_t *route, const char *model, const sb_chat_request_t *req,
+sb_llm_call_t *sb_upstream_start(const sb_llm_env_t *env, const sb_endpoint_t *to, const char *model, const sb_chat_request_t *req,
                                  sb_llm_sink_t *sink)
 {
-    const sb_wire_t *wire = route->wire;
-    sb_wire_target_t target = {route->base_url, model != NULL ? model : req->model, env->config};
+    const sb_wire_t *wire = to->wire;
+    sb_wire_target_t target = {to->base_url, model != NULL ? model : req->model, env->config};
     struct call *c = sb_calloc(1, sizeof(*c));
     c->super.provider = &sb_provider_upstream;
     c->env = env;
-    c->route = route;
+    c->to = to;
     c->sink = sink;
     c->wire_state = wire->state_size ? sb_calloc(1, wire->state_size) : NULL;
     sb_buf_init(&c->errbody, MAX_ERROR_BODY);
@@ -422,7 +422,7 @@ sb_llm_call_t *sb_upstream_start(const sb_llm_env_t *env, const sb_route_t *rout
     curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body_len);
-    for (const struct curl_slist *h = route->headers; h != NULL; h = h->next)
+    for (const struct curl_slist *h = to->headers; h != NULL; h = h->next)
         c->headers = curl_slist_append(c->headers, h->data);
     char line[128];
     snprintf(line, sizeof(line), "X-Request-Id: %s", req->request_id); /* both checked to be plain ASCII (request.c) */
@@ -480,15 +480,9 @@ static void cancel_call(sb_llm_call_t *call)
     end(c, SB_OK);
 }
 
-/* A call for the route that serves the request's model, without fallback (route.c adds it). */
-static sb_llm_call_t *start(const sb_llm_env_t *env, const sb_chat_request_t *req, sb_llm_sink_t *sink)
-{
-    return sb_upstream_start(env, sb_routes_match(env->routes, req->model), NULL, req, sink);
-}
-
 const sb_provider_t sb_provider_upstream = {
     .name = "upstream",    /* every HTTP provider, spoken by its route's wire */
-    .start = start,        /* the route of the request's model */
+    .start = NULL,         /* started with its endpoint: sb_upstream_start (route.c) */
     .pause = pause_call,   /* curl pauses the transfer */
     .resume = resume_call, /* and unpauses it */
     .cancel = cancel_call, /* the transfer ends at once */

@@ -68,6 +68,18 @@ typedef struct sb_wire {
     void (*error_message)(const char *body, size_t len, char *msg, size_t cap);
 } sb_wire_t;
 
+/*
+ * Where and how one provider is called: its wire, address and key, with the
+ * wire's headers built once (route.c makes these at start-up; read-only after).
+ */
+typedef struct sb_endpoint {
+    const char *provider;       /* openai, responses, anthropic, gemini: logs, metrics */
+    const sb_wire_t *wire;      /* NULL: the offline sandbox answers instead */
+    const char *base_url;       /* borrowed from the config */
+    const char *key;            /* borrowed from the config; NULL for a keyless provider */
+    struct curl_slist *headers; /* the wire's headers with the key, and Expect: (no 100-continue wait) */
+} sb_endpoint_t;
+
 /* OpenAI-compatible Chat Completions: {base}/chat/completions, Bearer key, chunk.c's scanner. */
 extern const sb_wire_t sb_wire_openai;
 /* Anthropic Messages: {base}/messages, x-api-key and anthropic-version. */

@@ -1,11 +1,12 @@
 /*
  * Cost of reading upstream chunks: parses every JSON event of the recorded
  * streams named on the command line, `reps` times each, with the scanner
- * (src/chunk.c) or with the jansson reading it replaced (tests/fuzz/chunk_ref.c).
- * Meant to run under callgrind (tests/bench/chunk-run), which counts the
- * instructions spent inside parse_all only.
+ * (src/chunk.c), with the jansson reading it replaced (tests/fuzz/chunk_ref.c),
+ * or with a provider's wire (src/wire_*.c: every event, as a call reads it,
+ * into the turn's delta). Meant to run under callgrind (tests/bench/chunk-run),
+ * which counts the instructions spent inside parse_all only.
  *
- *   chunk-bench scanner|jansson REPS FILE.sse...
+ *   chunk-bench scanner|jansson|wire-NAME REPS FILE.sse...
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,22 +16,51 @@
 #include "chunk.h"
 #include "sb/buf.h"
 #include "sb/sse.h"
+#include "wire.h"
+
+/* The wires, by the name the command line gives them. */
+static const sb_wire_t *const wires[] = {&sb_wire_openai};
 
 typedef struct {
-    sb_buf_t data;    /* the events' data, one after the other */
-    size_t len[4096]; /* and their lengths */
+    sb_buf_t data;       /* the events' data, one after the other */
+    size_t len[4096];    /* and their lengths */
+    char name[4096][48]; /* and their names (`event:`), for the wires */
     size_t n;
+    int keep_done; /* a wire reads [DONE] itself */
 } events_t;
 
 static int on_event(void *ctx, const sb_sse_event_t *ev)
 {
     events_t *e = ctx;
-    if (ev->data_len == 6 && memcmp(ev->data, "[DONE]", 6) == 0)
+    if (!e->keep_done && ev->data_len == 6 && memcmp(ev->data, "[DONE]", 6) == 0)
         return 0;
-    if (e->n == sizeof(e->len) / sizeof(e->len[0]) || sb_buf_append(&e->data, ev->data, ev->data_len) != 0)
+    if (e->n == sizeof(e->len) / sizeof(e->len[0]) || ev->event_len >= sizeof(e->name[0]) ||
+        sb_buf_append(&e->data, ev->data, ev->data_len) != 0)
         return -1;
+    memcpy(e->name[e->n], ev->event, ev->event_len);
+    e->name[e->n][ev->event_len] = '\0';
     e->len[e->n++] = ev->data_len;
     return 0;
+}
+
+/* What callgrind measures for a wire: every event through its reader, its state fresh at each pass as a call's is. */
+__attribute__((noinline)) static size_t parse_all_wire(const events_t *e, const sb_wire_t *w, long reps, char *scratch)
+{
+    size_t failed = 0;
+    void *state = w->state_size ? calloc(1, w->state_size) : NULL;
+    for (long r = 0; r < reps; ++r) {
+        if (state != NULL)
+            memset(state, 0, w->state_size);
+        const char *p = e->data.base;
+        for (size_t i = 0; i < e->n; p += e->len[i++]) {
+            sb_delta_t d;
+            sb_error_t error = SB_OK;
+            sb_sse_event_t ev = {e->name[i], strlen(e->name[i]), p, e->len[i]};
+            failed += w->event(state, &ev, scratch, &d, &error) == SB_WIRE_ERROR;
+        }
+    }
+    free(state);
+    return failed;
 }
 
 /* What callgrind measures. Returns how many events failed to parse (there should be none). */
@@ -56,12 +86,17 @@ __attribute__((noinline)) static size_t parse_all(const events_t *e, int jansson
 
 int main(int argc, char **argv)
 {
-    if (argc < 4 || (strcmp(argv[1], "scanner") != 0 && strcmp(argv[1], "jansson") != 0)) {
-        fprintf(stderr, "usage: %s scanner|jansson REPS FILE.sse...\n", argv[0]);
+    const sb_wire_t *wire = NULL;
+    for (size_t i = 0; argc > 1 && i < sizeof(wires) / sizeof(wires[0]); ++i)
+        if (strncmp(argv[1], "wire-", 5) == 0 && strcmp(argv[1] + 5, wires[i]->name) == 0)
+            wire = wires[i];
+    if (argc < 4 || (strcmp(argv[1], "scanner") != 0 && strcmp(argv[1], "jansson") != 0 && wire == NULL)) {
+        fprintf(stderr, "usage: %s scanner|jansson|wire-NAME REPS FILE.sse...\n", argv[0]);
         return 2;
     }
     long reps = strtol(argv[2], NULL, 10);
     static events_t e;
+    e.keep_done = wire != NULL;
     sb_buf_init(&e.data, (size_t)64 << 20);
     sb_sse_decoder_t dec;
     for (int i = 3; i < argc; ++i) {
@@ -82,7 +117,8 @@ int main(int argc, char **argv)
     char *scratch = malloc(e.data.len + 1);
     if (scratch == NULL)
         abort();
-    size_t failed = parse_all(&e, strcmp(argv[1], "jansson") == 0, reps, scratch);
+    size_t failed =
+        wire != NULL ? parse_all_wire(&e, wire, reps, scratch) : parse_all(&e, strcmp(argv[1], "jansson") == 0, reps, scratch);
     /* events, bytes: for the per-chunk figures */
     printf("%zu %zu %zu\n", e.n, e.data.len, failed);
     free(scratch);

@@ -12,6 +12,7 @@ before(async () => {
   up = await startFakeUpstream();
   sb = await startSwitchboard({
     LLM_BASE_URL: `${up.base}/v1`, OPENAI_API_KEY: PROVIDER_KEY, LLM_RETRY_BACKOFF_MS: '1', LLM_FIRST_BYTE_TIMEOUT_MS: '300',
+    LLM_IDLE_TIMEOUT_MS: '300',
     LLM_ROUTES: 'switchboard-sandbox=sandbox', LLM_FALLBACK: fallback, SANDBOX_WORD_MS: '0',
   });
 });
@@ -65,9 +66,11 @@ test('a failure the fallback would share (the provider rejects the request) reac
 
 test('after the first words, a failure is not retried elsewhere: the stream ends with an error event', async () => {
   await up.reset();
-  const r = await post(sb.base, { model: scenario({ gen_bytes: '5000', drop_after: '1500' }), stream: true, messages: ask('hello') });
+  // a stall, not a reset: a reset can take unread bytes with it, and then nothing was said yet
+  const r = await post(sb.base, { model: scenario({ gen_bytes: '5000', hang_after: '1500' }), stream: true, messages: ask('hello') });
   assert.equal(r.status, 200);
   const out = assemble(r.text);
+  assert.ok(out.content.length > 0, 'words went out first');
   assert.ok(out.chunks.some((c) => c.error), 'an error event');
   assert.equal((await up.requests()).length, 1, 'no fallback asked');
 });

@@ -1,0 +1,712 @@
+/*
+ * Anthropic's Messages API, streamed: the cleaned Chat Completions request
+ * said as Messages (the system prompt split out, tool rounds as tool_use and
+ * tool_result blocks, the fixed prompt and the tools marked for prompt
+ * caching), and its named SSE events read into the turn's typed delta.
+ */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "sb/alloc.h"
+#include "sb/buf.h"
+#include "sb/json.h"
+#include "wire.h"
+
+#define ANTHROPIC_VERSION "2023-06-01"
+/* Messages requires max_tokens on every request; this is asked for when the client names none (ANTHROPIC_MAX_TOKENS to be). */
+#define DEFAULT_MAX_TOKENS 1024
+/* Anthropic takes temperature in [0, 1]; OpenAI's reach 2, and a value past 1 is refused, not clamped, there. */
+#define MAX_TEMPERATURE 1.0
+
+/* What spans the events of one streamed answer. */
+struct state {
+    long long input, cache_write, cache_read, output; /* usage so far, as message_start and message_delta counted it */
+    long long told_prompt, told_completion;           /* what the turn was told: the counts are cumulative, the turn sums */
+    long ntools;                                      /* tool_use blocks so far: the turn's index of the next call */
+    long tool_block[SB_CHUNK_MAX_TOOLS];              /* the content block index of each tool_use block */
+};
+
+/* --- the request ------------------------------------------------------------------------------ */
+
+__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static json_t *ephemeral(void)
+{
+    return json_pack("{s:s}", "type", "ephemeral");
+}
+
+static json_t *text_block(const char *s, size_t len)
+{
+    return json_pack("{s:s, s:s%}", "type", "text", "text", s, len);
+}
+
+/* An image_url part as an image block: a data: URL carries base64 bytes, anything else is fetched by Anthropic. */
+static json_t *image_block(json_t *part)
+{
+    json_t *url = json_object_get(json_object_get(part, "image_url"), "url");
+    if (!json_is_string(url))
+        return NULL;
+    const char *u = json_string_value(url);
+    size_t len = json_string_length(url);
+    if (len > 5 && memcmp(u, "data:", 5) == 0) {
+        const char *semi = memchr(u, ';', len);
+        const char *comma = memchr(u, ',', len);
+        if (semi == NULL || comma == NULL || comma < semi || (size_t)(comma - semi) != 7 || memcmp(semi, ";base64", 7) != 0)
+            return NULL;
+        return json_pack("{s:s, s:{s:s, s:s%, s:s%}}", "type", "image", "source", "type", "base64", "media_type", u + 5,
+                         (size_t)(semi - (u + 5)), "data", comma + 1, len - (size_t)(comma + 1 - u));
+    }
+    return json_pack("{s:s, s:{s:s, s:o}}", "type", "image", "source", "type", "url", "url", json_incref(url));
+}
+
+/*
+ * Appends a message's content to `blocks`: a string as one text block, an
+ * array's parts (strings, text parts and, where `images`, image_url parts)
+ * one block each. Empty text says nothing (Anthropic refuses empty text
+ * blocks), so it adds no block.
+ */
+static int add_content(json_t *blocks, json_t *content, int images, const char *where, char *err, size_t errlen)
+{
+    if (content == NULL || json_is_null(content))
+        return 0;
+    if (json_is_string(content)) {
+        if (json_string_length(content) > 0)
+            json_array_append_new(blocks, text_block(json_string_value(content), json_string_length(content)));
+        return 0;
+    }
+    if (!json_is_array(content))
+        return fail(err, errlen, "%s.content must be a string or an array of content parts", where);
+    size_t i;
+    json_t *part;
+    json_array_foreach(content, i, part)
+    {
+        json_t *text = json_is_string(part) ? part : NULL;
+        const char *type = json_string_value(json_object_get(part, "type"));
+        if (type != NULL && strcmp(type, "text") == 0)
+            text = json_object_get(part, "text");
+        if (json_is_string(text)) {
+            if (json_string_length(text) > 0)
+                json_array_append_new(blocks, text_block(json_string_value(text), json_string_length(text)));
+            continue;
+        }
+        json_t *image = images && type != NULL && strcmp(type, "image_url") == 0 ? image_block(part) : NULL;
+        if (image == NULL)
+            return fail(err, errlen, "%s.content[%zu] (%s) cannot be sent to Anthropic", where, i, type ? type : "not a part");
+        json_array_append_new(blocks, image);
+    }
+    return 0;
+}
+
+/* The model's arguments (JSON text) as tool_use input: Anthropic takes an object only, so anything else becomes {}. */
+static json_t *tool_input(json_t *arguments)
+{
+    json_t *in =
+        json_is_string(arguments) ? json_loadb(json_string_value(arguments), json_string_length(arguments), 0, NULL) : NULL;
+    if (json_is_object(in))
+        return in;
+    json_decref(in);
+    return json_object();
+}
+
+static int add_tool_uses(json_t *blocks, json_t *calls, const char *where, char *err, size_t errlen)
+{
+    size_t i;
+    json_t *call;
+    json_array_foreach(calls, i, call)
+    {
+        json_t *id = json_object_get(call, "id");
+        json_t *fn = json_object_get(call, "function");
+        json_t *name = json_object_get(fn, "name");
+        if (!json_is_string(id) || !json_is_string(name))
+            return fail(err, errlen, "%s.tool_calls[%zu] needs a string id and function.name", where, i);
+        json_array_append_new(blocks, json_pack("{s:s, s:O, s:O, s:o}", "type", "tool_use", "id", id, "name", name, "input",
+                                                tool_input(json_object_get(fn, "arguments"))));
+    }
+    return 0;
+}
+
+/*
+ * Adds `blocks` (taken) as a message of `role`, merged into the one before when
+ * it has the same role: Messages alternates user and assistant. A user
+ * message's tool_result blocks must come before anything else in it, so those
+ * are put after the results already there rather than at the end.
+ */
+static void add_message(json_t *messages, const char *role, json_t *blocks)
+{
+    if (json_array_size(blocks) == 0) {
+        json_decref(blocks);
+        return;
+    }
+    json_t *last = json_array_get(messages, json_array_size(messages) - 1);
+    const char *last_role = json_string_value(json_object_get(last, "role"));
+    if (last_role == NULL || strcmp(last_role, role) != 0) {
+        json_array_append_new(messages, json_pack("{s:s, s:o}", "role", role, "content", blocks));
+        return;
+    }
+    json_t *content = json_object_get(last, "content");
+    size_t at = 0;
+    while (at < json_array_size(content) &&
+           strcmp(json_string_value(json_object_get(json_array_get(content, at), "type")), "tool_result") == 0)
+        ++at;
+    size_t i;
+    json_t *b;
+    json_array_foreach(blocks, i, b)
+    {
+        int result = strcmp(json_string_value(json_object_get(b, "type")), "tool_result") == 0;
+        if (result)
+            json_array_insert(content, at++, b);
+        else
+            json_array_append(content, b);
+    }
+    json_decref(blocks);
+}
+
+/*
+ * The conversation: system and developer messages become `system` blocks, the
+ * rest alternating user and assistant messages of content blocks. The first
+ * and the last system block are cache breakpoints: the first is the caller's
+ * fixed prompt, which retrieval's passages (inserted after it, different every
+ * turn) would otherwise keep out of the cache; the last covers everything up
+ * to the conversation, which a turn's second tool round asks for again.
+ */
+static int convert_messages(json_t *in, json_t *system, json_t *messages, char *err, size_t errlen)
+{
+    size_t i;
+    json_t *m;
+    json_array_foreach(in, i, m)
+    {
+        char where[48];
+        snprintf(where, sizeof(where), "messages[%zu]", i);
+        const char *role = json_string_value(json_object_get(m, "role"));
+        json_t *content = json_object_get(m, "content");
+        if (role == NULL)
+            return fail(err, errlen, "%s.role must be a string", where);
+        if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0) {
+            if (add_content(system, content, 0, where, err, errlen) != 0)
+                return -1;
+            continue;
+        }
+        json_t *blocks = json_array();
+        int rc = 0;
+        if (strcmp(role, "user") == 0) {
+            rc = add_content(blocks, content, 1, where, err, errlen);
+        } else if (strcmp(role, "assistant") == 0) {
+            rc = add_content(blocks, content, 0, where, err, errlen);
+            json_t *calls = json_object_get(m, "tool_calls");
+            if (rc == 0 && json_is_array(calls))
+                rc = add_tool_uses(blocks, calls, where, err, errlen);
+        } else if (strcmp(role, "tool") == 0) {
+            json_t *id = json_object_get(m, "tool_call_id");
+            json_t *result = json_array();
+            rc = json_is_string(id) ? add_content(result, content, 1, where, err, errlen)
+                                    : fail(err, errlen, "%s.tool_call_id must be a string", where);
+            json_t *block = json_pack("{s:s, s:O}", "type", "tool_result", "tool_use_id", id != NULL ? id : json_null());
+            if (json_array_size(result) > 0)
+                json_object_set(block, "content", result);
+            json_decref(result);
+            json_array_append_new(blocks, block);
+            role = "user";
+        } else {
+            rc = fail(err, errlen, "%s: messages of role %s cannot be sent to Anthropic", where, role);
+        }
+        if (rc != 0) {
+            json_decref(blocks);
+            return -1;
+        }
+        add_message(messages, strcmp(role, "assistant") == 0 ? "assistant" : "user", blocks);
+    }
+    if (json_array_size(messages) == 0)
+        return fail(err, errlen, "Anthropic needs at least one user or assistant message besides the system prompt");
+    size_t n = json_array_size(system);
+    if (n > 0) {
+        json_object_set_new(json_array_get(system, 0), "cache_control", ephemeral());
+        json_object_set_new(json_array_get(system, n - 1), "cache_control", ephemeral());
+    }
+    return 0;
+}
+
+/*
+ * OpenAI function tools as Anthropic tools ({name, description, input_schema}),
+ * the last one a cache breakpoint: the tools come first in what Anthropic
+ * caches, and they are the same on every turn.
+ */
+static json_t *convert_tools(json_t *tools, char *err, size_t errlen)
+{
+    json_t *out = json_array();
+    size_t i;
+    json_t *t;
+    json_array_foreach(tools, i, t)
+    {
+        json_t *fn = json_object_get(t, "function");
+        json_t *name = json_object_get(fn, "name");
+        const char *type = json_string_value(json_object_get(t, "type"));
+        if (type == NULL || strcmp(type, "function") != 0 || !json_is_string(name)) {
+            fail(err, errlen, "tools[%zu]: only function tools can be sent to Anthropic", i);
+            json_decref(out);
+            return NULL;
+        }
+        json_t *params = json_object_get(fn, "parameters");
+        json_t *schema;
+        if (json_is_object(params)) {
+            schema = json_copy(params); /* shallow: only `type` may be added */
+            if (json_object_get(schema, "type") == NULL)
+                json_object_set_new(schema, "type", json_string("object"));
+        } else {
+            schema = json_pack("{s:s, s:{}}", "type", "object", "properties");
+        }
+        json_t *tool = json_pack("{s:O, s:o}", "name", name, "input_schema", schema);
+        json_t *description = json_object_get(fn, "description");
+        if (json_is_string(description))
+            json_object_set(tool, "description", description);
+        json_array_append_new(out, tool);
+    }
+    size_t n = json_array_size(out);
+    if (n > 0)
+        json_object_set_new(json_array_get(out, n - 1), "cache_control", ephemeral());
+    return out;
+}
+
+/*
+ * switchboard's own tools, converted once: they are made once at start-up
+ * (sb_tools_offer), and converting their schemas on every round would cost
+ * more than the rest of the body. Keyed by the text they were made from;
+ * the lock is held only while the text is copied out.
+ */
+static pthread_mutex_t offered_lock = PTHREAD_MUTEX_INITIALIZER;
+static const char *offered_from;
+static char *offered_text;
+
+static int append_offered(sb_buf_t *b, const char *offered)
+{
+    pthread_mutex_lock(&offered_lock);
+    if (offered_from != offered) {
+        json_t *tools = json_loads(offered, 0, NULL);
+        char err[128];
+        json_t *converted = json_is_array(tools) ? convert_tools(tools, err, sizeof(err)) : NULL;
+        free(offered_text);
+        offered_text = converted != NULL ? sb_json_dumps(converted, 15) : NULL;
+        offered_from = offered_text != NULL ? offered : NULL;
+        json_decref(converted);
+        json_decref(tools);
+    }
+    int rc = offered_text != NULL ? sb_buf_appendz(b, offered_text) : -1;
+    pthread_mutex_unlock(&offered_lock);
+    return rc;
+}
+
+/* OpenAI's tool_choice as Anthropic's; parallel_tool_calls:false is its disable_parallel_tool_use. NULL: leave it out. */
+static json_t *convert_tool_choice(json_t *choice, json_t *parallel, char *err, size_t errlen)
+{
+    json_t *out = NULL;
+    const char *s = json_string_value(choice);
+    if (choice == NULL || (s != NULL && strcmp(s, "auto") == 0)) {
+        out = json_false() == parallel ? json_pack("{s:s}", "type", "auto") : NULL;
+    } else if (s != NULL && strcmp(s, "none") == 0) {
+        return json_pack("{s:s}", "type", "none");
+    } else if (s != NULL && strcmp(s, "required") == 0) {
+        out = json_pack("{s:s}", "type", "any");
+    } else {
+        json_t *name = json_object_get(json_object_get(choice, "function"), "name");
+        const char *type = json_string_value(json_object_get(choice, "type"));
+        if (type == NULL || strcmp(type, "function") != 0 || !json_is_string(name)) {
+            fail(err, errlen, "tool_choice: only \"auto\", \"none\", \"required\" or a function can be sent to Anthropic");
+            return NULL;
+        }
+        out = json_pack("{s:s, s:O}", "type", "tool", "name", name);
+    }
+    if (out != NULL && json_is_false(parallel))
+        json_object_set_new(out, "disable_parallel_tool_use", json_true());
+    return out;
+}
+
+/* The sampling parameters Messages shares with Chat Completions; the rest (penalties, seed, logprobs, ...) it has not. */
+static void convert_params(json_t *in, json_t *out)
+{
+    json_t *max = json_object_get(in, "max_completion_tokens");
+    if (!json_is_integer(max))
+        max = json_object_get(in, "max_tokens");
+    json_object_set_new(out, "max_tokens", json_is_integer(max) ? json_incref(max) : json_integer(DEFAULT_MAX_TOKENS));
+    json_t *temperature = json_object_get(in, "temperature");
+    if (json_is_number(temperature))
+        json_object_set_new(out, "temperature",
+                            json_number_value(temperature) > MAX_TEMPERATURE ? json_real(MAX_TEMPERATURE)
+                                                                             : json_incref(temperature));
+    json_t *top_p = json_object_get(in, "top_p");
+    if (json_is_number(top_p))
+        json_object_set(out, "top_p", top_p);
+    json_t *stop = json_object_get(in, "stop");
+    if (json_is_string(stop))
+        json_object_set_new(out, "stop_sequences", json_pack("[O]", stop));
+    else if (json_is_array(stop) && json_array_size(stop) > 0)
+        json_object_set(out, "stop_sequences", stop);
+    json_t *user = json_object_get(in, "user");
+    if (json_is_string(user))
+        json_object_set_new(out, "metadata", json_pack("{s:O}", "user_id", user));
+}
+
+static char *body(const sb_wire_target_t *target, const sb_chat_request_t *req, char *err, size_t errlen)
+{
+    json_t *in = req->upstream;
+    json_t *out = json_pack("{s:s, s:b}", "model", target->model, "stream", 1);
+    json_t *system = json_array(), *messages = json_array();
+    char *text = NULL;
+    if (convert_messages(json_object_get(in, "messages"), system, messages, err, errlen) != 0)
+        goto done;
+    if (json_array_size(system) > 0)
+        json_object_set(out, "system", system);
+    json_object_set(out, "messages", messages);
+    convert_params(in, out);
+    json_t *client_tools = json_object_get(in, "tools");
+    int has_tools = json_array_size(client_tools) > 0 || req->offered_tools != NULL;
+    if (json_array_size(client_tools) > 0) {
+        json_t *tools = convert_tools(client_tools, err, errlen);
+        if (tools == NULL)
+            goto done;
+        json_object_set_new(out, "tools", tools);
+    }
+    if (has_tools) { /* Anthropic refuses a tool_choice without tools */
+        json_t *choice = json_object_get(in, "tool_choice");
+        err[0] = '\0';
+        json_t *c = convert_tool_choice(choice, json_object_get(in, "parallel_tool_calls"), err, errlen);
+        if (c == NULL && err[0] != '\0')
+            goto done;
+        if (c != NULL)
+            json_object_set_new(out, "tool_choice", c);
+    }
+    sb_buf_t b;
+    sb_buf_init(&b, SB_JSON_MAX_DUMP);
+    int rc = sb_json_dump_append(&b, out, 15);
+    if (rc == 0 && req->offered_tools != NULL) { /* the body has no `tools` then (sb_tools_offer): they go before the last brace */
+        --b.len;
+        rc = sb_buf_appendz(&b, ",\"tools\":") != 0 || append_offered(&b, req->offered_tools) != 0 || sb_buf_appendz(&b, "}") != 0;
+    }
+    if (rc == 0 && sb_buf_append(&b, "", 1) == 0) {
+        text = b.base;
+    } else {
+        sb_buf_dispose(&b);
+        fail(err, errlen, "the request is too large to send to Anthropic");
+    }
+done:
+    json_decref(system);
+    json_decref(messages);
+    json_decref(out);
+    return text;
+}
+
+/* --- the stream ------------------------------------------------------------------------------- */
+
+/*
+ * The event's scratch space (wire.h: at least as large as its data), where the
+ * strings `out` points to are kept until the next event: jansson's own copies
+ * go with the tree. Decoded strings are never longer than their JSON, so the
+ * strings of one event always fit; `left` makes sure of it.
+ */
+struct scratch {
+    char *at;
+    size_t left;
+};
+
+static sb_str_t keep(struct scratch *sc, json_t *s)
+{
+    size_t len = json_string_length(s);
+    len = len < sc->left ? len : sc->left;
+    memcpy(sc->at, json_string_value(s), len);
+    sb_str_t r = {sc->at, len};
+    sc->at += len, sc->left -= len;
+    return r;
+}
+
+static sb_str_t lit(const char *s)
+{
+    return (sb_str_t){s, strlen(s)};
+}
+
+static sb_wire_result_t malformed(sb_delta_t *out, sb_error_t *error, const char *what)
+{
+    out->error_message = lit(what);
+    *error = SB_E_UPSTREAM_BAD_RESPONSE;
+    return SB_WIRE_ERROR;
+}
+
+/* A count that must be absent or a non-negative integer; -1 when it is present and something else. */
+static int count(json_t *usage, const char *key, long long *to)
+{
+    json_t *v = json_object_get(usage, key);
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+        return -1;
+    *to = json_integer_value(v);
+    return 0;
+}
+
+/*
+ * Usage: Anthropic's input_tokens leaves out the cached tokens that OpenAI's
+ * prompt_tokens counts, so the three are added. The counts are cumulative
+ * and may come more than once, while the turn sums what it is told over its
+ * rounds: each time, only what was not yet told is.
+ */
+static int read_usage(struct state *st, json_t *usage)
+{
+    if (usage == NULL || json_is_null(usage))
+        return 0;
+    if (!json_is_object(usage) || count(usage, "input_tokens", &st->input) != 0 ||
+        count(usage, "cache_creation_input_tokens", &st->cache_write) != 0 ||
+        count(usage, "cache_read_input_tokens", &st->cache_read) != 0 || count(usage, "output_tokens", &st->output) != 0)
+        return -1;
+    return 0;
+}
+
+static const char *finish_reason(const char *stop)
+{
+    static const struct {
+        const char *anthropic, *openai;
+    } map[] = {
+        {"end_turn", "stop"},
+        {"stop_sequence", "stop"},
+        {"pause_turn", "stop"},
+        {"max_tokens", "length"},
+        {"model_context_window_exceeded", "length"},
+        {"tool_use", "tool_calls"},
+        {"refusal", "content_filter"},
+    };
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); ++i)
+        if (strcmp(stop, map[i].anthropic) == 0)
+            return map[i].openai;
+    return "stop";
+}
+
+static sb_error_t error_kind(const char *type)
+{
+    static const struct {
+        const char *type;
+        sb_error_t kind;
+    } map[] = {
+        {"rate_limit_error", SB_E_UPSTREAM_RATE_LIMITED}, {"authentication_error", SB_E_UPSTREAM_AUTH},
+        {"permission_error", SB_E_UPSTREAM_AUTH},         {"invalid_request_error", SB_E_UPSTREAM_REJECTED},
+        {"not_found_error", SB_E_UPSTREAM_REJECTED},      {"request_too_large", SB_E_UPSTREAM_REJECTED},
+        {"billing_error", SB_E_UPSTREAM_REJECTED},        {"timeout_error", SB_E_UPSTREAM_TIMEOUT},
+    };
+    for (size_t i = 0; type != NULL && i < sizeof(map) / sizeof(map[0]); ++i)
+        if (strcmp(type, map[i].type) == 0)
+            return map[i].kind;
+    return SB_E_UPSTREAM_ERROR; /* overloaded_error, api_error and whatever comes next */
+}
+
+static sb_wire_result_t on_message_start(struct state *st, json_t *root, struct scratch *sc, sb_delta_t *out, sb_error_t *error)
+{
+    json_t *message = json_object_get(root, "message");
+    json_t *model = json_object_get(message, "model");
+    if (!json_is_object(message) || (model != NULL && !json_is_string(model)) || read_usage(st, json_object_get(message, "usage")))
+        return malformed(out, error, "the model provider sent a message_start event with a field of the wrong type");
+    if (model == NULL)
+        return SB_WIRE_SKIP;
+    out->model = keep(sc, model);
+    return SB_WIRE_DELTA;
+}
+
+static sb_wire_result_t on_block_start(struct state *st, json_t *root, struct scratch *sc, sb_delta_t *out, sb_error_t *error)
+{
+    static const char wrong[] = "the model provider sent a content_block_start event with a field of the wrong type";
+    json_t *index = json_object_get(root, "index");
+    json_t *block = json_object_get(root, "content_block");
+    const char *type = json_string_value(json_object_get(block, "type"));
+    if (!json_is_integer(index) || type == NULL)
+        return malformed(out, error, wrong);
+    if (strcmp(type, "text") == 0) {
+        json_t *text = json_object_get(block, "text");
+        if (text != NULL && !json_is_string(text))
+            return malformed(out, error, wrong);
+        if (json_string_length(text) == 0)
+            return SB_WIRE_SKIP;
+        out->content = keep(sc, text);
+        return SB_WIRE_DELTA;
+    }
+    if (strcmp(type, "tool_use") != 0) /* thinking, server tools and their results: nothing the caller hears */
+        return SB_WIRE_SKIP;
+    json_t *id = json_object_get(block, "id"), *name = json_object_get(block, "name"), *input = json_object_get(block, "input");
+    if (!json_is_string(id) || !json_is_string(name) || (input != NULL && !json_is_object(input)))
+        return malformed(out, error, wrong);
+    if (st->ntools < SB_CHUNK_MAX_TOOLS) /* past that the turn refuses the call it is given below */
+        st->tool_block[st->ntools] = (long)json_integer_value(index);
+    sb_tool_delta_t *t = &out->tools[0];
+    out->ntools = 1;
+    t->index = st->ntools++;
+    t->id = keep(sc, id);
+    t->name = keep(sc, name);
+    t->type = lit("function");
+    t->arguments = lit("");
+    if (json_object_size(input) > 0) {
+        /* Anthropic streams the input as input_json_delta after an empty {}; a gateway may send it whole here */
+        size_t len = json_dumpb(input, sc->at, sc->left, JSON_COMPACT);
+        if (len == 0 || len > sc->left)
+            return malformed(out, error, "the model provider sent a tool_use block whose input does not fit its event");
+        t->arguments = (sb_str_t){sc->at, len};
+        sc->at += len, sc->left -= len;
+    }
+    return SB_WIRE_DELTA;
+}
+
+static sb_wire_result_t on_block_delta(struct state *st, json_t *root, struct scratch *sc, sb_delta_t *out, sb_error_t *error)
+{
+    static const char wrong[] = "the model provider sent a content_block_delta event with a field of the wrong type";
+    json_t *index = json_object_get(root, "index");
+    json_t *delta = json_object_get(root, "delta");
+    const char *type = json_string_value(json_object_get(delta, "type"));
+    if (!json_is_integer(index) || type == NULL)
+        return malformed(out, error, wrong);
+    if (strcmp(type, "text_delta") == 0) {
+        json_t *text = json_object_get(delta, "text");
+        if (!json_is_string(text))
+            return malformed(out, error, wrong);
+        if (json_string_length(text) == 0)
+            return SB_WIRE_SKIP;
+        out->content = keep(sc, text);
+        return SB_WIRE_DELTA;
+    }
+    if (strcmp(type, "input_json_delta") != 0) /* thinking, signatures, citations */
+        return SB_WIRE_SKIP;
+    json_t *partial = json_object_get(delta, "partial_json");
+    if (!json_is_string(partial))
+        return malformed(out, error, wrong);
+    long block = (long)json_integer_value(index);
+    long n = st->ntools < SB_CHUNK_MAX_TOOLS ? st->ntools : SB_CHUNK_MAX_TOOLS;
+    long tool = n - 1;
+    while (tool >= 0 && st->tool_block[tool] != block)
+        --tool;
+    if (tool < 0 || json_string_length(partial) == 0) /* a server tool's input, or nothing yet */
+        return SB_WIRE_SKIP;
+    out->ntools = 1;
+    out->tools[0] = (sb_tool_delta_t){.index = tool, .arguments = keep(sc, partial)};
+    return SB_WIRE_DELTA;
+}
+
+static sb_wire_result_t on_message_delta(struct state *st, json_t *root, sb_delta_t *out, sb_error_t *error)
+{
+    json_t *delta = json_object_get(root, "delta");
+    json_t *stop = json_object_get(delta, "stop_reason");
+    if ((delta != NULL && !json_is_object(delta)) || (stop != NULL && !json_is_null(stop) && !json_is_string(stop)) ||
+        read_usage(st, json_object_get(root, "usage")) != 0)
+        return malformed(out, error, "the model provider sent a message_delta event with a field of the wrong type");
+    sb_wire_result_t rc = SB_WIRE_SKIP;
+    if (json_is_string(stop)) {
+        out->finish_reason = lit(finish_reason(json_string_value(stop)));
+        rc = SB_WIRE_DELTA;
+    }
+    long long prompt = st->input + st->cache_write + st->cache_read;
+    if (json_object_get(root, "usage") != NULL && (prompt != st->told_prompt || st->output != st->told_completion)) {
+        out->has_usage = 1;
+        out->prompt_tokens = prompt - st->told_prompt;
+        out->completion_tokens = st->output - st->told_completion;
+        out->total_tokens = out->prompt_tokens + out->completion_tokens;
+        st->told_prompt = prompt;
+        st->told_completion = st->output;
+        rc = SB_WIRE_DELTA;
+    }
+    return rc;
+}
+
+static sb_wire_result_t on_error(json_t *root, struct scratch *sc, sb_delta_t *out, sb_error_t *error)
+{
+    json_t *e = json_object_get(root, "error");
+    json_t *message = json_object_get(e, "message");
+    *error = error_kind(json_string_value(json_object_get(e, "type")));
+    if (json_is_string(message))
+        out->error_message = keep(sc, message);
+    return SB_WIRE_ERROR;
+}
+
+static sb_wire_result_t event(void *state, const sb_sse_event_t *ev, char *scratch, sb_delta_t *out, sb_error_t *error)
+{
+    struct state *st = state;
+    struct scratch sc = {scratch, ev->data_len};
+    memset(out, 0, offsetof(sb_delta_t, tools));
+    json_t *root = json_loadb(ev->data, ev->data_len, 0, NULL);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return malformed(out, error, "the model provider sent an event that is not a json object");
+    }
+    /* the data's type names the event (the SDKs read it); the SSE event name stands in when it has none */
+    json_t *t = json_object_get(root, "type");
+    const char *type = json_is_string(t) ? json_string_value(t) : ev->event;
+    sb_wire_result_t rc = SB_WIRE_SKIP;
+    if (t != NULL && !json_is_string(t))
+        rc = malformed(out, error, "the model provider sent an event whose type is not a string");
+    else if (strcmp(type, "content_block_delta") == 0)
+        rc = on_block_delta(st, root, &sc, out, error);
+    else if (strcmp(type, "content_block_start") == 0)
+        rc = on_block_start(st, root, &sc, out, error);
+    else if (strcmp(type, "message_start") == 0)
+        rc = on_message_start(st, root, &sc, out, error);
+    else if (strcmp(type, "message_delta") == 0)
+        rc = on_message_delta(st, root, out, error);
+    else if (strcmp(type, "message_stop") == 0)
+        rc = SB_WIRE_END;
+    else if (strcmp(type, "error") == 0)
+        rc = on_error(root, &sc, out, error);
+    /* ping, content_block_stop and event types yet to come say nothing to the turn */
+    json_decref(root);
+    return rc;
+}
+
+/* --- the rest of the wire --------------------------------------------------------------------- */
+
+static char *url(const sb_wire_target_t *target)
+{
+    size_t n = strlen(target->base_url) + sizeof("/messages");
+    char *u = sb_alloc(n);
+    snprintf(u, n, "%s/messages", target->base_url);
+    return u;
+}
+
+static struct curl_slist *headers(struct curl_slist *list, const char *key)
+{
+    if (key != NULL) {
+        size_t n = strlen(key) + sizeof("x-api-key: ");
+        char *line = sb_alloc(n);
+        snprintf(line, n, "x-api-key: %s", key);
+        list = curl_slist_append(list, line);
+        free(line);
+    }
+    list = curl_slist_append(list, "anthropic-version: " ANTHROPIC_VERSION);
+    list = curl_slist_append(list, "content-type: application/json");
+    return curl_slist_append(list, "accept: text/event-stream");
+}
+
+/* {"type":"error","error":{"type":...,"message":...}}; a body that is not JSON (a proxy's page) is passed on as text. */
+static void error_message(const char *text, size_t len, char *msg, size_t cap)
+{
+    json_t *root = json_loadb(text, len, 0, NULL);
+    json_t *e = json_object_get(root, "error");
+    json_t *m = json_is_object(e) ? json_object_get(e, "message") : json_is_string(e) ? e : json_object_get(root, "message");
+    if (json_is_string(m))
+        sb_copy_text(msg, cap, json_string_value(m), json_string_length(m));
+    else if (root == NULL && len > 0)
+        sb_copy_text(msg, cap, text, len);
+    else
+        msg[0] = '\0';
+    json_decref(root);
+}
+
+const sb_wire_t sb_wire_anthropic = {
+    "anthropic",          /* name */
+    url,                  /* url */
+    headers,              /* headers */
+    body,                 /* body */
+    sizeof(struct state), /* state_size */
+    event,                /* event */
+    error_message,        /* error_message */
+};

@@ -4,6 +4,7 @@
  * tool_result blocks, the fixed prompt and the tools marked for prompt
  * caching), and its named SSE events read into the turn's typed delta.
  */
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -470,6 +471,12 @@ static int read_usage(struct state *st, json_t *usage)
     return 0;
 }
 
+/* Counts are non-negative (count() checks), so only the top can overflow: it stops there. */
+static long long sum(long long a, long long b)
+{
+    return a > LLONG_MAX - b ? LLONG_MAX : a + b;
+}
+
 static const char *finish_reason(const char *stop)
 {
     static const struct {
@@ -606,14 +613,17 @@ static sb_wire_result_t on_message_delta(struct state *st, json_t *root, sb_delt
         out->finish_reason = lit(finish_reason(json_string_value(stop)));
         rc = SB_WIRE_DELTA;
     }
-    long long prompt = st->input + st->cache_write + st->cache_read;
-    if (json_object_get(root, "usage") != NULL && (prompt != st->told_prompt || st->output != st->told_completion)) {
+    /* a count that shrinks (it should not) tells nothing rather than taking back what was told */
+    long long prompt = sum(sum(st->input, st->cache_write), st->cache_read);
+    long long more_prompt = prompt > st->told_prompt ? prompt - st->told_prompt : 0;
+    long long more_output = st->output > st->told_completion ? st->output - st->told_completion : 0;
+    if (json_object_get(root, "usage") != NULL && (more_prompt > 0 || more_output > 0)) {
         out->has_usage = 1;
-        out->prompt_tokens = prompt - st->told_prompt;
-        out->completion_tokens = st->output - st->told_completion;
-        out->total_tokens = out->prompt_tokens + out->completion_tokens;
-        st->told_prompt = prompt;
-        st->told_completion = st->output;
+        out->prompt_tokens = more_prompt;
+        out->completion_tokens = more_output;
+        out->total_tokens = sum(more_prompt, more_output);
+        st->told_prompt += more_prompt;
+        st->told_completion += more_output;
         rc = SB_WIRE_DELTA;
     }
     return rc;

@@ -38,6 +38,8 @@ static const struct provider {
     const char *family;
 } providers[] = {
     {"openai", &sb_wire_openai, offsetof(sb_config_t, llm_api_key), offsetof(sb_config_t, llm_base_url), NULL},
+    {"anthropic", &sb_wire_anthropic, offsetof(sb_config_t, anthropic_api_key), offsetof(sb_config_t, anthropic_base_url),
+     "claude-*"},
     {"sandbox", NULL, NONE, NONE, NULL},
 };
 

@@ -20,7 +20,7 @@
 #include "wire.h"
 
 #define ANTHROPIC_VERSION "2023-06-01"
-/* Messages requires max_tokens on every request; this is asked for when the client names none (ANTHROPIC_MAX_TOKENS to be). */
+/* Messages requires max_tokens on every request: ANTHROPIC_MAX_TOKENS when the client names none, this without a config. */
 #define DEFAULT_MAX_TOKENS 1024
 /* Anthropic takes temperature in [0, 1]; OpenAI's reach 2, and a value past 1 is refused, not clamped, there. */
 #define MAX_TEMPERATURE 1.0
@@ -334,12 +334,13 @@ static json_t *convert_tool_choice(json_t *choice, json_t *parallel, char *err, 
 }
 
 /* The sampling parameters Messages shares with Chat Completions; the rest (penalties, seed, logprobs, ...) it has not. */
-static void convert_params(json_t *in, json_t *out)
+static void convert_params(const sb_config_t *config, json_t *in, json_t *out)
 {
+    json_int_t dflt = config != NULL && config->anthropic_max_tokens > 0 ? config->anthropic_max_tokens : DEFAULT_MAX_TOKENS;
     json_t *max = json_object_get(in, "max_completion_tokens");
     if (!json_is_integer(max))
         max = json_object_get(in, "max_tokens");
-    json_object_set_new(out, "max_tokens", json_is_integer(max) ? json_incref(max) : json_integer(DEFAULT_MAX_TOKENS));
+    json_object_set_new(out, "max_tokens", json_is_integer(max) ? json_incref(max) : json_integer(dflt));
     json_t *temperature = json_object_get(in, "temperature");
     if (json_is_number(temperature))
         json_object_set_new(out, "temperature",
@@ -369,7 +370,7 @@ static char *body(const sb_wire_target_t *target, const sb_chat_request_t *req, 
     if (json_array_size(system) > 0)
         json_object_set(out, "system", system);
     json_object_set(out, "messages", messages);
-    convert_params(in, out);
+    convert_params(target->config, in, out);
     json_t *client_tools = json_object_get(in, "tools");
     int has_tools = json_array_size(client_tools) > 0 || req->offered_tools != NULL;
     if (json_array_size(client_tools) > 0) {
@@ -435,9 +436,10 @@ static sb_str_t lit(const char *s)
     return (sb_str_t){s, strlen(s)};
 }
 
-static sb_wire_result_t malformed(sb_delta_t *out, sb_error_t *error, const char *what)
+/* upstream.c says "the model provider sent a chunk <problem>" */
+static sb_wire_result_t malformed(sb_delta_t *out, sb_error_t *error, const char *problem)
 {
-    out->error_message = lit(what);
+    out->problem = problem;
     *error = SB_E_UPSTREAM_BAD_RESPONSE;
     return SB_WIRE_ERROR;
 }
@@ -518,7 +520,7 @@ static sb_wire_result_t on_message_start(struct state *st, json_t *root, struct 
     json_t *message = json_object_get(root, "message");
     json_t *model = json_object_get(message, "model");
     if (!json_is_object(message) || (model != NULL && !json_is_string(model)) || read_usage(st, json_object_get(message, "usage")))
-        return malformed(out, error, "the model provider sent a message_start event with a field of the wrong type");
+        return malformed(out, error, "(message_start) with a field of the wrong type");
     if (model == NULL)
         return SB_WIRE_SKIP;
     out->model = keep(sc, model);
@@ -527,7 +529,7 @@ static sb_wire_result_t on_message_start(struct state *st, json_t *root, struct 
 
 static sb_wire_result_t on_block_start(struct state *st, json_t *root, struct scratch *sc, sb_delta_t *out, sb_error_t *error)
 {
-    static const char wrong[] = "the model provider sent a content_block_start event with a field of the wrong type";
+    static const char wrong[] = "(content_block_start) with a field of the wrong type";
     json_t *index = json_object_get(root, "index");
     json_t *block = json_object_get(root, "content_block");
     const char *type = json_string_value(json_object_get(block, "type"));
@@ -560,7 +562,7 @@ static sb_wire_result_t on_block_start(struct state *st, json_t *root, struct sc
         /* Anthropic streams the input as input_json_delta after an empty {}; a gateway may send it whole here */
         size_t len = json_dumpb(input, sc->at, sc->left, JSON_COMPACT);
         if (len == 0 || len > sc->left)
-            return malformed(out, error, "the model provider sent a tool_use block whose input does not fit its event");
+            return malformed(out, error, "(content_block_start) whose tool input does not fit it");
         t->arguments = (sb_str_t){sc->at, len};
         sc->at += len, sc->left -= len;
     }
@@ -569,7 +571,7 @@ static sb_wire_result_t on_block_start(struct state *st, json_t *root, struct sc
 
 static sb_wire_result_t on_block_delta(struct state *st, json_t *root, struct scratch *sc, sb_delta_t *out, sb_error_t *error)
 {
-    static const char wrong[] = "the model provider sent a content_block_delta event with a field of the wrong type";
+    static const char wrong[] = "(content_block_delta) with a field of the wrong type";
     json_t *index = json_object_get(root, "index");
     json_t *delta = json_object_get(root, "delta");
     const char *type = json_string_value(json_object_get(delta, "type"));
@@ -607,7 +609,7 @@ static sb_wire_result_t on_message_delta(struct state *st, json_t *root, sb_delt
     json_t *stop = json_object_get(delta, "stop_reason");
     if ((delta != NULL && !json_is_object(delta)) || (stop != NULL && !json_is_null(stop) && !json_is_string(stop)) ||
         read_usage(st, json_object_get(root, "usage")) != 0)
-        return malformed(out, error, "the model provider sent a message_delta event with a field of the wrong type");
+        return malformed(out, error, "(message_delta) with a field of the wrong type");
     sb_wire_result_t rc = SB_WIRE_SKIP;
     if (json_is_string(stop)) {
         out->finish_reason = lit(finish_reason(json_string_value(stop)));
@@ -647,14 +649,14 @@ static sb_wire_result_t event(void *state, const sb_sse_event_t *ev, char *scrat
     json_t *root = json_loadb(ev->data, ev->data_len, 0, NULL);
     if (!json_is_object(root)) {
         json_decref(root);
-        return malformed(out, error, "the model provider sent an event that is not a json object");
+        return malformed(out, error, "that is not a json object");
     }
     /* the data's type names the event (the SDKs read it); the SSE event name stands in when it has none */
     json_t *t = json_object_get(root, "type");
     const char *type = json_is_string(t) ? json_string_value(t) : ev->event;
     sb_wire_result_t rc = SB_WIRE_SKIP;
     if (t != NULL && !json_is_string(t))
-        rc = malformed(out, error, "the model provider sent an event whose type is not a string");
+        rc = malformed(out, error, "whose type is not a string");
     else if (strcmp(type, "content_block_delta") == 0)
         rc = on_block_delta(st, root, &sc, out, error);
     else if (strcmp(type, "content_block_start") == 0)

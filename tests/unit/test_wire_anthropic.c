@@ -6,7 +6,8 @@
 
 #define FIXTURES SB_SOURCE_ROOT "/tests/fixtures/upstream-streams/"
 
-static const sb_wire_target_t target = {"https://api.anthropic.com/v1", "claude-test", NULL};
+static sb_config_t config = {.anthropic_max_tokens = 1024};
+static const sb_wire_target_t target = {"https://api.anthropic.com/v1", "claude-test", &config};
 
 /* The body for `request` (with `offered` as switchboard's tools), or NULL with the wire's message in err. */
 static char *body_of(const char *request, const char *offered, char *err, size_t errlen)
@@ -392,7 +393,8 @@ static void test_events(void)
         "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"\\u0000\"}}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i)
-        ok(one(state, "x", bad[i], &d, &kind) == SB_WIRE_ERROR && kind == SB_E_UPSTREAM_BAD_RESPONSE && d.error_message.len > 0,
+        ok(one(state, "x", bad[i], &d, &kind) == SB_WIRE_ERROR && kind == SB_E_UPSTREAM_BAD_RESPONSE && d.problem != NULL &&
+               d.error_message.base == NULL,
            "malformed: %s", bad[i]);
     ok(one(state, "error", "{\"error\":{\"type\":\"overloaded_error\",\"message\":\"x\"}}", &d, &kind) == SB_WIRE_ERROR,
        "data without a type is read by its event name");

@@ -1909,6 +1909,339 @@ static void handle_chat(struct conn *c)
 }
 
 /* ---------------------------------------------------------------------------------------------------------------- */
+/* Anthropic Messages: POST …/messages, the same scenarios said as Anthropic streams them */
+
+/* Anthropic's error types by status, as its API reference lists them. */
+static const char *anthropic_error_type(int status)
+{
+    switch (status) {
+    case 401:
+        return "authentication_error";
+    case 402:
+        return "billing_error";
+    case 403:
+        return "permission_error";
+    case 404:
+        return "not_found_error";
+    case 413:
+        return "request_too_large";
+    case 429:
+        return "rate_limit_error";
+    case 504:
+        return "timeout_error";
+    case 529:
+        return "overloaded_error";
+    default:
+        return status >= 500 ? "api_error" : "invalid_request_error";
+    }
+}
+
+static char *anthropic_error_body(const char *msg, const char *type, size_t *len)
+{
+    json_t *j = xpacked(json_pack("{s:s, s:{s:s, s:s}}", "type", "error", "error", "type", type, "message", msg));
+    char *s = json_to_str(j, JSON_COMPACT, len);
+    json_decref(j);
+    return s;
+}
+
+static void anthropic_send_error(struct conn *c, int status, const char *msg)
+{
+    struct plan p;
+    size_t len;
+    char *body = anthropic_error_body(msg, anthropic_error_type(status), &len);
+    plan_init(&p, status, "application/json", body, len);
+    start_response(c, &p);
+}
+
+/* Appends "event: TYPE\ndata: {json}\n\n" (the data's own "type" is TYPE) and takes the reference. */
+static void anthropic_event(struct gen *g, json_t *j)
+{
+    sb_fmt(&g->out, "event: %s\ndata: ", json_string_value(json_object_get(j, "type")));
+    sb_json(&g->out, j, JSON_COMPACT);
+    sb_str(&g->out, "\n\n");
+    gen_event_end(g);
+    json_decref(j);
+}
+
+/* The words of a content: a string, or the text blocks (and tool_result contents) of a block array. */
+static uint64_t anthropic_content_words(const json_t *content)
+{
+    if (json_is_string(content))
+        return count_words(json_string_value(content), json_string_length(content));
+    uint64_t words = 0;
+    size_t i;
+    json_t *block;
+    json_array_foreach(content, i, block)
+    {
+        json_t *t = json_object_get(block, "text");
+        if (json_is_string(t))
+            words += count_words(json_string_value(t), json_string_length(t));
+        else if (json_object_get(block, "content") != NULL)
+            words += anthropic_content_words(json_object_get(block, "content"));
+    }
+    return words;
+}
+
+static uint64_t anthropic_prompt_words(const json_t *req)
+{
+    uint64_t words = anthropic_content_words(json_object_get(req, "system"));
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(req, "messages"), i, m) words += anthropic_content_words(json_object_get(m, "content"));
+    return words;
+}
+
+static void anthropic_message_start(struct gen *g)
+{
+    char id[48];
+    snprintf(id, sizeof id, "msg_fake%s", g->id + strlen("chatcmpl-fake"));
+    anthropic_event(
+        g, xpacked(json_pack("{s:s, s:{s:s, s:s, s:s, s:s, s:[], s:n, s:n, s:{s:I, s:i, s:i, s:i}}}", "type", "message_start",
+                             "message", "id", id, "type", "message", "role", "assistant", "model", g->model, "content",
+                             "stop_reason", "stop_sequence", "usage", "input_tokens", (json_int_t)g->prompt_tokens,
+                             "cache_creation_input_tokens", 0, "cache_read_input_tokens", 0, "output_tokens", 1)));
+}
+
+/* A text block at `index`: its start, one text_delta per word (leading whitespace + word), its stop. */
+static void anthropic_text_block(struct gen *g, size_t index, const char *text, size_t n, size_t piece)
+{
+    anthropic_event(g, xpacked(json_pack("{s:s, s:I, s:{s:s, s:s}}", "type", "content_block_start", "index", (json_int_t)index,
+                                         "content_block", "type", "text", "text", "")));
+    anthropic_event(g, xpacked(json_pack("{s:s}", "type", "ping")));
+    size_t i = 0;
+    while (i < n) {
+        size_t start = i;
+        if (piece > 0) {
+            i = n - i > piece ? i + piece : n;
+        } else {
+            while (i < n && is_ws(text[i]))
+                i++;
+            while (i < n && !is_ws(text[i]))
+                i++;
+        }
+        anthropic_event(g, xpacked(json_pack("{s:s, s:I, s:{s:s, s:s%}}", "type", "content_block_delta", "index", (json_int_t)index,
+                                             "delta", "type", "text_delta", "text", text + start, i - start)));
+    }
+    anthropic_event(g, xpacked(json_pack("{s:s, s:I}", "type", "content_block_stop", "index", (json_int_t)index)));
+}
+
+static void anthropic_finish(struct gen *g, const char *stop_reason, uint64_t output_tokens)
+{
+    anthropic_event(g, xpacked(json_pack("{s:s, s:{s:s, s:n}, s:{s:I}}", "type", "message_delta", "delta", "stop_reason",
+                                         stop_reason, "stop_sequence", "usage", "output_tokens", (json_int_t)output_tokens)));
+    anthropic_event(g, xpacked(json_pack("{s:s}", "type", "message_stop")));
+}
+
+/* calls=: content_first as a text block, then a tool_use block per call whose input streams as input_json_delta. */
+static void anthropic_calls_stream(struct gen *g, const json_t *calls, uint64_t seq, const struct str *content_first)
+{
+    uint64_t tokens = 0;
+    size_t block = 0;
+    anthropic_message_start(g);
+    if (content_first->set) {
+        anthropic_text_block(g, block++, content_first->p, content_first->n, 0);
+        tokens += count_words(content_first->p, content_first->n);
+    }
+    size_t i;
+    json_t *call;
+    json_array_foreach(calls, i, call)
+    {
+        char id[64];
+        snprintf(id, sizeof id, "toolu_fake_%zu_%" PRIu64, i, seq);
+        json_t *name = json_object_get(call, "name");
+        anthropic_event(g, xpacked(json_pack("{s:s, s:I, s:{s:s, s:s, s:s%, s:{}}}", "type", "content_block_start", "index",
+                                             (json_int_t)block, "content_block", "type", "tool_use", "id", id, "name",
+                                             json_string_value(name), json_string_length(name), "input")));
+        size_t alen;
+        char *args = call_arguments(call, &alen);
+        for (size_t off = 0; off < alen;) {
+            size_t end = alen - off > ARG_FRAGMENT_BYTES ? off + ARG_FRAGMENT_BYTES : alen;
+            while (end < alen && ((unsigned char)args[end] & 0xC0) == 0x80)
+                end++;
+            anthropic_event(
+                g, xpacked(json_pack("{s:s, s:I, s:{s:s, s:s%}}", "type", "content_block_delta", "index", (json_int_t)block,
+                                     "delta", "type", "input_json_delta", "partial_json", args + off, end - off)));
+            off = end;
+        }
+        anthropic_event(g, xpacked(json_pack("{s:s, s:I}", "type", "content_block_stop", "index", (json_int_t)block)));
+        block++;
+        tokens += 1 + alen / 4;
+        free(args);
+    }
+    anthropic_finish(g, "tool_use", tokens);
+}
+
+/* The tool_result blocks of a message, 0 when it has none. */
+static size_t anthropic_results(const json_t *m)
+{
+    size_t n = 0, i;
+    json_t *block;
+    json_array_foreach(json_object_get(m, "content"), i, block)
+    {
+        const char *type = json_string_value(json_object_get(block, "type"));
+        n += type != NULL && strcmp(type, "tool_result") == 0;
+    }
+    return n;
+}
+
+/* calls= on /messages: as calls_round, with tool_result blocks for tool messages (the last message's are the results). */
+static bool anthropic_calls_round(const json_t *req, const struct scenario *s, struct sbuf *results)
+{
+    json_t *msgs = json_object_get(req, "messages");
+    size_t n = json_array_size(msgs), i;
+    uint64_t nresults = 0;
+    json_t *m;
+    json_array_foreach(msgs, i, m) nresults += anthropic_results(m);
+    json_t *last = json_array_get(msgs, n - 1);
+    if (n == 0 || anthropic_results(last) == 0 || nresults < s->rounds * json_array_size(s->calls))
+        return true;
+    if (results != NULL) {
+        sb_str(results, "RESULTS ");
+        size_t k = 0;
+        json_t *block;
+        json_array_foreach(json_object_get(last, "content"), i, block)
+        {
+            const char *type = json_string_value(json_object_get(block, "type"));
+            if (type == NULL || strcmp(type, "tool_result") != 0)
+                continue;
+            if (k++ > 0)
+                sb_str(results, " | ");
+            sb_tool_content(results, json_object_get(block, "content"));
+        }
+    }
+    return false;
+}
+
+/* The first user message's text (a string, or its first text block), else NULL: for calls=@user. */
+static const char *anthropic_first_user_text(const json_t *req)
+{
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(req, "messages"), i, m)
+    {
+        const char *role = json_string_value(json_object_get(m, "role"));
+        if (role == NULL || strcmp(role, "user") != 0)
+            continue;
+        json_t *content = json_object_get(m, "content");
+        if (json_is_array(content))
+            content = json_object_get(json_array_get(content, 0), "text");
+        return json_string_value(content);
+    }
+    return NULL;
+}
+
+static void handle_messages(struct conn *c)
+{
+    struct request *q = &c->req;
+    json_t *req = json_loadb(q->body.p ? q->body.p : "", q->body.len, 0, NULL);
+    const char *model = json_string_value(json_object_get(req, "model"));
+    if (!json_is_object(req) || model == NULL) {
+        json_decref(req);
+        anthropic_send_error(c, 400, json_is_object(req) ? "model: Field required" : "There was an error parsing the body");
+        return;
+    }
+    struct scenario s;
+    char err[256];
+    if (strncmp(model, "fake?", 5) == 0) {
+        bool parsed = scenario_parse(&s, model + 5, err, sizeof err);
+        if (parsed && (s.dim != 0 || s.tools)) {
+            snprintf(err, sizeof err, "fake-upstream: %s does not apply to /messages", s.dim != 0 ? "dim" : "tools");
+            parsed = false;
+        }
+        if (parsed && s.calls_from_user) {
+            const char *script = anthropic_first_user_text(req);
+            json_decref(s.calls);
+            s.calls = script != NULL ? calls_parse(script, strlen(script), err, sizeof err) : NULL;
+            if (script == NULL)
+                snprintf(err, sizeof err, "fake-upstream: calls=@user needs a user message with text");
+            parsed = s.calls != NULL;
+        }
+        if (!parsed) {
+            scenario_free(&s);
+            json_decref(req);
+            anthropic_send_error(c, 400, err);
+            return;
+        }
+    } else {
+        memset(&s, 0, sizeof s);
+        s.seed = 1;
+    }
+    scenario_apply_fail_times(&s, model);
+
+    struct plan p;
+    bool failing = s.status != 0;
+    if (failing) {
+        char msg[64];
+        size_t len;
+        snprintf(msg, sizeof msg, "fake upstream error %d", s.status);
+        char *body = s.body.set ? xstrndup(s.body.p, s.body.n) : anthropic_error_body(msg, anthropic_error_type(s.status), &len);
+        plan_init(&p, s.status, "application/json", body, s.body.set ? s.body.n : len);
+    } else if (s.file.set) {
+        char *data;
+        size_t len;
+        if (!read_fixture(s.file.p, &data, &len)) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "fake-upstream: no fixture '%s'", s.file.p);
+            scenario_free(&s);
+            json_decref(req);
+            anthropic_send_error(c, 404, msg);
+            return;
+        }
+        plan_init(&p, 200, "text/event-stream", data, len);
+        p.stream = true;
+    } else {
+        struct gen g;
+        memset(&g, 0, sizeof g);
+        snprintf(g.id, sizeof g.id, "chatcmpl-fake%06" PRIu64, c->seq);
+        g.model = model;
+        g.prompt_tokens = anthropic_prompt_words(req);
+        const char *text = "Hello from the fake upstream.";
+        size_t tlen = strlen(text);
+        char *genbuf = NULL;
+        struct sbuf results = {0};
+        bool calls = s.calls != NULL && anthropic_calls_round(req, &s, s.text.set ? NULL : &results);
+        if (s.calls != NULL && !calls && s.has_reply_pace)
+            s.pace_ms = s.reply_pace_ms;
+        if (s.text.set) {
+            text = s.text.p;
+            tlen = s.text.n;
+        } else if (s.has_gen) {
+            genbuf = gen_words(s.gen_bytes, s.seed);
+            text = genbuf;
+            tlen = (size_t)s.gen_bytes;
+        } else if (s.calls != NULL && !calls) {
+            genbuf = sb_take(&results, &tlen);
+            text = genbuf;
+        }
+        if (calls) {
+            anthropic_calls_stream(&g, s.calls, c->seq, &s.content_first);
+        } else {
+            anthropic_message_start(&g);
+            anthropic_text_block(&g, 0, text, tlen, s.has_gen ? GEN_EVENT_BYTES : 0);
+            anthropic_finish(&g, "end_turn", count_words(text, tlen));
+        }
+        sb_free(&results);
+        free(genbuf);
+        size_t len;
+        char *body = sb_take(&g.out, &len);
+        plan_init(&p, 200, "text/event-stream", body, len);
+        p.stream = true;
+        p.seg = SEG_EVENTS;
+        p.ev_ends = g.ev;
+        p.nev = g.nev;
+    }
+    plan_transport(&p, &s);
+    char retry[128];
+    if (failing && s.retry_after.set) {
+        snprintf(retry, sizeof retry, "%s", s.retry_after.p);
+        p.retry_after = retry;
+    }
+    scenario_free(&s);
+    json_decref(req);
+    start_response(c, &p);
+}
+
+/* ---------------------------------------------------------------------------------------------------------------- */
 /* embeddings */
 
 static uint64_t hash_word(const char *w, size_t n)
@@ -2100,6 +2433,9 @@ static void dispatch(struct conn *c)
     if (post && ends_with(q->target, plen, "/chat/completions")) {
         record_new(c);
         handle_chat(c);
+    } else if (post && ends_with(q->target, plen, "/messages")) {
+        record_new(c);
+        handle_messages(c);
     } else if (post && ends_with(q->target, plen, "/embeddings")) {
         record_new(c);
         handle_embeddings(c);

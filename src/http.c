@@ -14,7 +14,9 @@
 #include "http.h"
 #include "llm.h"
 #include "metrics.h"
+#include "models.h"
 #include "respond.h"
+#include "responses.h"
 
 typedef void (*route_cb)(h2o_req_t *req);
 
@@ -38,6 +40,8 @@ static const struct route {
     {"/v1/chat/completions", "POST", "POST", sb_chat_handle},
     {"/chat/completions", "POST", "POST", sb_chat_handle},
     {"/v1/chat/completion", "POST", "POST", sb_chat_handle}, /* the path users of the Node sample configured */
+    {"/v1/responses", "POST", "POST", sb_responses_handle},  /* OpenAI's Responses API, for clients that speak it */
+    {"/v1/models", "GET", "GET, HEAD", sb_models_handle},    /* the models a caller may name; bearer key */
     {"/ping", "GET", "GET, HEAD", on_ping},
     {"/healthz", "GET", "GET, HEAD", on_healthz},
     {"/readyz", "GET", "GET, HEAD", on_readyz},

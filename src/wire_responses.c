@@ -1,0 +1,333 @@
+/*
+ * OpenAI's Responses API as a provider wire (wire.h): POST {base}/responses
+ * with a bearer key, `store: false` (switchboard sends the whole conversation
+ * every round and wants nothing kept), the cleaned chat request said as input
+ * items, and the `response.*` events read back into the turn's deltas. The
+ * stream has no [DONE]: response.completed carries the usage and is the end.
+ */
+#include <jansson.h>
+#include <sodium.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sb/alloc.h"
+#include "sb/buf.h"
+#include "sb/json.h"
+#include "wire.h"
+
+/* --- the request ---------------------------------------------------------------------------------- */
+
+static char *url(const sb_wire_target_t *t)
+{
+    size_t n = strlen(t->base_url) + sizeof("/responses");
+    char *u = sb_alloc(n);
+    snprintf(u, n, "%s/responses", t->base_url);
+    return u;
+}
+
+static struct curl_slist *headers(struct curl_slist *list, const char *key)
+{
+    list = curl_slist_append(list, "Content-Type: application/json");
+    list = curl_slist_append(list, "Accept: text/event-stream");
+    if (key != NULL) {
+        size_t n = strlen(key) + 32;
+        char *line = sb_alloc(n);
+        snprintf(line, n, "Authorization: Bearer %s", key);
+        list = curl_slist_append(list, line);
+        sodium_memzero(line, n);
+        free(line);
+    }
+    return list;
+}
+
+static int is(json_t *v, const char *s)
+{
+    return json_is_string(v) && strcmp(json_string_value(v), s) == 0;
+}
+
+/* Chat content (a string, or parts) as Responses content: text → input_text / output_text, image_url → input_image. */
+static json_t *content_of(json_t *content, int assistant)
+{
+    if (!json_is_array(content))
+        return json_string(json_is_string(content) ? json_string_value(content) : "");
+    json_t *parts = json_array();
+    size_t i;
+    json_t *p;
+    json_array_foreach(content, i, p)
+    {
+        if (is(json_object_get(p, "type"), "text") && json_is_string(json_object_get(p, "text")))
+            json_array_append_new(parts, json_pack("{s:s, s:O}", "type", assistant ? "output_text" : "input_text", "text",
+                                                   json_object_get(p, "text")));
+        else if (is(json_object_get(p, "type"), "image_url") &&
+                 json_is_string(json_object_get(json_object_get(p, "image_url"), "url")))
+            json_array_append_new(parts, json_pack("{s:s, s:O}", "type", "input_image", "image_url",
+                                                   json_object_get(json_object_get(p, "image_url"), "url")));
+    }
+    return parts;
+}
+
+/* A chat tool → a flat Responses function tool. strict is said outright: the Responses API assumes true, chat false. */
+static json_t *flat_tool(json_t *t)
+{
+    json_t *fn = json_object_get(t, "function");
+    if (!is(json_object_get(t, "type"), "function") || !json_is_object(fn))
+        return NULL;
+    json_t *out = json_pack("{s:s, s:b}", "type", "function", "strict", json_is_true(json_object_get(fn, "strict")));
+    static const char *const keys[] = {"name", "description", "parameters"};
+    for (size_t k = 0; k < 3; ++k)
+        if (json_object_get(fn, keys[k]) != NULL)
+            json_object_set(out, keys[k], json_object_get(fn, keys[k]));
+    return out;
+}
+
+static void add_tools(json_t *tools, json_t *list)
+{
+    size_t i;
+    json_t *t, *flat;
+    json_array_foreach(list, i, t) if ((flat = flat_tool(t)) != NULL) json_array_append_new(tools, flat);
+}
+
+/* The Responses body for the cleaned chat request (new reference). */
+static json_t *translate(const sb_wire_target_t *target, const sb_chat_request_t *req)
+{
+    json_t *chat = req->upstream;
+    json_t *body = json_pack("{s:s, s:b, s:b}", "model", target->model, "stream", 1, "store", 0);
+    json_t *input = json_array();
+    sb_buf_t instructions;
+    sb_buf_init(&instructions, SB_JSON_MAX_DUMP);
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(chat, "messages"), i, m)
+    {
+        json_t *role = json_object_get(m, "role"), *content = json_object_get(m, "content");
+        if (is(role, "system") || is(role, "developer")) { /* instructions: the system prompt and the retrieved passages */
+            json_t *text = content_of(content, 0);
+            for (size_t k = 0; json_is_array(text) && k < json_array_size(text); ++k) {
+                json_t *t = json_object_get(json_array_get(text, k), "text");
+                sb_buf_append(&instructions, json_string_value(t), json_string_length(t));
+            }
+            if (json_is_string(text)) {
+                if (instructions.len > 0)
+                    sb_buf_appendz(&instructions, "\n\n");
+                sb_buf_append(&instructions, json_string_value(text), json_string_length(text));
+            }
+            json_decref(text);
+        } else if (is(role, "tool")) {
+            json_t *out = content_of(content, 0);
+            if (json_is_array(out)) { /* a tool's output is text here: its parts joined */
+                sb_buf_t joined;
+                sb_buf_init(&joined, SB_JSON_MAX_DUMP);
+                for (size_t k = 0; k < json_array_size(out); ++k) {
+                    json_t *t = json_object_get(json_array_get(out, k), "text");
+                    sb_buf_append(&joined, json_string_value(t), json_string_length(t));
+                }
+                json_decref(out);
+                out = json_stringn(joined.base ? joined.base : "", joined.len);
+                sb_buf_dispose(&joined);
+            }
+            json_array_append_new(input, json_pack("{s:s, s:O, s:o}", "type", "function_call_output", "call_id",
+                                                   json_object_get(m, "tool_call_id"), "output", out));
+        } else {
+            int assistant = is(role, "assistant");
+            if (!assistant || (json_is_string(content) && json_string_length(content) > 0) || json_is_array(content))
+                json_array_append_new(input,
+                                      json_pack("{s:s, s:s, s:o}", "type", "message", "role", assistant ? "assistant" : "user",
+                                                "content", content_of(content, assistant)));
+            size_t k;
+            json_t *call;
+            json_array_foreach(json_object_get(m, "tool_calls"), k, call)
+            {
+                json_t *fn = json_object_get(call, "function");
+                json_t *args = json_object_get(fn, "arguments");
+                json_array_append_new(input, json_pack("{s:s, s:O, s:O, s:s}", "type", "function_call", "call_id",
+                                                       json_object_get(call, "id"), "name", json_object_get(fn, "name"),
+                                                       "arguments", json_is_string(args) ? json_string_value(args) : "{}"));
+            }
+        }
+    }
+    json_object_set_new(body, "input", input);
+    if (instructions.len > 0)
+        json_object_set_new(body, "instructions", json_stringn(instructions.base, instructions.len));
+    sb_buf_dispose(&instructions);
+
+    json_t *tools = json_array();
+    add_tools(tools, json_object_get(chat, "tools"));
+    if (req->offered_tools != NULL) {
+        json_t *offered = json_loads(req->offered_tools, 0, NULL);
+        add_tools(tools, offered);
+        json_decref(offered);
+    }
+    if (json_array_size(tools) > 0)
+        json_object_set_new(body, "tools", tools);
+    else
+        json_decref(tools);
+    json_t *v = json_object_get(chat, "tool_choice");
+    if (json_is_string(v))
+        json_object_set(body, "tool_choice", v);
+    else if (json_is_object(v) && json_is_string(json_object_get(json_object_get(v, "function"), "name")))
+        json_object_set_new(
+            body, "tool_choice",
+            json_pack("{s:s, s:O}", "type", "function", "name", json_object_get(json_object_get(v, "function"), "name")));
+    /* the sampling parameters the API shares; stop, seed, n and the penalties it has not, and the model does without */
+    static const char *const same[] = {"temperature", "top_p", "parallel_tool_calls", "user", "service_tier", "top_logprobs"};
+    for (size_t k = 0; k < sizeof(same) / sizeof(same[0]); ++k)
+        if ((v = json_object_get(chat, same[k])) != NULL)
+            json_object_set(body, same[k], v);
+    if ((v = json_object_get(chat, "max_completion_tokens")) != NULL || (v = json_object_get(chat, "max_tokens")) != NULL)
+        json_object_set(body, "max_output_tokens", v);
+    if (json_is_string(v = json_object_get(chat, "reasoning_effort")))
+        json_object_set_new(body, "reasoning", json_pack("{s:O}", "effort", v));
+    json_t *rf = json_object_get(chat, "response_format");
+    if (is(json_object_get(rf, "type"), "json_object")) {
+        json_object_set_new(body, "text", json_pack("{s:{s:s}}", "format", "type", "json_object"));
+    } else if (is(json_object_get(rf, "type"), "json_schema") && json_is_object(json_object_get(rf, "json_schema"))) {
+        json_t *format = json_deep_copy(json_object_get(rf, "json_schema"));
+        json_object_set_new(format, "type", json_string("json_schema"));
+        json_object_set_new(body, "text", json_pack("{s:o}", "format", format));
+    }
+    return body;
+}
+
+static char *body(const sb_wire_target_t *t, const sb_chat_request_t *req, char *err, size_t errlen)
+{
+    json_t *b = translate(t, req);
+    sb_buf_t out;
+    sb_buf_init(&out, SB_JSON_MAX_DUMP);
+    /* jansson prints 0.3 as 0.29999999999999999: same double, but not what the client wrote */
+    int rc = b != NULL ? sb_json_dump_append(&out, b, 15) : -1;
+    json_decref(b);
+    if (rc != 0 || sb_buf_append(&out, "", 1) != 0) {
+        sb_buf_dispose(&out);
+        snprintf(err, errlen, "the conversation is too large to send to the model provider");
+        return NULL;
+    }
+    return out.base;
+}
+
+/* --- the stream ----------------------------------------------------------------------------------- */
+
+/* What spans events: the function calls so far, by the output index the API gives them. */
+struct state {
+    long ncalls;
+    long output_index[SB_CHUNK_MAX_TOOLS]; /* of call i */
+    int completed;                         /* response.completed came: the stream is over */
+};
+
+/* Copies string `v` into scratch at *at (the strings of one event never outgrow its data). */
+static sb_str_t take(json_t *v, char *scratch, size_t *at)
+{
+    if (!json_is_string(v))
+        return (sb_str_t){NULL, 0};
+    size_t n = json_string_length(v);
+    memcpy(scratch + *at, json_string_value(v), n);
+    sb_str_t s = {scratch + *at, n};
+    *at += n;
+    return s;
+}
+
+static sb_wire_result_t event(void *state, const sb_sse_event_t *ev, char *scratch, sb_delta_t *out, sb_error_t *error)
+{
+    struct state *st = state;
+    memset(out, 0, offsetof(sb_delta_t, tools));
+    if (st->completed)
+        return SB_WIRE_END;
+    json_t *root = json_loadb(ev->data, ev->data_len, JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        *error = SB_E_UPSTREAM_BAD_RESPONSE;
+        out->problem = "that is not a json object";
+        return SB_WIRE_ERROR;
+    }
+    const char *type = json_string_value(json_object_get(root, "type"));
+    if (type == NULL)
+        type = ev->event;
+    size_t at = 0;
+    sb_wire_result_t r = SB_WIRE_SKIP;
+    json_t *response = json_object_get(root, "response");
+    if (strcmp(type, "response.created") == 0) {
+        out->model = take(json_object_get(response, "model"), scratch, &at);
+        r = SB_WIRE_DELTA;
+    } else if (strcmp(type, "response.output_text.delta") == 0 || strcmp(type, "response.refusal.delta") == 0) {
+        out->content = take(json_object_get(root, "delta"), scratch, &at);
+        r = out->content.base != NULL ? SB_WIRE_DELTA : SB_WIRE_SKIP;
+    } else if (strcmp(type, "response.output_item.added") == 0) {
+        json_t *item = json_object_get(root, "item");
+        if (is(json_object_get(item, "type"), "function_call")) {
+            if (st->ncalls == SB_CHUNK_MAX_TOOLS) {
+                *error = SB_E_TOO_MANY_TOOL_CALLS;
+                json_decref(root);
+                return SB_WIRE_ERROR;
+            }
+            sb_tool_delta_t *t = &out->tools[0];
+            memset(t, 0, sizeof(*t));
+            t->index = st->ncalls;
+            st->output_index[st->ncalls++] = (long)json_integer_value(json_object_get(root, "output_index"));
+            t->id = take(json_object_get(item, "call_id"), scratch, &at);
+            t->type = (sb_str_t){"function", 8};
+            t->name = take(json_object_get(item, "name"), scratch, &at);
+            json_t *args = json_object_get(item, "arguments");
+            if (json_string_length(args) > 0)
+                t->arguments = take(args, scratch, &at);
+            out->ntools = 1;
+            r = SB_WIRE_DELTA;
+        }
+    } else if (strcmp(type, "response.function_call_arguments.delta") == 0) {
+        long oi = (long)json_integer_value(json_object_get(root, "output_index"));
+        long call = st->ncalls - 1; /* calls stream one after another: the newest, unless the index names another */
+        for (long i = 0; i < st->ncalls; ++i)
+            if (st->output_index[i] == oi)
+                call = i;
+        json_t *delta = json_object_get(root, "delta");
+        if (call >= 0 && json_is_string(delta)) {
+            sb_tool_delta_t *t = &out->tools[0];
+            memset(t, 0, sizeof(*t));
+            t->index = call;
+            t->arguments = take(delta, scratch, &at);
+            out->ntools = 1;
+            r = SB_WIRE_DELTA;
+        }
+    } else if (strcmp(type, "response.completed") == 0 || strcmp(type, "response.incomplete") == 0) {
+        json_t *usage = json_object_get(response, "usage");
+        if (json_is_object(usage)) {
+            out->has_usage = 1;
+            out->prompt_tokens = json_integer_value(json_object_get(usage, "input_tokens"));
+            out->completion_tokens = json_integer_value(json_object_get(usage, "output_tokens"));
+            out->total_tokens = json_integer_value(json_object_get(usage, "total_tokens"));
+        }
+        const char *finish = st->ncalls > 0 ? "tool_calls" : "stop";
+        json_t *reason = json_object_get(json_object_get(response, "incomplete_details"), "reason");
+        if (strcmp(type, "response.incomplete") == 0)
+            finish = is(reason, "content_filter") ? "content_filter" : "length";
+        out->finish_reason = (sb_str_t){finish, strlen(finish)};
+        st->completed = 1;
+        r = SB_WIRE_DELTA;
+    } else if (strcmp(type, "response.failed") == 0 || strcmp(type, "error") == 0) {
+        json_t *e = strcmp(type, "error") == 0 ? root : json_object_get(response, "error");
+        json_t *msg = json_object_get(e, "message");
+        if (!json_is_string(msg)) /* the error event as recorded nests its error */
+            msg = json_object_get(json_object_get(e, "error"), "message");
+        out->error_message = take(msg, scratch, &at);
+        out->is_error = 1;
+        *error = SB_E_UPSTREAM_ERROR;
+        r = SB_WIRE_ERROR;
+    }
+    json_decref(root);
+    return r;
+}
+
+static void error_message(const char *b, size_t len, char *msg, size_t cap)
+{
+    sb_wire_openai.error_message(b, len, msg, cap); /* the same {"error":{"message":...}} body */
+}
+
+const sb_wire_t sb_wire_responses = {
+    .name = "responses",                /* OpenAI Responses API */
+    .url = url,                         /* {base}/responses */
+    .headers = headers,                 /* bearer key */
+    .body = body,                       /* input items, instructions, flat tools, store false */
+    .state_size = sizeof(struct state), /* the calls so far, and whether the response completed */
+    .event = event,                     /* response.* events */
+    .error_message = error_message,     /* {"error":{"message":...}} */
+};

@@ -2421,6 +2421,107 @@ static void handle_embeddings(struct conn *c)
 }
 
 /* ---------------------------------------------------------------------------------------------------------------- */
+/* the Responses API (POST …/responses): `file=` replays a recording, `text=` (or the default) generates response.*
+ * events; the transport and failure keys apply as for chat. Kept apart from handle_chat: other APIs join alongside. */
+
+static void responses_event(struct sbuf *b, const char *type, int *seq, const char *rest)
+{
+    sb_fmt(b, "event: %s\ndata: {\"type\":\"%s\",\"sequence_number\":%d%s}\n\n", type, type, (*seq)++, rest);
+}
+
+static char *gen_responses_stream(const char *model, const char *text, size_t n, json_int_t input_words, size_t *len)
+{
+    struct sbuf b = {0}, esc = {0}, rest = {0};
+    int seq = 0;
+    sb_json_string(&esc, model, strlen(model));
+    sb_add(&esc, "", 1);
+    sb_fmt(&rest,
+           ",\"response\":{\"id\":\"resp_fake\",\"object\":\"response\",\"status\":\"in_progress\",\"model\":%s,\"output\":[]}",
+           esc.p);
+    sb_add(&rest, "", 1);
+    responses_event(&b, "response.created", &seq, rest.p);
+    responses_event(
+        &b, "response.output_item.added", &seq,
+        ",\"output_index\":0,\"item\":{\"id\":\"msg_fake\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[]}");
+    json_int_t words = 0;
+    for (size_t i = 0; i < n;) { /* leading whitespace and a word per delta, as the chat generator cuts them */
+        size_t j = i;
+        while (j < n && text[j] == ' ')
+            ++j;
+        while (j < n && text[j] != ' ')
+            ++j;
+        struct sbuf d = {0};
+        sb_str(&d, ",\"item_id\":\"msg_fake\",\"output_index\":0,\"content_index\":0,\"delta\":");
+        sb_json_string(&d, text + i, j - i);
+        sb_add(&d, "", 1);
+        responses_event(&b, "response.output_text.delta", &seq, d.p);
+        sb_free(&d);
+        ++words;
+        i = j;
+    }
+    sb_free(&rest);
+    sb_fmt(&rest,
+           ",\"response\":{\"id\":\"resp_fake\",\"object\":\"response\",\"status\":\"completed\",\"model\":%s,\"usage\":"
+           "{\"input_tokens\":%lld,\"output_tokens\":%lld,\"total_tokens\":%lld}}",
+           esc.p, (long long)input_words, (long long)words, (long long)(input_words + words));
+    sb_add(&rest, "", 1);
+    responses_event(&b, "response.completed", &seq, rest.p);
+    sb_free(&rest);
+    sb_free(&esc);
+    return sb_take(&b, len);
+}
+
+static void handle_responses(struct conn *c)
+{
+    struct request *q = &c->req;
+    json_t *req = json_loadb(q->body.p ? q->body.p : "", q->body.len, 0, NULL);
+    const char *model = json_string_value(json_object_get(req, "model"));
+    if (model == NULL) {
+        json_decref(req);
+        send_error(c, 400, "a JSON body with a model is required", "invalid_request_error", NULL);
+        return;
+    }
+    struct scenario s;
+    char err[256];
+    memset(&s, 0, sizeof s);
+    s.seed = 1;
+    if (strncmp(model, "fake?", 5) == 0 && !scenario_parse(&s, model + 5, err, sizeof err)) {
+        scenario_free(&s);
+        json_decref(req);
+        send_error(c, 400, err, "invalid_request_error", NULL);
+        return;
+    }
+    scenario_apply_fail_times(&s, model);
+    struct plan p;
+    bool failing = plan_status(&p, &s);
+    if (failing) {
+        /* the status=CODE response */
+    } else if (s.file.set) {
+        char *data;
+        size_t len;
+        if (!read_fixture(s.file.p, &data, &len)) {
+            scenario_free(&s);
+            json_decref(req);
+            send_error(c, 404, "fake-upstream: no such fixture", "invalid_request_error", "fixture_not_found");
+            return;
+        }
+        plan_init(&p, 200, "text/event-stream", data, len);
+        p.stream = true;
+    } else {
+        const char *text = s.text.set ? s.text.p : "Hello from the fake upstream.";
+        size_t len;
+        char *body = gen_responses_stream(model, text, s.text.set ? s.text.n : strlen(text),
+                                          (json_int_t)json_array_size(json_object_get(req, "input")), &len);
+        plan_init(&p, 200, "text/event-stream", body, len);
+        p.stream = true;
+    }
+    plan_transport(&p, &s);
+    scenario_free(&s);
+    json_decref(req);
+    start_response(c, &p);
+}
+
+/* ---------------------------------------------------------------------------------------------------------------- */
 /* routing */
 
 static void dispatch(struct conn *c)
@@ -2436,6 +2537,9 @@ static void dispatch(struct conn *c)
     } else if (post && ends_with(q->target, plen, "/messages")) {
         record_new(c);
         handle_messages(c);
+    } else if (post && ends_with(q->target, plen, "/responses")) {
+        record_new(c);
+        handle_responses(c);
     } else if (post && ends_with(q->target, plen, "/embeddings")) {
         record_new(c);
         handle_embeddings(c);

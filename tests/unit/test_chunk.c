@@ -612,6 +612,11 @@ typedef struct {
 
 static const fixture_t fixtures[] = {
     {"anthropic_messages_text_tooluse_stream.sse", 21, "", "", 0, 0, "", "", "", "", NULL},
+    /* Gemini's events are no chat chunks: they parse, with nothing switchboard reads there (wire_gemini.c reads them) */
+    {"gemini_stream_after_function_result_stream.sse", 2, "", "", 0, 0, "", "", "", "", NULL},
+    {"gemini_stream_functioncall_stream.sse", 1, "", "", 0, 0, "", "", "", "", NULL},
+    {"gemini_stream_single_chunk_stream.sse", 1, "", "", 0, 0, "", "", "", "", NULL},
+    {"gemini_stream_text_long_stream.sse", 123, "", "", 0, 0, "", "", "", "", NULL},
     {"groq_chat_midstream_error_stream.sse", 95, "", "", 0, 0, "", "", "", "", "Tool call validation failed: tool call"},
     {"groq_chat_toolcall_usage_stream.sse", 25, "", "tool_calls", 304, 353, "get_something_by_name", "{\"name\":\"example\"}", "",
      "", NULL},

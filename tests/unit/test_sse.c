@@ -401,6 +401,10 @@ typedef struct {
 
 static const expect_t expects[] = {
     {"anthropic_messages_text_tooluse_stream.sse", 21, "message_start", "message_stop", NULL, "content_block_delta", 11},
+    {"gemini_stream_after_function_result_stream.sse", 2, "message", "message", NULL, "message", 2},
+    {"gemini_stream_functioncall_stream.sse", 1, "message", "message", NULL, "message", 1}, /* ends "\n\r\n" */
+    {"gemini_stream_single_chunk_stream.sse", 1, "message", "message", NULL, "message", 1},
+    {"gemini_stream_text_long_stream.sse", 123, "message", "message", NULL, "message", 123},
     {"groq_chat_midstream_error_stream.sse", 95, "message", "error", NULL, "error", 1},
     {"groq_chat_toolcall_usage_stream.sse", 26, "message", "message", "[DONE]", "message", 26},
     {"openai_chat_audio_shaped_stream.sse", 10, "message", "message", "[DONE]", "message", 10},
@@ -434,7 +438,8 @@ static char *slurp(const char *path, size_t *len)
 
 /*
  * A deliberately naive reading for these LF-only files, where every event has
- * exactly one data line: the decoder must agree with it byte for byte.
+ * exactly one data line: the decoder must agree with it byte for byte. Two
+ * Gemini recordings end with a stray CRLF, which it takes as a line end too.
  */
 static void naive(const char *s, size_t len, col_t *c)
 {
@@ -442,7 +447,9 @@ static void naive(const char *s, size_t len, col_t *c)
     size_t name_len = 7;
     while (s < end) {
         const char *nl = memchr(s, '\n', (size_t)(end - s));
-        size_t n = nl ? (size_t)(nl - s) : (size_t)(end - s);
+        size_t line = nl ? (size_t)(nl - s) : (size_t)(end - s), n = line;
+        if (n > 0 && s[n - 1] == '\r')
+            --n;
         if (n == 0) {
             name = "message";
             name_len = 7;
@@ -452,7 +459,7 @@ static void naive(const char *s, size_t len, col_t *c)
         } else if (n >= 6 && memcmp(s, "data: ", 6) == 0) {
             collect(c, &(sb_sse_event_t){name, name_len, s + 6, n - 6});
         }
-        s += n + 1;
+        s += line + 1;
     }
 }
 

@@ -165,7 +165,7 @@ static struct call *call_for(sb_turn_t *t, long index)
     c->turn = t;
     c->index = index;
     c->owned = -1;
-    sb_buf_init(&c->id, 256);
+    sb_buf_init(&c->id, SB_CHUNK_MAX_CALL_ID);
     sb_buf_init(&c->name, 256);
     sb_buf_init(&c->arguments, max);
     return c;

@@ -1,0 +1,846 @@
+/*
+ * Gemini's wire format (generativelanguage.googleapis.com, streamGenerateContent
+ * with alt=sse): the cleaned Chat Completions request said as a
+ * GenerateContentRequest, and each streamed GenerateContentResponse read into
+ * the turn's typed delta.
+ *
+ * Gemini gives function calls no ids and wants each call's thoughtSignature
+ * back on the same part in the next round, while switchboard keeps the
+ * conversation in OpenAI's shape. So this wire mints the ids and carries the
+ * signature inside them (see mint_id); the body builder finds it there again,
+ * whether the round ran switchboard's own tools or the client sent the
+ * conversation back with its own results.
+ */
+#include <ctype.h>
+#include <limits.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "sb/alloc.h"
+#include "sb/buf.h"
+#include "sb/json.h"
+#include "wire.h"
+
+#define DEFAULT_BASE_URL "https://generativelanguage.googleapis.com/v1beta"
+#define MAX_CALLS 1024        /* function calls in one stream: the turn keeps fewer, chunk.c's index limit is the same */
+#define MAX_SCHEMA_DEPTH 32   /* nested schemas (and $ref hops) converted; deeper ones are cut off */
+#define MAX_SCHEMA_NODES 4096 /* schemas converted per tool: a $ref used twice in itself would otherwise double each level */
+#define ID_RANDOM 12          /* random characters in a minted call id */
+/*
+ * The longest signature carried in a call id, in base64url characters. The
+ * turn keeps ids up to SB_CHUNK_MAX_CALL_ID bytes; recorded signatures are
+ * about 800 characters. A longer one is dropped (the next round then goes
+ * without it, which Gemini 2.5 accepts and Gemini 3 refuses with a 400).
+ */
+#define MAX_SIGNATURE (SB_CHUNK_MAX_CALL_ID - 64)
+#define SIGNATURE_TAG "_ts_"
+
+/* What spans the events of one streamed answer. */
+struct state {
+    unsigned ncalls;   /* function calls so far: the next call's index */
+    char message[160]; /* an error message this wire words, kept for the caller */
+};
+
+/* --- call ids ------------------------------------------------------------------------------------ */
+
+static int is_b64(int c)
+{
+    return isalnum(c) || c == '+' || c == '/';
+}
+
+/*
+ * Whether `sig` is canonical padded base64 (what Gemini sends: its bytes
+ * come back exactly from the padding-free base64url form the id carries).
+ */
+static int canonical_base64(const char *sig, size_t len)
+{
+    if (len == 0 || len % 4 != 0 || len - (sig[len - 1] == '=') - (sig[len - 2] == '=') > MAX_SIGNATURE)
+        return 0;
+    size_t body = len;
+    while (body > len - 2 && sig[body - 1] == '=')
+        --body;
+    for (size_t i = 0; i < body; ++i)
+        if (!is_b64((unsigned char)sig[i]))
+            return 0;
+    return 1;
+}
+
+/*
+ * A new call id: "call_<index>_<12 random [a-z0-9]>", and when the call came
+ * with a thought signature, "_ts_" and the signature in base64url without
+ * padding. Ids stay within [A-Za-z0-9_-], which every engine and provider
+ * takes; the random part keeps them unique across the rounds of a
+ * conversation (the index starts again at 0 in every answer).
+ */
+static size_t mint_id(char *out, unsigned index, const char *sig, size_t sig_len)
+{
+    static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+    size_t n = (size_t)snprintf(out, 24, "call_%u_", index);
+    for (int i = 0; i < ID_RANDOM; ++i)
+        out[n++] = alphabet[randombytes_uniform(sizeof(alphabet) - 1)];
+    if (sig != NULL && canonical_base64(sig, sig_len)) {
+        memcpy(out + n, SIGNATURE_TAG, sizeof(SIGNATURE_TAG) - 1);
+        n += sizeof(SIGNATURE_TAG) - 1;
+        for (size_t i = 0; i < sig_len && sig[i] != '='; ++i)
+            out[n++] = sig[i] == '+' ? '-' : sig[i] == '/' ? '_' : sig[i];
+    }
+    return n;
+}
+
+/* The bytes mint_id writes at most for a signature of `sig_len` bytes. */
+static size_t id_room(size_t sig_len)
+{
+    return 24 + ID_RANDOM + sizeof(SIGNATURE_TAG) + sig_len;
+}
+
+/*
+ * The thought signature a minted id carries, as Gemini sent it (padded
+ * base64), or NULL for any other id: one the client made, one minted
+ * without a signature, one that does not have the exact form.
+ */
+static json_t *signature_of(const char *id, size_t len)
+{
+    size_t i = 5;
+    if (len < 5 || memcmp(id, "call_", 5) != 0)
+        return NULL;
+    size_t digits = i;
+    while (i < len && i - digits < 5 && isdigit((unsigned char)id[i]))
+        ++i;
+    if (i == digits || i >= len || id[i++] != '_')
+        return NULL;
+    for (size_t r = 0; r < ID_RANDOM; ++r, ++i)
+        if (i >= len || !(islower((unsigned char)id[i]) || isdigit((unsigned char)id[i])))
+            return NULL;
+    size_t tag = sizeof(SIGNATURE_TAG) - 1;
+    if (len - i <= tag || memcmp(id + i, SIGNATURE_TAG, tag) != 0)
+        return NULL;
+    i += tag;
+    size_t n = len - i;
+    if (n % 4 == 1 || n > MAX_SIGNATURE)
+        return NULL;
+    char *sig = sb_alloc(n + 3);
+    for (size_t k = 0; k < n; ++k) {
+        char c = id[i + k];
+        if (!(isalnum((unsigned char)c) || c == '-' || c == '_')) {
+            free(sig);
+            return NULL;
+        }
+        sig[k] = c == '-' ? '+' : c == '_' ? '/' : c;
+    }
+    while (n % 4 != 0)
+        sig[n++] = '=';
+    json_t *s = json_stringn(sig, n);
+    free(sig);
+    return s;
+}
+
+/* --- the request -------------------------------------------------------------------------------- */
+
+__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static json_t *text_part(const char *s, size_t len)
+{
+    return json_pack("{s:s%}", "text", s, len);
+}
+
+/*
+ * The parts of a message's content: a string is one text part (none when
+ * empty: Gemini refuses empty text), an array's text parts one part each.
+ * Other kinds of part (images, audio) are not carried yet.
+ */
+static int content_parts(json_t *content, json_t *parts, size_t idx, char *err, size_t errlen)
+{
+    if (json_is_string(content)) {
+        if (json_string_length(content) > 0)
+            json_array_append_new(parts, text_part(json_string_value(content), json_string_length(content)));
+        return 0;
+    }
+    size_t i;
+    json_t *part;
+    json_array_foreach(content, i, part)
+    {
+        json_t *text = json_is_string(part) ? part : json_object_get(part, "text");
+        const char *type = json_string_value(json_object_get(part, "type"));
+        if (!json_is_string(text) || (type != NULL && strcmp(type, "text") != 0))
+            return fail(err, errlen, "messages[%zu].content[%zu] is a kind of part switchboard cannot send to gemini yet", idx, i);
+        if (json_string_length(text) > 0)
+            json_array_append_new(parts, text_part(json_string_value(text), json_string_length(text)));
+    }
+    return 0;
+}
+
+/* Appends `parts` (taken) as a turn of `role`, into the last turn when it has the same role: Gemini wants turns to alternate. */
+static void add_turn(json_t *contents, const char *role, json_t *parts)
+{
+    if (json_array_size(parts) == 0) {
+        json_decref(parts);
+        return;
+    }
+    json_t *last = json_array_get(contents, json_array_size(contents) - 1);
+    const char *last_role = json_string_value(json_object_get(last, "role"));
+    if (last_role != NULL && strcmp(last_role, role) == 0) {
+        json_array_extend(json_object_get(last, "parts"), parts);
+        json_decref(parts);
+        return;
+    }
+    json_array_append_new(contents, json_pack("{s:s, s:o}", "role", role, "parts", parts));
+}
+
+/* The name of the call `id` answers, from the assistant messages before message `upto`; NULL when none. */
+static const char *name_of_call(json_t *messages, size_t upto, const char *id)
+{
+    for (size_t i = upto; i-- > 0;) {
+        size_t k;
+        json_t *call;
+        json_array_foreach(json_object_get(json_array_get(messages, i), "tool_calls"), k, call)
+        {
+            const char *cid = json_string_value(json_object_get(call, "id"));
+            if (cid != NULL && strcmp(cid, id) == 0)
+                return json_string_value(json_object_get(json_object_get(call, "function"), "name"));
+        }
+    }
+    return NULL;
+}
+
+/* An assistant message's calls as functionCall parts, each with the signature its id carries. */
+static int call_parts(json_t *tool_calls, json_t *parts, size_t idx, char *err, size_t errlen)
+{
+    size_t k;
+    json_t *call;
+    json_array_foreach(tool_calls, k, call)
+    {
+        json_t *fn = json_object_get(call, "function");
+        json_t *name = json_object_get(fn, "name"), *arguments = json_object_get(fn, "arguments");
+        if (!json_is_string(name))
+            return fail(err, errlen, "messages[%zu].tool_calls[%zu].function.name must be a string", idx, k);
+        json_t *args = NULL;
+        if (arguments == NULL || json_is_null(arguments) || (json_is_string(arguments) && json_string_length(arguments) == 0))
+            args = json_object();
+        else if (json_is_object(arguments))
+            args = json_incref(arguments);
+        else if (!json_is_string(arguments) ||
+                 !json_is_object(args = json_loadb(json_string_value(arguments), json_string_length(arguments), 0, NULL))) {
+            json_decref(args);
+            return fail(err, errlen, "messages[%zu].tool_calls[%zu].function.arguments must be a JSON object for gemini", idx, k);
+        }
+        json_t *part = json_pack("{s:{s:O, s:o}}", "functionCall", "name", name, "args", args);
+        json_t *id = json_object_get(call, "id");
+        json_t *sig = json_is_string(id) ? signature_of(json_string_value(id), json_string_length(id)) : NULL;
+        if (sig != NULL)
+            json_object_set_new(part, "thoughtSignature", sig);
+        json_array_append_new(parts, part);
+    }
+    return 0;
+}
+
+/* A tool result as a functionResponse part: its JSON when it is JSON, else its text, under "result". */
+static int response_part(json_t *messages, size_t idx, json_t *m, json_t *parts, char *err, size_t errlen)
+{
+    const char *role = json_string_value(json_object_get(m, "role"));
+    const char *name;
+    if (strcmp(role, "function") == 0) {
+        name = json_string_value(json_object_get(m, "name"));
+        if (name == NULL)
+            return fail(err, errlen, "messages[%zu].name is needed to send a function result to gemini", idx);
+    } else {
+        const char *id = json_string_value(json_object_get(m, "tool_call_id"));
+        name = name_of_call(messages, idx, id);
+        if (name == NULL)
+            return fail(err, errlen, "messages[%zu].tool_call_id names no earlier tool call, and gemini needs the tool's name",
+                        idx);
+    }
+    json_t *content = json_object_get(m, "content");
+    json_t *result;
+    if (json_is_string(content)) {
+        result = json_loadb(json_string_value(content), json_string_length(content), JSON_DECODE_ANY, NULL);
+        if (result == NULL)
+            result = json_incref(content);
+    } else {
+        sb_buf_t text; /* text parts, joined */
+        sb_buf_init(&text, SIZE_MAX);
+        size_t i;
+        json_t *part;
+        json_array_foreach(content, i, part)
+        {
+            json_t *t = json_is_string(part) ? part : json_object_get(part, "text");
+            if (json_is_string(t))
+                sb_buf_append(&text, json_string_value(t), json_string_length(t));
+        }
+        result = json_stringn(text.base != NULL ? text.base : "", text.len);
+        sb_buf_dispose(&text);
+    }
+    json_array_append_new(parts, json_pack("{s:{s:s, s:{s:o}}}", "functionResponse", "name", name, "response", "result", result));
+    return 0;
+}
+
+/* --- JSON Schema to Gemini's Schema -------------------------------------------------------------- */
+
+/*
+ * Gemini's Schema is a subset of OpenAPI 3.0's: these keys, and `type` as one
+ * upper-case name. Anything else (additionalProperties, $schema, strict,
+ * const, oneOf, patternProperties, ...) makes it refuse the whole request.
+ */
+static const char *const kept_keys[] = {"title",   "description", "nullable",  "maxItems",      "minItems",
+                                        "minimum", "maximum",     "minLength", "maxLength",     "minProperties",
+                                        "pattern", "default",     "example",   "maxProperties", "propertyOrdering"};
+
+typedef struct {
+    json_t *root;  /* the schema local references ($ref) point into */
+    unsigned left; /* schemas still to convert */
+} schema_ctx_t;
+
+static json_t *convert_schema(json_t *s, schema_ctx_t *cx, unsigned depth);
+
+/* A local reference ("#/$defs/Name" or "#/definitions/Name") looked up in the root schema; NULL when not one. */
+static json_t *resolve_ref(const char *ref, json_t *root)
+{
+    static const char *const homes[][2] = {{"#/$defs/", "$defs"}, {"#/definitions/", "definitions"}};
+    for (size_t i = 0; i < sizeof(homes) / sizeof(homes[0]); ++i) {
+        size_t n = strlen(homes[i][0]);
+        if (strncmp(ref, homes[i][0], n) == 0 && strchr(ref + n, '/') == NULL)
+            return json_object_get(json_object_get(root, homes[i][1]), ref + n);
+    }
+    return NULL;
+}
+
+static const char *gemini_type(json_t *name)
+{
+    static const char *const types[][2] = {{"string", "STRING"},   {"number", "NUMBER"}, {"integer", "INTEGER"},
+                                           {"boolean", "BOOLEAN"}, {"array", "ARRAY"},   {"object", "OBJECT"}};
+    const char *t = json_string_value(name);
+    for (size_t i = 0; t != NULL && i < sizeof(types) / sizeof(types[0]); ++i)
+        if (strcasecmp(t, types[i][0]) == 0)
+            return types[i][1];
+    return NULL;
+}
+
+/* The formats Gemini's API takes for each type; others are refused, so they are dropped. */
+static int format_allowed(const char *type, const char *format)
+{
+    if (type == NULL)
+        return 0;
+    if (strcmp(type, "STRING") == 0)
+        return strcmp(format, "enum") == 0 || strcmp(format, "date-time") == 0;
+    if (strcmp(type, "NUMBER") == 0)
+        return strcmp(format, "float") == 0 || strcmp(format, "double") == 0;
+    if (strcmp(type, "INTEGER") == 0)
+        return strcmp(format, "int32") == 0 || strcmp(format, "int64") == 0;
+    return 0;
+}
+
+/*
+ * `type`: one name, or a list, in which "null" is said with nullable and
+ * several other names become anyOf. Returns the one type, or NULL.
+ */
+static const char *convert_type(json_t *type, json_t *out)
+{
+    if (!json_is_array(type))
+        return gemini_type(type);
+    const char *one = NULL;
+    json_t *alternatives = json_array();
+    size_t i;
+    json_t *name;
+    json_array_foreach(type, i, name)
+    {
+        const char *g = gemini_type(name);
+        if (json_is_string(name) && strcmp(json_string_value(name), "null") == 0)
+            json_object_set_new(out, "nullable", json_true());
+        else if (g != NULL)
+            json_array_append_new(alternatives, json_pack("{s:s}", "type", one = g));
+    }
+    if (json_array_size(alternatives) > 1) {
+        json_object_set(out, "anyOf", alternatives);
+        one = NULL;
+    }
+    json_decref(alternatives);
+    return one;
+}
+
+static json_t *convert_schema(json_t *s, schema_ctx_t *cx, unsigned depth)
+{
+    if (!json_is_object(s) || depth >= MAX_SCHEMA_DEPTH || cx->left == 0)
+        return json_object();
+    --cx->left;
+    const char *ref = json_string_value(json_object_get(s, "$ref"));
+    json_t *target = ref != NULL ? resolve_ref(ref, cx->root) : NULL;
+    if (target != NULL)
+        return convert_schema(target, cx, depth + 1);
+    json_t *out = json_object();
+    for (size_t i = 0; i < sizeof(kept_keys) / sizeof(kept_keys[0]); ++i) {
+        json_t *v = json_object_get(s, kept_keys[i]);
+        if (v != NULL)
+            json_object_set(out, kept_keys[i], v);
+    }
+    json_t *props = json_object_get(s, "properties"), *items = json_object_get(s, "items");
+    const char *t = convert_type(json_object_get(s, "type"), out);
+    if (t == NULL && json_is_object(props))
+        t = "OBJECT";
+    if (t == NULL && json_is_object(items))
+        t = "ARRAY";
+    if (t != NULL)
+        json_object_set_new(out, "type", json_string(t));
+    const char *format = json_string_value(json_object_get(s, "format"));
+    if (format != NULL && format_allowed(t, format))
+        json_object_set_new(out, "format", json_string(format));
+    /* enum: strings only in Gemini; const is an enum of one */
+    json_t *values = json_object_get(s, "enum"), *constant = json_object_get(s, "const");
+    if (json_is_string(constant)) {
+        json_object_set_new(out, "enum", json_pack("[O]", constant));
+    } else if (json_is_array(values)) {
+        int strings = json_array_size(values) > 0;
+        size_t i;
+        json_t *v;
+        json_array_foreach(values, i, v) strings &= json_is_string(v);
+        if (strings)
+            json_object_set(out, "enum", values);
+    }
+    /* an OBJECT with no properties is refused: a free-form object stays an OBJECT without any */
+    if (json_is_object(props) && json_object_size(props) > 0) {
+        json_t *converted = json_object(), *required = json_array(), *v;
+        const char *key;
+        json_object_foreach(props, key, v) json_object_set_new(converted, key, convert_schema(v, cx, depth + 1));
+        json_object_set_new(out, "properties", converted);
+        size_t i;
+        json_array_foreach(json_object_get(s, "required"), i, v)
+        {
+            if (json_is_string(v) && json_object_get(props, json_string_value(v)) != NULL) /* Gemini refuses others */
+                json_array_append(required, v);
+        }
+        if (json_array_size(required) > 0)
+            json_object_set(out, "required", required);
+        json_decref(required);
+    }
+    if (json_is_object(items))
+        json_object_set_new(out, "items", convert_schema(items, cx, depth + 1));
+    json_t *any = json_object_get(s, "anyOf");
+    if (!json_is_array(any))
+        any = json_object_get(s, "oneOf"); /* Gemini has no oneOf: anyOf is the nearest it can check */
+    if (json_array_size(any) > 0) {
+        json_t *list = json_array();
+        size_t i;
+        json_t *v;
+        json_array_foreach(any, i, v) json_array_append_new(list, convert_schema(v, cx, depth + 1));
+        json_object_set_new(out, "anyOf", list);
+    }
+    return out;
+}
+
+/* A JSON Schema said in Gemini's Schema: new reference. */
+static json_t *gemini_schema(json_t *schema)
+{
+    schema_ctx_t cx = {schema, MAX_SCHEMA_NODES};
+    return convert_schema(schema, &cx, 0);
+}
+
+/* The tools as one Tool of functionDeclarations; NULL when there are none. */
+static int declarations(const sb_chat_request_t *req, json_t **tool, char *err, size_t errlen)
+{
+    json_t *list =
+        req->offered_tools != NULL ? json_loads(req->offered_tools, 0, NULL) : json_incref(json_object_get(req->upstream, "tools"));
+    *tool = NULL;
+    if (json_array_size(list) == 0) {
+        json_decref(list);
+        return 0;
+    }
+    json_t *decls = json_array();
+    size_t i;
+    json_t *t;
+    json_array_foreach(list, i, t)
+    {
+        const char *type = json_string_value(json_object_get(t, "type"));
+        json_t *fn = json_object_get(t, "function");
+        if (type == NULL || strcmp(type, "function") != 0 || !json_is_string(json_object_get(fn, "name"))) {
+            json_decref(decls);
+            json_decref(list);
+            return fail(err, errlen, "tools[%zu] is not a function tool, the only kind switchboard sends to gemini", i);
+        }
+        json_t *d = json_pack("{s:O}", "name", json_object_get(fn, "name"));
+        json_t *desc = json_object_get(fn, "description");
+        if (json_is_string(desc))
+            json_object_set(d, "description", desc);
+        /* a function without parameters leaves them out: Gemini refuses an OBJECT with no properties */
+        json_t *params = json_object_get(fn, "parameters");
+        if (json_is_object(params) && json_object_size(json_object_get(params, "properties")) > 0)
+            json_object_set_new(d, "parameters", gemini_schema(params));
+        json_array_append_new(decls, d);
+    }
+    json_decref(list);
+    *tool = json_pack("{s:o}", "functionDeclarations", decls);
+    return 0;
+}
+
+/* tool_choice: none, auto, required (ANY) or one named function (ANY of one). */
+static json_t *tool_config(json_t *choice)
+{
+    const char *mode = json_string_value(choice);
+    const char *only = json_string_value(json_object_get(json_object_get(choice, "function"), "name"));
+    if (mode == NULL && only == NULL)
+        return NULL;
+    if (only != NULL)
+        return json_pack("{s:{s:s, s:[s]}}", "functionCallingConfig", "mode", "ANY", "allowedFunctionNames", only);
+    return json_pack("{s:{s:s}}", "functionCallingConfig", "mode",
+                     strcmp(mode, "none") == 0       ? "NONE"
+                     : strcmp(mode, "required") == 0 ? "ANY"
+                                                     : "AUTO");
+}
+
+/*
+ * The sampling parameters Gemini has a name for. The penalties and seed are
+ * left out: some Gemini models refuse the request when they are set.
+ */
+static json_t *generation_config(json_t *up)
+{
+    static const char *const same[][2] = {{"temperature", "temperature"},
+                                          {"top_p", "topP"},
+                                          {"max_tokens", "maxOutputTokens"},
+                                          {"max_completion_tokens", "maxOutputTokens"}}; /* the newer name wins */
+    json_t *g = json_object();
+    for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); ++i) {
+        json_t *v = json_object_get(up, same[i][0]);
+        if (v != NULL)
+            json_object_set(g, same[i][1], v);
+    }
+    json_t *stop = json_object_get(up, "stop");
+    if (json_is_string(stop))
+        json_object_set_new(g, "stopSequences", json_pack("[O]", stop));
+    else if (json_array_size(stop) > 0)
+        json_object_set(g, "stopSequences", stop);
+    if (json_object_size(g) == 0) {
+        json_decref(g);
+        return NULL;
+    }
+    return g;
+}
+
+static char *body(const sb_wire_target_t *target, const sb_chat_request_t *req, char *err, size_t errlen)
+{
+    (void)target;
+    json_t *up = req->upstream, *messages = json_object_get(up, "messages");
+    json_t *root = json_object(), *system = json_array(), *contents = json_array();
+    size_t i;
+    json_t *m;
+    json_array_foreach(messages, i, m)
+    {
+        const char *role = json_string_value(json_object_get(m, "role"));
+        json_t *content = json_object_get(m, "content");
+        json_t *parts = json_array();
+        int rc = 0;
+        if (strcmp(role, "system") == 0 || strcmp(role, "developer") == 0) {
+            /* Gemini has one system instruction: every system message goes there, in order */
+            rc = content_parts(content, system, i, err, errlen);
+            json_decref(parts);
+            parts = NULL;
+        } else if (strcmp(role, "user") == 0) {
+            rc = content_parts(content, parts, i, err, errlen);
+            role = "user";
+        } else if (strcmp(role, "assistant") == 0) {
+            if (!json_is_null(content))
+                rc = content_parts(content, parts, i, err, errlen);
+            if (rc == 0)
+                rc = call_parts(json_object_get(m, "tool_calls"), parts, i, err, errlen);
+            role = "model";
+        } else { /* tool, function: results go back as the user's turn */
+            rc = response_part(messages, i, m, parts, err, errlen);
+            role = "user";
+        }
+        if (rc != 0) {
+            json_decref(parts);
+            goto fail;
+        }
+        if (parts != NULL)
+            add_turn(contents, role, parts);
+    }
+    if (json_array_size(contents) == 0) {
+        fail(err, errlen, "gemini needs at least one user or assistant message with something in it");
+        goto fail;
+    }
+    if (json_array_size(system) > 0)
+        json_object_set_new(root, "systemInstruction", json_pack("{s:O}", "parts", system));
+    json_object_set(root, "contents", contents);
+    json_t *tool;
+    if (declarations(req, &tool, err, errlen) != 0)
+        goto fail;
+    if (tool != NULL) {
+        json_object_set_new(root, "tools", json_pack("[o]", tool));
+        json_t *tc = tool_config(json_object_get(up, "tool_choice"));
+        if (tc != NULL)
+            json_object_set_new(root, "toolConfig", tc);
+    }
+    json_t *g = generation_config(up);
+    if (g != NULL)
+        json_object_set_new(root, "generationConfig", g);
+    /* numbers as the client wrote them (up to 15 digits), as sb_chat_request_dump sends them */
+    char *text = sb_json_dumps(root, 15);
+    if (text == NULL)
+        fail(err, errlen, "the request for gemini would be larger than switchboard sends");
+    json_decref(system);
+    json_decref(contents);
+    json_decref(root);
+    return text;
+fail:
+    json_decref(system);
+    json_decref(contents);
+    json_decref(root);
+    return NULL;
+}
+
+/* --- URL and headers ----------------------------------------------------------------------------- */
+
+static char *url(const sb_wire_target_t *target)
+{
+    const char *base = target->base_url != NULL && target->base_url[0] != '\0' ? target->base_url : DEFAULT_BASE_URL;
+    const char *model = target->model != NULL ? target->model : "";
+    if (strncmp(model, "models/", 7) == 0) /* the name the API itself gives models: not doubled */
+        model += 7;
+    sb_buf_t b;
+    sb_buf_init(&b, SIZE_MAX);
+    sb_buf_appendz(&b, base);
+    sb_buf_appendz(&b, "/models/");
+    for (const char *p = model; *p != '\0'; ++p) {
+        unsigned char c = (unsigned char)*p;
+        if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~')
+            sb_buf_append(&b, p, 1);
+        else
+            sb_buf_appendf(&b, "%%%02X", c);
+    }
+    sb_buf_appendz(&b, ":streamGenerateContent?alt=sse");
+    sb_buf_append(&b, "", 1);
+    return b.base;
+}
+
+static struct curl_slist *headers(struct curl_slist *list, const char *key)
+{
+    int plain = key != NULL && key[0] != '\0';
+    for (const char *k = key; plain && *k != '\0'; ++k)
+        plain = (unsigned char)*k > 0x20 && *k != 0x7f; /* a line break in a key would add headers of its own */
+    if (plain) {
+        char line[1024];
+        int n = snprintf(line, sizeof(line), "x-goog-api-key: %s", key);
+        if (n > 0 && (size_t)n < sizeof(line))
+            list = curl_slist_append(list, line);
+    }
+    return curl_slist_append(list, "content-type: application/json");
+}
+
+/* --- the stream ---------------------------------------------------------------------------------- */
+
+/* Where an event's strings are copied: the scratch the caller gives, as large as the event. */
+typedef struct {
+    char *base;
+    size_t len, cap;
+} room_t;
+
+static const char *keep(room_t *r, const char *s, size_t n)
+{
+    if (n > r->cap - r->len)
+        return NULL;
+    char *at = r->base + r->len;
+    memcpy(at, s, n);
+    r->len += n;
+    return at;
+}
+
+/* Fails the stream with words of this wire's own, kept in the state (the scratch may be shorter than they are). */
+__attribute__((format(printf, 4, 5))) static sb_wire_result_t failed(struct state *st, sb_delta_t *out, sb_error_t *error,
+                                                                     const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(st->message, sizeof(st->message), fmt, ap);
+    va_end(ap);
+    memset(out, 0, offsetof(sb_delta_t, tools));
+    out->error_message = (sb_str_t){st->message, n < 0 ? 0 : strlen(st->message)};
+    out->is_error = 1;
+    *error = SB_E_UPSTREAM_BAD_RESPONSE;
+    return SB_WIRE_ERROR;
+}
+
+/* The same, for a refusal or a failure the provider reported rather than a malformed stream. */
+#define REFUSED(kind, ...) (failed(st, out, error, __VA_ARGS__), *error = (kind), SB_WIRE_ERROR)
+
+/* Reasons Gemini stops an answer for its content policies: the caller hears that it was blocked, not that it broke. */
+static int is_block(const char *reason)
+{
+    static const char *const blocks[] = {
+        "SAFETY",          "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT",
+        "IMAGE_RECITATION"};
+    for (size_t i = 0; i < sizeof(blocks) / sizeof(blocks[0]); ++i)
+        if (strcmp(reason, blocks[i]) == 0)
+            return 1;
+    return 0;
+}
+
+/* A token count: absent is 0, anything but a non-negative integer is malformed. */
+static int count(json_t *usage, const char *key, long long *out)
+{
+    json_t *v = json_object_get(usage, key);
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (!json_is_integer(v) || json_integer_value(v) < 0)
+        return -1;
+    *out = json_integer_value(v);
+    return 0;
+}
+
+static sb_wire_result_t read_error(json_t *e, room_t *r, sb_delta_t *out, sb_error_t *error)
+{
+    json_t *code = json_object_get(e, "code"), *msg = json_object_get(e, "message");
+    sb_error_t kind = SB_E_UPSTREAM_ERROR;
+    if (json_is_integer(code) && json_integer_value(code) >= 400 && json_integer_value(code) < 600)
+        kind = sb_error_for_provider_status((long)json_integer_value(code));
+    r->len = 0;
+    size_t n = json_string_length(msg);
+    out->error_message = (sb_str_t){json_is_string(msg) ? keep(r, json_string_value(msg), n) : "", json_is_string(msg) ? n : 0};
+    out->is_error = 1;
+    *error = kind;
+    return SB_WIRE_ERROR;
+}
+
+static sb_wire_result_t read_event(struct state *st, json_t *root, room_t *r, sb_delta_t *out, sb_error_t *error)
+{
+    json_t *e = json_object_get(root, "error");
+    if (e != NULL && !json_is_null(e))
+        return read_error(e, r, out, error);
+    const char *blocked = json_string_value(json_object_get(json_object_get(root, "promptFeedback"), "blockReason"));
+    if (blocked != NULL && strcmp(blocked, "BLOCK_REASON_UNSPECIFIED") != 0) {
+        return REFUSED(SB_E_UPSTREAM_REJECTED, "the model provider blocked the request (%.40s)", blocked);
+    }
+    json_t *candidates = json_object_get(root, "candidates"), *cand = json_array_get(candidates, 0);
+    if ((candidates != NULL && !json_is_array(candidates)) || (cand != NULL && !json_is_object(cand)))
+        return failed(st, out, error, "the model provider sent candidates of the wrong type");
+    json_t *parts = json_object_get(json_object_get(cand, "content"), "parts");
+    if (parts != NULL && !json_is_array(parts))
+        return failed(st, out, error, "the model provider sent content parts of the wrong type");
+    /* the words first, in one run: several text parts are one piece of the answer */
+    size_t i;
+    json_t *part;
+    json_array_foreach(parts, i, part)
+    {
+        json_t *text = json_object_get(part, "text");
+        if (json_is_true(json_object_get(part, "thought"))) /* thought summaries are not the answer */
+            continue;
+        if (text != NULL && !json_is_string(text))
+            return failed(st, out, error, "the model provider sent a text part that is not a string");
+        if (json_string_length(text) == 0)
+            continue;
+        const char *at = keep(r, json_string_value(text), json_string_length(text));
+        if (out->content.base == NULL)
+            out->content.base = at;
+        out->content.len += json_string_length(text);
+    }
+    json_array_foreach(parts, i, part)
+    {
+        json_t *call = json_object_get(part, "functionCall");
+        if (call == NULL)
+            continue;
+        json_t *name = json_object_get(call, "name"), *args = json_object_get(call, "args");
+        json_t *sig = json_object_get(part, "thoughtSignature");
+        if (!json_is_string(name) || (args != NULL && !json_is_null(args) && !json_is_object(args)) ||
+            (sig != NULL && !json_is_string(sig)))
+            return failed(st, out, error, "the model provider sent a function call of the wrong shape");
+        if (st->ncalls == MAX_CALLS || out->ntools == SB_CHUNK_MAX_TOOLS)
+            return failed(st, out, error, "the model provider sent more function calls than switchboard relays");
+        sb_tool_delta_t *t = &out->tools[out->ntools++];
+        *t = (sb_tool_delta_t){0};
+        t->index = (long)st->ncalls;
+        t->type = (sb_str_t){"function", 8};
+        t->name = (sb_str_t){keep(r, json_string_value(name), json_string_length(name)), json_string_length(name)};
+        char *a = json_is_object(args) ? sb_json_dumps(args, 15) : NULL;
+        const char *at = a != NULL ? keep(r, a, strlen(a)) : keep(r, "{}", 2);
+        t->arguments = (sb_str_t){at, a != NULL ? strlen(a) : 2};
+        free(a);
+        size_t sig_len = json_string_length(sig);
+        if (r->cap - r->len >= id_room(sig_len)) {
+            char *id = r->base + r->len;
+            t->id = (sb_str_t){id, mint_id(id, st->ncalls, json_string_value(sig), sig_len)};
+            r->len += t->id.len;
+        }
+        if (t->name.base == NULL || at == NULL || t->id.base == NULL) /* it outgrew its event (numbers written longer) */
+            return failed(st, out, error, "the model provider sent a function call too large to relay");
+        ++st->ncalls;
+    }
+    const char *finish = json_string_value(json_object_get(cand, "finishReason"));
+    if (finish != NULL) {
+        if (strcmp(finish, "STOP") == 0) {
+            out->finish_reason = st->ncalls > 0 ? (sb_str_t){"tool_calls", 10} : (sb_str_t){"stop", 4};
+        } else if (strcmp(finish, "MAX_TOKENS") == 0) {
+            out->finish_reason = (sb_str_t){"length", 6};
+        } else if (is_block(finish)) {
+            return REFUSED(SB_E_UPSTREAM_REJECTED, "the model provider blocked the answer (%s)", finish);
+        } else if (strcmp(finish, "FINISH_REASON_UNSPECIFIED") != 0) {
+            return REFUSED(SB_E_UPSTREAM_ERROR, "the model provider stopped the answer (%.60s)", finish);
+        }
+    }
+    json_t *usage = json_object_get(root, "usageMetadata");
+    if (json_is_object(usage)) {
+        long long thoughts = 0;
+        if (count(usage, "promptTokenCount", &out->prompt_tokens) != 0 ||
+            count(usage, "candidatesTokenCount", &out->completion_tokens) != 0 ||
+            count(usage, "thoughtsTokenCount", &thoughts) != 0 || count(usage, "totalTokenCount", &out->total_tokens) != 0)
+            return failed(st, out, error, "the model provider sent a token count that is not a count");
+        /* OpenAI counts reasoning among the completion tokens: so does the caller's usage, and prompt + completion = total */
+        if (thoughts <= LLONG_MAX - out->completion_tokens)
+            out->completion_tokens += thoughts;
+        out->has_usage = 1;
+    }
+    json_t *model = json_object_get(root, "modelVersion");
+    const char *kept = json_is_string(model) ? keep(r, json_string_value(model), json_string_length(model)) : NULL;
+    if (kept != NULL)
+        out->model = (sb_str_t){kept, json_string_length(model)};
+    if (out->content.base == NULL && out->ntools == 0 && out->finish_reason.base == NULL && !out->has_usage &&
+        out->model.base == NULL)
+        return SB_WIRE_SKIP;
+    return SB_WIRE_DELTA;
+}
+
+static sb_wire_result_t event(void *state, const sb_sse_event_t *ev, char *scratch, sb_delta_t *out, sb_error_t *error)
+{
+    memset(out, 0, offsetof(sb_delta_t, tools)); /* entries past ntools are never read */
+    room_t r = {scratch, 0, ev->data_len};
+    /* Gemini ends a stream by closing it; an [DONE] would come only from something in between, and means the same */
+    if (ev->data_len == 6 && memcmp(ev->data, "[DONE]", 6) == 0)
+        return SB_WIRE_END;
+    json_t *root = json_loadb(ev->data, ev->data_len, JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object(root)) {
+        json_decref(root);
+        return failed(state, out, error, "the model provider sent an event that is not a json object");
+    }
+    sb_wire_result_t rc = read_event(state, root, &r, out, error);
+    json_decref(root);
+    return rc;
+}
+
+/* Gemini's error body: {"error":{"code":400,"message":"...","status":"INVALID_ARGUMENT"}}, sometimes inside a one-element array. */
+static void error_message(const char *body, size_t len, char *msg, size_t cap)
+{
+    if (cap == 0)
+        return;
+    msg[0] = '\0';
+    json_t *root = json_loadb(body, len, 0, NULL);
+    json_t *top = json_is_array(root) ? json_array_get(root, 0) : root;
+    json_t *m = json_object_get(json_object_get(top, "error"), "message");
+    if (json_is_string(m))
+        sb_copy_text(msg, cap, json_string_value(m), json_string_length(m));
+    json_decref(root);
+}
+
+const sb_wire_t sb_wire_gemini = {
+    "gemini",             /* name */
+    url,                  /* url */
+    headers,              /* headers */
+    body,                 /* body */
+    sizeof(struct state), /* state_size */
+    event,                /* event */
+    error_message,        /* error_message */
+};

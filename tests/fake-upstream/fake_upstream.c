@@ -2521,6 +2521,314 @@ static void handle_responses(struct conn *c)
     start_response(c, &p);
 }
 
+/* gemini: POST …/models/{model}:streamGenerateContent, the scenario in {model} */
+
+/* Gemini's error body for a status: {"error":{"code","message","status"}} with the google.rpc code name. */
+static char *gemini_error_body(int status, const char *msg, size_t *len)
+{
+    const char *name = status == 400   ? "INVALID_ARGUMENT"
+                       : status == 401 ? "UNAUTHENTICATED"
+                       : status == 403 ? "PERMISSION_DENIED"
+                       : status == 404 ? "NOT_FOUND"
+                       : status == 429 ? "RESOURCE_EXHAUSTED"
+                       : status == 500 ? "INTERNAL"
+                       : status == 503 ? "UNAVAILABLE"
+                       : status == 504 ? "DEADLINE_EXCEEDED"
+                                       : "UNKNOWN";
+    json_t *j = xpacked(json_pack("{s:{s:i, s:s, s:s}}", "error", "code", status, "message", msg, "status", name));
+    char *s = json_to_str(j, JSON_COMPACT, len);
+    json_decref(j);
+    return s;
+}
+
+static void gemini_send_error(struct conn *c, int status, const char *msg)
+{
+    struct plan p;
+    size_t len;
+    char *body = gemini_error_body(status, msg, &len);
+    plan_init(&p, status, "application/json", body, len);
+    start_response(c, &p);
+}
+
+static const char *gemini_role(const json_t *content)
+{
+    const char *role = json_string_value(json_object_get(content, "role"));
+    return role != NULL ? role : "user";
+}
+
+/* The number of functionResponse parts in one content. */
+static size_t gemini_responses(const json_t *content)
+{
+    size_t n = 0, i;
+    json_t *part;
+    json_array_foreach(json_object_get(content, "parts"), i, part) n += json_object_get(part, "functionResponse") != NULL;
+    return n;
+}
+
+/* The text of the first user content's first text part, or NULL (calls=@user). */
+static const char *gemini_first_user_text(const json_t *req)
+{
+    size_t i;
+    json_t *content;
+    json_array_foreach(json_object_get(req, "contents"), i, content)
+    {
+        if (strcmp(gemini_role(content), "user") == 0)
+            return json_string_value(json_object_get(json_array_get(json_object_get(content, "parts"), 0), "text"));
+    }
+    return NULL;
+}
+
+static uint64_t gemini_prompt_words(const json_t *req)
+{
+    uint64_t words = 0;
+    size_t i, k;
+    json_t *content, *part;
+    json_array_foreach(json_object_get(req, "contents"), i, content)
+    {
+        json_array_foreach(json_object_get(content, "parts"), k, part)
+        {
+            json_t *t = json_object_get(part, "text");
+            if (json_is_string(t))
+                words += count_words(json_string_value(t), json_string_length(t));
+        }
+    }
+    return words;
+}
+
+/* calls=, Gemini's way: the tool calls unless the last content holds function results and all rounds are done; then
+ * results gets "RESULTS " and each trailing result (response.result: a string as is, else its JSON) joined with " | ". */
+static bool gemini_calls_round(const json_t *req, const struct scenario *s, struct sbuf *results)
+{
+    json_t *contents = json_object_get(req, "contents");
+    size_t n = json_array_size(contents), i;
+    uint64_t nresp = 0;
+    json_t *content;
+    json_array_foreach(contents, i, content) nresp += gemini_responses(content);
+    json_t *last = json_array_get(contents, n - 1);
+    if (n == 0 || gemini_responses(last) == 0 || nresp < s->rounds * json_array_size(s->calls))
+        return true;
+    if (results != NULL) {
+        sb_str(results, "RESULTS ");
+        size_t k = 0;
+        json_t *part;
+        json_array_foreach(json_object_get(last, "parts"), i, part)
+        {
+            json_t *resp = json_object_get(json_object_get(part, "functionResponse"), "response");
+            if (resp == NULL)
+                continue;
+            if (k++ > 0)
+                sb_str(results, " | ");
+            json_t *r = json_object_get(resp, "result");
+            if (json_is_string(r))
+                sb_add(results, json_string_value(r), json_string_length(r));
+            else
+                sb_json(results, r != NULL ? r : resp, JSON_COMPACT);
+        }
+    }
+    return false;
+}
+
+/* One streamed GenerateContentResponse: parts (taken), a finish reason or NULL, the running usage. */
+static void gemini_event(struct gen *g, json_t *parts, const char *finish, uint64_t tokens)
+{
+    json_t *cand = xpacked(json_pack("{s:{s:o, s:s}, s:i}", "content", "parts", parts, "role", "model", "index", 0));
+    if (finish != NULL)
+        json_object_set_new(cand, "finishReason", json_string(finish));
+    json_t *j = xpacked(json_pack("{s:[o], s:{s:I, s:I, s:I}, s:s, s:s}", "candidates", cand, "usageMetadata", "promptTokenCount",
+                                  (json_int_t)g->prompt_tokens, "candidatesTokenCount", (json_int_t)tokens, "totalTokenCount",
+                                  (json_int_t)(g->prompt_tokens + tokens), "modelVersion", g->model, "responseId", g->id));
+    gen_event(g, j);
+}
+
+/* One event per word (leading whitespace + word, so they join back to the text); the last one says STOP unless more follows. */
+static uint64_t gemini_words(struct gen *g, const char *text, size_t n, bool last)
+{
+    uint64_t tokens = 0;
+    size_t i = 0;
+    if (n == 0 && last)
+        gemini_event(g, json_array(), "STOP", 0);
+    while (i < n) {
+        size_t start = i;
+        while (i < n && is_ws(text[i]))
+            i++;
+        while (i < n && !is_ws(text[i]))
+            i++;
+        tokens++;
+        gemini_event(g, xpacked(json_pack("[{s:s%}]", "text", text + start, i - start)), last && i == n ? "STOP" : NULL, tokens);
+    }
+    return tokens;
+}
+
+/* A thought signature for the first call of a round, as Gemini sends one: opaque padded base64, here of "fake-signature-<seq>". */
+static void gemini_signature(char *out, size_t size, uint64_t seq)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char raw[64];
+    int n = snprintf(raw, sizeof raw, "fake-signature-%" PRIu64, seq);
+    size_t o = 0;
+    for (int i = 0; i < n && o + 5 < size; i += 3) {
+        unsigned v = (unsigned char)raw[i] << 16 | (i + 1 < n ? (unsigned char)raw[i + 1] << 8 : 0) |
+                     (i + 2 < n ? (unsigned char)raw[i + 2] : 0);
+        out[o++] = b64[v >> 18 & 63];
+        out[o++] = b64[v >> 12 & 63];
+        out[o++] = i + 1 < n ? b64[v >> 6 & 63] : '=';
+        out[o++] = i + 2 < n ? b64[v & 63] : '=';
+    }
+    out[o] = '\0';
+}
+
+/* calls=: content_first's words, then one event with every call whole (args an object), the first call signed. */
+static void gemini_calls_stream(struct gen *g, const json_t *calls, uint64_t seq, const struct str *content_first)
+{
+    uint64_t tokens = content_first->set ? gemini_words(g, content_first->p, content_first->n, false) : 0;
+    json_t *parts = json_array();
+    size_t i;
+    json_t *call;
+    json_array_foreach(calls, i, call)
+    {
+        json_t *args = json_object_get(call, "arguments");
+        json_t *obj = args == NULL           ? json_object()
+                      : json_is_object(args) ? json_incref(args)
+                                             : json_loads(json_string_value(args), 0, NULL);
+        if (!json_is_object(obj)) { /* a scripted malformed string: Gemini's args are always an object */
+            json_decref(obj);
+            obj = xpacked(json_pack("{s:O}", "raw", args));
+        }
+        json_t *part = xpacked(json_pack("{s:{s:O, s:o}}", "functionCall", "name", json_object_get(call, "name"), "args", obj));
+        if (i == 0) {
+            char sig[128];
+            gemini_signature(sig, sizeof sig, seq);
+            json_object_set_new(part, "thoughtSignature", json_string(sig));
+        }
+        json_array_append_new(parts, part);
+        tokens += 4;
+    }
+    gemini_event(g, parts, "STOP", tokens);
+}
+
+static void handle_gemini(struct conn *c, const char *model_enc, size_t model_len)
+{
+    struct request *q = &c->req;
+    char *model = xstrndup(model_enc, model_len);
+    pct_decode(model);
+    json_t *req = json_loadb(q->body.p ? q->body.p : "", q->body.len, 0, NULL);
+    if (!json_is_object(req) || !json_is_array(json_object_get(req, "contents"))) {
+        json_decref(req);
+        free(model);
+        gemini_send_error(c, 400, "Invalid JSON payload received: a GenerateContentRequest with contents is expected.");
+        return;
+    }
+    struct scenario s;
+    char err[256];
+    if (strncmp(model, "fake?", 5) == 0) {
+        bool parsed = scenario_parse(&s, model + 5, err, sizeof err);
+        if (parsed && (s.dim != 0 || s.has_gen || s.tools)) {
+            snprintf(err, sizeof err, "fake-upstream: gemini takes file, text, calls and the transport and failure keys");
+            parsed = false;
+        }
+        if (parsed && s.calls_from_user) {
+            const char *script = gemini_first_user_text(req);
+            json_decref(s.calls);
+            s.calls = script != NULL ? calls_parse(script, strlen(script), err, sizeof err) : NULL;
+            if (script == NULL)
+                snprintf(err, sizeof err, "fake-upstream: calls=@user needs a user content with a text part");
+            parsed = s.calls != NULL;
+        }
+        if (!parsed) {
+            scenario_free(&s);
+            json_decref(req);
+            free(model);
+            gemini_send_error(c, 400, err);
+            return;
+        }
+    } else {
+        memset(&s, 0, sizeof s);
+        s.seed = 1;
+    }
+    scenario_apply_fail_times(&s, model);
+
+    struct plan p;
+    bool failing = s.status != 0;
+    if (failing) {
+        char msg[64];
+        size_t len;
+        snprintf(msg, sizeof msg, "fake upstream error %d", s.status);
+        char *body = s.body.set ? xstrndup(s.body.p, s.body.n) : gemini_error_body(s.status, msg, &len);
+        plan_init(&p, s.status, "application/json", body, s.body.set ? s.body.n : len);
+    } else if (s.file.set) {
+        char *data;
+        size_t len;
+        if (!read_fixture(s.file.p, &data, &len)) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "fake-upstream: no fixture '%s'", s.file.p);
+            scenario_free(&s);
+            json_decref(req);
+            free(model);
+            gemini_send_error(c, 404, msg);
+            return;
+        }
+        plan_init(&p, 200, "text/event-stream", data, len);
+        p.stream = true;
+    } else {
+        struct gen g;
+        memset(&g, 0, sizeof g);
+        snprintf(g.id, sizeof g.id, "fake%06" PRIu64, c->seq);
+        g.model = model;
+        g.prompt_tokens = gemini_prompt_words(req);
+        struct sbuf results = {0};
+        bool calls = s.calls != NULL && gemini_calls_round(req, &s, s.text.set ? NULL : &results);
+        if (s.calls != NULL && !calls && s.has_reply_pace)
+            s.pace_ms = s.reply_pace_ms;
+        size_t tlen;
+        char *text = NULL;
+        if (calls) {
+            gemini_calls_stream(&g, s.calls, c->seq, &s.content_first);
+        } else if (s.text.set) {
+            gemini_words(&g, s.text.p, s.text.n, true);
+        } else if (s.calls != NULL) {
+            text = sb_take(&results, &tlen);
+            gemini_words(&g, text, tlen, true);
+        } else {
+            gemini_words(&g, "Hello from the fake upstream.", 29, true);
+        }
+        free(text);
+        sb_free(&results);
+        size_t len;
+        char *body = sb_take(&g.out, &len);
+        plan_init(&p, 200, "text/event-stream", body, len);
+        p.stream = true;
+        p.seg = SEG_EVENTS;
+        p.ev_ends = g.ev;
+        p.nev = g.nev;
+    }
+    plan_transport(&p, &s);
+    char retry[128];
+    if (failing && s.retry_after.set) {
+        snprintf(retry, sizeof retry, "%s", s.retry_after.p);
+        p.retry_after = retry;
+    }
+    scenario_free(&s);
+    json_decref(req);
+    free(model);
+    start_response(c, &p);
+}
+
+/* Whether the path is …/models/{model}:streamGenerateContent; *model is then the (still escaped) name. */
+static bool gemini_path(const char *path, size_t plen, const char **model, size_t *model_len)
+{
+    static const char tail[] = ":streamGenerateContent";
+    const char *m = NULL;
+    for (const char *p = path; p + 8 <= path + plen; p++)
+        if (memcmp(p, "/models/", 8) == 0)
+            m = p + 8; /* the last one: a base URL may hold "/models/" itself */
+    if (m == NULL || !ends_with(path, plen, tail) || (size_t)(path + plen - m) <= sizeof tail - 1)
+        return false;
+    *model = m;
+    *model_len = (size_t)(path + plen - m) - (sizeof tail - 1);
+    return true;
+}
+
+/* ---------------------------------------------------------------------------------------------------------------- */
 /* ---------------------------------------------------------------------------------------------------------------- */
 /* routing */
 
@@ -2530,6 +2838,8 @@ static void dispatch(struct conn *c)
     const char *qm = strchr(q->target, '?');
     size_t plen = qm != NULL ? (size_t)(qm - q->target) : strlen(q->target);
     bool post = strcmp(q->method, "POST") == 0, get = strcmp(q->method, "GET") == 0;
+    const char *gm;
+    size_t gmlen;
 #define PATH_IS(s) (plen == strlen(s) && memcmp(q->target, s, plen) == 0)
     if (post && ends_with(q->target, plen, "/chat/completions")) {
         record_new(c);
@@ -2537,6 +2847,9 @@ static void dispatch(struct conn *c)
     } else if (post && ends_with(q->target, plen, "/messages")) {
         record_new(c);
         handle_messages(c);
+    } else if (post && gemini_path(q->target, plen, &gm, &gmlen)) {
+        record_new(c);
+        handle_gemini(c, gm, gmlen);
     } else if (post && ends_with(q->target, plen, "/responses")) {
         record_new(c);
         handle_responses(c);

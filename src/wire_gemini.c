@@ -41,7 +41,9 @@
 
 /* What spans the events of one streamed answer. */
 struct state {
-    unsigned ncalls;   /* function calls so far: the next call's index */
+    unsigned ncalls; /* function calls so far: the next call's index */
+    /* the usage reported so far: Gemini sends running totals, the turn adds up what it is told */
+    long long said_prompt, said_completion, said_total;
     char message[160]; /* an error message this wire words, kept for the caller */
 };
 
@@ -693,6 +695,16 @@ static int count(json_t *usage, const char *key, long long *out)
     return 0;
 }
 
+/* What a running total adds to what was reported of it (never negative), and the new total reported. */
+static long long increase(long long *said, long long now)
+{
+    if (now <= *said)
+        return 0;
+    long long more = now - *said;
+    *said = now;
+    return more;
+}
+
 static sb_wire_result_t read_error(json_t *e, room_t *r, sb_delta_t *out, sb_error_t *error)
 {
     json_t *code = json_object_get(e, "code"), *msg = json_object_get(e, "message");
@@ -792,6 +804,9 @@ static sb_wire_result_t read_event(struct state *st, json_t *root, room_t *r, sb
         /* OpenAI counts reasoning among the completion tokens: so does the caller's usage, and prompt + completion = total */
         if (thoughts <= LLONG_MAX - out->completion_tokens)
             out->completion_tokens += thoughts;
+        out->prompt_tokens = increase(&st->said_prompt, out->prompt_tokens);
+        out->completion_tokens = increase(&st->said_completion, out->completion_tokens);
+        out->total_tokens = increase(&st->said_total, out->total_tokens);
         out->has_usage = 1;
     }
     json_t *model = json_object_get(root, "modelVersion");

@@ -270,7 +270,7 @@ static int on_event(void *ctx, const sb_sse_event_t *ev)
         copy(r->model, sizeof(r->model), d.model);
     if (d.has_usage) {
         r->has_usage = 1;
-        r->prompt = d.prompt_tokens, r->completion = d.completion_tokens, r->total = d.total_tokens;
+        r->prompt += d.prompt_tokens, r->completion += d.completion_tokens, r->total += d.total_tokens; /* as the turn does */
     }
     return 0;
 }
@@ -388,8 +388,8 @@ static void test_fixtures(void)
                        "stop", 138, 15, 153));
     run_t *r = check_fixture("gemini_stream_text_long_stream.sse", NULL, "stop", 4, 5947 + 2042, 7993);
     if (r != NULL) {
-        ok(r->completion + r->prompt == r->total && r->total > 2000, "long: the last running usage counts (%lld + %lld = %lld)",
-           r->prompt, r->completion, r->total);
+        ok(r->completion + r->prompt == r->total && r->total > 2000,
+           "long: the running totals add up to the last (%lld + %lld = %lld)", r->prompt, r->completion, r->total);
         ok(strstr(r->text, "<") != NULL && strstr(r->text, "\\u003c") == NULL, "long: \\u003c escapes decoded");
     }
     free(r);

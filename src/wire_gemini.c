@@ -231,8 +231,9 @@ static int call_parts(json_t *tool_calls, json_t *parts, size_t idx, char *err, 
             args = json_object();
         else if (json_is_object(arguments))
             args = json_incref(arguments);
-        else if (!json_is_string(arguments) ||
-                 !json_is_object(args = json_loadb(json_string_value(arguments), json_string_length(arguments), 0, NULL))) {
+        else if (json_is_string(arguments)) /* apart: jansson's json_is_* macros evaluate their argument twice */
+            args = json_loadb(json_string_value(arguments), json_string_length(arguments), 0, NULL);
+        if (!json_is_object(args)) {
             json_decref(args);
             return fail(err, errlen, "messages[%zu].tool_calls[%zu].function.arguments must be a JSON object for gemini", idx, k);
         }

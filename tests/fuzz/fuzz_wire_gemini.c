@@ -2,7 +2,7 @@
  * libFuzzer target for the Gemini wire's event reader (src/wire_gemini.c):
  * the input, cut at newlines, is a stream of event data read with one state,
  * each event with a scratch exactly as large as its data (so a write past it
- * is caught by the sanitizers). Whatever comes, the reader answers with a
+ * is caught by the sanitizers), until one fails the stream. Whatever comes, the reader answers with a
  * result, and a delta whose strings lie in the scratch, the state or static
  * storage and whose calls are counted in order.
  */
@@ -65,7 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (void)sum;
         free(copy);
         free(scratch);
-        if (nl == NULL)
+        if (nl == NULL || rc == SB_WIRE_ERROR) /* an error ends the stream, as in upstream.c */
             break;
         p = nl + 1;
     }

@@ -26,7 +26,7 @@ void sb_models_list(const sb_config_t *config, const sb_routes_t *routes, json_t
         add(data, config->default_model);
     for (size_t i = 0; i < routes->n; ++i) {
         const char *p = routes->v[i].pattern;
-        if (routes->v[i].wire == NULL)
+        if (routes->v[i].to.wire == NULL)
             add(data, "switchboard-sandbox");
         else if (p[0] != '\0' && p[strlen(p) - 1] != '*')
             add(data, p);

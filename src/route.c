@@ -38,6 +38,7 @@ static const struct provider {
     const char *family;
 } providers[] = {
     {"openai", &sb_wire_openai, offsetof(sb_config_t, llm_api_key), offsetof(sb_config_t, llm_base_url), NULL},
+    {"responses", &sb_wire_responses, offsetof(sb_config_t, llm_api_key), offsetof(sb_config_t, llm_base_url), NULL},
     {"anthropic", &sb_wire_anthropic, offsetof(sb_config_t, anthropic_api_key), offsetof(sb_config_t, anthropic_base_url),
      "claude-*"},
     {"gemini", &sb_wire_gemini, offsetof(sb_config_t, gemini_api_key), offsetof(sb_config_t, gemini_base_url), "gemini-*"},

@@ -19,7 +19,7 @@
 #include "wire.h"
 
 /* The wires, by the name the command line gives them. */
-static const sb_wire_t *const wires[] = {&sb_wire_openai, &sb_wire_anthropic, &sb_wire_gemini};
+static const sb_wire_t *const wires[] = {&sb_wire_openai, &sb_wire_anthropic, &sb_wire_gemini, &sb_wire_responses};
 
 typedef struct {
     sb_buf_t data;       /* the events' data, one after the other */

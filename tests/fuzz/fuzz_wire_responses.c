@@ -4,6 +4,7 @@
  * an end or errors, and every string a delta holds lies within the event's
  * scratch buffer, with no more tool fragments than one.
  */
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +14,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 struct ctx {
-    unsigned char state[4096];
+    _Alignas(max_align_t) unsigned char state[4096];
     char *scratch;
 };
 

@@ -7,6 +7,7 @@
  */
 #include <jansson.h>
 #include <sodium.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,7 +211,7 @@ static void test_body(void)
 #define MAX_OUT (1 << 20)
 
 typedef struct {
-    unsigned char state[256];
+    _Alignas(max_align_t) unsigned char state[256];
     char *scratch;
     size_t scratch_cap;
     char text[MAX_OUT];
@@ -407,7 +408,7 @@ static void test_fixtures(void)
        "functioncall: a minted id that carries the signature, in [A-Za-z0-9_-] (%zu bytes)", strlen(r->ids[0]));
 
     /* the next round: the id brings the signature back on the functionCall part */
-    char chat[16384], err[256] = "";
+    char chat[2 * sizeof(r->ids[0]) + 1024], err[256] = ""; /* two ids of up to 8 KB, and the rest */
     snprintf(chat, sizeof(chat),
              "{\"messages\":[{\"role\":\"user\",\"content\":\"weather?\"},{\"role\":\"assistant\",\"content\":null,\"tool_calls\":"
              "[{\"id\":\"%s\",\"type\":\"function\",\"function\":{\"name\":\"getWeather\",\"arguments\":\"%s\"}}]},"

@@ -4,6 +4,7 @@
  * into two, giving the same words, call, usage and finish each time; and the
  * body said for a chat request with a tool round in it.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,7 @@ struct got {
     char finish[32];
     long long prompt, completion, total;
     int ends, errors, calls;
-    unsigned char state[4096];
+    _Alignas(max_align_t) unsigned char state[4096]; /* as a call's calloc would give it */
     char scratch[1 << 16];
 };
 

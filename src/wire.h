@@ -80,6 +80,15 @@ typedef struct sb_endpoint {
     struct curl_slist *headers; /* the wire's headers with the key, and Expect: (no 100-continue wait) */
 } sb_endpoint_t;
 
+/* `path` under `base_url` ("/messages"). New string (free()). */
+char *sb_wire_url(const char *base_url, const char *path);
+/*
+ * Appends the header line `head` + `key` ("x-api-key: " + key) to `list` and
+ * returns it; nothing when the key is NULL, empty, or holds a control
+ * character (logged without the key). The line built on the way is wiped.
+ */
+struct curl_slist *sb_wire_key_header(struct curl_slist *list, const char *head, const char *key);
+
 /* OpenAI-compatible Chat Completions: {base}/chat/completions, Bearer key, chunk.c's scanner. */
 extern const sb_wire_t sb_wire_openai;
 /* Anthropic Messages: {base}/messages, x-api-key and anthropic-version. */

@@ -678,21 +678,12 @@ static sb_wire_result_t event(void *state, const sb_sse_event_t *ev, char *scrat
 
 static char *url(const sb_wire_target_t *target)
 {
-    size_t n = strlen(target->base_url) + sizeof("/messages");
-    char *u = sb_alloc(n);
-    snprintf(u, n, "%s/messages", target->base_url);
-    return u;
+    return sb_wire_url(target->base_url, "/messages");
 }
 
 static struct curl_slist *headers(struct curl_slist *list, const char *key)
 {
-    if (key != NULL) {
-        size_t n = strlen(key) + sizeof("x-api-key: ");
-        char *line = sb_alloc(n);
-        snprintf(line, n, "x-api-key: %s", key);
-        list = curl_slist_append(list, line);
-        free(line);
-    }
+    list = sb_wire_key_header(list, "x-api-key: ", key);
     list = curl_slist_append(list, "anthropic-version: " ANTHROPIC_VERSION);
     list = curl_slist_append(list, "content-type: application/json");
     return curl_slist_append(list, "accept: text/event-stream");

@@ -624,15 +624,7 @@ static char *url(const sb_wire_target_t *target)
 
 static struct curl_slist *headers(struct curl_slist *list, const char *key)
 {
-    int plain = key != NULL && key[0] != '\0';
-    for (const char *k = key; plain && *k != '\0'; ++k)
-        plain = (unsigned char)*k > 0x20 && *k != 0x7f; /* a line break in a key would add headers of its own */
-    if (plain) {
-        char line[1024];
-        int n = snprintf(line, sizeof(line), "x-goog-api-key: %s", key);
-        if (n > 0 && (size_t)n < sizeof(line))
-            list = curl_slist_append(list, line);
-    }
+    list = sb_wire_key_header(list, "x-goog-api-key: ", key);
     return curl_slist_append(list, "content-type: application/json");
 }
 

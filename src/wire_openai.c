@@ -5,7 +5,6 @@
  * scanner, and the stream ends with [DONE] (or just closes).
  */
 #include <jansson.h>
-#include <sodium.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -16,25 +15,14 @@
 
 static char *url(const sb_wire_target_t *t)
 {
-    size_t n = strlen(t->base_url) + sizeof("/chat/completions");
-    char *u = sb_alloc(n);
-    snprintf(u, n, "%s/chat/completions", t->base_url);
-    return u;
+    return sb_wire_url(t->base_url, "/chat/completions");
 }
 
 static struct curl_slist *headers(struct curl_slist *list, const char *key)
 {
     list = curl_slist_append(list, "Content-Type: application/json");
     list = curl_slist_append(list, "Accept: text/event-stream");
-    if (key != NULL) {
-        size_t n = strlen(key) + 32;
-        char *line = sb_alloc(n);
-        snprintf(line, n, "Authorization: Bearer %s", key);
-        list = curl_slist_append(list, line);
-        sodium_memzero(line, n);
-        free(line);
-    }
-    return list;
+    return sb_wire_key_header(list, "Authorization: Bearer ", key);
 }
 
 static char *body(const sb_wire_target_t *t, const sb_chat_request_t *req, char *err, size_t errlen)

@@ -21,25 +21,14 @@
 
 static char *url(const sb_wire_target_t *t)
 {
-    size_t n = strlen(t->base_url) + sizeof("/responses");
-    char *u = sb_alloc(n);
-    snprintf(u, n, "%s/responses", t->base_url);
-    return u;
+    return sb_wire_url(t->base_url, "/responses");
 }
 
 static struct curl_slist *headers(struct curl_slist *list, const char *key)
 {
     list = curl_slist_append(list, "Content-Type: application/json");
     list = curl_slist_append(list, "Accept: text/event-stream");
-    if (key != NULL) {
-        size_t n = strlen(key) + 32;
-        char *line = sb_alloc(n);
-        snprintf(line, n, "Authorization: Bearer %s", key);
-        list = curl_slist_append(list, line);
-        sodium_memzero(line, n);
-        free(line);
-    }
-    return list;
+    return sb_wire_key_header(list, "Authorization: Bearer ", key);
 }
 
 static int is(json_t *v, const char *s)

@@ -104,7 +104,7 @@ int sb_routes_init(sb_routes_t *r, const sb_config_t *c, char *err, size_t errle
             --n;
         if (n == 0)
             break;
-        const char *eq = memchr(p, '=', n);
+        const char *eq = memrchr(p, '=', n); /* the last one: a model name may hold '=' itself, a provider's never does */
         size_t plen = eq != NULL ? (size_t)(eq - p) : 0;
         const struct provider *pv = eq != NULL ? provider_named(eq + 1, n - plen - 1) : NULL;
         const char *star = plen > 0 ? memchr(p, '*', plen) : NULL;

@@ -92,3 +92,23 @@ test('bad LLM_ROUTES or LLM_FALLBACK stop start-up naming the setting', async ()
     assert.match(r.stderr, message);
   }
 });
+
+test('a fallback to another provider: Anthropic overloaded, the OpenAI-compatible model answers', async () => {
+  const s = await startSwitchboard({
+    LLM_BASE_URL: `${up.base}/v1`, OPENAI_API_KEY: PROVIDER_KEY, ANTHROPIC_API_KEY: 'sk-ant-test-key-do-not-leak',
+    ANTHROPIC_BASE_URL: `${up.base}/v1`, LLM_RETRY_BACKOFF_MS: '1', LLM_FALLBACK: fallback,
+    LLM_ROUTES: `${scenario({ status: '529' })}=anthropic`, // a model name may hold '=': the last one splits
+  });
+  try {
+    await up.reset();
+    // routed to Anthropic's API on the fake provider, which answers 529 (overloaded) to it and its one retry
+    const r = await post(s.base, { model: scenario({ status: '529' }), stream: true, messages: ask('hello') });
+    assert.equal(r.status, 200);
+    const out = assemble(r.text);
+    assert.equal(out.content, 'The fallback answered.');
+    const paths = (await up.requests()).map((q) => q.path);
+    assert.deepEqual(paths.map((p) => p.replace(/^.*\//, '')), ['messages', 'messages', 'completions'], 'Anthropic twice, then Chat Completions');
+  } finally {
+    await s.stop();
+  }
+});

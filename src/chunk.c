@@ -23,6 +23,7 @@
 
 /* Switchboard's own fields sit 7 levels deep at most: root, choices, choice, delta, tool_calls, call, function. */
 _Static_assert(SB_JSCAN_MAX_DEPTH > 7, "the chunk's own shape must fit the depth limit");
+_Static_assert(SB_CHUNK_MAX_DEPTH == SB_JSCAN_MAX_DEPTH, "what chunk.h promises is what the scanner does");
 
 static int read_function(sb_jscan_t *s, sb_tool_delta_t *t)
 {

@@ -8,15 +8,12 @@
 
 #include <stddef.h>
 
+#include "sb/str.h"
+
 #define SB_CHUNK_MAX_TOOLS 128 /* tool-call fragments per chunk: a provider may send a whole round of calls in one */
-#define SB_CHUNK_MAX_DEPTH 64  /* nested arrays and objects per chunk; real chunks use 7 */
+#define SB_CHUNK_MAX_DEPTH 64  /* nested arrays and objects per chunk (the scanner's limit, jscan.h); real chunks use 7 */
 /* Bytes of one tool call's id the turn keeps: Gemini's thought signature (~1 KB) travels inside the id its wire mints */
 #define SB_CHUNK_MAX_CALL_ID 8192
-
-typedef struct sb_str {
-    const char *base; /* NULL when absent; not NUL-terminated */
-    size_t len;
-} sb_str_t;
 
 typedef struct sb_tool_delta {
     long index;

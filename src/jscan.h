@@ -17,10 +17,10 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "chunk.h"
 #include "jsonlex.h"
+#include "sb/str.h"
 
-#define SB_JSCAN_MAX_DEPTH SB_CHUNK_MAX_DEPTH /* nested arrays and objects: hostile input cannot exhaust the stack */
+#define SB_JSCAN_MAX_DEPTH 64 /* nested arrays and objects: hostile input cannot exhaust the stack (real events use < 10) */
 
 enum {
     SB_JSCAN_SYNTAX = -1, /* not strict JSON, or past a limit: give up */

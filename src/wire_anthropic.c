@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 
+#include "jscan.h"
 #include "sb/alloc.h"
 #include "sb/buf.h"
 #include "sb/json.h"
@@ -411,29 +412,283 @@ done:
 /* --- the stream ------------------------------------------------------------------------------- */
 
 /*
- * The event's scratch space (wire.h: at least as large as its data), where the
- * strings `out` points to are kept until the next event: jansson's own copies
- * go with the tree. Decoded strings are never longer than their JSON, so the
- * strings of one event always fit; `left` makes sure of it.
+ * Each event is read in one pass over its bytes with jscan.h: no tree, and
+ * strings stay in the data unless they hold escapes (decoded into scratch).
+ * The event's `type` decides which members matter and how, but JSON does not
+ * promise that it comes first, so the pass reads every member any type uses
+ * into the small neutral form below, and the type's handler judges them
+ * after. The rules are those of the jansson reading this replaced (the
+ * oracle in tests/fuzz/wire_anthropic_ref.c): of duplicate keys the last
+ * counts, a field of the wrong type matters only to a type that reads it.
  */
-struct scratch {
-    char *at;
-    size_t left;
+
+/* What a member held. ABSENT is 0, so that a cleared form says "not there". */
+enum { ABSENT = 0, IS_NULL, GOOD, OTHER };
+
+struct str_field {
+    int kind; /* GOOD: a string, in v */
+    sb_str_t v;
 };
 
-static sb_str_t keep(struct scratch *sc, json_t *s)
+struct int_field {
+    int kind; /* GOOD: an integer, in v */
+    long long v;
+};
+
+/* usage (message_start's message, message_delta's root). kind GOOD: an object. */
+struct usage {
+    int kind;
+    struct int_field count[4]; /* input, cache_creation_input, cache_read_input and output tokens, in that order */
+};
+
+struct delta { /* content_block_delta's, and message_delta's */
+    int kind;
+    struct str_field type, text, partial_json, stop_reason;
+};
+
+enum { INPUT_EMPTY = OTHER + 1, INPUT_FULL }; /* a block's input: {} or an object with members */
+
+struct block { /* content_block_start's content_block */
+    int kind;
+    struct str_field type, text, id, name;
+    int input;               /* ABSENT, INPUT_EMPTY, INPUT_FULL, or anything else */
+    const unsigned char *at; /* the block's JSON, read again by jansson only for an input given whole */
+    size_t len;
+};
+
+struct message { /* message_start's */
+    int kind;
+    struct str_field model;
+    struct usage usage;
+};
+
+struct error { /* an error event's */
+    int kind;
+    struct str_field type, message;
+};
+
+/* The root's members that some type reads; each sub-form is valid only when its kind is GOOD. */
+struct event {
+    struct str_field type;
+    struct int_field index;
+    struct delta delta;
+    struct block block;
+    struct message message;
+    struct usage usage;
+    struct error error;
+};
+
+/* Stand-ins for an object that is absent or not an object: its fields are then absent too, as jansson's lookups say. */
+static const struct delta no_delta;
+static const struct block no_block;
+static const struct message no_message;
+static const struct error no_error;
+
+/*
+ * A string member. Its decoded form (when it holds escapes) is kept in
+ * scratch whether or not it will be used: which are used is known only at
+ * the end. Each kept string is shorter than the JSON it came from, so all of
+ * one event's fit the room wire.h promises.
+ */
+static int read_str(sb_jscan_t *s, struct str_field *f, unsigned depth)
 {
-    size_t len = json_string_length(s);
-    len = len < sc->left ? len : sc->left;
-    memcpy(sc->at, json_string_value(s), len);
-    sb_str_t r = {sc->at, len};
-    sc->at += len, sc->left -= len;
-    return r;
+    switch (sb_jscan_peek(s)) {
+    case '"':
+        f->kind = GOOD;
+        return sb_jscan_string(s, &f->v, 1);
+    case 'n':
+        f->kind = IS_NULL;
+        return sb_jscan_literal(s, "null", 4);
+    default:
+        f->kind = OTHER;
+        return sb_jscan_skip(s, depth);
+    }
+}
+
+/* An integer member; a real (1.0, 1e3) is another type, as for json_is_integer. */
+static int read_int(sb_jscan_t *s, struct int_field *f, unsigned depth)
+{
+    int c = sb_jscan_peek(s), integer;
+    if (c == '-' || SB_JSCAN_DIGIT(c)) {
+        if (sb_jscan_number(s, &integer, &f->v) != SB_JSCAN_OK)
+            return SB_JSCAN_SYNTAX;
+        f->kind = integer ? GOOD : OTHER;
+        return SB_JSCAN_OK;
+    }
+    if (c == 'n') {
+        f->kind = IS_NULL;
+        return sb_jscan_literal(s, "null", 4);
+    }
+    f->kind = OTHER;
+    return sb_jscan_skip(s, depth);
+}
+
+/* An object member: SB_JSCAN_ENTERED inside it (kind GOOD), or the result of passing over anything else. */
+static int enter(sb_jscan_t *s, int *kind, unsigned depth)
+{
+    switch (sb_jscan_peek(s)) {
+    case '{':
+        *kind = GOOD;
+        ++s->p;
+        return SB_JSCAN_ENTERED;
+    case 'n':
+        *kind = IS_NULL;
+        return sb_jscan_literal(s, "null", 4);
+    default:
+        *kind = OTHER;
+        return sb_jscan_skip(s, depth);
+    }
+}
+
+/* Each reader below clears its form first: a later duplicate key replaces the whole object, as in jansson. */
+static int read_usage(sb_jscan_t *s, struct usage *u, unsigned depth)
+{
+    int first = 1, rc;
+    sb_str_t key;
+    *u = (struct usage){0};
+    if ((rc = enter(s, &u->kind, depth)) != SB_JSCAN_ENTERED)
+        return rc;
+    while ((rc = sb_jscan_member(s, &first, &key)) > 0) {
+        int i = SB_JSCAN_KEY(key, "input_tokens")                  ? 0
+                : SB_JSCAN_KEY(key, "cache_creation_input_tokens") ? 1
+                : SB_JSCAN_KEY(key, "cache_read_input_tokens")     ? 2
+                : SB_JSCAN_KEY(key, "output_tokens")               ? 3
+                                                                   : -1;
+        if ((i >= 0 ? read_int(s, &u->count[i], depth + 1) : sb_jscan_skip(s, depth + 1)) != SB_JSCAN_OK)
+            return SB_JSCAN_SYNTAX;
+    }
+    return rc;
+}
+
+static int read_delta(sb_jscan_t *s, struct delta *d, unsigned depth)
+{
+    int first = 1, rc;
+    sb_str_t key;
+    *d = (struct delta){0};
+    if ((rc = enter(s, &d->kind, depth)) != SB_JSCAN_ENTERED)
+        return rc;
+    while ((rc = sb_jscan_member(s, &first, &key)) > 0) {
+        struct str_field *f = SB_JSCAN_KEY(key, "type")           ? &d->type
+                              : SB_JSCAN_KEY(key, "text")         ? &d->text
+                              : SB_JSCAN_KEY(key, "partial_json") ? &d->partial_json
+                              : SB_JSCAN_KEY(key, "stop_reason")  ? &d->stop_reason
+                                                                  : NULL;
+        if ((f != NULL ? read_str(s, f, depth + 1) : sb_jscan_skip(s, depth + 1)) != SB_JSCAN_OK)
+            return SB_JSCAN_SYNTAX;
+    }
+    return rc;
+}
+
+static int read_block(sb_jscan_t *s, struct block *b, unsigned depth)
+{
+    int first = 1, rc;
+    sb_str_t key;
+    *b = (struct block){0};
+    if ((rc = enter(s, &b->kind, depth)) != SB_JSCAN_ENTERED)
+        return rc;
+    b->at = s->p - 1;
+    while ((rc = sb_jscan_member(s, &first, &key)) > 0) {
+        struct str_field *f = SB_JSCAN_KEY(key, "type")   ? &b->type
+                              : SB_JSCAN_KEY(key, "text") ? &b->text
+                              : SB_JSCAN_KEY(key, "id")   ? &b->id
+                              : SB_JSCAN_KEY(key, "name") ? &b->name
+                                                          : NULL;
+        if (f != NULL) {
+            if (read_str(s, f, depth + 1) != SB_JSCAN_OK)
+                return SB_JSCAN_SYNTAX;
+            continue;
+        }
+        if (SB_JSCAN_KEY(key, "input") && sb_jscan_peek(s) == '{') {
+            const unsigned char *open = s->p++;
+            b->input = sb_jscan_peek(s) == '}' ? INPUT_EMPTY : INPUT_FULL;
+            s->p = open;
+        } else if (SB_JSCAN_KEY(key, "input")) {
+            b->input = OTHER;
+        }
+        if (sb_jscan_skip(s, depth + 1) != SB_JSCAN_OK)
+            return SB_JSCAN_SYNTAX;
+    }
+    b->len = (size_t)(s->p - b->at);
+    return rc;
+}
+
+static int read_message(sb_jscan_t *s, struct message *m, unsigned depth)
+{
+    int first = 1, rc;
+    sb_str_t key;
+    *m = (struct message){0};
+    if ((rc = enter(s, &m->kind, depth)) != SB_JSCAN_ENTERED)
+        return rc;
+    while ((rc = sb_jscan_member(s, &first, &key)) > 0) {
+        if (SB_JSCAN_KEY(key, "model"))
+            rc = read_str(s, &m->model, depth + 1);
+        else if (SB_JSCAN_KEY(key, "usage"))
+            rc = read_usage(s, &m->usage, depth + 1);
+        else
+            rc = sb_jscan_skip(s, depth + 1);
+        if (rc != SB_JSCAN_OK)
+            return SB_JSCAN_SYNTAX;
+    }
+    return rc;
+}
+
+static int read_error(sb_jscan_t *s, struct error *e, unsigned depth)
+{
+    int first = 1, rc;
+    sb_str_t key;
+    *e = (struct error){0};
+    if ((rc = enter(s, &e->kind, depth)) != SB_JSCAN_ENTERED)
+        return rc;
+    while ((rc = sb_jscan_member(s, &first, &key)) > 0) {
+        struct str_field *f = SB_JSCAN_KEY(key, "type") ? &e->type : SB_JSCAN_KEY(key, "message") ? &e->message : NULL;
+        if ((f != NULL ? read_str(s, f, depth + 1) : sb_jscan_skip(s, depth + 1)) != SB_JSCAN_OK)
+            return SB_JSCAN_SYNTAX;
+    }
+    return rc;
+}
+
+/* The pass: SB_JSCAN_OK when the data is exactly one JSON object, else SB_JSCAN_SYNTAX. */
+static int read_event(sb_jscan_t *s, struct event *e)
+{
+    int first = 1, rc;
+    sb_str_t key;
+    if (sb_jscan_peek(s) != '{')
+        return SB_JSCAN_SYNTAX;
+    ++s->p;
+    while ((rc = sb_jscan_member(s, &first, &key)) > 0) {
+        if (SB_JSCAN_KEY(key, "type"))
+            rc = read_str(s, &e->type, 1);
+        else if (SB_JSCAN_KEY(key, "index"))
+            rc = read_int(s, &e->index, 1);
+        else if (SB_JSCAN_KEY(key, "delta"))
+            rc = read_delta(s, &e->delta, 1);
+        else if (SB_JSCAN_KEY(key, "content_block"))
+            rc = read_block(s, &e->block, 1);
+        else if (SB_JSCAN_KEY(key, "message"))
+            rc = read_message(s, &e->message, 1);
+        else if (SB_JSCAN_KEY(key, "usage"))
+            rc = read_usage(s, &e->usage, 1);
+        else if (SB_JSCAN_KEY(key, "error"))
+            rc = read_error(s, &e->error, 1);
+        else
+            rc = sb_jscan_skip(s, 1);
+        if (rc != SB_JSCAN_OK)
+            return SB_JSCAN_SYNTAX;
+    }
+    if (rc < 0 || sb_jscan_peek(s) != -1) /* exactly one value */
+        return SB_JSCAN_SYNTAX;
+    return SB_JSCAN_OK;
 }
 
 static sb_str_t lit(const char *s)
 {
     return (sb_str_t){s, strlen(s)};
+}
+
+static int is(sb_str_t s, const char *want)
+{
+    size_t n = strlen(want);
+    return s.len == n && memcmp(s.base, want, n) == 0;
 }
 
 /* upstream.c says "the model provider sent a chunk <problem>" */
@@ -444,42 +699,39 @@ static sb_wire_result_t malformed(sb_delta_t *out, sb_error_t *error, const char
     return SB_WIRE_ERROR;
 }
 
-/* A count that must be absent or a non-negative integer; -1 when it is present and something else. */
-static int count(json_t *usage, const char *key, long long *to)
-{
-    json_t *v = json_object_get(usage, key);
-    if (v == NULL || json_is_null(v))
-        return 0;
-    if (!json_is_integer(v) || json_integer_value(v) < 0)
-        return -1;
-    *to = json_integer_value(v);
-    return 0;
-}
-
 /*
  * Usage: Anthropic's input_tokens leaves out the cached tokens that OpenAI's
  * prompt_tokens counts, so the three are added. The counts are cumulative
  * and may come more than once, while the turn sums what it is told over its
- * rounds: each time, only what was not yet told is.
+ * rounds: each time, only what was not yet told is. Each count must be
+ * absent, null or a non-negative integer; -1 at the first that is not (those
+ * before it are taken, as they always were).
  */
-static int read_usage(struct state *st, json_t *usage)
+static int take_usage(struct state *st, const struct usage *u)
 {
-    if (usage == NULL || json_is_null(usage))
+    long long *to[4] = {&st->input, &st->cache_write, &st->cache_read, &st->output};
+    if (u->kind == ABSENT || u->kind == IS_NULL)
         return 0;
-    if (!json_is_object(usage) || count(usage, "input_tokens", &st->input) != 0 ||
-        count(usage, "cache_creation_input_tokens", &st->cache_write) != 0 ||
-        count(usage, "cache_read_input_tokens", &st->cache_read) != 0 || count(usage, "output_tokens", &st->output) != 0)
+    if (u->kind != GOOD)
         return -1;
+    for (int i = 0; i < 4; ++i) {
+        const struct int_field *c = &u->count[i];
+        if (c->kind == ABSENT || c->kind == IS_NULL)
+            continue;
+        if (c->kind != GOOD || c->v < 0)
+            return -1;
+        *to[i] = c->v;
+    }
     return 0;
 }
 
-/* Counts are non-negative (count() checks), so only the top can overflow: it stops there. */
+/* Counts are non-negative (take_usage() checks), so only the top can overflow: it stops there. */
 static long long sum(long long a, long long b)
 {
     return a > LLONG_MAX - b ? LLONG_MAX : a + b;
 }
 
-static const char *finish_reason(const char *stop)
+static const char *finish_reason(sb_str_t stop)
 {
     static const struct {
         const char *anthropic, *openai;
@@ -493,12 +745,12 @@ static const char *finish_reason(const char *stop)
         {"refusal", "content_filter"},
     };
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); ++i)
-        if (strcmp(stop, map[i].anthropic) == 0)
+        if (is(stop, map[i].anthropic))
             return map[i].openai;
     return "stop";
 }
 
-static sb_error_t error_kind(const char *type)
+static sb_error_t error_kind(const struct str_field *type)
 {
     static const struct {
         const char *type;
@@ -509,117 +761,133 @@ static sb_error_t error_kind(const char *type)
         {"not_found_error", SB_E_UPSTREAM_REJECTED},      {"request_too_large", SB_E_UPSTREAM_REJECTED},
         {"billing_error", SB_E_UPSTREAM_REJECTED},        {"timeout_error", SB_E_UPSTREAM_TIMEOUT},
     };
-    for (size_t i = 0; type != NULL && i < sizeof(map) / sizeof(map[0]); ++i)
-        if (strcmp(type, map[i].type) == 0)
+    for (size_t i = 0; type->kind == GOOD && i < sizeof(map) / sizeof(map[0]); ++i)
+        if (is(type->v, map[i].type))
             return map[i].kind;
     return SB_E_UPSTREAM_ERROR; /* overloaded_error, api_error and whatever comes next */
 }
 
-static sb_wire_result_t on_message_start(struct state *st, json_t *root, struct scratch *sc, sb_delta_t *out, sb_error_t *error)
+static sb_wire_result_t on_message_start(struct state *st, const struct event *e, sb_delta_t *out, sb_error_t *error)
 {
-    json_t *message = json_object_get(root, "message");
-    json_t *model = json_object_get(message, "model");
-    if (!json_is_object(message) || (model != NULL && !json_is_string(model)) || read_usage(st, json_object_get(message, "usage")))
+    const struct message *m = e->message.kind == GOOD ? &e->message : &no_message;
+    if (m->kind != GOOD || (m->model.kind != ABSENT && m->model.kind != GOOD) || take_usage(st, &m->usage) != 0)
         return malformed(out, error, "(message_start) with a field of the wrong type");
-    if (model == NULL)
+    if (m->model.kind == ABSENT)
         return SB_WIRE_SKIP;
-    out->model = keep(sc, model);
+    out->model = m->model.v;
     return SB_WIRE_DELTA;
 }
 
-static sb_wire_result_t on_block_start(struct state *st, json_t *root, struct scratch *sc, sb_delta_t *out, sb_error_t *error)
+/*
+ * A tool_use block that arrives with its whole input (a gateway may send it
+ * so; Anthropic streams it as input_json_delta after an empty {}): the input
+ * is given as compact JSON, as jansson writes it. Rare, and not per token, so
+ * jansson reads the block again (`block`, taken) rather than this file
+ * learning to write numbers and duplicate keys as jansson does. Lays out id,
+ * name and the input in scratch as the jansson reading did, in the same room.
+ */
+static sb_wire_result_t whole_input(json_t *block, size_t room, char *scratch, sb_tool_delta_t *t, sb_delta_t *out,
+                                    sb_error_t *error)
+{
+    json_t *id = json_object_get(block, "id"), *name = json_object_get(block, "name"), *input = json_object_get(block, "input");
+    size_t nid = json_string_length(id), nname = json_string_length(name);
+    sb_wire_result_t rc = SB_WIRE_DELTA;
+    memcpy(scratch, json_string_value(id), nid);
+    memcpy(scratch + nid, json_string_value(name), nname);
+    t->id = (sb_str_t){scratch, nid};
+    t->name = (sb_str_t){scratch + nid, nname};
+    room -= nid + nname;
+    size_t len = json_dumpb(input, scratch + nid + nname, room, JSON_COMPACT);
+    if (len == 0 || len > room)
+        rc = malformed(out, error, "(content_block_start) whose tool input does not fit it");
+    else
+        t->arguments = (sb_str_t){scratch + nid + nname, len};
+    json_decref(block);
+    return rc;
+}
+
+static sb_wire_result_t on_block_start(struct state *st, const struct event *e, size_t room, char *scratch, sb_delta_t *out,
+                                       sb_error_t *error)
 {
     static const char wrong[] = "(content_block_start) with a field of the wrong type";
-    json_t *index = json_object_get(root, "index");
-    json_t *block = json_object_get(root, "content_block");
-    const char *type = json_string_value(json_object_get(block, "type"));
-    if (!json_is_integer(index) || type == NULL)
+    const struct block *b = e->block.kind == GOOD ? &e->block : &no_block;
+    if (e->index.kind != GOOD || b->type.kind != GOOD)
         return malformed(out, error, wrong);
-    if (strcmp(type, "text") == 0) {
-        json_t *text = json_object_get(block, "text");
-        if (text != NULL && !json_is_string(text))
+    if (is(b->type.v, "text")) {
+        if (b->text.kind != ABSENT && b->text.kind != GOOD)
             return malformed(out, error, wrong);
-        if (json_string_length(text) == 0)
+        if (b->text.kind == ABSENT || b->text.v.len == 0)
             return SB_WIRE_SKIP;
-        out->content = keep(sc, text);
+        out->content = b->text.v;
         return SB_WIRE_DELTA;
     }
-    if (strcmp(type, "tool_use") != 0) /* thinking, server tools and their results: nothing the caller hears */
+    if (!is(b->type.v, "tool_use")) /* thinking, server tools and their results: nothing the caller hears */
         return SB_WIRE_SKIP;
-    json_t *id = json_object_get(block, "id"), *name = json_object_get(block, "name"), *input = json_object_get(block, "input");
-    if (!json_is_string(id) || !json_is_string(name) || (input != NULL && !json_is_object(input)))
+    if (b->id.kind != GOOD || b->name.kind != GOOD || (b->input != ABSENT && b->input != INPUT_EMPTY && b->input != INPUT_FULL))
         return malformed(out, error, wrong);
+    json_t *whole = NULL;
+    /* jansson refuses a number past a double, which the scan lets by: the event was refused whole then */
+    if (b->input == INPUT_FULL && (whole = json_loadb((const char *)b->at, b->len, 0, NULL)) == NULL)
+        return malformed(out, error, "that is not a json object");
     if (st->ntools < SB_CHUNK_MAX_TOOLS) /* past that the turn refuses the call it is given below */
-        st->tool_block[st->ntools] = (long)json_integer_value(index);
+        st->tool_block[st->ntools] = (long)e->index.v;
     sb_tool_delta_t *t = &out->tools[0];
     out->ntools = 1;
     t->index = st->ntools++;
-    t->id = keep(sc, id);
-    t->name = keep(sc, name);
+    t->id = b->id.v;
+    t->name = b->name.v;
     t->type = lit("function");
     t->arguments = lit("");
-    if (json_object_size(input) > 0) {
-        /* Anthropic streams the input as input_json_delta after an empty {}; a gateway may send it whole here */
-        size_t len = json_dumpb(input, sc->at, sc->left, JSON_COMPACT);
-        if (len == 0 || len > sc->left)
-            return malformed(out, error, "(content_block_start) whose tool input does not fit it");
-        t->arguments = (sb_str_t){sc->at, len};
-        sc->at += len, sc->left -= len;
-    }
-    return SB_WIRE_DELTA;
+    return whole != NULL ? whole_input(whole, room, scratch, t, out, error) : SB_WIRE_DELTA;
 }
 
-static sb_wire_result_t on_block_delta(struct state *st, json_t *root, struct scratch *sc, sb_delta_t *out, sb_error_t *error)
+static sb_wire_result_t on_block_delta(struct state *st, const struct event *e, sb_delta_t *out, sb_error_t *error)
 {
     static const char wrong[] = "(content_block_delta) with a field of the wrong type";
-    json_t *index = json_object_get(root, "index");
-    json_t *delta = json_object_get(root, "delta");
-    const char *type = json_string_value(json_object_get(delta, "type"));
-    if (!json_is_integer(index) || type == NULL)
+    const struct delta *d = e->delta.kind == GOOD ? &e->delta : &no_delta;
+    if (e->index.kind != GOOD || d->type.kind != GOOD)
         return malformed(out, error, wrong);
-    if (strcmp(type, "text_delta") == 0) {
-        json_t *text = json_object_get(delta, "text");
-        if (!json_is_string(text))
+    if (is(d->type.v, "text_delta")) {
+        if (d->text.kind != GOOD)
             return malformed(out, error, wrong);
-        if (json_string_length(text) == 0)
+        if (d->text.v.len == 0)
             return SB_WIRE_SKIP;
-        out->content = keep(sc, text);
+        out->content = d->text.v;
         return SB_WIRE_DELTA;
     }
-    if (strcmp(type, "input_json_delta") != 0) /* thinking, signatures, citations */
+    if (!is(d->type.v, "input_json_delta")) /* thinking, signatures, citations */
         return SB_WIRE_SKIP;
-    json_t *partial = json_object_get(delta, "partial_json");
-    if (!json_is_string(partial))
+    if (d->partial_json.kind != GOOD)
         return malformed(out, error, wrong);
-    long block = (long)json_integer_value(index);
+    long block = (long)e->index.v;
     long n = st->ntools < SB_CHUNK_MAX_TOOLS ? st->ntools : SB_CHUNK_MAX_TOOLS;
     long tool = n - 1;
     while (tool >= 0 && st->tool_block[tool] != block)
         --tool;
-    if (tool < 0 || json_string_length(partial) == 0) /* a server tool's input, or nothing yet */
+    if (tool < 0 || d->partial_json.v.len == 0) /* a server tool's input, or nothing yet */
         return SB_WIRE_SKIP;
     out->ntools = 1;
-    out->tools[0] = (sb_tool_delta_t){.index = tool, .arguments = keep(sc, partial)};
+    out->tools[0] = (sb_tool_delta_t){.index = tool, .arguments = d->partial_json.v};
     return SB_WIRE_DELTA;
 }
 
-static sb_wire_result_t on_message_delta(struct state *st, json_t *root, sb_delta_t *out, sb_error_t *error)
+static sb_wire_result_t on_message_delta(struct state *st, const struct event *e, sb_delta_t *out, sb_error_t *error)
 {
-    json_t *delta = json_object_get(root, "delta");
-    json_t *stop = json_object_get(delta, "stop_reason");
-    if ((delta != NULL && !json_is_object(delta)) || (stop != NULL && !json_is_null(stop) && !json_is_string(stop)) ||
-        read_usage(st, json_object_get(root, "usage")) != 0)
+    const struct delta *d = e->delta.kind == GOOD ? &e->delta : &no_delta;
+    int stop = d->stop_reason.kind;
+    if ((e->delta.kind != ABSENT && e->delta.kind != GOOD) || (stop != ABSENT && stop != IS_NULL && stop != GOOD) ||
+        take_usage(st, &e->usage) != 0)
         return malformed(out, error, "(message_delta) with a field of the wrong type");
     sb_wire_result_t rc = SB_WIRE_SKIP;
-    if (json_is_string(stop)) {
-        out->finish_reason = lit(finish_reason(json_string_value(stop)));
+    if (stop == GOOD) {
+        out->finish_reason = lit(finish_reason(d->stop_reason.v));
         rc = SB_WIRE_DELTA;
     }
     /* a count that shrinks (it should not) tells nothing rather than taking back what was told */
     long long prompt = sum(sum(st->input, st->cache_write), st->cache_read);
     long long more_prompt = prompt > st->told_prompt ? prompt - st->told_prompt : 0;
     long long more_output = st->output > st->told_completion ? st->output - st->told_completion : 0;
-    if (json_object_get(root, "usage") != NULL && (more_prompt > 0 || more_output > 0)) {
+    if (e->usage.kind != ABSENT && (more_prompt > 0 || more_output > 0)) {
         out->has_usage = 1;
         out->prompt_tokens = more_prompt;
         out->completion_tokens = more_output;
@@ -631,47 +899,43 @@ static sb_wire_result_t on_message_delta(struct state *st, json_t *root, sb_delt
     return rc;
 }
 
-static sb_wire_result_t on_error(json_t *root, struct scratch *sc, sb_delta_t *out, sb_error_t *error)
+static sb_wire_result_t on_error(const struct event *e, sb_delta_t *out, sb_error_t *error)
 {
-    json_t *e = json_object_get(root, "error");
-    json_t *message = json_object_get(e, "message");
-    *error = error_kind(json_string_value(json_object_get(e, "type")));
-    if (json_is_string(message))
-        out->error_message = keep(sc, message);
+    const struct error *x = e->error.kind == GOOD ? &e->error : &no_error;
+    *error = error_kind(&x->type);
+    if (x->message.kind == GOOD)
+        out->error_message = x->message.v;
     return SB_WIRE_ERROR;
 }
 
 static sb_wire_result_t event(void *state, const sb_sse_event_t *ev, char *scratch, sb_delta_t *out, sb_error_t *error)
 {
     struct state *st = state;
-    struct scratch sc = {scratch, ev->data_len};
+    sb_jscan_t s = {(const unsigned char *)ev->data, (const unsigned char *)ev->data + ev->data_len, scratch, NULL};
+    struct event e;
+    /* only the kinds: each sub-form is cleared when its member is read, and read only when its kind says GOOD */
+    e.type.kind = e.index.kind = e.delta.kind = e.block.kind = e.message.kind = e.usage.kind = e.error.kind = ABSENT;
     memset(out, 0, offsetof(sb_delta_t, tools));
-    json_t *root = json_loadb(ev->data, ev->data_len, 0, NULL);
-    if (!json_is_object(root)) {
-        json_decref(root);
+    if (read_event(&s, &e) != SB_JSCAN_OK)
         return malformed(out, error, "that is not a json object");
-    }
     /* the data's type names the event (the SDKs read it); the SSE event name stands in when it has none */
-    json_t *t = json_object_get(root, "type");
-    const char *type = json_is_string(t) ? json_string_value(t) : ev->event;
-    sb_wire_result_t rc = SB_WIRE_SKIP;
-    if (t != NULL && !json_is_string(t))
-        rc = malformed(out, error, "whose type is not a string");
-    else if (strcmp(type, "content_block_delta") == 0)
-        rc = on_block_delta(st, root, &sc, out, error);
-    else if (strcmp(type, "content_block_start") == 0)
-        rc = on_block_start(st, root, &sc, out, error);
-    else if (strcmp(type, "message_start") == 0)
-        rc = on_message_start(st, root, &sc, out, error);
-    else if (strcmp(type, "message_delta") == 0)
-        rc = on_message_delta(st, root, out, error);
-    else if (strcmp(type, "message_stop") == 0)
-        rc = SB_WIRE_END;
-    else if (strcmp(type, "error") == 0)
-        rc = on_error(root, &sc, out, error);
+    if (e.type.kind != ABSENT && e.type.kind != GOOD)
+        return malformed(out, error, "whose type is not a string");
+    sb_str_t type = e.type.kind == GOOD ? e.type.v : lit(ev->event);
+    if (is(type, "content_block_delta"))
+        return on_block_delta(st, &e, out, error);
+    if (is(type, "content_block_start"))
+        return on_block_start(st, &e, ev->data_len, scratch, out, error);
+    if (is(type, "message_start"))
+        return on_message_start(st, &e, out, error);
+    if (is(type, "message_delta"))
+        return on_message_delta(st, &e, out, error);
+    if (is(type, "message_stop"))
+        return SB_WIRE_END;
+    if (is(type, "error"))
+        return on_error(&e, out, error);
     /* ping, content_block_stop and event types yet to come say nothing to the turn */
-    json_decref(root);
-    return rc;
+    return SB_WIRE_SKIP;
 }
 
 /* --- the rest of the wire --------------------------------------------------------------------- */

@@ -400,6 +400,138 @@ static void test_events(void)
        "data without a type is read by its event name");
 }
 
+/*
+ * What a one-pass reader could get wrong where a tree could not: members in
+ * any order (the type last), duplicate keys (the last counts, and replaces a
+ * whole object), escapes decoded into scratch, unknown members that look like
+ * known ones, and data cut short.
+ */
+static void test_reading(void)
+{
+    static long long state[512];
+    sb_delta_t d;
+    sb_error_t kind;
+    memset(state, 0, sizeof(state));
+
+    ok(one(state, "x", "{\"index\":0,\"delta\":{\"text\":\"hi\",\"type\":\"text_delta\"},\"type\":\"content_block_delta\"}", &d,
+           &kind) == SB_WIRE_DELTA &&
+           str_is(d.content, "hi"),
+       "the type last, in the root and in the delta");
+    ok(one(state, "x",
+           "{\"message\":{\"usage\":{\"output_tokens\":1,\"input_tokens\":7},\"model\":\"m2\",\"id\":\"x\"},\"type\":\"message_"
+           "start\"}",
+           &d, &kind) == SB_WIRE_DELTA &&
+           str_is(d.model, "m2"),
+       "message_start with its type after the message");
+    ok(one(state, "x", "{\"usage\":{\"output_tokens\":3},\"delta\":{\"stop_reason\":\"end_turn\"},\"type\":\"message_delta\"}", &d,
+           &kind) == SB_WIRE_DELTA &&
+           str_is(d.finish_reason, "stop") && d.has_usage && d.prompt_tokens == 7 && d.completion_tokens == 3,
+       "message_delta with its type after the usage the message_start before it counted");
+    ok(one(state, "x",
+           "{\"content_block\":{\"input\":{},\"name\":\"f\",\"id\":\"t9\",\"type\":\"tool_use\"},\"index\":3,\"type\":"
+           "\"content_block_start\"}",
+           &d, &kind) == SB_WIRE_DELTA &&
+           d.ntools == 1 && d.tools[0].index == 0 && str_is(d.tools[0].id, "t9") && str_is(d.tools[0].name, "f") &&
+           str_is(d.tools[0].arguments, ""),
+       "content_block_start with the block's type and the event's last");
+    ok(one(state, "x",
+           "{\"delta\":{\"partial_json\":\"{}\",\"type\":\"input_json_delta\"},\"type\":\"content_block_delta\",\"index\":3}", &d,
+           &kind) == SB_WIRE_DELTA &&
+           d.ntools == 1 && d.tools[0].index == 0 && str_is(d.tools[0].arguments, "{}"),
+       "... and its input, the index last");
+
+    ok(one(state, "x",
+           "{\"type\":\"message_stop\",\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\","
+           "\"text\":\"a\",\"text\":\"b\"}}",
+           &d, &kind) == SB_WIRE_DELTA &&
+           str_is(d.content, "b"),
+       "duplicate keys: the last type and the last text count");
+    ok(one(state, "x",
+           "{\"type\":\"content_block_delta\",\"index\":\"0\",\"index\":0,\"delta\":5,\"delta\":{\"type\":\"text_delta\",\"text\":"
+           "\"ok\"}}",
+           &d, &kind) == SB_WIRE_DELTA &&
+           str_is(d.content, "ok"),
+       "a field of the wrong type replaced by a later good one is no fault");
+    ok(one(state, "x",
+           "{\"type\":\"content_block_delta\",\"index\":0,\"index\":0.5,\"delta\":{\"type\":\"text_delta\",\"text\":\"x\"}}", &d,
+           &kind) == SB_WIRE_ERROR &&
+           kind == SB_E_UPSTREAM_BAD_RESPONSE,
+       "a good field replaced by a later wrong one is");
+    ok(one(state, "x",
+           "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"a\"},\"delta\":{\"type\":"
+           "\"text_delta\"}}",
+           &d, &kind) == SB_WIRE_ERROR,
+       "a later duplicate object replaces the whole of the first: its text is not carried over");
+    ok(one(state, "x",
+           "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"a\"},\"delta\":null}", &d,
+           &kind) == SB_WIRE_ERROR,
+       "... nor is it when the later one is null");
+
+    ok(one(state, "x",
+           "{\"type\":\"content\\u005fblock_delta\",\"index\":0,\"delta\":{\"ty\\u0070e\":\"text_delta\",\"te\\u0078t\":"
+           "\"a\\n\\\"b\\u00e9\\ud83d\\ude00\\/\"}}",
+           &d, &kind) == SB_WIRE_DELTA &&
+           str_is(d.content, "a\n\"b\xc3\xa9\xf0\x9f\x98\x80/"),
+       "escapes in the type, in keys and in the text are decoded");
+    ok(one(state, "x",
+           "{\"type\":\"content_block_start\",\"index\":9,\"content_block\":{\"type\":\"tool\\u005fuse\",\"id\":\"t\\u0031\","
+           "\"name\":\"lookup\\u005forder\"}}",
+           &d, &kind) == SB_WIRE_DELTA &&
+           str_is(d.tools[0].id, "t1") && str_is(d.tools[0].name, "lookup_order"),
+       "two decoded strings of one event are both kept");
+    ok(one(state, "x",
+           "{\"type\":\"content_block_start\",\"index\":10,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t\\u0032\","
+           "\"name\":\"g\",\"input\":{\"a\":1,\"b\":[0.5,\"\\u00e9\"],\"a\":2}}}",
+           &d, &kind) == SB_WIRE_DELTA &&
+           str_is(d.tools[0].id, "t2") && str_is(d.tools[0].name, "g") &&
+           str_is(d.tools[0].arguments, "{\"a\":2,\"b\":[0.5,\"\xc3\xa9\"]}"),
+       "a whole input with a duplicate key, written as jansson writes it");
+    ok(one(state, "error", "{\"error\":{\"message\":\"sl\\u006fw down\",\"type\":\"rate\\u005flimit_error\"},\"type\":\"error\"}",
+           &d, &kind) == SB_WIRE_ERROR &&
+           kind == SB_E_UPSTREAM_RATE_LIMITED && str_is(d.error_message, "slow down"),
+       "an error's escaped type and message, the type last");
+
+    ok(one(state, "x",
+           "{\"type\":\"content_block_delta\",\"extra\":{\"a\":[{\"b\":{\"text\":\"no\"}}],\"type\":\"x\"},\"index\":0,"
+           "\"delta\":{\"meta\":{\"text\":\"no\",\"type\":\"y\"},\"type\":\"text_delta\",\"more\":[[[]],{}],\"text\":\"yes\"}}",
+           &d, &kind) == SB_WIRE_DELTA &&
+           str_is(d.content, "yes"),
+       "unknown members, however nested and whatever keys they hold, are passed over");
+    ok(one(state, "x",
+           "{\"type\":\"content_block_delta\",\"message\":5,\"usage\":\"x\",\"content_block\":[],\"error\":1,\"index\":0,"
+           "\"delta\":{\"type\":\"text_delta\",\"text\":\"t\",\"stop_reason\":4}}",
+           &d, &kind) == SB_WIRE_DELTA &&
+           str_is(d.content, "t"),
+       "fields of the wrong type that the event's type does not read are no fault");
+    ok(one(state, "x", "{\"type\":\"ping\",\"index\":\"x\",\"delta\":7}", &d, &kind) == SB_WIRE_SKIP,
+       "nor are they in an event that says nothing");
+
+    const char *whole = "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"a\\u00e9\"}}";
+    size_t cut_wrong = 0;
+    for (size_t n = 0; n < strlen(whole); ++n) {
+        char part[128];
+        memcpy(part, whole, n);
+        part[n] = '\0';
+        cut_wrong += one(state, "x", part, &d, &kind) != SB_WIRE_ERROR || kind != SB_E_UPSTREAM_BAD_RESPONSE || d.problem == NULL ||
+                     strcmp(d.problem, "that is not a json object") != 0;
+    }
+    is_int(cut_wrong, 0, "the event cut short at each of its bytes is not a json object");
+    static const char *const broken[] = {
+        "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"a\"}}}",
+        "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"a\"}} {}",
+        "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"a\",}}",
+        "{\"type\":\"content_block_delta\",\"index\":01,\"delta\":{\"type\":\"text_delta\",\"text\":\"a\"}}",
+        "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"\\ud83d\"}}",
+        "{\"type\":\"ping\",\"index\":99999999999999999999}",
+        "{\"type\":\"ping\",\"x\":[1,}",
+        "{'type':'ping'}",
+    };
+    for (size_t i = 0; i < sizeof(broken) / sizeof(broken[0]); ++i)
+        ok(one(state, "x", broken[i], &d, &kind) == SB_WIRE_ERROR && d.problem != NULL &&
+               strcmp(d.problem, "that is not a json object") == 0,
+           "not json: %s", broken[i]);
+}
+
 static void test_rest(void)
 {
     char *u = sb_wire_anthropic.url(&target);
@@ -433,6 +565,7 @@ int main(void)
     test_body();
     test_fixture();
     test_events();
+    test_reading();
     test_rest();
     return done_testing();
 }

@@ -55,8 +55,10 @@ typedef struct sb_wire {
     /*
      * Reads one SSE event into `out` (cleared by the wire). `scratch` holds at
      * least ev->data_len bytes for decoded strings; `state` keeps what spans
-     * events (open blocks, minted call ids): everything `out` points into must
-     * stay valid until the next call. Returns what the event was.
+     * events (open blocks, minted call ids). `out` may point into the event's
+     * data, `scratch` and `state`: the caller hands the delta on before the
+     * SSE decoder's callback returns, and keeps none of it. Returns what the
+     * event was.
      */
     sb_wire_result_t (*event)(void *state, const sb_sse_event_t *ev, char *scratch, sb_delta_t *out, sb_error_t *error);
     /*

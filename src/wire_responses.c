@@ -14,6 +14,7 @@
 
 #include "sb/alloc.h"
 #include "sb/buf.h"
+#include "jscan_keys.h"
 #include "sb/json.h"
 #include "wire.h"
 
@@ -204,106 +205,274 @@ struct state {
     int completed;                         /* response.completed came: the stream is over */
 };
 
-/* Copies string `v` into scratch at *at (the strings of one event never outgrow its data). */
-static sb_str_t take(json_t *v, char *scratch, size_t *at)
+/*
+ * What one event says, read in one pass over its bytes into this neutral
+ * form first: JSON does not order members, and "type", which says what the
+ * others mean, may come last. Each field is what jansson's typed lookups gave
+ * the reader this replaced: a string or absent (base NULL), an integer's value
+ * or 0. Strings point into the event's data, or into scratch when they held
+ * escapes (each is decoded once and kept: together they never outgrow the data).
+ */
+typedef struct {
+    sb_str_t type, delta, message, error_message;    /* the root's: message and error.message for an `error` event */
+    sb_str_t item_type, call_id, name, arguments;    /* item.* */
+    sb_str_t model, reason, failure, nested_failure; /* response.model, .incomplete_details.reason, .error.message,
+                                                        .error.error.message */
+    long long output_index;
+    int has_usage;
+    long long input_tokens, output_tokens, total_tokens; /* response.usage.* */
+} fields_t;
+
+/* A string, or absent when the member holds anything else. */
+static int text(sb_jscan_t *s, sb_str_t *out, unsigned depth)
 {
-    if (!json_is_string(v))
-        return (sb_str_t){NULL, 0};
-    size_t n = json_string_length(v);
-    memcpy(scratch + *at, json_string_value(v), n);
-    sb_str_t s = {scratch + *at, n};
-    *at += n;
-    return s;
+    *out = (sb_str_t){NULL, 0};
+    return sb_jscan_peek(s) == '"' ? sb_jscan_string(s, out, 1) : sb_jscan_skip(s, depth);
 }
 
+/* An integer's value, or 0 for anything else (json_integer_value). */
+static int integer(sb_jscan_t *s, long long *out, unsigned depth)
+{
+    int c = sb_jscan_peek(s), is_integer;
+    long long v = 0;
+    *out = 0;
+    if (c != '-' && !SB_JSCAN_DIGIT(c))
+        return sb_jscan_skip(s, depth);
+    if (sb_jscan_number(s, &is_integer, &v) != SB_JSCAN_OK)
+        return SB_JSCAN_SYNTAX;
+    *out = is_integer ? v : 0;
+    return SB_JSCAN_OK;
+}
+
+/*
+ * Steps into a member that holds an object: returns 1 inside it, 0 after
+ * skipping anything else (a lookup in a non-object finds nothing), or
+ * SB_JSCAN_SYNTAX.
+ */
+static int enter(sb_jscan_t *s, unsigned depth)
+{
+    if (sb_jscan_peek(s) != '{')
+        return sb_jscan_skip(s, depth) == SB_JSCAN_OK ? 0 : SB_JSCAN_SYNTAX;
+    ++s->p;
+    return 1;
+}
+
+/* An object whose members hold only strings this reader wants, by key; the rest skipped. */
+static int strings(sb_jscan_t *s, unsigned depth, const char *const *keys, sb_str_t *const *into, size_t n)
+{
+    sb_jscan_keys_t seen;
+    seen.n = 0;
+    sb_str_t key;
+    int first = 1, rc;
+    while ((rc = sb_jscan_unique_member(s, &first, &key, &seen)) > 0) {
+        size_t i = 0;
+        while (i < n && !(key.len == strlen(keys[i]) && memcmp(key.base, keys[i], key.len) == 0))
+            ++i;
+        if ((i < n ? text(s, into[i], depth) : sb_jscan_skip(s, depth)) != SB_JSCAN_OK)
+            return SB_JSCAN_SYNTAX;
+    }
+    return rc;
+}
+
+static int read_usage(sb_jscan_t *s, fields_t *f)
+{
+    sb_jscan_keys_t seen;
+    seen.n = 0;
+    sb_str_t key;
+    int first = 1, rc;
+    f->has_usage = 1;
+    f->input_tokens = f->output_tokens = f->total_tokens = 0;
+    while ((rc = sb_jscan_unique_member(s, &first, &key, &seen)) > 0) {
+        if (SB_JSCAN_KEY(key, "input_tokens"))
+            rc = integer(s, &f->input_tokens, 3);
+        else if (SB_JSCAN_KEY(key, "output_tokens"))
+            rc = integer(s, &f->output_tokens, 3);
+        else if (SB_JSCAN_KEY(key, "total_tokens"))
+            rc = integer(s, &f->total_tokens, 3);
+        else
+            rc = sb_jscan_skip(s, 3);
+        if (rc != SB_JSCAN_OK)
+            return SB_JSCAN_SYNTAX;
+    }
+    return rc;
+}
+
+/* response.error: {"message": ..., "error": {"message": ...}} (the recorded error event nests its error). */
+static int read_failure(sb_jscan_t *s, fields_t *f)
+{
+    sb_jscan_keys_t seen;
+    seen.n = 0;
+    sb_str_t key;
+    int first = 1, rc;
+    static const char *const message[] = {"message"};
+    while ((rc = sb_jscan_unique_member(s, &first, &key, &seen)) > 0) {
+        if (SB_JSCAN_KEY(key, "message"))
+            rc = text(s, &f->failure, 3);
+        else if (!SB_JSCAN_KEY(key, "error"))
+            rc = sb_jscan_skip(s, 3);
+        else if ((rc = enter(s, 3)) == 1)
+            rc = strings(s, 4, message, (sb_str_t *const[]){&f->nested_failure}, 1);
+        if (rc < 0)
+            return SB_JSCAN_SYNTAX;
+    }
+    return rc;
+}
+
+static int read_response(sb_jscan_t *s, fields_t *f)
+{
+    sb_jscan_keys_t seen;
+    seen.n = 0;
+    sb_str_t key;
+    int first = 1, rc;
+    static const char *const reason[] = {"reason"};
+    while ((rc = sb_jscan_unique_member(s, &first, &key, &seen)) > 0) {
+        if (SB_JSCAN_KEY(key, "model")) {
+            rc = text(s, &f->model, 2);
+        } else if (SB_JSCAN_KEY(key, "usage")) {
+            f->has_usage = 0;
+            if ((rc = enter(s, 2)) == 1)
+                rc = read_usage(s, f);
+        } else if (SB_JSCAN_KEY(key, "incomplete_details")) {
+            if ((rc = enter(s, 2)) == 1)
+                rc = strings(s, 3, reason, (sb_str_t *const[]){&f->reason}, 1);
+        } else if (SB_JSCAN_KEY(key, "error")) {
+            if ((rc = enter(s, 2)) == 1)
+                rc = read_failure(s, f);
+        } else {
+            rc = sb_jscan_skip(s, 2);
+        }
+        if (rc < 0)
+            return SB_JSCAN_SYNTAX;
+    }
+    return rc;
+}
+
+/* The whole event: exactly one object, no key repeated in the objects read (the old reader's JSON_REJECT_DUPLICATES). */
+static int read_fields(sb_jscan_t *s, fields_t *f)
+{
+    sb_jscan_keys_t seen;
+    seen.n = 0;
+    sb_str_t key;
+    int first = 1, rc;
+    static const char *const item[] = {"type", "call_id", "name", "arguments"}, *const message[] = {"message"};
+    if (sb_jscan_peek(s) != '{')
+        return SB_JSCAN_SYNTAX;
+    ++s->p;
+    while ((rc = sb_jscan_unique_member(s, &first, &key, &seen)) > 0) {
+        if (SB_JSCAN_KEY(key, "type")) {
+            rc = text(s, &f->type, 1);
+        } else if (SB_JSCAN_KEY(key, "delta")) {
+            rc = text(s, &f->delta, 1);
+        } else if (SB_JSCAN_KEY(key, "output_index")) {
+            rc = integer(s, &f->output_index, 1);
+        } else if (SB_JSCAN_KEY(key, "response")) {
+            if ((rc = enter(s, 1)) == 1)
+                rc = read_response(s, f);
+        } else if (SB_JSCAN_KEY(key, "item")) {
+            if ((rc = enter(s, 1)) == 1)
+                rc = strings(s, 2, item, (sb_str_t *const[]){&f->item_type, &f->call_id, &f->name, &f->arguments}, 4);
+        } else if (SB_JSCAN_KEY(key, "message")) {
+            rc = text(s, &f->message, 1);
+        } else if (SB_JSCAN_KEY(key, "error")) {
+            if ((rc = enter(s, 1)) == 1)
+                rc = strings(s, 2, message, (sb_str_t *const[]){&f->error_message}, 1);
+        } else {
+            rc = sb_jscan_skip(s, 1);
+        }
+        if (rc < 0)
+            return SB_JSCAN_SYNTAX;
+    }
+    return rc < 0 || sb_jscan_peek(s) != -1 ? SB_JSCAN_SYNTAX : SB_JSCAN_OK;
+}
+
+static int same(sb_str_t s, const char *lit)
+{
+    size_t n = strlen(lit);
+    return s.base != NULL && s.len == n && memcmp(s.base, lit, n) == 0;
+}
 static sb_wire_result_t event(void *state, const sb_sse_event_t *ev, char *scratch, sb_delta_t *out, sb_error_t *error)
 {
     struct state *st = state;
     memset(out, 0, offsetof(sb_delta_t, tools));
     if (st->completed)
         return SB_WIRE_END;
-    json_t *root = json_loadb(ev->data, ev->data_len, JSON_REJECT_DUPLICATES, NULL);
-    if (!json_is_object(root)) {
-        json_decref(root);
+    fields_t f;
+    memset(&f, 0, sizeof(f));
+    sb_jscan_t s = {(const unsigned char *)ev->data, (const unsigned char *)ev->data + ev->data_len, scratch, NULL};
+    if (read_fields(&s, &f) != SB_JSCAN_OK) {
         *error = SB_E_UPSTREAM_BAD_RESPONSE;
         out->problem = "that is not a json object";
         return SB_WIRE_ERROR;
     }
-    const char *type = json_string_value(json_object_get(root, "type"));
-    if (type == NULL)
-        type = ev->event;
-    size_t at = 0;
-    sb_wire_result_t r = SB_WIRE_SKIP;
-    json_t *response = json_object_get(root, "response");
-    if (strcmp(type, "response.created") == 0) {
-        out->model = take(json_object_get(response, "model"), scratch, &at);
-        r = SB_WIRE_DELTA;
-    } else if (strcmp(type, "response.output_text.delta") == 0 || strcmp(type, "response.refusal.delta") == 0) {
-        out->content = take(json_object_get(root, "delta"), scratch, &at);
-        r = out->content.base != NULL ? SB_WIRE_DELTA : SB_WIRE_SKIP;
-    } else if (strcmp(type, "response.output_item.added") == 0) {
-        json_t *item = json_object_get(root, "item");
-        if (is(json_object_get(item, "type"), "function_call")) {
-            if (st->ncalls == SB_CHUNK_MAX_TOOLS) {
-                *error = SB_E_TOO_MANY_TOOL_CALLS;
-                json_decref(root);
-                return SB_WIRE_ERROR;
-            }
-            sb_tool_delta_t *t = &out->tools[0];
-            memset(t, 0, sizeof(*t));
-            t->index = st->ncalls;
-            st->output_index[st->ncalls++] = (long)json_integer_value(json_object_get(root, "output_index"));
-            t->id = take(json_object_get(item, "call_id"), scratch, &at);
-            t->type = (sb_str_t){"function", 8};
-            t->name = take(json_object_get(item, "name"), scratch, &at);
-            json_t *args = json_object_get(item, "arguments");
-            if (json_string_length(args) > 0)
-                t->arguments = take(args, scratch, &at);
-            out->ntools = 1;
-            r = SB_WIRE_DELTA;
-        }
-    } else if (strcmp(type, "response.function_call_arguments.delta") == 0) {
-        long oi = (long)json_integer_value(json_object_get(root, "output_index"));
+    /* the event's own type when it says one, else the SSE event's name */
+    sb_str_t type = f.type.base != NULL ? f.type : (sb_str_t){ev->event, strlen(ev->event)};
+    if (same(type, "response.output_text.delta") || same(type, "response.refusal.delta")) {
+        out->content = f.delta;
+        return out->content.base != NULL ? SB_WIRE_DELTA : SB_WIRE_SKIP;
+    }
+    if (same(type, "response.function_call_arguments.delta")) {
+        long oi = (long)f.output_index;
         long call = st->ncalls - 1; /* calls stream one after another: the newest, unless the index names another */
         for (long i = 0; i < st->ncalls; ++i)
             if (st->output_index[i] == oi)
                 call = i;
-        json_t *delta = json_object_get(root, "delta");
-        if (call >= 0 && json_is_string(delta)) {
-            sb_tool_delta_t *t = &out->tools[0];
-            memset(t, 0, sizeof(*t));
-            t->index = call;
-            t->arguments = take(delta, scratch, &at);
-            out->ntools = 1;
-            r = SB_WIRE_DELTA;
+        if (call < 0 || f.delta.base == NULL)
+            return SB_WIRE_SKIP;
+        sb_tool_delta_t *t = &out->tools[0];
+        memset(t, 0, sizeof(*t));
+        t->index = call;
+        t->arguments = f.delta;
+        out->ntools = 1;
+        return SB_WIRE_DELTA;
+    }
+    if (same(type, "response.created")) {
+        out->model = f.model;
+        return SB_WIRE_DELTA;
+    }
+    if (same(type, "response.output_item.added")) {
+        if (!same(f.item_type, "function_call"))
+            return SB_WIRE_SKIP;
+        if (st->ncalls == SB_CHUNK_MAX_TOOLS) {
+            *error = SB_E_TOO_MANY_TOOL_CALLS;
+            return SB_WIRE_ERROR;
         }
-    } else if (strcmp(type, "response.completed") == 0 || strcmp(type, "response.incomplete") == 0) {
-        json_t *usage = json_object_get(response, "usage");
-        if (json_is_object(usage)) {
+        sb_tool_delta_t *t = &out->tools[0];
+        memset(t, 0, sizeof(*t));
+        t->index = st->ncalls;
+        st->output_index[st->ncalls++] = (long)f.output_index;
+        t->id = f.call_id;
+        t->type = (sb_str_t){"function", 8};
+        t->name = f.name;
+        if (f.arguments.len > 0)
+            t->arguments = f.arguments;
+        out->ntools = 1;
+        return SB_WIRE_DELTA;
+    }
+    if (same(type, "response.completed") || same(type, "response.incomplete")) {
+        if (f.has_usage) {
             out->has_usage = 1;
-            out->prompt_tokens = json_integer_value(json_object_get(usage, "input_tokens"));
-            out->completion_tokens = json_integer_value(json_object_get(usage, "output_tokens"));
-            out->total_tokens = json_integer_value(json_object_get(usage, "total_tokens"));
+            out->prompt_tokens = f.input_tokens;
+            out->completion_tokens = f.output_tokens;
+            out->total_tokens = f.total_tokens;
         }
         const char *finish = st->ncalls > 0 ? "tool_calls" : "stop";
-        json_t *reason = json_object_get(json_object_get(response, "incomplete_details"), "reason");
-        if (strcmp(type, "response.incomplete") == 0)
-            finish = is(reason, "content_filter") ? "content_filter" : "length";
+        if (same(type, "response.incomplete"))
+            finish = same(f.reason, "content_filter") ? "content_filter" : "length";
         out->finish_reason = (sb_str_t){finish, strlen(finish)};
         st->completed = 1;
-        r = SB_WIRE_DELTA;
-    } else if (strcmp(type, "response.failed") == 0 || strcmp(type, "error") == 0) {
-        json_t *e = strcmp(type, "error") == 0 ? root : json_object_get(response, "error");
-        json_t *msg = json_object_get(e, "message");
-        if (!json_is_string(msg)) /* the error event as recorded nests its error */
-            msg = json_object_get(json_object_get(e, "error"), "message");
-        out->error_message = take(msg, scratch, &at);
+        return SB_WIRE_DELTA;
+    }
+    if (same(type, "response.failed") || same(type, "error")) {
+        int root = same(type, "error"); /* an `error` event is the error; response.failed holds it in response.error */
+        sb_str_t msg = root ? f.message : f.failure;
+        if (msg.base == NULL) /* the error event as recorded nests its error */
+            msg = root ? f.error_message : f.nested_failure;
+        out->error_message = msg;
         out->is_error = 1;
         *error = SB_E_UPSTREAM_ERROR;
-        r = SB_WIRE_ERROR;
+        return SB_WIRE_ERROR;
     }
-    json_decref(root);
-    return r;
+    return SB_WIRE_SKIP;
 }
 
 static void error_message(const char *b, size_t len, char *msg, size_t cap)

@@ -152,6 +152,96 @@ static void streams(void)
     got_free(&g);
 }
 
+/* One event's data through a fresh state (or `st`, to carry calls over); returns the result, fills *d. */
+static sb_wire_result_t read_one(unsigned char *st, const char *name, const char *data, sb_delta_t *d, char *scratch)
+{
+    sb_error_t e = SB_OK;
+    sb_sse_event_t ev = {name, strlen(name), data, strlen(data)};
+    return sb_wire_responses.event(st, &ev, scratch, d, &e);
+}
+
+static int has(sb_str_t s, const char *want)
+{
+    return s.base != NULL && s.len == strlen(want) && memcmp(s.base, want, s.len) == 0;
+}
+
+/* What a one-pass reader can get wrong: order, repeats, escapes, depth, truncation. */
+static void one_pass(void)
+{
+    static unsigned char st[4096];
+    static char scratch[4096];
+    sb_delta_t d;
+    memset(st, 0, sizeof(st));
+    ok(read_one(st, "message", "{\"delta\":\"Par\",\"x\":{\"a\":[1,{\"b\":[[]]}]},\"type\":\"response.output_text.delta\"}", &d,
+                scratch) == SB_WIRE_DELTA &&
+           has(d.content, "Par"),
+       "type after delta, past a deep unknown member: the words");
+    ok(read_one(st, "message", "{\"type\":\"response.output_text.delta\",\"delta\":\"a\\nb\\u00e9\\\"\"}", &d, scratch) ==
+               SB_WIRE_DELTA &&
+           has(d.content, "a\nb\xc3\xa9\""),
+       "escapes in the words decoded");
+    ok(read_one(st, "response.output_text.delta", "{\"delta\":\"x\"}", &d, scratch) == SB_WIRE_DELTA && has(d.content, "x"),
+       "no type member: the SSE event name says it");
+    ok(read_one(st, "response.output_text.delta", "{\"type\":null,\"delta\":\"y\"}", &d, scratch) == SB_WIRE_DELTA &&
+           has(d.content, "y"),
+       "a type that is not a string: the SSE event name says it");
+    ok(read_one(st, "message", "{\"type\":\"response.output_text.delta\",\"delta\":7}", &d, scratch) == SB_WIRE_SKIP,
+       "words that are not a string are skipped");
+    ok(read_one(st, "message", "{\"type\":\"response.output_text.delta\",\"delta\":\"a\",\"delta\":\"b\"}", &d, scratch) ==
+           SB_WIRE_ERROR,
+       "a repeated key is refused, as jansson's JSON_REJECT_DUPLICATES did");
+    ok(read_one(st, "message", "{\"type\":\"response.output_text.delta\",\"d\\u0065lta\":\"a\",\"delta\":\"b\"}", &d, scratch) ==
+           SB_WIRE_ERROR,
+       "a repeated key written with an escape is refused");
+    ok(read_one(st, "message", "{\"type\":\"response.output_text.delta\",\"delta\":\"a\"", &d, scratch) == SB_WIRE_ERROR &&
+           d.problem != NULL,
+       "truncated JSON is an error");
+    ok(read_one(st, "message", "{\"type\":\"response.output_text.delta\",\"delta\":\"a\"} x", &d, scratch) == SB_WIRE_ERROR,
+       "trailing bytes are an error");
+
+    /* a call whose members come in another order, then its arguments by output index, then the end */
+    memset(st, 0, sizeof(st));
+    ok(read_one(st, "message",
+                "{\"item\":{\"arguments\":\"\",\"name\":\"f\\u0031\",\"call_id\":\"c1\",\"type\":\"function_call\"},"
+                "\"output_index\":3,\"type\":\"response.output_item.added\"}",
+                &d, scratch) == SB_WIRE_DELTA &&
+           d.ntools == 1 && has(d.tools[0].name, "f1") && has(d.tools[0].id, "c1") && d.tools[0].arguments.base == NULL,
+       "a call added, members in another order: its id and name");
+    ok(read_one(st, "message",
+                "{\"item\":{\"type\":\"function_call\",\"name\":\"g\",\"call_id\":\"c2\",\"arguments\":\"{}\"},"
+                "\"type\":\"response.output_item.added\",\"output_index\":5}",
+                &d, scratch) == SB_WIRE_DELTA &&
+           d.tools[0].index == 1 && has(d.tools[0].arguments, "{}"),
+       "a second call, with its arguments whole");
+    ok(read_one(st, "message",
+                "{\"delta\":\"{\\\"a\\\":1}\",\"output_index\":3,\"type\":\"response.function_call_arguments.delta\"}", &d,
+                scratch) == SB_WIRE_DELTA &&
+           d.tools[0].index == 0 && has(d.tools[0].arguments, "{\"a\":1}"),
+       "arguments for the call its output index names, type last");
+    ok(read_one(st, "message",
+                "{\"response\":{\"status\":\"incomplete\",\"output\":[{\"deep\":[[[{}]]]}],\"usage\":{\"total_tokens\":9,"
+                "\"input_tokens\":4,\"output_tokens\":5},\"incomplete_details\":{\"reason\":\"content_filter\"}},"
+                "\"type\":\"response.incomplete\"}",
+                &d, scratch) == SB_WIRE_DELTA &&
+           has(d.finish_reason, "content_filter") && d.has_usage && d.prompt_tokens == 4 && d.completion_tokens == 5 &&
+           d.total_tokens == 9,
+       "response.incomplete, type last: usage and content_filter");
+    ok(read_one(st, "message", "{}", &d, scratch) == SB_WIRE_END, "after the end, the end");
+    memset(st, 0, sizeof(st));
+    ok(read_one(st, "message", "{\"response\":{\"usage\":5},\"type\":\"response.completed\"}", &d, scratch) == SB_WIRE_DELTA &&
+           !d.has_usage && has(d.finish_reason, "stop"),
+       "usage that is not an object is left out");
+    memset(st, 0, sizeof(st));
+    ok(read_one(st, "message", "{\"response\":{\"error\":{\"error\":{\"message\":\"deep\"}}},\"type\":\"response.failed\"}", &d,
+                scratch) == SB_WIRE_ERROR &&
+           has(d.error_message, "deep"),
+       "response.failed with its message nested one level more");
+    ok(read_one(st, "message", "{\"error\":{\"message\":\"q\\/q\"},\"message\":5,\"type\":\"error\"}", &d, scratch) ==
+               SB_WIRE_ERROR &&
+           has(d.error_message, "q/q"),
+       "an error event whose message is in error.message");
+}
+
 static void request_body(void)
 {
     const char *chat =
@@ -187,6 +277,7 @@ static void request_body(void)
 int main(void)
 {
     streams();
+    one_pass();
     request_body();
     return done_testing();
 }

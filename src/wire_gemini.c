@@ -22,6 +22,7 @@
 
 #include "sb/alloc.h"
 #include "sb/buf.h"
+#include "jscan_keys.h"
 #include "sb/json.h"
 #include "wire.h"
 
@@ -630,20 +631,390 @@ static struct curl_slist *headers(struct curl_slist *list, const char *key)
 
 /* --- the stream ---------------------------------------------------------------------------------- */
 
-/* Where an event's strings are copied: the scratch the caller gives, as large as the event. */
-typedef struct {
-    char *base;
-    size_t len, cap;
-} room_t;
+/*
+ * Each event is a whole GenerateContentResponse, read in one pass over its
+ * bytes into the neutral form below, then turned into the delta in the order
+ * the jansson reader this replaced checked things (tests/fuzz/wire_gemini_ref.c
+ * is that reader, the fuzz target's oracle), so that the same event gives the
+ * same delta or the same error. Repeated keys are refused in the objects read,
+ * as its JSON_REJECT_DUPLICATES did.
+ *
+ * Scratch (as long as the event's data) is laid out as the reader goes: the
+ * text parts, joined, from its start; strings decoded only to be looked at,
+ * just past them, overwritten by the next. Nothing kept ever outgrows the text
+ * it came from, so a decode always has room. The calls' names, arguments and
+ * ids, and the model, are said after the pass, past the text, with the old
+ * reader's room accounting: what did not fit it, fails or is left out here too.
+ */
 
-static const char *keep(room_t *r, const char *s, size_t n)
+/* A string seen in the pass and decoded again only if used: names, signatures, the model, an error's message. */
+typedef struct {
+    const unsigned char *quote; /* its opening quote in the event's data; NULL when absent */
+    size_t len;                 /* decoded */
+    int plain;                  /* no escapes: the bytes after the quote are the string */
+} later_t;
+
+/* A functionCall part as the pass finds it. */
+typedef struct {
+    int shape_ok; /* a string name, args an object, null or absent, thoughtSignature a string or absent */
+    later_t name, sig;
+    const unsigned char *args; /* the args object as written; NULL for none (null or absent) */
+    size_t args_len;
+} call_t;
+
+typedef struct {
+    char *scratch;
+    size_t front;     /* scratch bytes holding the joined text (0 while it is one run in the data) */
+    sb_str_t content; /* the text so far */
+    int has_error;    /* a non-null "error" member */
+    int has_code;     /* error.code is an integer */
+    long long code;
+    later_t message;  /* error.message */
+    size_t block_len; /* promptFeedback.blockReason when a string (block[] its first bytes) */
+    char block[64];
+    int has_block;
+    int bad_candidates, bad_parts, bad_text;
+    size_t ncalls;     /* functionCall parts of candidates[0] */
+    int shape_past;    /* the shape of the call past the last one kept: the old reader checked it before refusing it */
+    size_t finish_len; /* candidates[0].finishReason when a string (finish[] its first bytes: the longest a message shows) */
+    char finish[160];
+    int has_finish;
+    int has_usage, bad_count;
+    long long prompt, candidates, thoughts, total;
+    later_t model;
+    call_t calls[SB_CHUNK_MAX_TOOLS]; /* last: the reader clears only what comes before */
+} gem_event_t;
+
+/* Reads a string to decode later (the cursor at its quote). */
+static int see(sb_jscan_t *s, later_t *l)
 {
-    if (n > r->cap - r->len)
-        return NULL;
-    char *at = r->base + r->len;
-    memcpy(at, s, n);
-    r->len += n;
-    return at;
+    const unsigned char *q = s->p;
+    sb_str_t v;
+    if (sb_jscan_string(s, &v, 0) != SB_JSCAN_OK)
+        return SB_JSCAN_SYNTAX;
+    *l = (later_t){q, v.len, v.base == (const char *)q + 1};
+    return SB_JSCAN_OK;
+}
+
+/* Reads a string and keeps its first `cap` bytes in buf (the cursor at its quote). */
+static int see_into(sb_jscan_t *s, char *buf, size_t cap, size_t *len)
+{
+    sb_str_t v;
+    if (sb_jscan_string(s, &v, 0) != SB_JSCAN_OK)
+        return SB_JSCAN_SYNTAX;
+    memcpy(buf, v.base, v.len < cap ? v.len : cap);
+    *len = v.len;
+    return SB_JSCAN_OK;
+}
+
+/* A string seen earlier, decoded into dst (room for l->len bytes) unless it needs no decoding. */
+static const char *decoded(const later_t *l, const char *data, size_t len, char *dst)
+{
+    if (l->plain)
+        return (const char *)l->quote + 1;
+    sb_jscan_t t = {l->quote, (const unsigned char *)data + len, dst, NULL};
+    sb_str_t v;
+    sb_jscan_string(&t, &v, 1); /* read once already: it is valid, and l->len bytes long */
+    return dst;
+}
+
+/* The value at the cursor is an object: steps in and returns 1; else skips it and returns 0; or SB_JSCAN_SYNTAX. */
+static int enter(sb_jscan_t *s, unsigned depth)
+{
+    if (sb_jscan_peek(s) != '{')
+        return sb_jscan_skip(s, depth) == SB_JSCAN_OK ? 0 : SB_JSCAN_SYNTAX;
+    ++s->p;
+    return 1;
+}
+
+/* A functionCall's value: its name and args (anything but an object has no name, and the wrong shape). */
+static int read_call(sb_jscan_t *s, call_t *c)
+{
+    sb_jscan_keys_t seen;
+    seen.n = 0;
+    sb_str_t key;
+    int first = 1, rc, in, args_ok = 1;
+    if ((in = enter(s, 6)) <= 0)
+        return in;
+    while ((rc = sb_jscan_unique_member(s, &first, &key, &seen)) > 0) {
+        int c0 = sb_jscan_peek(s);
+        if (SB_JSCAN_KEY(key, "name") && c0 == '"') {
+            rc = see(s, &c->name);
+        } else if (SB_JSCAN_KEY(key, "args") && c0 == '{') {
+            const unsigned char *from = s->p;
+            if (sb_jscan_skip(s, 7) != SB_JSCAN_OK)
+                return SB_JSCAN_SYNTAX;
+            c->args = from;
+            c->args_len = (size_t)(s->p - from);
+            /*
+             * The arguments are said as jansson writes them (sb_json_dumps: compact, its number forms), as they were
+             * before; calls are a few per answer. A key repeated in them refused the whole event, and still does.
+             */
+            json_t *args = json_loadb((const char *)from, c->args_len, JSON_REJECT_DUPLICATES, NULL);
+            if (args == NULL)
+                return SB_JSCAN_SYNTAX;
+            json_decref(args);
+            rc = SB_JSCAN_OK;
+        } else {
+            if (SB_JSCAN_KEY(key, "args"))
+                args_ok = c0 == 'n';
+            rc = sb_jscan_skip(s, 7);
+        }
+        if (rc != SB_JSCAN_OK)
+            return SB_JSCAN_SYNTAX;
+    }
+    c->shape_ok = rc == 0 && c->name.quote != NULL && args_ok;
+    return rc;
+}
+
+/* Makes the joined text one run at the start of scratch, so that the next part's text can follow it there. */
+static void text_to_front(gem_event_t *e)
+{
+    if (e->content.base != NULL && e->front == 0) {
+        memcpy(e->scratch, e->content.base, e->content.len);
+        e->front = e->content.len;
+        e->content.base = e->scratch;
+    }
+}
+
+static int read_part(sb_jscan_t *s, gem_event_t *e)
+{
+    sb_jscan_keys_t seen;
+    seen.n = 0;
+    sb_str_t key, text = {NULL, 0};
+    int first = 1, rc, in, thought = 0, has_text = 0, text_ok = 1, has_call = 0, sig_ok = 1;
+    call_t call = {0};
+    if ((in = enter(s, 5)) <= 0)
+        return in;
+    while ((rc = sb_jscan_unique_member(s, &first, &key, &seen)) > 0) {
+        int c0 = sb_jscan_peek(s);
+        if (SB_JSCAN_KEY(key, "text")) {
+            has_text = 1;
+            text_ok = c0 == '"';
+            if (text_ok) {
+                text_to_front(e);
+                s->scratch = e->scratch + e->front; /* decoded, it lands right after the text before it */
+                rc = sb_jscan_string(s, &text, 1);
+            } else {
+                rc = sb_jscan_skip(s, 6);
+            }
+        } else if (SB_JSCAN_KEY(key, "thought")) {
+            thought = c0 == 't';
+            rc = sb_jscan_skip(s, 6);
+        } else if (SB_JSCAN_KEY(key, "functionCall")) {
+            has_call = 1;
+            rc = read_call(s, &call);
+        } else if (SB_JSCAN_KEY(key, "thoughtSignature")) {
+            sig_ok = c0 == '"';
+            rc = sig_ok ? see(s, &call.sig) : sb_jscan_skip(s, 6);
+        } else {
+            rc = sb_jscan_skip(s, 6);
+        }
+        if (rc != SB_JSCAN_OK)
+            return SB_JSCAN_SYNTAX;
+    }
+    if (rc < 0)
+        return SB_JSCAN_SYNTAX;
+    if (!thought && has_text && !text_ok) {
+        e->bad_text = 1;
+    } else if (!thought && text.len > 0) { /* thought summaries are not the answer */
+        int in_scratch = text.base == e->scratch + e->front;
+        if (e->content.base == NULL) {
+            e->content = text;
+        } else {
+            if (!in_scratch)
+                memcpy(e->scratch + e->front, text.base, text.len);
+            e->content.len += text.len;
+        }
+        if (in_scratch || e->front > 0)
+            e->front += text.len;
+    }
+    s->scratch = e->scratch + e->front;
+    if (has_call) {
+        call.shape_ok &= sig_ok;
+        if (e->ncalls < SB_CHUNK_MAX_TOOLS)
+            e->calls[e->ncalls] = call;
+        else if (e->ncalls == SB_CHUNK_MAX_TOOLS)
+            e->shape_past = call.shape_ok;
+        ++e->ncalls;
+    }
+    return SB_JSCAN_OK;
+}
+
+/* candidates[0].content: its parts, each read as it comes. */
+static int read_content(sb_jscan_t *s, gem_event_t *e)
+{
+    sb_jscan_keys_t seen;
+    seen.n = 0;
+    sb_str_t key;
+    int first = 1, rc;
+    while ((rc = sb_jscan_unique_member(s, &first, &key, &seen)) > 0) {
+        if (!SB_JSCAN_KEY(key, "parts")) {
+            rc = sb_jscan_skip(s, 4);
+        } else if (sb_jscan_peek(s) != '[') {
+            e->bad_parts = 1; /* null too: present, and not an array */
+            rc = sb_jscan_skip(s, 4);
+        } else {
+            int first_part = 1;
+            ++s->p;
+            while ((rc = sb_jscan_element(s, &first_part)) > 0)
+                if (read_part(s, e) != SB_JSCAN_OK)
+                    return SB_JSCAN_SYNTAX;
+        }
+        if (rc < 0)
+            return SB_JSCAN_SYNTAX;
+    }
+    return rc;
+}
+
+static int read_candidate(sb_jscan_t *s, gem_event_t *e)
+{
+    sb_jscan_keys_t seen;
+    seen.n = 0;
+    sb_str_t key;
+    int first = 1, rc;
+    while ((rc = sb_jscan_unique_member(s, &first, &key, &seen)) > 0) {
+        if (SB_JSCAN_KEY(key, "content")) {
+            if ((rc = enter(s, 3)) == 1)
+                rc = read_content(s, e);
+        } else if (SB_JSCAN_KEY(key, "finishReason") && sb_jscan_peek(s) == '"') {
+            e->has_finish = 1;
+            rc = see_into(s, e->finish, sizeof(e->finish), &e->finish_len);
+        } else {
+            rc = sb_jscan_skip(s, 3);
+        }
+        if (rc < 0)
+            return SB_JSCAN_SYNTAX;
+    }
+    return rc;
+}
+
+/* candidates: the first is read, the others only skipped (switchboard asks for one). */
+static int read_candidates(sb_jscan_t *s, gem_event_t *e)
+{
+    int first = 1, rc;
+    size_t i = 0;
+    if (sb_jscan_peek(s) != '[') {
+        e->bad_candidates = 1; /* null too */
+        return sb_jscan_skip(s, 1);
+    }
+    ++s->p;
+    while ((rc = sb_jscan_element(s, &first)) > 0) {
+        if (i++ > 0) {
+            rc = sb_jscan_skip(s, 2);
+        } else if (sb_jscan_peek(s) != '{') {
+            e->bad_candidates = 1;
+            rc = sb_jscan_skip(s, 2);
+        } else {
+            ++s->p;
+            rc = read_candidate(s, e);
+        }
+        if (rc < 0)
+            return SB_JSCAN_SYNTAX;
+    }
+    return rc;
+}
+
+/* usageMetadata: running totals; a count that is not a non-negative integer is noted (null counts as absent). */
+static int read_usage(sb_jscan_t *s, gem_event_t *e)
+{
+    sb_jscan_keys_t seen;
+    seen.n = 0;
+    sb_str_t key;
+    int first = 1, rc;
+    e->has_usage = 1;
+    while ((rc = sb_jscan_unique_member(s, &first, &key, &seen)) > 0) {
+        long long *into = SB_JSCAN_KEY(key, "promptTokenCount")       ? &e->prompt
+                          : SB_JSCAN_KEY(key, "candidatesTokenCount") ? &e->candidates
+                          : SB_JSCAN_KEY(key, "thoughtsTokenCount")   ? &e->thoughts
+                          : SB_JSCAN_KEY(key, "totalTokenCount")      ? &e->total
+                                                                      : NULL;
+        rc = into != NULL ? sb_jscan_int(s, LLONG_MAX, 1, into, 2) : sb_jscan_skip(s, 2);
+        if (rc == SB_JSCAN_SYNTAX)
+            return SB_JSCAN_SYNTAX;
+        e->bad_count |= rc == SB_JSCAN_WRONG;
+    }
+    return rc;
+}
+
+/* An in-band error: any value but null; from an object, its code and message. */
+static int read_error(sb_jscan_t *s, gem_event_t *e)
+{
+    sb_jscan_keys_t seen;
+    seen.n = 0;
+    sb_str_t key;
+    int first = 1, rc, in;
+    if (sb_jscan_peek(s) == 'n')
+        return sb_jscan_literal(s, "null", 4);
+    e->has_error = 1;
+    if ((in = enter(s, 1)) <= 0)
+        return in;
+    while ((rc = sb_jscan_unique_member(s, &first, &key, &seen)) > 0) {
+        int c0 = sb_jscan_peek(s), integer;
+        if (SB_JSCAN_KEY(key, "code") && (c0 == '-' || SB_JSCAN_DIGIT(c0))) {
+            rc = sb_jscan_number(s, &integer, &e->code);
+            e->has_code = integer;
+        } else if (SB_JSCAN_KEY(key, "message") && c0 == '"') {
+            rc = see(s, &e->message);
+        } else {
+            rc = sb_jscan_skip(s, 2);
+        }
+        if (rc != SB_JSCAN_OK)
+            return SB_JSCAN_SYNTAX;
+    }
+    return rc;
+}
+
+/* promptFeedback: its blockReason when a string. */
+static int read_feedback(sb_jscan_t *s, gem_event_t *e)
+{
+    sb_jscan_keys_t seen;
+    seen.n = 0;
+    sb_str_t key;
+    int first = 1, rc;
+    while ((rc = sb_jscan_unique_member(s, &first, &key, &seen)) > 0) {
+        if (SB_JSCAN_KEY(key, "blockReason") && sb_jscan_peek(s) == '"') {
+            e->has_block = 1;
+            rc = see_into(s, e->block, sizeof(e->block), &e->block_len);
+        } else {
+            rc = sb_jscan_skip(s, 2);
+        }
+        if (rc != SB_JSCAN_OK)
+            return SB_JSCAN_SYNTAX;
+    }
+    return rc;
+}
+
+/* The whole event: exactly one object. */
+static int read_response(sb_jscan_t *s, gem_event_t *e)
+{
+    sb_jscan_keys_t seen;
+    seen.n = 0;
+    sb_str_t key;
+    int first = 1, rc;
+    if (sb_jscan_peek(s) != '{')
+        return SB_JSCAN_SYNTAX;
+    ++s->p;
+    while ((rc = sb_jscan_unique_member(s, &first, &key, &seen)) > 0) {
+        if (SB_JSCAN_KEY(key, "candidates")) {
+            rc = read_candidates(s, e);
+        } else if (SB_JSCAN_KEY(key, "usageMetadata")) {
+            if ((rc = enter(s, 1)) == 1)
+                rc = read_usage(s, e);
+        } else if (SB_JSCAN_KEY(key, "modelVersion") && sb_jscan_peek(s) == '"') {
+            rc = see(s, &e->model);
+        } else if (SB_JSCAN_KEY(key, "error")) {
+            rc = read_error(s, e);
+        } else if (SB_JSCAN_KEY(key, "promptFeedback")) {
+            if ((rc = enter(s, 1)) == 1)
+                rc = read_feedback(s, e);
+        } else {
+            rc = sb_jscan_skip(s, 1);
+        }
+        if (rc < 0)
+            return SB_JSCAN_SYNTAX;
+    }
+    return rc < 0 || sb_jscan_peek(s) != -1 ? SB_JSCAN_SYNTAX : SB_JSCAN_OK;
 }
 
 /* Fails the stream with words of this wire's own, kept in the state (the scratch may be shorter than they are). */
@@ -664,27 +1035,20 @@ __attribute__((format(printf, 4, 5))) static sb_wire_result_t failed(struct stat
 /* The same, for a refusal or a failure the provider reported rather than a malformed stream. */
 #define REFUSED(kind, ...) (failed(st, out, error, __VA_ARGS__), *error = (kind), SB_WIRE_ERROR)
 
+static int same(const char *s, size_t len, const char *lit)
+{
+    return len == strlen(lit) && memcmp(s, lit, len) == 0;
+}
+
 /* Reasons Gemini stops an answer for its content policies: the caller hears that it was blocked, not that it broke. */
-static int is_block(const char *reason)
+static int is_block(const char *reason, size_t len)
 {
     static const char *const blocks[] = {
         "SAFETY",          "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY", "IMAGE_PROHIBITED_CONTENT",
         "IMAGE_RECITATION"};
     for (size_t i = 0; i < sizeof(blocks) / sizeof(blocks[0]); ++i)
-        if (strcmp(reason, blocks[i]) == 0)
+        if (same(reason, len, blocks[i]))
             return 1;
-    return 0;
-}
-
-/* A token count: absent is 0, anything but a non-negative integer is malformed. */
-static int count(json_t *usage, const char *key, long long *out)
-{
-    json_t *v = json_object_get(usage, key);
-    if (v == NULL || json_is_null(v))
-        return 0;
-    if (!json_is_integer(v) || json_integer_value(v) < 0)
-        return -1;
-    *out = json_integer_value(v);
     return 0;
 }
 
@@ -698,135 +1062,126 @@ static long long increase(long long *said, long long now)
     return more;
 }
 
-static sb_wire_result_t read_error(json_t *e, room_t *r, sb_delta_t *out, sb_error_t *error)
+/*
+ * The event's calls into the delta, after its text: names, arguments and
+ * minted ids go to scratch at `at`, counted as the old reader counted its
+ * room (`used`, which this layout never exceeds), so a call fails as too
+ * large exactly when it did there.
+ */
+static sb_wire_result_t say_calls(struct state *st, gem_event_t *e, const sb_sse_event_t *ev, char **at, size_t *used,
+                                  sb_delta_t *out, sb_error_t *error)
 {
-    json_t *code = json_object_get(e, "code"), *msg = json_object_get(e, "message");
-    sb_error_t kind = SB_E_UPSTREAM_ERROR;
-    if (json_is_integer(code) && json_integer_value(code) >= 400 && json_integer_value(code) < 600)
-        kind = sb_error_for_provider_status((long)json_integer_value(code));
-    r->len = 0;
-    size_t n = json_string_length(msg);
-    out->error_message = (sb_str_t){json_is_string(msg) ? keep(r, json_string_value(msg), n) : "", json_is_string(msg) ? n : 0};
-    out->is_error = 1;
-    *error = kind;
-    return SB_WIRE_ERROR;
-}
-
-static sb_wire_result_t read_event(struct state *st, json_t *root, room_t *r, sb_delta_t *out, sb_error_t *error)
-{
-    json_t *e = json_object_get(root, "error");
-    if (e != NULL && !json_is_null(e))
-        return read_error(e, r, out, error);
-    const char *blocked = json_string_value(json_object_get(json_object_get(root, "promptFeedback"), "blockReason"));
-    if (blocked != NULL && strcmp(blocked, "BLOCK_REASON_UNSPECIFIED") != 0) {
-        return REFUSED(SB_E_UPSTREAM_REJECTED, "the model provider blocked the request (%.40s)", blocked);
-    }
-    json_t *candidates = json_object_get(root, "candidates"), *cand = json_array_get(candidates, 0);
-    if ((candidates != NULL && !json_is_array(candidates)) || (cand != NULL && !json_is_object(cand)))
-        return failed(st, out, error, "the model provider sent candidates of the wrong type");
-    json_t *parts = json_object_get(json_object_get(cand, "content"), "parts");
-    if (parts != NULL && !json_is_array(parts))
-        return failed(st, out, error, "the model provider sent content parts of the wrong type");
-    /* the words first, in one run: several text parts are one piece of the answer */
-    size_t i;
-    json_t *part;
-    json_array_foreach(parts, i, part)
-    {
-        json_t *text = json_object_get(part, "text");
-        if (json_is_true(json_object_get(part, "thought"))) /* thought summaries are not the answer */
-            continue;
-        if (text != NULL && !json_is_string(text))
-            return failed(st, out, error, "the model provider sent a text part that is not a string");
-        if (json_string_length(text) == 0)
-            continue;
-        const char *at = keep(r, json_string_value(text), json_string_length(text));
-        if (out->content.base == NULL)
-            out->content.base = at;
-        out->content.len += json_string_length(text);
-    }
-    json_array_foreach(parts, i, part)
-    {
-        json_t *call = json_object_get(part, "functionCall");
-        if (call == NULL)
-            continue;
-        json_t *name = json_object_get(call, "name"), *args = json_object_get(call, "args");
-        json_t *sig = json_object_get(part, "thoughtSignature");
-        if (!json_is_string(name) || (args != NULL && !json_is_null(args) && !json_is_object(args)) ||
-            (sig != NULL && !json_is_string(sig)))
+    size_t cap = ev->data_len;
+    for (size_t k = 0; k < e->ncalls; ++k) {
+        if (!(k < SB_CHUNK_MAX_TOOLS ? e->calls[k].shape_ok : e->shape_past))
             return failed(st, out, error, "the model provider sent a function call of the wrong shape");
         if (st->ncalls == MAX_CALLS || out->ntools == SB_CHUNK_MAX_TOOLS)
             return failed(st, out, error, "the model provider sent more function calls than switchboard relays");
+        const call_t *c = &e->calls[k];
         sb_tool_delta_t *t = &out->tools[out->ntools++];
         *t = (sb_tool_delta_t){0};
         t->index = (long)st->ncalls;
         t->type = (sb_str_t){"function", 8};
-        t->name = (sb_str_t){keep(r, json_string_value(name), json_string_length(name)), json_string_length(name)};
-        char *a = json_is_object(args) ? sb_json_dumps(args, 15) : NULL;
-        const char *at = a != NULL ? keep(r, a, strlen(a)) : keep(r, "{}", 2);
-        t->arguments = (sb_str_t){at, a != NULL ? strlen(a) : 2};
-        free(a);
-        size_t sig_len = json_string_length(sig);
-        if (r->cap - r->len >= id_room(sig_len)) {
-            char *id = r->base + r->len;
-            t->id = (sb_str_t){id, mint_id(id, st->ncalls, json_string_value(sig), sig_len)};
-            r->len += t->id.len;
+        char *a = NULL;
+        if (c->args != NULL) { /* loaded once in the pass: it is an object, with no key repeated */
+            json_t *args = json_loadb((const char *)c->args, c->args_len, 0, NULL);
+            a = sb_json_dumps(args, 15);
+            json_decref(args);
         }
-        if (t->name.base == NULL || at == NULL || t->id.base == NULL) /* it outgrew its event (numbers written longer) */
+        size_t alen = a != NULL ? strlen(a) : 2, sig_len = c->sig.quote != NULL ? c->sig.len : 0;
+        /* it outgrew its event (numbers written longer) */
+        if (c->name.len > cap - *used || alen > cap - *used - c->name.len || id_room(sig_len) > cap - *used - c->name.len - alen) {
+            free(a);
             return failed(st, out, error, "the model provider sent a function call too large to relay");
+        }
+        t->name = (sb_str_t){decoded(&c->name, ev->data, ev->data_len, *at), c->name.len};
+        *at += c->name.plain ? 0 : c->name.len;
+        memcpy(*at, a != NULL ? a : "{}", alen);
+        free(a);
+        t->arguments = (sb_str_t){*at, alen};
+        *at += alen;
+        const char *sig = NULL;
+        char sig_buf[MAX_SIGNATURE + 8];
+        if (c->sig.plain) /* (a signature longer than the buffer is too long to carry: minted without it) */
+            sig = (const char *)c->sig.quote + 1;
+        else if (c->sig.quote != NULL && c->sig.len <= sizeof(sig_buf))
+            sig = decoded(&c->sig, ev->data, ev->data_len, sig_buf);
+        t->id = (sb_str_t){*at, mint_id(*at, st->ncalls, sig, sig_len)};
+        *at += t->id.len;
+        *used += c->name.len + alen + t->id.len;
         ++st->ncalls;
     }
-    const char *finish = json_string_value(json_object_get(cand, "finishReason"));
-    if (finish != NULL) {
-        if (strcmp(finish, "STOP") == 0) {
-            out->finish_reason = st->ncalls > 0 ? (sb_str_t){"tool_calls", 10} : (sb_str_t){"stop", 4};
-        } else if (strcmp(finish, "MAX_TOKENS") == 0) {
-            out->finish_reason = (sb_str_t){"length", 6};
-        } else if (is_block(finish)) {
-            return REFUSED(SB_E_UPSTREAM_REJECTED, "the model provider blocked the answer (%s)", finish);
-        } else if (strcmp(finish, "FINISH_REASON_UNSPECIFIED") != 0) {
-            return REFUSED(SB_E_UPSTREAM_ERROR, "the model provider stopped the answer (%.60s)", finish);
-        }
-    }
-    json_t *usage = json_object_get(root, "usageMetadata");
-    if (json_is_object(usage)) {
-        long long thoughts = 0;
-        if (count(usage, "promptTokenCount", &out->prompt_tokens) != 0 ||
-            count(usage, "candidatesTokenCount", &out->completion_tokens) != 0 ||
-            count(usage, "thoughtsTokenCount", &thoughts) != 0 || count(usage, "totalTokenCount", &out->total_tokens) != 0)
-            return failed(st, out, error, "the model provider sent a token count that is not a count");
-        /* OpenAI counts reasoning among the completion tokens: so does the caller's usage, and prompt + completion = total */
-        if (thoughts <= LLONG_MAX - out->completion_tokens)
-            out->completion_tokens += thoughts;
-        out->prompt_tokens = increase(&st->said_prompt, out->prompt_tokens);
-        out->completion_tokens = increase(&st->said_completion, out->completion_tokens);
-        out->total_tokens = increase(&st->said_total, out->total_tokens);
-        out->has_usage = 1;
-    }
-    json_t *model = json_object_get(root, "modelVersion");
-    const char *kept = json_is_string(model) ? keep(r, json_string_value(model), json_string_length(model)) : NULL;
-    if (kept != NULL)
-        out->model = (sb_str_t){kept, json_string_length(model)};
-    if (out->content.base == NULL && out->ntools == 0 && out->finish_reason.base == NULL && !out->has_usage &&
-        out->model.base == NULL)
-        return SB_WIRE_SKIP;
     return SB_WIRE_DELTA;
 }
 
 static sb_wire_result_t event(void *state, const sb_sse_event_t *ev, char *scratch, sb_delta_t *out, sb_error_t *error)
 {
+    struct state *st = state;
     memset(out, 0, offsetof(sb_delta_t, tools)); /* entries past ntools are never read */
-    room_t r = {scratch, 0, ev->data_len};
     /* Gemini ends a stream by closing it; an [DONE] would come only from something in between, and means the same */
     if (ev->data_len == 6 && memcmp(ev->data, "[DONE]", 6) == 0)
         return SB_WIRE_END;
-    json_t *root = json_loadb(ev->data, ev->data_len, JSON_REJECT_DUPLICATES, NULL);
-    if (!json_is_object(root)) {
-        json_decref(root);
-        return failed(state, out, error, "the model provider sent an event that is not a json object");
+    gem_event_t e;
+    memset(&e, 0, offsetof(gem_event_t, calls)); /* calls are written as they are found */
+    e.scratch = scratch;
+    sb_jscan_t s = {(const unsigned char *)ev->data, (const unsigned char *)ev->data + ev->data_len, scratch, NULL};
+    if (read_response(&s, &e) != SB_JSCAN_OK)
+        return failed(st, out, error, "the model provider sent an event that is not a json object");
+
+    if (e.has_error) {
+        *error = e.has_code && e.code >= 400 && e.code < 600 ? sb_error_for_provider_status((long)e.code) : SB_E_UPSTREAM_ERROR;
+        out->error_message = e.message.quote != NULL
+                                 ? (sb_str_t){decoded(&e.message, ev->data, ev->data_len, scratch), e.message.len}
+                                 : (sb_str_t){"", 0};
+        out->is_error = 1;
+        return SB_WIRE_ERROR;
     }
-    sb_wire_result_t rc = read_event(state, root, &r, out, error);
-    json_decref(root);
-    return rc;
+    if (e.has_block && !same(e.block, e.block_len, "BLOCK_REASON_UNSPECIFIED"))
+        return REFUSED(SB_E_UPSTREAM_REJECTED, "the model provider blocked the request (%.*s)",
+                       (int)(e.block_len < 40 ? e.block_len : 40), e.block);
+    if (e.bad_candidates)
+        return failed(st, out, error, "the model provider sent candidates of the wrong type");
+    if (e.bad_parts)
+        return failed(st, out, error, "the model provider sent content parts of the wrong type");
+    if (e.bad_text)
+        return failed(st, out, error, "the model provider sent a text part that is not a string");
+    out->content = e.content;
+    char *at = scratch + e.front;
+    size_t used = e.content.len;
+    if (say_calls(st, &e, ev, &at, &used, out, error) == SB_WIRE_ERROR)
+        return SB_WIRE_ERROR;
+    if (e.has_finish) {
+        size_t n = e.finish_len < sizeof(e.finish) ? e.finish_len : sizeof(e.finish); /* what a message can show */
+        if (same(e.finish, e.finish_len, "STOP")) {
+            out->finish_reason = st->ncalls > 0 ? (sb_str_t){"tool_calls", 10} : (sb_str_t){"stop", 4};
+        } else if (same(e.finish, e.finish_len, "MAX_TOKENS")) {
+            out->finish_reason = (sb_str_t){"length", 6};
+        } else if (is_block(e.finish, e.finish_len)) {
+            return REFUSED(SB_E_UPSTREAM_REJECTED, "the model provider blocked the answer (%.*s)", (int)n, e.finish);
+        } else if (!same(e.finish, e.finish_len, "FINISH_REASON_UNSPECIFIED")) {
+            return REFUSED(SB_E_UPSTREAM_ERROR, "the model provider stopped the answer (%.*s)", (int)(n < 60 ? n : 60), e.finish);
+        }
+    }
+    if (e.has_usage) {
+        if (e.bad_count)
+            return failed(st, out, error, "the model provider sent a token count that is not a count");
+        out->prompt_tokens = e.prompt;
+        out->completion_tokens = e.candidates;
+        out->total_tokens = e.total;
+        /* OpenAI counts reasoning among the completion tokens: so does the caller's usage, and prompt + completion = total */
+        if (e.thoughts <= LLONG_MAX - out->completion_tokens)
+            out->completion_tokens += e.thoughts;
+        out->prompt_tokens = increase(&st->said_prompt, out->prompt_tokens);
+        out->completion_tokens = increase(&st->said_completion, out->completion_tokens);
+        out->total_tokens = increase(&st->said_total, out->total_tokens);
+        out->has_usage = 1;
+    }
+    if (e.model.quote != NULL && e.model.len <= ev->data_len - used) /* the old reader's room, last: left out when full */
+        out->model = (sb_str_t){decoded(&e.model, ev->data, ev->data_len, at), e.model.len};
+    if (out->content.base == NULL && out->ntools == 0 && out->finish_reason.base == NULL && !out->has_usage &&
+        out->model.base == NULL)
+        return SB_WIRE_SKIP;
+    return SB_WIRE_DELTA;
 }
 
 /* Gemini's error body: {"error":{"code":400,"message":"...","status":"INVALID_ARGUMENT"}}, sometimes inside a one-element array. */

@@ -17,4 +17,8 @@ extern const size_t ref_responses_state_size;
 sb_wire_result_t ref_responses_event(void *state, const sb_sse_event_t *ev, char *scratch, sb_delta_t *out, sb_error_t *error,
                                      json_error_t *jerr);
 
+extern const size_t ref_gemini_state_size;
+sb_wire_result_t ref_gemini_event(void *state, const sb_sse_event_t *ev, char *scratch, sb_delta_t *out, sb_error_t *error,
+                                  json_error_t *jerr);
+
 #endif

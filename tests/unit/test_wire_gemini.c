@@ -516,6 +516,70 @@ static void test_events(void)
     free(r);
 }
 
+/* What a one-pass reader can get wrong: member order, repeats, escapes, depth, truncation, text joined around others. */
+static void test_one_pass(void)
+{
+    run_t *r = one("data: {\"modelVersion\":\"gemini-2.5-flash\",\"usageMetadata\":{\"totalTokenCount\":5,\"promptTokenCount\":2,"
+                   "\"candidatesTokenCount\":3},\"x\":{\"deep\":[[[{\"a\":[{}]}]]]},\"candidates\":[{\"finishReason\":\"STOP\","
+                   "\"content\":{\"role\":\"model\",\"parts\":[{\"thought\":false,\"text\":\"Hi\"}]}}]}\n\n");
+    ok(r->errors == 0 && r->text_len == 2 && memcmp(r->text, "Hi", 2) == 0 && strcmp(r->finish, "stop") == 0 && r->prompt == 2 &&
+           r->completion == 3 && r->total == 5 && strcmp(r->model, "gemini-2.5-flash") == 0,
+       "members in another order, past a deep unknown member: text, finish, usage, model");
+    free(r);
+
+    r = one("data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"a\\nb\"},{\"text\":\"hid\\u0064en\",\"thought\":true},"
+            "{\"text\":\"-c-\"},{\"functionCall\":{\"name\":\"f\\u0031\",\"args\":{\"k\":\"v\\u00e9\"}}},{\"text\":\"d\\\"\"},"
+            "{\"text\":\"\"},{\"text\":\"e\"}]}}],\"modelVersion\":\"m\\/1\"}\n\n");
+    ok(r->errors == 0 && r->text_len == 9 && memcmp(r->text, "a\nb-c-d\"e", 9) == 0,
+       "text parts joined around a thought and a call, escaped or not");
+    ok(r->ncalls == 1 && strcmp(r->names[0], "f1") == 0 && strcmp(r->args[0], "{\"k\":\"v\xc3\xa9\"}") == 0,
+       "an escaped name decoded, args written as jansson writes them: %s %s", r->names[0], r->args[0]);
+    is_str(r->model, "m/1", "an escaped model decoded");
+    free(r);
+
+    r = one("data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"plain \"},{\"thought\":true,\"text\":\"x\\ty\"},"
+            "{\"text\":\"then\\tescaped\"}]}}]}\n\n");
+    ok(r->errors == 0 && r->text_len == 18 && memcmp(r->text, "plain then\tescaped", 18) == 0,
+       "a plain text part, then an escaped one: joined in order");
+    free(r);
+
+    r = one("data: {\"candidates\":[{\"content\":{\"parts\":[{\"thoughtSignature\":\"QUJD\\/w==\",\"functionCall\":"
+            "{\"args\":{\"b\":[1,2.5,-0,true,null],\"a\":{}},\"name\":\"g\"}}]}}]}\n\n");
+    ok(r->ncalls == 1 && strcmp(r->args[0], "{\"b\":[1,2.5,0,true,null],\"a\":{}}") == 0 && strstr(r->ids[0], "_ts_QUJD_w") != NULL,
+       "signature before the call, args before the name, an escaped signature: %s %s", r->args[0], r->ids[0]);
+    free(r);
+
+    r = one("data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"t\",\"thought\":true,\"thought\":true}]}}]}\n\n");
+    ok(r->errors == 1 && r->error == SB_E_UPSTREAM_BAD_RESPONSE, "a key repeated in a part is refused, as before");
+    free(r);
+    r = one("data: {\"candidates\":[{\"content\":{\"parts\":[{\"functionCall\":{\"name\":\"f\",\"args\":{\"a\":1,\"a\":2}}}]}}]}"
+            "\n\n");
+    ok(r->errors == 1 && r->error == SB_E_UPSTREAM_BAD_RESPONSE, "a key repeated in a call's args is refused, as before");
+    free(r);
+    r = one("data: {\"modelVersion\":\"a\",\"model\\u0056ersion\":\"b\"}\n\n");
+    ok(r->errors == 1, "a key repeated with an escape is refused");
+    free(r);
+    r = one("data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":5,\"thought\":true}]}}]}\n\n");
+    ok(r->errors == 0 && r->deltas == 0, "a thought's text is not looked at, whatever its type");
+    free(r);
+    r = one(
+        "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"a\"}]}}],\"error\":{\"code\":503,\"message\":\"o\\u0076er\"}}"
+        "\n\n");
+    ok(r->errors == 1 && r->error == sb_error_for_provider_status(503) && strcmp(r->message, "over") == 0,
+       "an error after the candidates still wins: %s", r->message);
+    free(r);
+    r = one("data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"a\"}]}}]\n\n");
+    ok(r->errors == 1 && r->error == SB_E_UPSTREAM_BAD_RESPONSE && r->text_len == 0, "truncated JSON is an error, nothing said");
+    free(r);
+    r = one("data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"a\"}]}}]} {}\n\n");
+    ok(r->errors == 1, "trailing bytes are an error");
+    free(r);
+    r = one("data: "
+            "{\"candidates\":[{\"content\":{\"parts\":[]}},{\"content\":{\"parts\":[{\"text\":\"second\"}]}}],\"error\":null}\n\n");
+    ok(r->errors == 0 && r->deltas == 0, "only the first candidate is read; a null error is none");
+    free(r);
+}
+
 static void test_error_message(void)
 {
     char msg[64];
@@ -542,6 +606,7 @@ int main(void)
     test_body();
     test_fixtures();
     test_events();
+    test_one_pass();
     test_error_message();
     return done_testing();
 }

@@ -60,6 +60,18 @@ static inline int sb_jscan_peek(sb_jscan_t *s)
 }
 
 /*
+ * Whether any of the 8 bytes in v needs a closer look in a string: a quote, a
+ * backslash, a control character or a byte >= 0x80 (the classic "has a zero
+ * byte" test; exact about whether one exists, though not about which).
+ */
+static inline int sb_jscan_any_special(uint64_t v)
+{
+    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+    uint64_t quote = v ^ ones * '"', backslash = v ^ ones * '\\';
+    return ((((v - ones * 0x20) & ~v) | ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) | v) & highs) != 0;
+}
+
+/*
  * The rest of a string that holds an escape at p: copies what came before it
  * (from start) into scratch and decodes from there. Each escape is at least
  * as long as what it stands for, so the string never outgrows its source.
@@ -72,6 +84,15 @@ static inline int sb_jscan_decode_string(sb_jscan_t *s, const unsigned char *sta
     o += p - start;
     while (p < end) {
         size_t n;
+        uint64_t v;
+        /* text between escapes (a model's words with line breaks) is mostly plain: copy it 8 bytes at a time */
+        while (end - p >= 8 && (memcpy(&v, p, 8), !sb_jscan_any_special(v))) {
+            memcpy(o, &v, 8);
+            o += 8;
+            p += 8;
+        }
+        if (p == end)
+            break;
         switch (sb_jscan_class[*p]) {
         case SB_JSCAN_PLAIN:
             *o++ = (char)*p++;
@@ -98,18 +119,6 @@ static inline int sb_jscan_decode_string(sb_jscan_t *s, const unsigned char *sta
         p += n;
     }
     return SB_JSCAN_SYNTAX;
-}
-
-/*
- * Whether any of the 8 bytes in v needs a closer look in a string: a quote, a
- * backslash, a control character or a byte >= 0x80 (the classic "has a zero
- * byte" test; exact about whether one exists, though not about which).
- */
-static inline int sb_jscan_any_special(uint64_t v)
-{
-    const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
-    uint64_t quote = v ^ ones * '"', backslash = v ^ ones * '\\';
-    return ((((v - ones * 0x20) & ~v) | ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) | v) & highs) != 0;
 }
 
 /*

@@ -950,7 +950,7 @@ static int read_error(sb_jscan_t *s, gem_event_t *e)
     if ((in = enter(s, 1)) <= 0)
         return in;
     while ((rc = sb_jscan_unique_member(s, &first, &key, &seen)) > 0) {
-        int c0 = sb_jscan_peek(s), integer;
+        int c0 = sb_jscan_peek(s), integer = 0; /* sb_jscan_number sets it only when the number is well formed */
         if (SB_JSCAN_KEY(key, "code") && (c0 == '-' || SB_JSCAN_DIGIT(c0))) {
             rc = sb_jscan_number(s, &integer, &e->code);
             e->has_code = integer;

@@ -99,5 +99,7 @@ extern const sb_wire_t sb_wire_anthropic;
 extern const sb_wire_t sb_wire_gemini;
 /* OpenAI Responses: {base}/responses, Bearer key, response.* events. */
 extern const sb_wire_t sb_wire_responses;
+/* Whether a Responses event, by its SSE name, tells the turn nothing (its data is then not read). */
+int sb_wire_responses_says_nothing(const sb_sse_event_t *ev);
 
 #endif

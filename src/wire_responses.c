@@ -390,12 +390,43 @@ static int same(sb_str_t s, const char *lit)
     size_t n = strlen(lit);
     return s.base != NULL && s.len == n && memcmp(s.base, lit, n) == 0;
 }
+/*
+ * Events that tell the turn nothing, by their SSE name: the stream's
+ * bookkeeping, and the .done events that repeat whole what the deltas already
+ * said. Their data is not read at all: nothing in it is used, and the larger
+ * ones (the whole response so far, the whole text) would otherwise cost more
+ * than the words they follow. The stream's framing (sse.c) has bounded and
+ * delimited the event already.
+ */
+int sb_wire_responses_says_nothing(const sb_sse_event_t *ev)
+{
+    static const char *const names[] = {
+        "response.in_progress",
+        "response.content_part.added",
+        "response.content_part.done",
+        "response.output_text.done",
+        "response.output_item.done",
+        "response.function_call_arguments.done",
+        "response.output_text.annotation.added",
+        "response.reasoning_summary_part.added",
+        "response.reasoning_summary_part.done",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_summary_text.done",
+    };
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); ++i)
+        if (ev->event_len == strlen(names[i]) && memcmp(ev->event, names[i], ev->event_len) == 0)
+            return 1;
+    return 0;
+}
+
 static sb_wire_result_t event(void *state, const sb_sse_event_t *ev, char *scratch, sb_delta_t *out, sb_error_t *error)
 {
     struct state *st = state;
     memset(out, 0, offsetof(sb_delta_t, tools));
     if (st->completed)
         return SB_WIRE_END;
+    if (sb_wire_responses_says_nothing(ev))
+        return SB_WIRE_SKIP;
     fields_t f;
     memset(&f, 0, sizeof(f));
     sb_jscan_t s = {(const unsigned char *)ev->data, (const unsigned char *)ev->data + ev->data_len, scratch, NULL};

@@ -39,6 +39,8 @@ sb_wire_result_t ref_responses_event(void *state, const sb_sse_event_t *ev, char
     memset(out, 0, offsetof(sb_delta_t, tools));
     if (st->completed)
         return SB_WIRE_END;
+    if (sb_wire_responses_says_nothing(ev)) /* the same events go unread by both: the reading is what is compared */
+        return SB_WIRE_SKIP;
     json_t *root = json_loadb(ev->data, ev->data_len, JSON_REJECT_DUPLICATES, jerr);
     if (!json_is_object(root)) {
         json_decref(root);

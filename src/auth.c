@@ -18,12 +18,14 @@
 static unsigned char (*digests)[crypto_generichash_BYTES];
 static size_t ndigests;
 static int allow_anyone;
+static char *const *teams; /* the config's api_key_teams: the team of each key, NULL when none */
 static unsigned char metrics_digest[crypto_generichash_BYTES];
 static int metrics_token_set;
 
 void sb_auth_init(const sb_config_t *config)
 {
     ndigests = config->api_key_count;
+    teams = config->api_key_teams;
     allow_anyone = ndigests == 0 && config->allow_unauthenticated;
     digests = sodium_malloc(ndigests ? ndigests * sizeof(*digests) : 1);
     if (digests == NULL)
@@ -77,6 +79,20 @@ int sb_auth_check(const char *value, size_t len)
         match |= sodium_memcmp(d, digests[i], sizeof(d)) == 0;
     sodium_memzero(d, sizeof(d));
     return match;
+}
+
+const char *sb_auth_team(const char *value, size_t len)
+{
+    unsigned char d[crypto_generichash_BYTES];
+    if (teams == NULL || !bearer_digest(value, len, d))
+        return NULL;
+    size_t which = 0; /* the matching key's index + 1, picked without a branch on the comparison */
+    for (size_t i = 0; i < ndigests; ++i) {
+        size_t match = (size_t)(sodium_memcmp(d, digests[i], sizeof(d)) == 0);
+        which |= (i + 1) & ((size_t)0 - match);
+    }
+    sodium_memzero(d, sizeof(d));
+    return which > 0 ? teams[which - 1] : NULL;
 }
 
 int sb_auth_check_metrics(const char *value, size_t len)

@@ -20,6 +20,12 @@ void sb_auth_dispose(void);
  * use is allowed, else 0. Time depends on neither the key nor how much matched.
  */
 int sb_auth_check(const char *value, size_t len);
+/*
+ * The team of the key in an Authorization header value (a SWITCHBOARD_API_KEYS
+ * entry team:key, with TEAM_INSTRUCTIONS_FILE), or NULL: no team, no key, or
+ * a wrong one. Every key is compared, as in sb_auth_check.
+ */
+const char *sb_auth_team(const char *value, size_t len);
 /* The same for a scrape of /metrics: "Bearer <METRICS_TOKEN>", or anything when METRICS_TOKEN is not set. */
 int sb_auth_check_metrics(const char *value, size_t len);
 

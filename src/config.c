@@ -95,6 +95,16 @@ static const struct setting {
     S("SUPPORT_TICKETS_TABLE", K_STR, tickets_table, "support_tickets", 0, 0, "table holding support tickets"),
     S("SUPPORT_INTERACTIONS_TABLE", K_STR, interactions_table, "support_interactions", 0, 0, "table holding ticket notes and calls"),
     S("TOOLS_ENABLED", K_STR, tools_enabled, "all", 0, 0, "comma-separated tools offered to the model (all, or none)"),
+    S("AGENTS", K_BOOL, agents, "true", 0, 1,
+      "route each turn to an agent profile (instructions, tools, model) from AGENTS_FILE; false: one prompt for every caller"),
+    S("AGENTS_FILE", K_STR, agents_file, "tools/agents.json", 0, 0,
+      "the agent profiles (JSON; README \"Agents\"); the default path falls back to the copy built into switchboard; none: agents off"),
+    S("PLATFORM_INSTRUCTIONS", K_STR, platform_instructions, NULL, 0, 0,
+      "the deployment's instructions for every turn, after the agent's and before the team's and the caller's own"),
+    S("PLATFORM_INSTRUCTIONS_FILE", K_STR, platform_instructions_file, NULL, 0, 0,
+      "a file holding PLATFORM_INSTRUCTIONS (not both)"),
+    S("TEAM_INSTRUCTIONS_FILE", K_STR, team_instructions_file, NULL, 0, 0,
+      "JSON object of team name to instructions; with it, a SWITCHBOARD_API_KEYS entry team:key names the key's team"),
     S("TOOL_MAX_ROUNDS", K_UINT, tool_max_rounds, "4", 1, 16, "tool rounds per turn before switchboard apologises"),
     S("TOOL_MAX_CALLS", K_UINT, tool_max_calls, "16", 1, 128,
       "calls of switchboard's tools run in one round; the model is told the rest were not run"),
@@ -225,6 +235,7 @@ static int split_keys(sb_config_t *c, char *err, size_t errlen)
     const char *p = c->api_keys_csv;
     size_t n = 0, cap = 4;
     c->api_keys = sb_calloc(cap + 1, sizeof(char *));
+    c->api_key_teams = sb_calloc(cap + 1, sizeof(char *));
     while (p != NULL && *p != '\0') {
         const char *comma = strchr(p, ',');
         const char *end = comma ? comma : p + strlen(p);
@@ -234,12 +245,28 @@ static int split_keys(sb_config_t *c, char *err, size_t errlen)
         while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
             --e;
         if (e > p) {
+            const char *colon = memchr(p, ':', (size_t)(e - p));
+            size_t tlen = colon != NULL ? (size_t)(colon - p) : 0;
+            char *team = NULL;
+            if (c->team_instructions_file != NULL && colon != NULL) { /* team:key, only where teams are configured */
+                if (tlen == 0 || tlen > 32 || strspn(p, "abcdefghijklmnopqrstuvwxyz0123456789_-") != tlen) {
+                    snprintf(err, errlen, "SWITCHBOARD_API_KEYS: a team (before the colon) must be 1 to 32 of a-z, 0-9, _ and -");
+                    return -1;
+                }
+                team = strndup(p, tlen);
+                p = colon + 1;
+            }
             if ((size_t)(e - p) < 16) {
+                free(team);
                 snprintf(err, errlen, "SWITCHBOARD_API_KEYS: every key must be at least 16 characters");
                 return -1;
             }
-            if (n == cap)
-                c->api_keys = sb_realloc(c->api_keys, ((cap *= 2) + 1) * sizeof(char *));
+            if (n == cap) {
+                cap *= 2;
+                c->api_keys = sb_realloc(c->api_keys, (cap + 1) * sizeof(char *));
+                c->api_key_teams = sb_realloc(c->api_key_teams, (cap + 1) * sizeof(char *));
+            }
+            c->api_key_teams[n] = team;
             c->api_keys[n++] = strndup(p, (size_t)(e - p));
             c->api_keys[n] = NULL;
         }
@@ -355,6 +382,10 @@ int sb_config_load(sb_config_t *c, char *err, size_t errlen)
         }
         p += n;
     }
+    if (c->platform_instructions != NULL && c->platform_instructions_file != NULL) {
+        snprintf(err, errlen, "PLATFORM_INSTRUCTIONS and PLATFORM_INSTRUCTIONS_FILE: set one, not both");
+        return -1;
+    }
     if (strlen(c->default_model) > 256) {
         snprintf(err, errlen, "OPENAI_MODEL is longer than 256 characters");
         return -1;
@@ -381,8 +412,10 @@ void sb_config_dispose(sb_config_t *c)
     for (size_t i = 0; i < c->api_key_count; ++i) {
         sodium_memzero(c->api_keys[i], strlen(c->api_keys[i]));
         free(c->api_keys[i]);
+        free(c->api_key_teams[i]);
     }
     free(c->api_keys);
+    free(c->api_key_teams);
     memset(c, 0, sizeof(*c));
 }
 

@@ -34,6 +34,7 @@ struct exchange {
     const char *end;                   /* how it ended: client_gone, shutdown, or the turn's own */
     const char *retrieval;
     uint32_t shadowed;
+    sb_agent_decision_t agent; /* the turn's, kept for the line */
     int has_usage, logged;
     long long prompt_tokens, completion_tokens;
 };
@@ -61,6 +62,10 @@ static void log_access(struct exchange *x)
         .end = x->end ? x->end : "client_gone",
         .retrieval = x->retrieval,
         .shadowed = shadowed[0] ? shadowed : NULL,
+        .agent = x->agent.agent != NULL ? x->agent.agent->name : NULL,
+        .agent_from = x->agent.previous != NULL && x->agent.previous != x->agent.agent ? x->agent.previous->name : NULL,
+        .routed_by = x->agent.agent != NULL ? sb_routed_by_name(x->agent.routed_by) : NULL,
+        .strategy = x->agent.agent != NULL ? sb_strategy_name(x->agent.strategy) : NULL,
         .worker = x->w->id,
     };
     sb_access_log(x->w->config->access_log, &a);
@@ -76,6 +81,7 @@ static void forget_turn(struct exchange *x)
         return;
     x->retrieval = sb_turn_retrieval(x->turn);
     x->shadowed = sb_turn_request(x->turn)->shadowed;
+    x->agent = *sb_turn_agent(x->turn);
     sb_turn_release(x->turn);
     x->turn = NULL;
 }
@@ -254,6 +260,8 @@ sb_chat_out_t *sb_exchange_open(h2o_req_t *req, sb_chat_request_t *creq, const c
     h2o_iovec_t client_id = header_value(req, H2O_STRLIT("x-request-id"));
     h2o_iovec_t traceparent = header_value(req, H2O_STRLIT("traceparent"));
     sb_chat_request_set_trace(creq, client_id.base, client_id.len, id, traceparent.base, traceparent.len);
+    ssize_t auth = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1); /* the key was checked: which team's is it */
+    creq->team = auth >= 0 ? sb_auth_team(req->headers.entries[auth].value.base, req->headers.entries[auth].value.len) : NULL;
     memcpy(x->request_id, creq->request_id, sizeof(x->request_id));
     snprintf(x->route, sizeof(x->route), "%.*s", (int)req->path_normalized.len, req->path_normalized.base);
     snprintf(x->model, sizeof(x->model), "%s", creq->model);

@@ -16,10 +16,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "agents.h"
 #include "auth.h"
 #include "conversation.h"
 #include "cors.h"
 #include "http.h"
+#include "instructions.h"
 #include "llm.h"
 #include "metrics.h"
 #include "request.h"
@@ -157,7 +159,8 @@ int main(int argc, char **argv)
         return rc;
     }
     if (sb_config_check_serving(&config, err, sizeof(err)) != 0 || sb_tools_init(&config, err, sizeof(err)) != 0 ||
-        sb_rag_check(&config, err, sizeof(err)) != 0 || sb_cors_check(&config, err, sizeof(err)) != 0) {
+        sb_rag_check(&config, err, sizeof(err)) != 0 || sb_cors_check(&config, err, sizeof(err)) != 0 ||
+        sb_agents_init(&config, err, sizeof(err)) != 0 || sb_instructions_init(&config, err, sizeof(err)) != 0) {
         sb_log_error("configuration: %s", err);
         return 2;
     }
@@ -166,6 +169,7 @@ int main(int argc, char **argv)
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
+    sb_agent_route_init();
     sb_auth_init(&config);
     sb_chat_request_init(&config);
     sb_conversation_init(&config);

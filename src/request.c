@@ -13,6 +13,7 @@
 
 #include <sodium.h>
 
+#include "agents.h"
 #include "conversation.h"
 #include "request.h"
 #include "sb/buf.h"
@@ -386,6 +387,49 @@ static int bind_caller(json_t *root, sb_caller_t *caller, sb_request_error_t *er
     return 0;
 }
 
+/* "support, orders and billing": the agents' names for an error message. */
+static void agent_names(char *out, size_t cap)
+{
+    const sb_agents_t *a = sb_agents();
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < a->n && used < cap; ++i) {
+        int n = snprintf(out + used, cap - used, "%s%s", i == 0 ? "" : i + 1 == a->n ? " or " : ", ", a->v[i].name);
+        used += n > 0 ? (size_t)n : 0;
+    }
+}
+
+/*
+ * The agent the request asks for, with agents on: llm.params.agent (the
+ * engine puts llm.params at the top level), else a model "agent:<name>",
+ * which then names no model (*model becomes NULL). An unknown agent is the
+ * caller's mistake: refused, never routed somewhere else.
+ */
+static int choose_agent(json_t *root, json_t **model, sb_chat_request_t *out, sb_request_error_t *err)
+{
+    if (sb_agents() == NULL)
+        return 0;
+    char names[256];
+    json_t *agent = json_object_get(root, "agent");
+    const char *m = *model != NULL ? json_string_value(*model) : NULL;
+    if (m != NULL && strncmp(m, "agent:", 6) == 0) {
+        out->agent_asked = sb_agents_find(m + 6, json_string_length(*model) - 6);
+        *model = NULL;
+        if (out->agent_asked == NULL && (agent == NULL || json_is_null(agent))) {
+            agent_names(names, sizeof(names));
+            return fail(err, "model", "model \"agent:...\" must name one of the agents: %s", names);
+        }
+    }
+    if (agent != NULL && !json_is_null(agent)) {
+        out->agent_asked = json_is_string(agent) ? sb_agents_find(json_string_value(agent), json_string_length(agent)) : NULL;
+        if (out->agent_asked == NULL) {
+            agent_names(names, sizeof(names));
+            return fail(err, "agent", "agent must name one of the agents: %s", names);
+        }
+    }
+    return 0;
+}
+
 int sb_chat_request_parse(json_t *root, const char *default_model, const sb_engine_ids_t *ids, sb_chat_request_t *out,
                           sb_request_error_t *err)
 {
@@ -430,6 +474,9 @@ int sb_chat_request_parse(json_t *root, const char *default_model, const sb_engi
     } else {
         model = NULL;
     }
+    if (choose_agent(root, &model, out, err) != 0)
+        goto fail;
+    out->model_given = model != NULL;
     json_object_set_new(body, "model", model ? json_incref(model) : json_string(default_model));
 
     json_t *stream = json_object_get(root, "stream");
@@ -583,7 +630,62 @@ too_large: /* rounds of tool results past SB_JSON_MAX_DUMP: the turn fails, the 
 
 void sb_chat_request_offer_tools(sb_chat_request_t *r)
 {
-    r->offered_tools = sb_tools_offer(r->upstream, &r->shadowed); /* settled at start-up by each tool's settings */
+    /* settled at start-up by each tool's settings, and each agent's subset */
+    r->offered_tools = r->withheld ? sb_tools_offer_only(r->upstream, ~r->withheld, r->agent_tools, &r->shadowed)
+                                   : sb_tools_offer(r->upstream, &r->shadowed);
+}
+
+size_t sb_chat_request_user_texts(const sb_chat_request_t *r, sb_str_t *out, size_t max, unsigned *tool_results)
+{
+    json_t *messages = json_object_get(r->upstream, "messages");
+    size_t n = 0, total = 0;
+    *tool_results = 0;
+    for (size_t i = 0; i < json_array_size(messages); ++i) { /* the roles were checked when the request was parsed */
+        const char *role = json_string_value(json_object_get(json_array_get(messages, i), "role"));
+        total += strcmp(role, "user") == 0;
+        *tool_results += strcmp(role, "tool") == 0;
+    }
+    size_t skip = total > max ? total - max : 0;
+    for (size_t i = 0; i < json_array_size(messages) && n < max; ++i) {
+        json_t *m = json_array_get(messages, i), *c = json_object_get(m, "content");
+        if (strcmp(json_string_value(json_object_get(m, "role")), "user") != 0)
+            continue;
+        if (skip > 0) {
+            --skip;
+            continue;
+        }
+        out[n++] = json_is_string(c) ? (sb_str_t){json_string_value(c), json_string_length(c)} : (sb_str_t){"", 0};
+    }
+    return n;
+}
+
+void sb_chat_request_add_instructions(sb_chat_request_t *r, const char *const *layers, size_t n)
+{
+    json_t *messages = json_object_get(r->upstream, "messages");
+    size_t at = 0;
+    for (size_t i = 0; i < n; ++i) {
+        json_t *text = layers[i] != NULL && layers[i][0] != '\0' ? json_string(layers[i]) : NULL; /* NULL: not UTF-8 */
+        if (text != NULL)
+            json_array_insert_new(messages, at++, json_pack("{s:s, s:o}", "role", "system", "content", text));
+    }
+}
+
+void sb_chat_request_use_agent(sb_chat_request_t *r, const sb_agent_t *a, unsigned max_tokens)
+{
+    json_t *body = r->upstream;
+    if (a->model != NULL && !r->model_given) {
+        json_object_set_new(body, "model", json_string(a->model));
+        r->model = json_string_value(json_object_get(body, "model"));
+    }
+    if (a->temperature >= 0 && json_object_get(body, "temperature") == NULL)
+        json_object_set_new(body, "temperature", json_real(a->temperature));
+    if (max_tokens > 0 && json_object_get(body, "max_tokens") == NULL && json_object_get(body, "max_completion_tokens") == NULL)
+        json_object_set_new(body, "max_tokens", json_integer(max_tokens));
+    size_t ntools;
+    sb_tools_table(&ntools);
+    uint32_t all = ntools >= 32 ? UINT32_MAX : (1u << ntools) - 1;
+    r->withheld = all & ~a->tools;
+    r->agent_tools = a->offered;
 }
 
 void sb_chat_request_add_context(sb_chat_request_t *r, const sb_passage_t *passages, size_t n)

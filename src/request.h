@@ -32,6 +32,12 @@ typedef struct sb_chat_request {
     sb_caller_t caller;                                /* the customer bound by llm.params customer_id / customer_email, if any */
     const char *offered_tools; /* switchboard's tools as a JSON array, sent as `tools` (sb_tools_offer); NULL: none */
     uint32_t shadowed;         /* switchboard's tools the client's own of the same name replace (sb_tools_offer) */
+    /* agents (agents.h): what the request asked for, and what the turn's agent allows */
+    const struct sb_agent *agent_asked; /* llm.params.agent or model "agent:<name>"; NULL: none (or agents off) */
+    int model_given;                    /* the request named its model (an agent's model does not replace it) */
+    uint32_t withheld;                  /* switchboard's tools the turn's agent may not call */
+    const char *agent_tools;            /* the agent's tools, serialized (sb_tools_serialize); offered instead of all when set */
+    const char *team;                   /* the inbound key's team (auth.h), NULL when none; static */
 } sb_chat_request_t;
 
 typedef struct sb_request_error {
@@ -78,6 +84,26 @@ typedef struct sb_tool_call_text {
  * as r->offered_tools. Once, before the first round.
  */
 void sb_chat_request_offer_tools(sb_chat_request_t *r);
+/*
+ * The text of the request's user messages, oldest first: the last `max` of
+ * them into out (borrowed from the request); returns how many. The role:"tool"
+ * messages in the history go to *tool_results. Messages whose content is not
+ * text count as empty utterances.
+ */
+size_t sb_chat_request_user_texts(const sb_chat_request_t *r, sb_str_t *out, size_t max, unsigned *tool_results);
+/*
+ * Puts `n` layers of instructions (NULL or "" ones skipped) in front of every
+ * other message, as system messages in the order given: the first is what
+ * the model reads first. Once, before the first round.
+ */
+void sb_chat_request_add_instructions(sb_chat_request_t *r, const char *const *layers, size_t n);
+/*
+ * Lets the agent `a` set what the request left open: its model when the
+ * request named none, its temperature, and `max_tokens` (the strategy's
+ * limit, 0: none) when the request set neither max_tokens nor
+ * max_completion_tokens; and offers only its tools. Before sb_chat_request_offer_tools.
+ */
+void sb_chat_request_use_agent(sb_chat_request_t *r, const struct sb_agent *a, unsigned max_tokens);
 /* Adds retrieved passages as one system message right after the caller's own system messages. */
 void sb_chat_request_add_context(sb_chat_request_t *r, const sb_passage_t *passages, size_t n);
 /* Adds the assistant message of a round that called switchboard's tools: its words (base NULL: none) and calls. */

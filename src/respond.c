@@ -134,6 +134,10 @@ void sb_access_log(int enabled, const sb_access_t *a)
         sb_buf_appendf(&b, ",\"retrieval\":\"%s\"", a->retrieval);
     if (a->shadowed != NULL) /* tool names: plain words from switchboard's own table */
         sb_buf_appendf(&b, ",\"shadowed_tools\":\"%s\"", a->shadowed);
+    if (a->agent != NULL) /* agent names are [a-z0-9_-] (agents.c); the rest are fixed words */
+        sb_buf_appendf(&b, ",\"agent\":\"%s\",\"routed_by\":\"%s\",\"strategy\":\"%s\"", a->agent, a->routed_by, a->strategy);
+    if (a->agent_from != NULL)
+        sb_buf_appendf(&b, ",\"agent_from\":\"%s\"", a->agent_from);
     sb_buf_appendf(&b, ",\"end\":\"%s\",\"worker\":%u}\n", a->end, a->worker);
     ssize_t wr = write(STDOUT_FILENO, b.base, b.len);
     (void)wr;

@@ -36,9 +36,13 @@ typedef struct sb_access {
     size_t bytes;
     long long prompt_tokens; /* < 0: unknown */
     long long completion_tokens;
-    const char *end;       /* done, client_gone, timeout, upstream_error, rejected, shutdown */
-    const char *retrieval; /* hit, miss, timeout, error, off; NULL for requests that are not turns */
-    const char *shadowed;  /* switchboard's tools the client's own of the same name replaced, comma-separated, or NULL */
+    const char *end;        /* done, client_gone, timeout, upstream_error, rejected, shutdown */
+    const char *retrieval;  /* hit, miss, timeout, error, off; NULL for requests that are not turns */
+    const char *shadowed;   /* switchboard's tools the client's own of the same name replaced, comma-separated, or NULL */
+    const char *agent;      /* the turn's agent (agent_route.h), NULL with agents off or for requests that are not turns */
+    const char *agent_from; /* the agent it took over from, NULL when none */
+    const char *routed_by;  /* explicit, classifier, sticky, default */
+    const char *strategy;   /* concise, analytical, tool-heavy, wrapping-up */
     unsigned worker;
 } sb_access_t;
 

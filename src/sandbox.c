@@ -364,7 +364,7 @@ static int call_client_tool(struct call *c, const sb_chat_request_t *req, const 
         json_t *name = json_object_get(fn, "name");
         size_t len = json_string_length(name);
         if (!json_is_string(name) || len == 0 || len > TOOL_NAME_MAX ||
-            sb_tools_find_offered(json_string_value(name), len, req->shadowed) != NULL)
+            sb_tools_find_offered(json_string_value(name), len, req->shadowed | req->withheld) != NULL)
             continue;
         if (!sb_speech_names_tool(req->last_user, json_string_value(name), len))
             continue;
@@ -399,7 +399,7 @@ static void plan(struct call *c, const sb_chat_request_t *req)
     json_t *messages = json_object_get(req->upstream, "messages");
     json_t *last = json_array_get(messages, json_array_size(messages) - 1);
     if (strcmp(json_string_value(json_object_get(last, "role")), "tool") == 0) {
-        say_results(c, messages, req->shadowed);
+        say_results(c, messages, req->shadowed | req->withheld);
         return;
     }
     char lower[sizeof(req->last_user)];

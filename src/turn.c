@@ -16,6 +16,7 @@
 #include "sb/buf.h"
 #include "sb/log.h"
 #include "sb/rag.h"
+#include "instructions.h"
 #include "sb/tools.h"
 #include "turn.h"
 
@@ -43,20 +44,21 @@ struct sb_turn {
     sb_chat_request_t creq;
     sb_sink_t *sink, *observer;
     sb_turn_phase_t phase;
-    sb_llm_call_t *call;    /* ASKING: the provider round */
-    sb_rag_query_t *rag;    /* RETRIEVING: retrieval */
-    uv_timer_t *rag_wait;   /* says RAG_WAIT_TEXT to a live caller if retrieval runs long */
-    uv_timer_t *failed;     /* a provider that could not start during sb_turn_start is reported from the loop */
-    const char *retrieval;  /* hit, miss, timeout, error, off */
-    unsigned paused : 1,    /* the sink's caller reads slowly: the provider is held */
-        model_told : 1,     /* the sink heard which model answers */
-        said_anything : 1,  /* the caller heard words (no filler needed) */
-        own_words_last : 1, /* the last words the caller heard were switchboard's own (a filler): the model's need a space */
-        finish_sent : 1,    /* the provider's finish reason went out */
-        relayed_tools : 1,  /* client tool calls went out (the finish is tool_calls) */
-        keep_rounds : 1,    /* switchboard's tools are offered: a round's words may be needed again */
-        round_overflow : 1, /* this round's words passed MAX_ANSWER_BYTES and were let go */
-        starting : 1;       /* inside sb_turn_start: nothing may be told yet */
+    sb_llm_call_t *call;       /* ASKING: the provider round */
+    sb_rag_query_t *rag;       /* RETRIEVING: retrieval */
+    uv_timer_t *rag_wait;      /* says RAG_WAIT_TEXT to a live caller if retrieval runs long */
+    uv_timer_t *failed;        /* a provider that could not start during sb_turn_start is reported from the loop */
+    const char *retrieval;     /* hit, miss, timeout, error, off */
+    sb_agent_decision_t agent; /* who answers and how (agent_route.h); agent.agent NULL with agents off */
+    unsigned paused : 1,       /* the sink's caller reads slowly: the provider is held */
+        model_told : 1,        /* the sink heard which model answers */
+        said_anything : 1,     /* the caller heard words (no filler needed) */
+        own_words_last : 1,    /* the last words the caller heard were switchboard's own (a filler): the model's need a space */
+        finish_sent : 1,       /* the provider's finish reason went out */
+        relayed_tools : 1,     /* client tool calls went out (the finish is tool_calls) */
+        keep_rounds : 1,       /* switchboard's tools are offered: a round's words may be needed again */
+        round_overflow : 1,    /* this round's words passed MAX_ANSWER_BYTES and were let go */
+        starting : 1;          /* inside sb_turn_start: nothing may be told yet */
     char model[257];
     char finish_reason[32];
     /* the tool loop */
@@ -188,7 +190,7 @@ static struct call *gather(sb_turn_t *t, const sb_tool_delta_t *f)
     if (f->arguments.base != NULL && (c->owned != 0 || !t->sink->ops->live))
         sb_buf_append(&c->arguments, f->arguments.base, f->arguments.len);
     if (c->owned < 0 && c->name.len > 0) {
-        c->tool = sb_tools_find_offered(c->name.base, c->name.len, t->creq.shadowed);
+        c->tool = sb_tools_find_offered(c->name.base, c->name.len, t->creq.shadowed | t->creq.withheld);
         c->owned = c->tool != NULL;
         if (c->owned)
             ++t->n_owned;
@@ -444,7 +446,8 @@ static void enter(sb_turn_t *t, sb_turn_phase_t next)
     t->phase = next;
     switch (next) {
     case SB_TURN_RETRIEVING:
-        t->rag = sb_rag_start(cf, t->env.pg, t->env.curlm, t->env.loop, t->creq.question, on_retrieved, t);
+        t->rag = sb_rag_start(t->agent.agent != NULL && t->agent.agent->rag_config != NULL ? t->agent.agent->rag_config : cf,
+                              t->env.pg, t->env.curlm, t->env.loop, t->creq.question, on_retrieved, t);
         if (t->sink->ops->live && cf->rag_wait_ms > 0 && strcmp(cf->rag_wait_text, "none") != 0) {
             t->rag_wait = new_timer(t);
             uv_timer_start(t->rag_wait, on_rag_wait, cf->rag_wait_ms, 0);
@@ -579,10 +582,13 @@ sb_turn_t *sb_turn_start(const sb_turn_env_t *env, sb_chat_request_t *creq, sb_s
     sink->turn = t;
     t->retrieval = "off";
     sb_buf_init(&t->words, env->config->max_answer_bytes);
+    sb_instructions_apply(&t->creq, &t->agent);
     sb_chat_request_offer_tools(&t->creq);
     t->keep_rounds = sb_tools_offered(); /* a round may end in switchboard's tools only when they are offered */
     t->starting = 1;
-    enter(t, sb_rag_enabled(env->config) && t->creq.question[0] != '\0' ? SB_TURN_RETRIEVING : SB_TURN_ASKING);
+    int retrieve =
+        sb_rag_enabled(env->config) && t->creq.question[0] != '\0' && (t->agent.agent == NULL || t->agent.agent->retrieval);
+    enter(t, retrieve ? SB_TURN_RETRIEVING : SB_TURN_ASKING);
     t->starting = 0;
     return t;
 }
@@ -613,6 +619,11 @@ sb_turn_phase_t sb_turn_phase(const sb_turn_t *t)
 const char *sb_turn_retrieval(const sb_turn_t *t)
 {
     return t->retrieval;
+}
+
+const sb_agent_decision_t *sb_turn_agent(const sb_turn_t *t)
+{
+    return &t->agent;
 }
 
 const sb_chat_request_t *sb_turn_request(const sb_turn_t *t)

@@ -14,6 +14,7 @@
 
 #include <uv.h>
 
+#include "agent_route.h"
 #include "llm.h"
 #include "request.h"
 #include "sb/config.h"
@@ -59,5 +60,7 @@ sb_turn_phase_t sb_turn_phase(const sb_turn_t *t);
 /* Retrieval's outcome for the access log (hit, miss, timeout, error, off); the tools the client's own shadowed. */
 const char *sb_turn_retrieval(const sb_turn_t *t);
 const sb_chat_request_t *sb_turn_request(const sb_turn_t *t);
+/* The turn's agent and strategy (agent_route.h), decided when it started; its agent is NULL with agents off. */
+const sb_agent_decision_t *sb_turn_agent(const sb_turn_t *t);
 
 #endif

@@ -167,14 +167,35 @@ int sb_tools_offered(void)
     return offered_json != NULL;
 }
 
+char *sb_tools_serialize(uint32_t allowed)
+{
+    json_t *some = json_array();
+    size_t i;
+    json_t *t;
+    json_array_foreach(offered, i, t)
+    {
+        json_t *name = json_object_get(json_object_get(t, "function"), "name");
+        if (allowed & (1u << find(json_string_value(name), json_string_length(name))))
+            json_array_append(some, t);
+    }
+    char *out = json_array_size(some) > 0 ? json_dumps(some, JSON_COMPACT) : NULL;
+    json_decref(some);
+    return out;
+}
+
 const char *sb_tools_offer(json_t *body, uint32_t *shadowed)
 {
+    return sb_tools_offer_only(body, UINT32_MAX, offered_json, shadowed);
+}
+
+const char *sb_tools_offer_only(json_t *body, uint32_t allowed, const char *serialized, uint32_t *shadowed)
+{
     *shadowed = 0;
-    if (offered_json == NULL)
+    if (serialized == NULL)
         return NULL;
     json_t *tools = json_object_get(body, "tools");
     if (tools == NULL)
-        return offered_json;
+        return serialized;
     if (!json_is_array(tools)) {
         tools = json_array();
         json_object_set_new(body, "tools", tools);
@@ -192,7 +213,7 @@ const char *sb_tools_offer(json_t *body, uint32_t *shadowed)
     {
         json_t *name = json_object_get(json_object_get(t, "function"), "name");
         long own = find(json_string_value(name), json_string_length(name));
-        if (own < 0 || !(*shadowed & (1u << own)))
+        if (own >= 0 && (allowed & (1u << own)) && !(*shadowed & (1u << own)))
             json_array_append(tools, t);
     }
     return NULL;

@@ -19,7 +19,8 @@ typedef struct sb_config {
     /* inbound auth */
     char *api_keys_csv;
     char *conversation_secret;
-    char **api_keys; /* parsed from api_keys_csv, NULL-terminated */
+    char **api_keys;      /* parsed from api_keys_csv, NULL-terminated */
+    char **api_key_teams; /* api_keys[i]'s team (team:key with TEAM_INSTRUCTIONS_FILE), NULL when none */
     size_t api_key_count;
     int allow_unauthenticated;
     /* upstream provider */
@@ -54,6 +55,10 @@ typedef struct sb_config {
     unsigned tool_max_rounds;
     unsigned tool_max_calls;
     char *tool_filler_text;
+    /* agents and the layered instructions (agents.c, instructions.c) */
+    int agents;
+    char *agents_file; /* "none": agents off */
+    char *platform_instructions, *platform_instructions_file, *team_instructions_file;
     /* escalation emails (escalate_ticket) */
     char *support_email;
     char *smtp_url;

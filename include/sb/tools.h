@@ -90,6 +90,14 @@ size_t sb_tools_names(uint32_t set, char *out, size_t cap);
  * of a request.
  */
 const char *sb_tools_offer(json_t *body, uint32_t *shadowed);
+/*
+ * The same for a subset: only the enabled tools whose bit is set in `allowed`
+ * (an agent's, agents.h), `serialized` being sb_tools_serialize(allowed)
+ * (NULL: none of them is enabled, and nothing is offered).
+ */
+const char *sb_tools_offer_only(json_t *body, uint32_t allowed, const char *serialized, uint32_t *shadowed);
+/* The enabled tools whose bit is set in `allowed`, as one serialized OpenAI array; NULL when none. New (free it). */
+char *sb_tools_serialize(uint32_t allowed);
 /* Whether any tool is offered at all (sb_tools_init enabled one). */
 int sb_tools_offered(void);
 

@@ -92,6 +92,8 @@ export async function startSwitchboard(env = {}, { tls } = {}) {
       PORT: String(port),
       WORKERS: '2',
       SWITCHBOARD_API_KEYS: INBOUND_KEY,
+      // most tests check the provider's exact body: agent profiles (on by default) are agents.test.mjs's to turn on
+      AGENTS: 'false',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

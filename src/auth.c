@@ -25,7 +25,7 @@ static int metrics_token_set;
 void sb_auth_init(const sb_config_t *config)
 {
     ndigests = config->api_key_count;
-    teams = config->api_key_teams;
+    teams = config->team_instructions_file != NULL ? config->api_key_teams : NULL; /* no teams: no second digest per turn */
     allow_anyone = ndigests == 0 && config->allow_unauthenticated;
     digests = sodium_malloc(ndigests ? ndigests * sizeof(*digests) : 1);
     if (digests == NULL)

@@ -126,9 +126,13 @@ test('open turns rise while a stream is open and fall when its caller hangs up',
   const sock = net.connect(sb.port, '127.0.0.1');
   await new Promise((r) => sock.on('connect', r));
   const body = JSON.stringify({ model, stream: true, messages: ask('count') });
+  let heard = '';
+  sock.on('data', (d) => (heard += d));
   sock.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${INBOUND_KEY}\r\n` +
     `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
   await until(async () => value(await scrape(), 'switchboard_open_turns') === 1, { what: 'one open turn' });
+  // the answer has begun (its head and first words): the hang-up ends a 200, not a 499
+  await until(() => /data: \{/.test(heard), { timeoutMs: 10000, what: 'the first words' });
   sock.destroy();
   const text = await until(async () => {
     const t = await scrape();

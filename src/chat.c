@@ -35,6 +35,8 @@ void sb_chat_handle(h2o_req_t *req)
         sb_exchange_refuse(req, err.kind, err.message, err.param);
         return;
     }
+    if (!sb_exchange_conversation(req, &creq))
+        return;
     sb_chat_out_t *out = sb_exchange_open(req, &creq, "chatcmpl-");
     if (creq.stream)
         sb_exchange_start(out, &creq, sb_chat_stream_sink(out), &stream_ops);

@@ -52,4 +52,16 @@ void sb_conversation_describe(json_t *root, json_t *clean_messages, const sb_eng
 char *sb_conversation_write_key(const unsigned char conversation[SB_CONVERSATION_BYTES], const char *turn_id, unsigned round,
                                 long index, const char *tool, const sb_caller_t *caller, sb_str_t arguments, char *out);
 
+/*
+ * The stored conversation a turn belongs to: `owner` (33 bytes, hex) is the
+ * keyed digest of the bearer token the caller sent (`token`, `token_len`
+ * bytes, may be empty), `key` (33 bytes, hex) the keyed digest of the owner
+ * and of the client's conversation id when it sent one, else of the engine's
+ * `identity`. Returns 0, or -1 when there is neither (nothing names the
+ * conversation: nothing is stored). The key holds the owner, so another
+ * inbound key naming the same conversation id names another conversation.
+ */
+int sb_conversation_key(const char *token, size_t token_len, const char *client_id, const char *identity, char key[33],
+                        char owner[33]);
+
 #endif

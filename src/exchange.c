@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "auth.h"
+#include "eventlog.h"
 #include "exchange.h"
 #include "hangup.h"
 #include "metrics.h"
@@ -25,6 +26,7 @@ struct exchange {
     const sb_exchange_sink_ops_t *ops; /* the sink's transport hooks */
     sb_sink_t recorder;                /* an observer: what the access log reports */
     sb_metrics_turn_t metrics;         /* the next observer, when metrics are on */
+    sb_eventlog_turn_t eventlog;       /* the last observer: the turn's record for memory and the event log */
     sb_turn_t *turn;                   /* NULL once let go */
     sb_hangup_t *hangup;               /* HTTP/1 only */
     uint64_t t_start;                  /* uv_hrtime() */
@@ -175,6 +177,7 @@ static void on_dispose(void *p)
     sb_hangup_stop(x->hangup);
     x->hangup = NULL;
     forget_turn(x);
+    sb_eventlog_turn_dispose(&x->eventlog); /* a turn that never reached done is not stored */
     if (x->sink != NULL)
         x->ops->dispose(x->sink);
     if (x->sink != NULL && !x->logged)
@@ -239,6 +242,27 @@ int sb_exchange_admit(h2o_req_t *req)
     return 1;
 }
 
+int sb_exchange_conversation(h2o_req_t *req, sb_chat_request_t *creq)
+{
+    h2o_iovec_t id = header_value(req, H2O_STRLIT("x-conversation-id"));
+    sb_request_error_t err;
+    if (sb_chat_request_set_conversation_id(creq, id.base, id.len, &err) != 0) {
+        sb_chat_request_dispose(creq);
+        sb_exchange_refuse(req, err.kind, err.message, err.param);
+        return 0;
+    }
+    /* the bearer token as sent (admitted already): its digest owns the conversation */
+    h2o_iovec_t auth = header_value(req, H2O_STRLIT("authorization"));
+    const char *token = auth.len > 7 ? auth.base + 7 : "";
+    size_t len = auth.len > 7 ? auth.len - 7 : 0;
+    while (len > 0 && *token == ' ')
+        ++token, --len;
+    while (len > 0 && token[len - 1] == ' ')
+        --len;
+    sb_conversation_key(token, len, creq->conversation_id, creq->identity, creq->memory_key, creq->owner);
+    return 1;
+}
+
 sb_chat_out_t *sb_exchange_open(h2o_req_t *req, sb_chat_request_t *creq, const char *id_prefix)
 {
     sb_worker_t *w = sb_worker_of(req);
@@ -283,8 +307,11 @@ void sb_exchange_start(sb_chat_out_t *out, sb_chat_request_t *creq, sb_sink_t *s
                               sb_rag_backend_name(w->config));
         x->recorder.next = &x->metrics.super;
     }
+    sb_eventlog_turn_start(&x->eventlog, w->eventlog, creq);
+    if (x->eventlog.record != NULL) /* last in the chain: the access log and metrics hear done first */
+        (x->recorder.next != NULL ? &x->metrics.super : &x->recorder)->next = &x->eventlog.super;
     sb_worker_work_started(w, &x->work);
-    sb_turn_env_t env = {w->config, &w->loop, w->pg, w->curlm, w->server->provider, &w->llm};
+    sb_turn_env_t env = {w->config, &w->loop, w->pg, w->curlm, w->server->provider, &w->llm, w->memory};
     x->turn = sb_turn_start(&env, creq, x->sink, &x->recorder);
     if (req->version < 0x200) {
         h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);

@@ -38,6 +38,14 @@ void sb_exchange_refuse(h2o_req_t *req, sb_error_t e, const char *message, const
 void sb_exchange_engine_ids(h2o_req_t *req, sb_engine_ids_t *ids);
 
 /*
+ * Names the stored conversation of a validated request: the client's
+ * X-Conversation-Id (checked like the body's conversation_id), and the key
+ * and owner digests of sb_conversation_key from the bearer key. Returns 1 to
+ * go on, or 0 when the request was refused (a malformed or conflicting id).
+ */
+int sb_exchange_conversation(h2o_req_t *req, sb_chat_request_t *creq);
+
+/*
  * Opens the exchange for a validated request (its trace ids are set here):
  * allocated from the request's pool, with out->id `id_prefix` and a fresh
  * id. The channel makes its sink with the returned sb_chat_out_t (borrowed

@@ -20,6 +20,7 @@
 #include "auth.h"
 #include "conversation.h"
 #include "cors.h"
+#include "forget.h"
 #include "http.h"
 #include "instructions.h"
 #include "llm.h"
@@ -68,6 +69,8 @@ static void usage(FILE *out)
 {
     fputs("usage: switchboard [--help | --version | --settings]\n"
           "       switchboard migrate [--seed]   apply the database schema (and the demo data)\n"
+          "       switchboard forget --customer-id N | --email ADDRESS | --conversation ID\n"
+          "                                      erase one caller's stored conversations, messages and events\n"
           "\n"
           "Serves OpenAI-compatible chat completions for voice agents on PORT.\n"
           "Settings come from the environment and an optional .env file\n"
@@ -127,9 +130,10 @@ static void warn_setting(const char *message)
 
 int main(int argc, char **argv)
 {
+    int forget = argc > 1 && strcmp(argv[1], "forget") == 0;
     int migrate = argc > 1 && strcmp(argv[1], "migrate") == 0;
     int seed = migrate && argc > 2 && strcmp(argv[2], "--seed") == 0;
-    for (int i = 1 + migrate + seed; i < argc; ++i) {
+    for (int i = 1 + migrate + seed; i < argc && !forget; ++i) {
         if (strcmp(argv[i], "--version") == 0) {
             puts("switchboard " SB_VERSION);
             return 0;
@@ -152,6 +156,11 @@ int main(int argc, char **argv)
     if (sb_config_load(&config, err, sizeof(err)) != 0) {
         sb_log_error("configuration: %s", err);
         return 2;
+    }
+    if (forget) {
+        int rc = sb_forget_run(&config, argc - 2, argv + 2, stdout, stderr);
+        sb_config_dispose(&config);
+        return rc;
     }
     if (migrate) {
         int rc = sb_migrate_run(&config, seed, stderr);

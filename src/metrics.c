@@ -58,7 +58,17 @@ static const struct table_spec {
     [T_RETRIEVAL] = {R_WIDTH, 32},     /* backend, outcome */
 };
 
-enum gauge_id { G_OPEN_TURNS, G_PG_OPEN, G_PG_BUSY, G_PG_WAITING, G_PROVIDER_CONNECTIONS, G_PROVIDER_CONNECTS, G_COUNT };
+enum gauge_id {
+    G_OPEN_TURNS,
+    G_PG_OPEN,
+    G_PG_BUSY,
+    G_PG_WAITING,
+    G_PROVIDER_CONNECTIONS,
+    G_PROVIDER_CONNECTS,
+    G_EVENTS_DROPPED, /* counters that need no labels live here too: one writer per shard either way */
+    G_TURNS_UNSAVED,
+    G_COUNT
+};
 
 struct table {
     _Atomic unsigned n;         /* published series */
@@ -213,6 +223,12 @@ void sb_metrics_pool(unsigned open, unsigned busy, unsigned waiting)
     atomic_store_explicit(&bound->gauges[G_PG_OPEN], open, memory_order_relaxed);
     atomic_store_explicit(&bound->gauges[G_PG_BUSY], busy, memory_order_relaxed);
     atomic_store_explicit(&bound->gauges[G_PG_WAITING], waiting, memory_order_relaxed);
+}
+
+void sb_metrics_events_dropped(unsigned turns, unsigned events)
+{
+    gauge_add(G_TURNS_UNSAVED, turns);
+    gauge_add(G_EVENTS_DROPPED, events);
 }
 
 /* --- the turn observer ------------------------------------------------------------------------------ */
@@ -557,5 +573,11 @@ int sb_metrics_render(sb_metrics_t *m, sb_buf_t *out)
     rc |= sb_buf_appendf(out, "switchboard_pg_pool_connections{state=\"busy\"} %lld\n", (long long)gauge(m, G_PG_BUSY));
     rc |= head(out, "switchboard_pg_pool_waiting", "gauge", "Requests waiting for a Postgres connection.");
     rc |= sb_buf_appendf(out, "switchboard_pg_pool_waiting %lld\n", (long long)gauge(m, G_PG_WAITING));
+    rc |= head(out, "switchboard_events_dropped_total", "counter",
+               "Events of the event log dropped (queue full, database away) instead of delaying a turn.");
+    rc |= sb_buf_appendf(out, "switchboard_events_dropped_total %lld\n", (long long)gauge(m, G_EVENTS_DROPPED));
+    rc |= head(out, "switchboard_turns_unsaved_total", "counter",
+               "Turns whose record (memory and events) was dropped instead of written.");
+    rc |= sb_buf_appendf(out, "switchboard_turns_unsaved_total %lld\n", (long long)gauge(m, G_TURNS_UNSAVED));
     return rc ? -1 : 0;
 }

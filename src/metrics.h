@@ -44,6 +44,9 @@ void sb_metrics_provider_connection(int delta);
 /* The worker's Postgres pool now: connections open, leased, and requests waiting for one. */
 void sb_metrics_pool(unsigned open, unsigned busy, unsigned waiting);
 
+/* Turns whose record the event log could not write (queue full, database away), and the events they held. */
+void sb_metrics_events_dropped(unsigned turns, unsigned events);
+
 /*
  * A turn's metrics: an observer (sink.h) of one turn, embedded by the channel
  * that runs it. It counts the turn as open from start until finish, the

@@ -204,7 +204,8 @@ static char *render(struct session *s, const char *sql, const char *what)
 /* The configured names must be distinct and not one of the fixed tables, or the migration would collide with itself. */
 static int check_names(const sb_config_t *config, FILE *log)
 {
-    static const char *const fixed[] = {"customers", "orders", "escalations", "change_log", "agent_events", "schema_migrations"};
+    static const char *const fixed[] = {"customers",         "orders",        "escalations", "change_log",         "agent_events",
+                                        "schema_migrations", "conversations", "messages",    "conversation_events"};
     const char *vars[2][2] = {{"SUPPORT_TICKETS_TABLE", config->tickets_table},
                               {"SUPPORT_INTERACTIONS_TABLE", config->interactions_table}};
     for (size_t i = 0; i < 2; ++i) {

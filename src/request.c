@@ -430,6 +430,18 @@ static int choose_agent(json_t *root, json_t **model, sb_chat_request_t *out, sb
     return 0;
 }
 
+/* A conversation id a client chooses: 1 to 128 characters of letters, digits and ._:- (it keys stored history). */
+static int valid_conversation_id(const char *id, size_t len)
+{
+    static const char ok[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-";
+    if (len == 0 || len > 128)
+        return 0;
+    for (size_t i = 0; i < len; ++i)
+        if (id[i] == '\0' || strchr(ok, id[i]) == NULL)
+            return 0;
+    return 1;
+}
+
 int sb_chat_request_parse(json_t *root, const char *default_model, const sb_engine_ids_t *ids, sb_chat_request_t *out,
                           sb_request_error_t *err)
 {
@@ -526,6 +538,14 @@ int sb_chat_request_parse(json_t *root, const char *default_model, const sb_engi
 
     if (bind_caller(root, &out->caller, err) != 0)
         goto fail;
+    json_t *cid = json_object_get(root, "conversation_id");
+    if (cid != NULL && !json_is_null(cid)) {
+        if (!json_is_string(cid) || !valid_conversation_id(json_string_value(cid), json_string_length(cid))) {
+            fail(err, "conversation_id", "conversation_id must be 1 to 128 letters, digits or ._:-");
+            goto fail;
+        }
+        memcpy(out->conversation_id, json_string_value(cid), json_string_length(cid) + 1);
+    }
     sb_conversation_describe(root, clean_messages, ids, out->identity, sizeof(out->identity), out->conversation);
 
     json_t *turn = json_object_get(root, "turn_id");
@@ -588,6 +608,19 @@ void sb_chat_request_set_trace(sb_chat_request_t *r, const char *id, size_t len,
         memcpy(r->traceparent, t, 55);
         r->traceparent[55] = '\0';
     }
+}
+
+int sb_chat_request_set_conversation_id(sb_chat_request_t *r, const char *id, size_t len, sb_request_error_t *err)
+{
+    if (id == NULL)
+        return 0;
+    if (!valid_conversation_id(id, len))
+        return fail(err, "X-Conversation-Id", "X-Conversation-Id must be 1 to 128 letters, digits or ._:-");
+    if (r->conversation_id[0] != '\0' && (strlen(r->conversation_id) != len || memcmp(r->conversation_id, id, len) != 0))
+        return fail(err, "conversation_id", "conversation_id and X-Conversation-Id name different conversations");
+    memcpy(r->conversation_id, id, len);
+    r->conversation_id[len] = '\0';
+    return 0;
 }
 
 void sb_chat_request_dispose(sb_chat_request_t *r)
@@ -688,11 +721,9 @@ void sb_chat_request_use_agent(sb_chat_request_t *r, const sb_agent_t *a, unsign
     r->agent_tools = a->offered;
 }
 
-void sb_chat_request_add_context(sb_chat_request_t *r, const sb_passage_t *passages, size_t n)
+/* Where switchboard's own messages go: right after the caller's system (and developer) messages. */
+static size_t after_system(json_t *messages)
 {
-    if (n == 0)
-        return;
-    json_t *messages = json_object_get(r->upstream, "messages");
     size_t at = 0;
     while (at < json_array_size(messages)) {
         const char *role = json_string_value(json_object_get(json_array_get(messages, at), "role"));
@@ -700,7 +731,24 @@ void sb_chat_request_add_context(sb_chat_request_t *r, const sb_passage_t *passa
             break;
         ++at;
     }
-    json_array_insert_new(messages, at, sb_rag_context_message(passages, n));
+    return at;
+}
+
+void sb_chat_request_add_context(sb_chat_request_t *r, const sb_passage_t *passages, size_t n)
+{
+    if (n == 0)
+        return;
+    json_t *messages = json_object_get(r->upstream, "messages");
+    json_array_insert_new(messages, after_system(messages), sb_rag_context_message(passages, n));
+}
+
+void sb_chat_request_add_memory(sb_chat_request_t *r, json_t *recalled)
+{
+    json_t *messages = json_object_get(r->upstream, "messages");
+    size_t at = after_system(messages), i;
+    json_t *m;
+    json_array_foreach(recalled, i, m) json_array_insert(messages, at + i, m);
+    json_decref(recalled);
 }
 
 void sb_chat_request_add_tool_calls(sb_chat_request_t *r, sb_str_t words, const sb_tool_call_text_t *calls, size_t n)

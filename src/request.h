@@ -29,6 +29,8 @@ typedef struct sb_chat_request {
     char question[1024];  /* what retrieval looks up: the last utterance, with the one before when it is short */
     char identity[256];   /* the engine's names for the call ("app=..;channel=..;user=..;agent=.."), "" when none */
     unsigned char conversation[SB_CONVERSATION_BYTES]; /* keyed digest of the identity and every message so far */
+    char conversation_id[129];                         /* the client's own conversation_id (body or header), "" when none */
+    char memory_key[33], owner[33];                    /* the stored conversation (sb_conversation_key); memory_key "" when none */
     sb_caller_t caller;                                /* the customer bound by llm.params customer_id / customer_email, if any */
     const char *offered_tools; /* switchboard's tools as a JSON array, sent as `tools` (sb_tools_offer); NULL: none */
     uint32_t shadowed;         /* switchboard's tools the client's own of the same name replace (sb_tools_offer) */
@@ -71,6 +73,14 @@ void sb_chat_request_dispose(sb_chat_request_t *r);
 void sb_chat_request_set_trace(sb_chat_request_t *r, const char *id, size_t len, const char *generated, const char *traceparent,
                                size_t tp_len);
 
+/*
+ * Takes the X-Conversation-Id header (`id`, `len` bytes; base NULL when
+ * absent) as the conversation id. Returns 0, or -1 with `err` filled when it
+ * is not 1 to 128 characters of letters, digits and ._:- or names another
+ * conversation than the body's conversation_id.
+ */
+int sb_chat_request_set_conversation_id(sb_chat_request_t *r, const char *id, size_t len, sb_request_error_t *err);
+
 /* --- the edits a turn makes to what it sends the provider ------------------------------------- */
 
 /* One tool call as text: its id, the tool's name and the arguments (JSON text). Borrowed. */
@@ -106,6 +116,8 @@ void sb_chat_request_add_instructions(sb_chat_request_t *r, const char *const *l
 void sb_chat_request_use_agent(sb_chat_request_t *r, const struct sb_agent *a, unsigned max_tokens);
 /* Adds retrieved passages as one system message right after the caller's own system messages. */
 void sb_chat_request_add_context(sb_chat_request_t *r, const sb_passage_t *passages, size_t n);
+/* Adds `messages` (a JSON array, taken) right after the caller's own system messages: what memory recalls. */
+void sb_chat_request_add_memory(sb_chat_request_t *r, json_t *messages);
 /* Adds the assistant message of a round that called switchboard's tools: its words (base NULL: none) and calls. */
 void sb_chat_request_add_tool_calls(sb_chat_request_t *r, sb_str_t words, const sb_tool_call_text_t *calls, size_t n);
 /* Adds one call's result (JSON text) as a role:"tool" message. */

@@ -34,6 +34,10 @@ void sb_responses_handle(h2o_req_t *req)
         sb_exchange_refuse(req, err.kind, err.message, err.param);
         return;
     }
+    if (!sb_exchange_conversation(req, &creq)) {
+        free(echo);
+        return;
+    }
     sb_chat_out_t *out = sb_exchange_open(req, &creq, "resp_");
     sb_sink_t *sink = sb_responses_sink(out, echo, creq.stream);
     free(echo);

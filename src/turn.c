@@ -46,6 +46,7 @@ struct sb_turn {
     sb_turn_phase_t phase;
     sb_llm_call_t *call;       /* ASKING: the provider round */
     sb_rag_query_t *rag;       /* RETRIEVING: retrieval */
+    sb_memory_load_t *recall;  /* REMEMBERING: the stored conversation */
     uv_timer_t *rag_wait;      /* says RAG_WAIT_TEXT to a live caller if retrieval runs long */
     uv_timer_t *failed;        /* a provider that could not start during sb_turn_start is reported from the loop */
     const char *retrieval;     /* hit, miss, timeout, error, off */
@@ -430,6 +431,24 @@ static void on_retrieved(void *data, const sb_passage_t *passages, size_t n, con
     enter(t, SB_TURN_ASKING);
 }
 
+/* --- memory ---------------------------------------------------------------------------------------- */
+
+/* What follows remembering: retrieval when it is on and there is a question, else the first round. */
+static sb_turn_phase_t after_remembering(const sb_turn_t *t)
+{
+    int retrieve = sb_rag_enabled(t->env.config) && t->creq.question[0] != '\0' &&
+                   (t->agent.agent == NULL || t->agent.agent->retrieval); /* an agent may answer without retrieval */
+    return retrieve ? SB_TURN_RETRIEVING : SB_TURN_ASKING;
+}
+
+static void on_recalled(void *data, const char *outcome)
+{
+    sb_turn_t *t = data;
+    (void)outcome; /* whatever it is, the turn goes on: never silence for want of history */
+    t->recall = NULL;
+    enter(t, after_remembering(t));
+}
+
 /* --- the state machine --------------------------------------------------------------------------- */
 
 static void on_failed_start(uv_timer_t *timer)
@@ -445,6 +464,11 @@ static void enter(sb_turn_t *t, sb_turn_phase_t next)
     const sb_config_t *cf = t->env.config;
     t->phase = next;
     switch (next) {
+    case SB_TURN_REMEMBERING:
+        t->recall = sb_memory_load_start(t->env.memory, &t->creq, on_recalled, t);
+        if (t->recall == NULL) /* nothing to recall */
+            enter(t, after_remembering(t));
+        return;
     case SB_TURN_RETRIEVING:
         t->rag = sb_rag_start(t->agent.agent != NULL && t->agent.agent->rag_config != NULL ? t->agent.agent->rag_config : cf,
                               t->env.pg, t->env.curlm, t->env.loop, t->creq.question, on_retrieved, t);
@@ -479,6 +503,10 @@ static void enter(sb_turn_t *t, sb_turn_phase_t next)
 static void stop_work(sb_turn_t *t)
 {
     switch (t->phase) {
+    case SB_TURN_REMEMBERING:
+        sb_memory_load_cancel(t->recall);
+        t->recall = NULL;
+        break;
     case SB_TURN_RETRIEVING:
         if (t->rag != NULL)
             sb_rag_cancel(t->rag);
@@ -586,9 +614,7 @@ sb_turn_t *sb_turn_start(const sb_turn_env_t *env, sb_chat_request_t *creq, sb_s
     sb_chat_request_offer_tools(&t->creq);
     t->keep_rounds = sb_tools_offered(); /* a round may end in switchboard's tools only when they are offered */
     t->starting = 1;
-    int retrieve =
-        sb_rag_enabled(env->config) && t->creq.question[0] != '\0' && (t->agent.agent == NULL || t->agent.agent->retrieval);
-    enter(t, retrieve ? SB_TURN_RETRIEVING : SB_TURN_ASKING);
+    enter(t, SB_TURN_REMEMBERING);
     t->starting = 0;
     return t;
 }

@@ -4,7 +4,7 @@
  * tools between rounds, and tells a sink (sink.h) what happens; it knows no
  * wire format and no transport. Runs on one worker's loop.
  *
- *     retrieving ──▶ asking ──▶ done
+ *     remembering ──▶ retrieving ──▶ asking ──▶ done
  *                      ▲  │
  *                      │  ▼
  *                 running tools
@@ -16,6 +16,7 @@
 
 #include "agent_route.h"
 #include "llm.h"
+#include "memory.h"
 #include "request.h"
 #include "sb/config.h"
 #include "sb/curl_uv.h"
@@ -32,9 +33,11 @@ typedef struct sb_turn_env {
     sb_curlm_t *curlm;
     const sb_provider_t *provider;
     const sb_llm_env_t *llm;
+    sb_memory_t *memory; /* NULL: the turn recalls nothing (MEMORY off, no database) */
 } sb_turn_env_t;
 
 typedef enum sb_turn_phase {
+    SB_TURN_REMEMBERING,   /* the conversation's stored history loading (MEMORY_TIMEOUT_MS), before anything else */
     SB_TURN_RETRIEVING,    /* retrieval in flight, before the first round */
     SB_TURN_ASKING,        /* a provider round in flight */
     SB_TURN_RUNNING_TOOLS, /* the round's calls of switchboard's tools in flight */

@@ -15,6 +15,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "eventlog.h"
+#include "memory.h"
 #include "metrics.h"
 #include "worker.h"
 #include "sb/alloc.h"
@@ -325,6 +327,8 @@ void *sb_worker_run(void *arg)
             .max_queue = 10000,
         };
         w->pg = sb_pgpool_create(&w->loop, &pc);
+        w->memory = sb_memory_create(&w->loop, w->pg, w->config, w->id == 0); /* one worker keeps the tables tidy */
+        w->eventlog = sb_eventlog_create(&w->loop, w->pg, w->config);
     }
     h2o_linklist_init_anchor(&w->open);
     w->llm = (sb_llm_env_t){w->config, &w->loop, w->curlm, &w->server->routes};

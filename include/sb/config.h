@@ -117,6 +117,16 @@ typedef struct sb_config {
     char *metrics_token;
     char *cors_origins; /* comma-separated, or "*" */
     char *tls_cert_file, *tls_key_file;
+    /* conversation memory and the event log (memory.c, events.c) */
+    int memory;
+    int event_log;
+    unsigned history_max;
+    unsigned history_max_tokens;
+    unsigned memory_timeout_ms;
+    int memory_across_calls;
+    unsigned memory_retention_days;
+    unsigned session_idle_s;
+    unsigned event_queue_max;
 } sb_config_t;
 
 /* One row of the settings table, for documentation checks and `switchboard --settings`. */

@@ -1,0 +1,47 @@
+/*
+ * Conversation memory: what a turn recalls of its stored conversation before
+ * it asks the provider (the history a client did not send, a summary of what
+ * the engine dropped, the caller's earlier calls), and the upkeep of the
+ * stored conversations (closing idle ones, purging old ones). Turns are
+ * written by the event log's writer (eventlog.h). One per worker, on its loop.
+ */
+#ifndef SB_MEMORY_H
+#define SB_MEMORY_H
+
+#include <uv.h>
+
+#include "request.h"
+#include "sb/config.h"
+#include "sb/pgpool.h"
+
+typedef struct sb_memory sb_memory_t;
+typedef struct sb_memory_load sb_memory_load_t;
+
+/*
+ * The worker's memory on `pg` (borrowed, outlives it). NULL when MEMORY is
+ * off or there is no pool. With `upkeep`, this worker also closes idle
+ * conversations (SESSION_IDLE_S) and purges old ones (MEMORY_RETENTION_DAYS)
+ * on a timer: one worker does it, one bounded statement at a time.
+ */
+sb_memory_t *sb_memory_create(uv_loop_t *loop, sb_pgpool_t *pg, const sb_config_t *config, int upkeep);
+void sb_memory_destroy(sb_memory_t *m);
+
+/*
+ * Heard once a load is over: outcome is "hit" (something was added to the
+ * request), "miss", "timeout" (MEMORY_TIMEOUT_MS passed) or "error". The
+ * turn goes on whatever it is.
+ */
+typedef void (*sb_memory_loaded_cb)(void *data, const char *outcome);
+
+/*
+ * Loads what `r` (borrowed until the callback or a cancel) should recall of
+ * its conversation (r->memory_key) with one indexed query, and adds it to
+ * r's messages before calling `cb` (from the loop, never from inside this
+ * call). NULL when there is nothing to load (no memory, no conversation): the
+ * callback will not run.
+ */
+sb_memory_load_t *sb_memory_load_start(sb_memory_t *m, sb_chat_request_t *r, sb_memory_loaded_cb cb, void *data);
+/* Forgets a load: its callback will not run. */
+void sb_memory_load_cancel(sb_memory_load_t *l);
+
+#endif

@@ -11,6 +11,7 @@
 #include <h2o/memory.h>
 #include <sodium.h>
 
+#include "agent_route.h"
 #include "eventlog.h"
 #include "metrics.h"
 #include "sb/alloc.h"
@@ -266,6 +267,13 @@ static void add_message(sb_eventlog_turn_t *t, json_t *m, size_t size)
     json_array_append_new(t->messages, m);
 }
 
+static void on_agent(sb_sink_t *sink, const sb_agent_decision_t *d)
+{
+    sb_eventlog_turn_t *t = H2O_STRUCT_FROM_MEMBER(sb_eventlog_turn_t, super, sink);
+    sb_eventlog_routing(t, &(sb_eventlog_route_t){d->agent->name, d->previous != NULL ? d->previous->name : NULL,
+                                                  sb_routed_by_name(d->routed_by), sb_strategy_name(d->strategy), d->score});
+}
+
 static void on_retrieval(sb_sink_t *sink, const char *outcome, size_t passages)
 {
     sb_eventlog_turn_t *t = H2O_STRUCT_FROM_MEMBER(sb_eventlog_turn_t, super, sink);
@@ -369,6 +377,7 @@ static const sb_sink_ops_t turn_ops = {
     .tool_finished = on_tool_finished,
     .retrieval = on_retrieval,
     .done = on_done,
+    .agent = on_agent, /* the routing decision, and a hand-over */
 };
 
 /* The caller's new messages: those after the last assistant message (the user's words, or results of the client's tools). */

@@ -15,6 +15,7 @@
 #include "sb/error.h"
 
 typedef struct sb_sink sb_sink_t;
+struct sb_agent_decision;
 
 /* A call of one of switchboard's own tools, as the turn runs it. Borrowed for the event. */
 typedef struct sb_sink_tool {
@@ -51,8 +52,8 @@ typedef struct sb_turn_end {
 } sb_turn_end_t;
 
 /*
- * What a sink does with each event, in the order a turn emits them: model
- * (once, before any delta), then any number of delta, tool_started /
+ * What a sink does with each event, in the order a turn emits them: agent
+ * (with agents on) and model (once each, before any delta), then any number of delta, tool_started /
  * tool_finished and retrieval, then done exactly once. Nothing follows done,
  * nor a cancel of the turn. Events come from the worker's loop.
  */
@@ -72,6 +73,8 @@ typedef struct sb_sink_ops {
     void (*retrieval)(sb_sink_t *sink, const char *outcome, size_t passages);
     /* The end. The sink may keep writing (its last bytes) after this returns. */
     void (*done)(sb_sink_t *sink, const sb_turn_end_t *end);
+    /* The agent that answers and how it was chosen (agent_route.h), once, right before `model`; only with agents on. */
+    void (*agent)(sb_sink_t *sink, const struct sb_agent_decision *decision);
 } sb_sink_ops_t;
 
 /*

@@ -118,6 +118,8 @@ static void tell_model(sb_turn_t *t, sb_str_t model)
     if (t->model_told)
         return;
     t->model_told = 1;
+    if (t->agent.agent != NULL)
+        EMIT(t, agent, &t->agent);
     if (model.base == NULL || model.len == 0 || model.len >= sizeof(t->model))
         model = (sb_str_t){t->creq.model, strlen(t->creq.model)};
     memcpy(t->model, model.base, model.len);
@@ -441,12 +443,26 @@ static sb_turn_phase_t after_remembering(const sb_turn_t *t)
     return retrieve ? SB_TURN_RETRIEVING : SB_TURN_ASKING;
 }
 
+/*
+ * The conversation is known, stored history included: the turn is routed to
+ * its agent now (a client that sends only its new words is routed with the
+ * earlier ones it did not send), its instructions layered and its tools
+ * offered, and then it goes on.
+ */
+static void remembered(sb_turn_t *t)
+{
+    sb_instructions_apply(&t->creq, &t->agent);
+    sb_chat_request_offer_tools(&t->creq);
+    t->keep_rounds = sb_tools_offered(); /* a round may end in switchboard's tools only when they are offered */
+    enter(t, after_remembering(t));
+}
+
 static void on_recalled(void *data, const char *outcome)
 {
     sb_turn_t *t = data;
     (void)outcome; /* whatever it is, the turn goes on: never silence for want of history */
     t->recall = NULL;
-    enter(t, after_remembering(t));
+    remembered(t);
 }
 
 /* --- the state machine --------------------------------------------------------------------------- */
@@ -467,7 +483,7 @@ static void enter(sb_turn_t *t, sb_turn_phase_t next)
     case SB_TURN_REMEMBERING:
         t->recall = sb_memory_load_start(t->env.memory, &t->creq, on_recalled, t);
         if (t->recall == NULL) /* nothing to recall */
-            enter(t, after_remembering(t));
+            remembered(t);
         return;
     case SB_TURN_RETRIEVING:
         t->rag = sb_rag_start(t->agent.agent != NULL && t->agent.agent->rag_config != NULL ? t->agent.agent->rag_config : cf,
@@ -610,9 +626,6 @@ sb_turn_t *sb_turn_start(const sb_turn_env_t *env, sb_chat_request_t *creq, sb_s
     sink->turn = t;
     t->retrieval = "off";
     sb_buf_init(&t->words, env->config->max_answer_bytes);
-    sb_instructions_apply(&t->creq, &t->agent);
-    sb_chat_request_offer_tools(&t->creq);
-    t->keep_rounds = sb_tools_offered(); /* a round may end in switchboard's tools only when they are offered */
     t->starting = 1;
     enter(t, SB_TURN_REMEMBERING);
     t->starting = 0;

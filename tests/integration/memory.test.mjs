@@ -212,3 +212,29 @@ test('with Postgres stopped turns still stream and dropped events are counted', 
     return messagesOf('chat-after-outage') >= 2;
   }, { timeoutMs: 15000, everyMs: 300, what: 'turns to be stored again' });
 });
+
+test('with agents on, the routing decision is logged after the caller\'s words, and a hand-over is an agent_switch', { skip, timeout: 30000 }, async () => {
+  const s = await startSwitchboard({
+    LLM_BASE_URL: `${up.base}/v1`, OPENAI_API_KEY: PROVIDER_KEY, DATABASE_URL: db, RAG_BACKEND: 'none', AGENTS: 'true', TOOL_FILLER_TEXT: 'none',
+  });
+  try {
+    const cid = 'chat-agent-events';
+    const post1 = await post(s.base, { stream: true, model: say('Let me check.'), conversation_id: cid, messages: [{ role: 'user', content: 'Where is my order 4417? It has not arrived.' }] });
+    assert.equal(post1.status, 200);
+    await until(() => /assistant_message/.test(eventsOf(cid) || ''), { what: 'the first turn\'s events' });
+    const post2 = await post(s.base, {
+      stream: true, model: say('About your invoice.'), conversation_id: cid,
+      messages: [{ role: 'user', content: 'Why was I charged twice on my credit card invoice? I want a refund of the double charge.' }],
+    });
+    assert.equal(post2.status, 200);
+    await until(() => (eventsOf(cid) || '').split(',').filter((k) => k === 'assistant_message').length === 2, { what: 'the second turn\'s events' });
+    const kinds = eventsOf(cid).split(',');
+    assert.equal(kinds[kinds.indexOf('user_message') + 1], 'routing', 'the routing decision follows the caller\'s words');
+    const routes = JSON.parse(psql(db, `select json_agg(data order by at, e.seq) from conversation_events e join conversations c on c.id = e.conversation where c.client_id = '${cid}' and kind in ('routing', 'agent_switch')`));
+    assert.equal(routes[0].agent, 'orders');
+    assert.ok(routes.some((r) => r.agent === 'billing'), JSON.stringify(routes));
+    assert.ok(kinds.includes('agent_switch'), kinds.join(','));
+  } finally {
+    await s.stop();
+  }
+});

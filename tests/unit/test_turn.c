@@ -188,8 +188,8 @@ static void on_done(sb_sink_t *s, const sb_turn_end_t *end)
     r->phase_at_done = sb_turn_phase(r->turn);
 }
 
-static const sb_sink_ops_t live_ops = {"recorder", 1, on_model, on_delta, on_tool_started, on_tool_finished, NULL, on_done};
-static const sb_sink_ops_t json_ops = {"recorder", 0, on_model, on_delta, on_tool_started, on_tool_finished, NULL, on_done};
+static const sb_sink_ops_t live_ops = {"recorder", 1, on_model, on_delta, on_tool_started, on_tool_finished, NULL, on_done, NULL};
+static const sb_sink_ops_t json_ops = {"recorder", 0, on_model, on_delta, on_tool_started, on_tool_finished, NULL, on_done, NULL};
 
 /* --- running turns --------------------------------------------------------------------------------- */
 

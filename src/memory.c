@@ -370,6 +370,10 @@ sb_memory_load_t *sb_memory_load_start(sb_memory_t *m, sb_chat_request_t *r, sb_
 {
     if (m == NULL || !m->config->memory || r->memory_key[0] == '\0')
         return NULL;
+    sb_pgpool_stats_t st;
+    sb_pgpool_stats(m->pg, &st);
+    if (!st.healthy) /* the pool already knows the database is away: the turn goes on now instead of waiting its budget out */
+        return NULL;
     sb_memory_load_t *l = sb_calloc(1, sizeof(*l));
     l->m = m;
     l->r = r;

@@ -123,6 +123,9 @@ static const struct setting {
     S("AGORA_RTM_USER_ID", K_STR, agora_rtm_user_id, "switchboard", 0, 0,
       "the Signaling (RTM) user that send_rtm_message sends as"),
     S("AGORA_RTM_BASE_URL", K_STR, agora_rtm_base_url, "https://api.agora.io", 0, 0, "Agora REST API base URL"),
+    S("AGORA_WEBHOOK_SECRET", K_STR, agora_webhook_secret, NULL, 0, 0,
+      "the secret of the Conversational AI webhook in Agora Console: verifies Agora-Signature-V2 on POST /v1/agora/events "
+      "(unset: the route answers 404)"),
     S("RAG_BACKEND", K_STR, rag_backend, NULL, 0, 0, "retrieval backend: postgres, chroma, pinecone, qdrant or none (default: postgres when DATABASE_URL is set)"),
     S("RAG_TOP_K", K_UINT, rag_top_k, "4", 1, 20, "passages handed to the model"),
     S("PINECONE_TOP_K", K_UINT, pinecone_top_k, NULL, 1, 20, "the Node sample's name for RAG_TOP_K (RAG_TOP_K wins)"),

@@ -8,8 +8,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "agora_events.h"
 #include "auth.h"
 #include "chat.h"
+#include "conversations.h"
 #include "cors.h"
 #include "http.h"
 #include "llm.h"
@@ -26,7 +28,8 @@ static void on_readyz(h2o_req_t *req);
 static void on_metrics(h2o_req_t *req);
 
 /*
- * The route table. path: matched exactly (query string ignored); method: the
+ * The route table. path: matched exactly (query string ignored), or as a
+ * prefix when `prefix` is set (the handler reads the rest); method: the
  * one method served ("GET" routes answer HEAD too); allow: the Allow header of
  * a 405, and the methods a CORS preflight may ask for; on_req: the handler.
  * OPTIONS is answered for every route (sb_cors_preflight).
@@ -36,16 +39,19 @@ static const struct route {
     const char *method;
     const char *allow;
     route_cb on_req;
+    int prefix;
 } routes[] = {
-    {"/v1/chat/completions", "POST", "POST", sb_chat_handle},
-    {"/chat/completions", "POST", "POST", sb_chat_handle},
-    {"/v1/chat/completion", "POST", "POST", sb_chat_handle}, /* the path users of the Node sample configured */
-    {"/v1/responses", "POST", "POST", sb_responses_handle},  /* OpenAI's Responses API, for clients that speak it */
-    {"/v1/models", "GET", "GET, HEAD", sb_models_handle},    /* the models a caller may name; bearer key */
-    {"/ping", "GET", "GET, HEAD", on_ping},
-    {"/healthz", "GET", "GET, HEAD", on_healthz},
-    {"/readyz", "GET", "GET, HEAD", on_readyz},
-    {"/metrics", "GET", "GET, HEAD", on_metrics}, /* Prometheus; on METRICS_PORT instead when that is set */
+    {"/v1/chat/completions", "POST", "POST", sb_chat_handle, 0},
+    {"/chat/completions", "POST", "POST", sb_chat_handle, 0},
+    {"/v1/chat/completion", "POST", "POST", sb_chat_handle, 0},      /* the path users of the Node sample configured */
+    {"/v1/responses", "POST", "POST", sb_responses_handle, 0},       /* OpenAI's Responses API, for clients that speak it */
+    {"/v1/models", "GET", "GET, HEAD", sb_models_handle, 0},         /* the models a caller may name; bearer key */
+    {"/v1/agora/events", "POST", "POST", sb_agora_events_handle, 0}, /* Agora's webhooks; signed, AGORA_WEBHOOK_SECRET */
+    {SB_CONVERSATIONS_PREFIX, "GET", "GET, HEAD", sb_conversations_handle, 1}, /* one stored conversation; bearer key */
+    {"/ping", "GET", "GET, HEAD", on_ping, 0},
+    {"/healthz", "GET", "GET, HEAD", on_healthz, 0},
+    {"/readyz", "GET", "GET, HEAD", on_readyz, 0},
+    {"/metrics", "GET", "GET, HEAD", on_metrics, 0}, /* Prometheus; on METRICS_PORT instead when that is set */
 };
 
 /* Sends a fixed answer (or an error) and logs it. */
@@ -204,7 +210,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     sb_worker_t *w = sb_worker_of(req);
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); ++i) {
         const struct route *r = &routes[i];
-        if (!h2o_memis(path.base, path.len, r->path, strlen(r->path)))
+        size_t plen = strlen(r->path);
+        if (r->prefix ? path.len <= plen || memcmp(path.base, r->path, plen) != 0 : !h2o_memis(path.base, path.len, r->path, plen))
             continue;
         if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS"))) {
             sb_cors_preflight(req, w->config, w->id, r->allow);

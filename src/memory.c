@@ -267,12 +267,10 @@ static void on_loaded(void *data, const PGresult *res, sb_error_t err, const cha
 static const char close_sql[] =
     "WITH idle AS (SELECT id FROM conversations WHERE closed_at IS NULL AND last_at < now() - make_interval(secs => $1::int) "
     "  ORDER BY last_at LIMIT " UPKEEP_BATCH_TEXT " FOR UPDATE SKIP LOCKED), "
-    "closed AS (UPDATE conversations c SET closed_at = now(), summary = (SELECT string_agg(CASE x.role WHEN 'user' THEN "
-    "  'Caller: ' ELSE 'Assistant: ' END || left(x.content, 200), E'\\n' ORDER BY x.seq) FROM (SELECT role, content, seq "
-    "  FROM messages m WHERE m.conversation = c.id AND m.role <> 'tool' AND m.content IS NOT NULL ORDER BY seq DESC LIMIT 8) x) "
-    "  FROM idle WHERE c.id = idle.id RETURNING c.id) "
-    "INSERT INTO conversation_events (conversation, kind, data, at) "
-    "SELECT id, 'session_end', '{\"reason\":\"idle\"}', now() FROM closed";
+    "closed AS (UPDATE conversations c SET closed_at = now(), summary = " SB_MEMORY_EXTRACT_SQL(
+        "c.id") " FROM idle WHERE c.id = idle.id RETURNING c.id) "
+                "INSERT INTO conversation_events (conversation, kind, data, at) "
+                "SELECT id, 'session_end', '{\"reason\":\"idle\"}', now() FROM closed";
 
 /* Deletes conversations silent for MEMORY_RETENTION_DAYS (their messages and events go with them), a batch at a time. */
 static const char purge_sql[] = "DELETE FROM conversations WHERE id IN (SELECT id FROM conversations WHERE last_at < now() - "

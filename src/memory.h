@@ -14,6 +14,18 @@
 #include "sb/config.h"
 #include "sb/pgpool.h"
 
+/*
+ * The summary a conversation gets when it closes without a model-written one:
+ * an SQL expression, an extract of the last eight messages with words of the
+ * conversation whose id is the SQL expression `conv` ("Caller: ..." and
+ * "Assistant: ..." lines, each cut to 200 characters; NULL when there are
+ * none). The idle close and the Agora webhook's close both write it.
+ */
+#define SB_MEMORY_EXTRACT_SQL(conv)                                                                                                \
+    "(SELECT string_agg(CASE x.role WHEN 'user' THEN 'Caller: ' ELSE 'Assistant: ' END || left(x.content, 200), E'\\n' "           \
+    "ORDER BY x.seq) FROM (SELECT role, content, seq FROM messages m WHERE m.conversation = " conv " AND m.role <> 'tool' "        \
+    "AND m.content IS NOT NULL ORDER BY seq DESC LIMIT 8) x)"
+
 typedef struct sb_memory sb_memory_t;
 typedef struct sb_memory_load sb_memory_load_t;
 

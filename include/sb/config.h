@@ -71,6 +71,7 @@ typedef struct sb_config {
     char *agora_customer_secret;
     char *agora_rtm_user_id;
     char *agora_rtm_base_url;
+    char *agora_webhook_secret; /* verifies Agora-Signature-V2 on POST /v1/agora/events; NULL: the route answers 404 */
     /* retrieval */
     char *rag_backend; /* NULL: postgres when DATABASE_URL is set, else none */
     unsigned rag_top_k;

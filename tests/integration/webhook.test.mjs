@@ -149,3 +149,18 @@ test('GET /v1/conversations/{id}: transcript, events and summary for its key; 40
   assert.equal((await get('no-such-conversation')).status, 404);
   assert.equal((await get(cid, 'not-a-key')).status, 401);
 });
+
+test('without AGORA_WEBHOOK_SECRET the route answers 404 and says why', { skip }, async () => {
+  const off = await startSwitchboard({
+    LLM_BASE_URL: `${up.base}/v1`, OPENAI_API_KEY: PROVIDER_KEY, DATABASE_URL: db, WORKERS: '1',
+    SWITCHBOARD_API_KEYS: INBOUND_KEY, RAG_BACKEND: 'none',
+  });
+  try {
+    const raw = notice(102, { agent_id: 'a', channel: 'c' });
+    const res = await post(off.base, raw, { path: '/v1/agora/events', key: null, headers: { 'agora-signature-v2': sign(raw) } });
+    assert.equal(res.status, 404);
+    assert.match(res.json.error.message, /AGORA_WEBHOOK_SECRET/);
+  } finally {
+    await off.stop();
+  }
+});

@@ -4,7 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { startFakeUpstream, startSwitchboard, post, scenario, assemble, buildDir, freePort, INBOUND_KEY, PROVIDER_KEY } from './lib.mjs';
+import { startFakeUpstream, startSwitchboard, post, scenario, assemble, buildDir, freePort, until, INBOUND_KEY, PROVIDER_KEY } from './lib.mjs';
 
 let up, sb;
 const fallback = scenario({ text: 'The fallback answered.' });
@@ -43,6 +43,7 @@ for (const [what, failing] of [
 ]) {
   test(`the first model ${what}: the fallback answers, and the caller sees one clean stream`, async () => {
     await up.reset();
+    const logged = sb.accessLog.filter((l) => l.route === '/v1/chat/completions').length;
     const r = await post(sb.base, { model: scenario(failing), stream: true, messages: ask('hello') });
     assert.equal(r.status, 200);
     const out = assemble(r.text);
@@ -52,7 +53,8 @@ for (const [what, failing] of [
     assert.ok(out.chunks.every((c) => !c.error), 'no error event');
     const models = (await up.requests()).map((q) => JSON.parse(q.body).model);
     assert.equal(models.at(-1), fallback, 'the fallback model was asked last');
-    const line = sb.accessLog.filter((l) => l.route === '/v1/chat/completions').at(-1);
+    // the line is written when the exchange is let go, which may come a moment after the client read [DONE]
+    const line = await until(() => sb.accessLog.filter((l) => l.route === '/v1/chat/completions')[logged], { what: 'this turn\'s line' });
     assert.equal(line.model, fallback, 'the access log names the model that answered');
   });
 }

@@ -12,6 +12,7 @@
 #include "memory.h"
 #include "respond.h"
 #include "sb/log.h"
+#include "summary.h"
 #include "worker.h"
 
 #define EVENT_AGENT_JOINED 101
@@ -33,7 +34,9 @@
  * inserts nothing and so changes nothing. Ending the call closes an open
  * conversation with the extract summary (the engine's history when no turn
  * was stored) and logs session_end once; a 101 logs session_start unless the
- * conversation has one.
+ * conversation has one. Returns whether the notice was new, whether it
+ * found its conversation, and the id of the conversation it closed (NULL
+ * when none), whose model-written summary follows (summary.h).
  */
 static const char notice_sql[] =
     "WITH c AS (SELECT id FROM conversations WHERE $3::text IS NOT NULL "
@@ -61,7 +64,8 @@ static const char notice_sql[] =
                  "  WHERE n.conversation IS NOT NULL AND CASE WHEN $7::boolean THEN EXISTS (SELECT 1 FROM closed) "
                  "    ELSE NOT EXISTS (SELECT 1 FROM conversation_events e WHERE e.conversation = n.conversation "
                  "      AND e.kind = 'session_start') END) "
-                 "SELECT (SELECT count(*) FROM n), (SELECT count(*) FROM n WHERE conversation IS NOT NULL)";
+                 "SELECT (SELECT count(*) FROM n), (SELECT count(*) FROM n WHERE conversation IS NOT NULL), (SELECT id FROM "
+                 "closed)";
 
 /* A notice in flight: lives in the request's pool; its dispose hook forgets the statement. */
 struct notice {
@@ -139,6 +143,11 @@ static void on_recorded(void *data, const PGresult *res, sb_error_t err, const c
     }
     int fresh = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "1") == 0;
     int matched = fresh && strcmp(PQgetvalue(res, 0, 1), "1") == 0;
+    if (fresh && !PQgetisnull(res, 0, 2)) {
+        sb_worker_t *w = sb_worker_of(x->req);
+        if (sb_summaries_start(w->summaries, PQgetvalue(res, 0, 2)) != 0)
+            sb_log_warn("agora events: conversation %s keeps its extract: summaries are busy", PQgetvalue(res, 0, 2));
+    }
     answer(x->req, SB_OK, NULL,
            !fresh    ? "{\"status\":\"duplicate\"}"
            : matched ? "{\"status\":\"ok\"}"

@@ -11,6 +11,7 @@
 #include "sb/alloc.h"
 #include "sb/buf.h"
 #include "sb/log.h"
+#include "summary.h"
 
 /* Stored messages read beyond HISTORY_MAX: the older part a summary is extracted from when there is no stored one. */
 #define EXTRACT_ROWS 24
@@ -25,10 +26,11 @@ struct sb_memory {
     uv_loop_t *loop;
     sb_pgpool_t *pg;
     const sb_config_t *config;
-    uv_timer_t *upkeep;  /* NULL on workers that do no upkeep */
-    sb_pgquery_t *query; /* the upkeep statement in flight */
-    int purging;         /* the statement in flight is the purge (else the idle close) */
-    uint64_t every;      /* ms between upkeep rounds */
+    sb_summaries_t *summaries; /* writes the summary of each conversation the idle close closes; NULL: off */
+    uv_timer_t *upkeep;        /* NULL on workers that do no upkeep */
+    sb_pgquery_t *query;       /* the upkeep statement in flight */
+    int purging;               /* the statement in flight is the purge (else the idle close) */
+    uint64_t every;            /* ms between upkeep rounds */
 };
 
 struct sb_memory_load {
@@ -261,8 +263,9 @@ static void on_loaded(void *data, const PGresult *res, sb_error_t err, const cha
 
 /*
  * Closes conversations silent for SESSION_IDLE_S, a bounded batch at a time,
- * with an extract of their last messages as their summary (the model-written
- * summary is for later), and logs each close as a session_end event.
+ * with an extract of their last messages as their summary (the model's
+ * summary replaces it later: summary.h), logs each close as a session_end
+ * event, and returns the ids of the conversations it closed.
  */
 static const char close_sql[] =
     "WITH idle AS (SELECT id FROM conversations WHERE closed_at IS NULL AND last_at < now() - make_interval(secs => $1::int) "
@@ -270,7 +273,7 @@ static const char close_sql[] =
     "closed AS (UPDATE conversations c SET closed_at = now(), summary = " SB_MEMORY_EXTRACT_SQL(
         "c.id") " FROM idle WHERE c.id = idle.id RETURNING c.id) "
                 "INSERT INTO conversation_events (conversation, kind, data, at) "
-                "SELECT id, 'session_end', '{\"reason\":\"idle\"}', now() FROM closed";
+                "SELECT id, 'session_end', '{\"reason\":\"idle\"}', now() FROM closed RETURNING conversation";
 
 /* Deletes conversations silent for MEMORY_RETENTION_DAYS (their messages and events go with them), a batch at a time. */
 static const char purge_sql[] = "DELETE FROM conversations WHERE id IN (SELECT id FROM conversations WHERE last_at < now() - "
@@ -295,6 +298,11 @@ static void on_upkeep_done(void *data, const PGresult *res, sb_error_t err, cons
             uv_timer_start(m->upkeep, on_upkeep, 1000, m->every);
         return;
     }
+    long busy = 0;
+    for (int i = 0; i < PQntuples(res); ++i)
+        busy += sb_summaries_start(m->summaries, PQgetvalue(res, i, 0)) != 0;
+    if (busy > 0)
+        sb_log_warn("memory: %ld of %ld conversations closed for silence keep their extract: summaries are busy", busy, n);
     if (m->config->memory_retention_days > 0) { /* the purge follows the close, one statement at a time */
         m->purging = 1;
         char days[16];
@@ -329,7 +337,7 @@ static void on_upkeep(uv_timer_t *timer)
 
 /* --- public ------------------------------------------------------------------------------------ */
 
-sb_memory_t *sb_memory_create(uv_loop_t *loop, sb_pgpool_t *pg, const sb_config_t *config, int upkeep)
+sb_memory_t *sb_memory_create(uv_loop_t *loop, sb_pgpool_t *pg, const sb_config_t *config, int upkeep, sb_summaries_t *summaries)
 {
     if (pg == NULL || (!config->memory && !config->event_log))
         return NULL;
@@ -337,6 +345,7 @@ sb_memory_t *sb_memory_create(uv_loop_t *loop, sb_pgpool_t *pg, const sb_config_
     m->loop = loop;
     m->pg = pg;
     m->config = config;
+    m->summaries = summaries;
     if (upkeep && (config->session_idle_s > 0 || config->memory_retention_days > 0)) {
         /* often enough that a conversation closes within about half its idle time, at most once a minute */
         uint64_t every = config->session_idle_s > 0 ? config->session_idle_s * 500ull : 60000;

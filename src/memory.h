@@ -26,6 +26,7 @@
     "ORDER BY x.seq) FROM (SELECT role, content, seq FROM messages m WHERE m.conversation = " conv " AND m.role <> 'tool' "        \
     "AND m.content IS NOT NULL ORDER BY seq DESC LIMIT 8) x)"
 
+struct sb_summaries;
 typedef struct sb_memory sb_memory_t;
 typedef struct sb_memory_load sb_memory_load_t;
 
@@ -33,9 +34,12 @@ typedef struct sb_memory_load sb_memory_load_t;
  * The worker's memory on `pg` (borrowed, outlives it). NULL when MEMORY is
  * off or there is no pool. With `upkeep`, this worker also closes idle
  * conversations (SESSION_IDLE_S) and purges old ones (MEMORY_RETENTION_DAYS)
- * on a timer: one worker does it, one bounded statement at a time.
+ * on a timer: one worker does it, one bounded statement at a time. Each
+ * conversation it closes gets its summary written by `summaries` (borrowed,
+ * may be NULL: the extract stays).
  */
-sb_memory_t *sb_memory_create(uv_loop_t *loop, sb_pgpool_t *pg, const sb_config_t *config, int upkeep);
+sb_memory_t *sb_memory_create(uv_loop_t *loop, sb_pgpool_t *pg, const sb_config_t *config, int upkeep,
+                              struct sb_summaries *summaries);
 void sb_memory_destroy(sb_memory_t *m);
 
 /*

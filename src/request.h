@@ -40,6 +40,9 @@ typedef struct sb_chat_request {
     uint32_t withheld;                  /* switchboard's tools the turn's agent may not call */
     const char *agent_tools;            /* the agent's tools, serialized (sb_tools_serialize); offered instead of all when set */
     const char *team;                   /* the inbound key's team (auth.h), NULL when none; static */
+    /* a turn switchboard asks for itself (a conversation's summary, summary.h): no agent, no layered instructions,
+     * no retrieval, and none of switchboard's tools offered or run */
+    int internal;
 } sb_chat_request_t;
 
 typedef struct sb_request_error {

@@ -438,7 +438,7 @@ static void on_retrieved(void *data, const sb_passage_t *passages, size_t n, con
 /* What follows remembering: retrieval when it is on and there is a question, else the first round. */
 static sb_turn_phase_t after_remembering(const sb_turn_t *t)
 {
-    int retrieve = sb_rag_enabled(t->env.config) && t->creq.question[0] != '\0' &&
+    int retrieve = !t->creq.internal && sb_rag_enabled(t->env.config) && t->creq.question[0] != '\0' &&
                    (t->agent.agent == NULL || t->agent.agent->retrieval); /* an agent may answer without retrieval */
     return retrieve ? SB_TURN_RETRIEVING : SB_TURN_ASKING;
 }
@@ -451,6 +451,13 @@ static sb_turn_phase_t after_remembering(const sb_turn_t *t)
  */
 static void remembered(sb_turn_t *t)
 {
+    if (t->creq.internal) { /* every tool withheld: none is offered, and a call the model makes anyway is never run */
+        t->creq.withheld = UINT32_MAX;
+        t->creq.agent_tools = NULL;
+        sb_chat_request_offer_tools(&t->creq);
+        enter(t, after_remembering(t));
+        return;
+    }
     sb_instructions_apply(&t->creq, &t->agent);
     sb_chat_request_offer_tools(&t->creq);
     t->keep_rounds = sb_tools_offered(); /* a round may end in switchboard's tools only when they are offered */

@@ -17,6 +17,7 @@
 
 #include "eventlog.h"
 #include "memory.h"
+#include "summary.h"
 #include "metrics.h"
 #include "worker.h"
 #include "sb/alloc.h"
@@ -327,7 +328,10 @@ void *sb_worker_run(void *arg)
             .max_queue = 10000,
         };
         w->pg = sb_pgpool_create(&w->loop, &pc);
-        w->memory = sb_memory_create(&w->loop, w->pg, w->config, w->id == 0); /* one worker keeps the tables tidy */
+        sb_turn_env_t env = {w->config, &w->loop, w->pg, w->curlm, w->server->provider, &w->llm, NULL};
+        w->summaries = sb_summaries_create(&env); /* w->llm is filled below, before the loop runs */
+        /* one worker keeps the tables tidy */
+        w->memory = sb_memory_create(&w->loop, w->pg, w->config, w->id == 0, w->summaries);
         w->eventlog = sb_eventlog_create(&w->loop, w->pg, w->config);
     }
     h2o_linklist_init_anchor(&w->open);

@@ -21,6 +21,7 @@ struct sb_provider;
 struct sb_metrics;
 struct sb_memory;
 struct sb_eventlog;
+struct sb_summaries;
 
 typedef struct sb_server {
     const sb_config_t *config;
@@ -48,11 +49,12 @@ typedef struct sb_worker {
     uv_async_t wake;           /* main thread -> worker: start draining */
     uv_timer_t drain_timer;
     sb_curlm_t *curlm;
-    sb_pgpool_t *pg;              /* NULL without DATABASE_URL */
-    struct sb_memory *memory;     /* conversation memory on pg, NULL when off */
-    struct sb_eventlog *eventlog; /* the queue and writer of turn records on pg, NULL when off */
-    sb_llm_env_t llm;             /* what provider calls on this worker use */
-    h2o_linklist_t open;          /* open work (chat exchanges), for draining */
+    sb_pgpool_t *pg;                /* NULL without DATABASE_URL */
+    struct sb_memory *memory;       /* conversation memory on pg, NULL when off */
+    struct sb_eventlog *eventlog;   /* the queue and writer of turn records on pg, NULL when off */
+    struct sb_summaries *summaries; /* post-call summaries (summary.h) on pg, NULL when off */
+    sb_llm_env_t llm;               /* what provider calls on this worker use */
+    h2o_linklist_t open;            /* open work (chat exchanges), for draining */
     size_t nopen;
     struct conn **conns; /* open connections by descriptor, for a lingering close */
     size_t nconns;

@@ -127,6 +127,8 @@ typedef struct sb_config {
     int memory_across_calls;
     unsigned memory_retention_days;
     unsigned session_idle_s;
+    int summaries;       /* a closed conversation's extract is replaced by a model-written summary (summary.c) */
+    char *summary_model; /* NULL: default_model */
     unsigned event_queue_max;
 } sb_config_t;
 

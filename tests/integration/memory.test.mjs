@@ -19,7 +19,7 @@ before(async () => {
   up = await startFakeUpstream();
   sb = await startSwitchboard({
     LLM_BASE_URL: `${up.base}/v1`, OPENAI_API_KEY: PROVIDER_KEY, DATABASE_URL: db, WORKERS: '2', PG_POOL_SIZE: '4',
-    PG_CONNECT_TIMEOUT_MS: '500', SWITCHBOARD_API_KEYS: `${INBOUND_KEY},${OTHER_KEY}`, RAG_BACKEND: 'none',
+    PG_CONNECT_TIMEOUT_MS: '500', SWITCHBOARD_API_KEYS: `${INBOUND_KEY},${OTHER_KEY}`, RAG_BACKEND: 'none', SUMMARIES: 'false',
     SESSION_IDLE_S: '2', MEMORY_ACROSS_CALLS: 'true', TOOL_FILLER_TEXT: 'none',
   });
 });

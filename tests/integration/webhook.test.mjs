@@ -21,7 +21,7 @@ before(async () => {
   up = await startFakeUpstream();
   sb = await startSwitchboard({
     LLM_BASE_URL: `${up.base}/v1`, OPENAI_API_KEY: PROVIDER_KEY, DATABASE_URL: db, WORKERS: '2', PG_POOL_SIZE: '4',
-    SWITCHBOARD_API_KEYS: `${INBOUND_KEY},${OTHER_KEY}`, RAG_BACKEND: 'none', TOOL_FILLER_TEXT: 'none',
+    SWITCHBOARD_API_KEYS: `${INBOUND_KEY},${OTHER_KEY}`, RAG_BACKEND: 'none', SUMMARIES: 'false', TOOL_FILLER_TEXT: 'none',
     AGORA_WEBHOOK_SECRET: SECRET,
   });
 });

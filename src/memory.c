@@ -11,7 +11,6 @@
 #include "sb/alloc.h"
 #include "sb/buf.h"
 #include "sb/log.h"
-#include "summary.h"
 
 /* Stored messages read beyond HISTORY_MAX: the older part a summary is extracted from when there is no stored one. */
 #define EXTRACT_ROWS 24
@@ -26,11 +25,12 @@ struct sb_memory {
     uv_loop_t *loop;
     sb_pgpool_t *pg;
     const sb_config_t *config;
-    sb_summaries_t *summaries; /* writes the summary of each conversation the idle close closes; NULL: off */
-    uv_timer_t *upkeep;        /* NULL on workers that do no upkeep */
-    sb_pgquery_t *query;       /* the upkeep statement in flight */
-    int purging;               /* the statement in flight is the purge (else the idle close) */
-    uint64_t every;            /* ms between upkeep rounds */
+    sb_memory_closed_cb closed; /* told each conversation the idle close closes (the worker has it summarised); may be NULL */
+    void *closed_data;
+    uv_timer_t *upkeep;  /* NULL on workers that do no upkeep */
+    sb_pgquery_t *query; /* the upkeep statement in flight */
+    int purging;         /* the statement in flight is the purge (else the idle close) */
+    uint64_t every;      /* ms between upkeep rounds */
 };
 
 struct sb_memory_load {
@@ -300,7 +300,7 @@ static void on_upkeep_done(void *data, const PGresult *res, sb_error_t err, cons
     }
     long busy = 0;
     for (int i = 0; i < PQntuples(res); ++i)
-        busy += sb_summaries_start(m->summaries, PQgetvalue(res, i, 0)) != 0;
+        busy += m->closed != NULL && m->closed(m->closed_data, PQgetvalue(res, i, 0)) != 0;
     if (busy > 0)
         sb_log_warn("memory: %ld of %ld conversations closed for silence keep their extract: summaries are busy", busy, n);
     if (m->config->memory_retention_days > 0) { /* the purge follows the close, one statement at a time */
@@ -337,7 +337,8 @@ static void on_upkeep(uv_timer_t *timer)
 
 /* --- public ------------------------------------------------------------------------------------ */
 
-sb_memory_t *sb_memory_create(uv_loop_t *loop, sb_pgpool_t *pg, const sb_config_t *config, int upkeep, sb_summaries_t *summaries)
+sb_memory_t *sb_memory_create(uv_loop_t *loop, sb_pgpool_t *pg, const sb_config_t *config, int upkeep, sb_memory_closed_cb closed,
+                              void *data)
 {
     if (pg == NULL || (!config->memory && !config->event_log))
         return NULL;
@@ -345,7 +346,8 @@ sb_memory_t *sb_memory_create(uv_loop_t *loop, sb_pgpool_t *pg, const sb_config_
     m->loop = loop;
     m->pg = pg;
     m->config = config;
-    m->summaries = summaries;
+    m->closed = closed;
+    m->closed_data = data;
     if (upkeep && (config->session_idle_s > 0 || config->memory_retention_days > 0)) {
         /* often enough that a conversation closes within about half its idle time, at most once a minute */
         uint64_t every = config->session_idle_s > 0 ? config->session_idle_s * 500ull : 60000;

@@ -26,7 +26,6 @@
     "ORDER BY x.seq) FROM (SELECT role, content, seq FROM messages m WHERE m.conversation = " conv " AND m.role <> 'tool' "        \
     "AND m.content IS NOT NULL ORDER BY seq DESC LIMIT 8) x)"
 
-struct sb_summaries;
 typedef struct sb_memory sb_memory_t;
 typedef struct sb_memory_load sb_memory_load_t;
 
@@ -35,11 +34,13 @@ typedef struct sb_memory_load sb_memory_load_t;
  * off or there is no pool. With `upkeep`, this worker also closes idle
  * conversations (SESSION_IDLE_S) and purges old ones (MEMORY_RETENTION_DAYS)
  * on a timer: one worker does it, one bounded statement at a time. Each
- * conversation it closes gets its summary written by `summaries` (borrowed,
- * may be NULL: the extract stays).
+ * conversation it closes (its id, a decimal string) is told to `closed`
+ * (may be NULL), which returns 0, or non-zero when the conversation keeps
+ * its extract summary (the worker has it summarised: summary.c).
  */
-sb_memory_t *sb_memory_create(uv_loop_t *loop, sb_pgpool_t *pg, const sb_config_t *config, int upkeep,
-                              struct sb_summaries *summaries);
+typedef int (*sb_memory_closed_cb)(void *data, const char *conversation_id);
+sb_memory_t *sb_memory_create(uv_loop_t *loop, sb_pgpool_t *pg, const sb_config_t *config, int upkeep, sb_memory_closed_cb closed,
+                              void *data);
 void sb_memory_destroy(sb_memory_t *m);
 
 /*

@@ -285,6 +285,13 @@ void sb_worker_request_drain(sb_worker_t *w)
     uv_async_send(&w->wake);
 }
 
+/* A conversation the idle close closed: its summary is written by a model now (it keeps its extract when summaries are busy). */
+static int on_conversation_closed(void *data, const char *conversation_id)
+{
+    sb_worker_t *w = data;
+    return sb_summaries_start(w->summaries, conversation_id);
+}
+
 /* The pool's numbers, for the metrics: a gauge read once a second is plenty, and keeps the pool free of metrics. */
 static void on_metrics_tick(uv_timer_t *timer)
 {
@@ -331,7 +338,7 @@ void *sb_worker_run(void *arg)
         sb_turn_env_t env = {w->config, &w->loop, w->pg, w->curlm, w->server->provider, &w->llm, NULL};
         w->summaries = sb_summaries_create(&env); /* w->llm is filled below, before the loop runs */
         /* one worker keeps the tables tidy */
-        w->memory = sb_memory_create(&w->loop, w->pg, w->config, w->id == 0, w->summaries);
+        w->memory = sb_memory_create(&w->loop, w->pg, w->config, w->id == 0, on_conversation_closed, w);
         w->eventlog = sb_eventlog_create(&w->loop, w->pg, w->config);
     }
     h2o_linklist_init_anchor(&w->open);

@@ -714,8 +714,9 @@ static void test_host_names(void)
     fake_delay_ms = 400;       /* a lookup on the loop would stall it this long: far past a sanitizer build's slowest turn */
     watch(FAKE_HOST);
     c = config(fake, 2);
-    c.queue_timeout_ms = 400;
+    c.queue_timeout_ms = 1000; /* past the background lookup a failed attempt starts */
     pool = sb_pgpool_create(loop, &c);
+    uv_update_time(loop); /* the start-up lookup blocked for fake_delay_ms: queue deadlines count from now */
     watch(FAKE_HOST);
     longest_turn = 0;
     query(pool, "select 'old address'", 0, NULL, &r);

@@ -43,8 +43,8 @@ for (const [what, failing] of [
 ]) {
   test(`the first model ${what}: the fallback answers, and the caller sees one clean stream`, async () => {
     await up.reset();
-    const logged = sb.accessLog.filter((l) => l.route === '/v1/chat/completions').length;
-    const r = await post(sb.base, { model: scenario(failing), stream: true, messages: ask('hello') });
+    const id = `fallback-${Object.values(failing).join('-')}`;
+    const r = await post(sb.base, { model: scenario(failing), stream: true, messages: ask('hello') }, { headers: { 'x-request-id': id } });
     assert.equal(r.status, 200);
     const out = assemble(r.text);
     assert.ok(out.done);
@@ -53,8 +53,8 @@ for (const [what, failing] of [
     assert.ok(out.chunks.every((c) => !c.error), 'no error event');
     const models = (await up.requests()).map((q) => JSON.parse(q.body).model);
     assert.equal(models.at(-1), fallback, 'the fallback model was asked last');
-    // the line is written when the exchange is let go, which may come a moment after the client read [DONE]
-    const line = await until(() => sb.accessLog.filter((l) => l.route === '/v1/chat/completions')[logged], { what: 'this turn\'s line' });
+    // this turn's line, by its request id: it is written when the exchange is let go, which may come after [DONE]
+    const line = await until(() => sb.accessLog.find((l) => l.request_id === id), { what: 'this turn\'s line' });
     assert.equal(line.model, fallback, 'the access log names the model that answered');
   });
 }

@@ -37,12 +37,13 @@ after(async () => {
   }
 });
 
-/** Sends one turn and returns its access-log line and what the provider received. */
-async function turn(body, opts) {
+/** Sends one turn and returns its access-log line (found by the turn's own request id) and what the provider received. */
+let turns = 0;
+async function turn(body, opts = {}) {
   await up.reset();
-  const before = sb.accessLog.length;
-  const r = await post(sb.base, { model: answer, stream: true, ...body }, opts);
-  const line = await until(() => sb.accessLog.slice(before).find((l) => l.route === '/v1/chat/completions'), { what: 'the access log line' });
+  const id = `agents-turn-${++turns}`;
+  const r = await post(sb.base, { model: answer, stream: true, ...body }, { ...opts, headers: { ...(opts.headers || {}), 'x-request-id': id } });
+  const line = await until(() => sb.accessLog.find((l) => l.request_id === id), { what: 'the access log line' });
   const sent = (await up.requests()).map((q) => JSON.parse(q.body));
   return { r, line, sent: sent[0] };
 }

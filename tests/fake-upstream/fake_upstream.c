@@ -1060,6 +1060,21 @@ static json_t *calls_parse(const char *v, size_t vn, char *err, size_t errlen)
     return calls;
 }
 
+/*
+ * calls=@user: the script is the text of the request's first user message
+ * (`script`, NULL when the API's request has none: `missing` says so).
+ * Replaces the scenario's calls; false with err set when there is no script
+ * or it does not parse.
+ */
+static bool scenario_script(struct scenario *s, const char *script, const char *missing, char *err, size_t errlen)
+{
+    json_decref(s->calls);
+    s->calls = script != NULL ? calls_parse(script, strlen(script), err, errlen) : NULL;
+    if (script == NULL)
+        snprintf(err, errlen, "%s", missing);
+    return s->calls != NULL;
+}
+
 static bool scenario_set(struct scenario *s, const char *k, const char *v, size_t vn, char *err, size_t errlen)
 {
     uint64_t u;
@@ -1811,14 +1826,9 @@ static void handle_chat(struct conn *c)
             snprintf(err, sizeof err, "fake-upstream: dim applies to embeddings only");
             parsed = false;
         }
-        if (parsed && s.calls_from_user) {
-            const char *script = first_user_text(req);
-            json_decref(s.calls);
-            s.calls = script != NULL ? calls_parse(script, strlen(script), err, sizeof err) : NULL;
-            if (script == NULL)
-                snprintf(err, sizeof err, "fake-upstream: calls=@user needs a user message with string content");
-            parsed = s.calls != NULL;
-        }
+        if (parsed && s.calls_from_user)
+            parsed = scenario_script(&s, first_user_text(req),
+                                     "fake-upstream: calls=@user needs a user message with string content", err, sizeof err);
         if (!parsed) {
             scenario_free(&s);
             json_decref(req);
@@ -2148,14 +2158,9 @@ static void handle_messages(struct conn *c)
             snprintf(err, sizeof err, "fake-upstream: %s does not apply to /messages", s.dim != 0 ? "dim" : "tools");
             parsed = false;
         }
-        if (parsed && s.calls_from_user) {
-            const char *script = anthropic_first_user_text(req);
-            json_decref(s.calls);
-            s.calls = script != NULL ? calls_parse(script, strlen(script), err, sizeof err) : NULL;
-            if (script == NULL)
-                snprintf(err, sizeof err, "fake-upstream: calls=@user needs a user message with text");
-            parsed = s.calls != NULL;
-        }
+        if (parsed && s.calls_from_user)
+            parsed = scenario_script(&s, anthropic_first_user_text(req),
+                                     "fake-upstream: calls=@user needs a user message with text", err, sizeof err);
         if (!parsed) {
             scenario_free(&s);
             json_decref(req);
@@ -2726,14 +2731,9 @@ static void handle_gemini(struct conn *c, const char *model_enc, size_t model_le
             snprintf(err, sizeof err, "fake-upstream: gemini takes file, text, calls and the transport and failure keys");
             parsed = false;
         }
-        if (parsed && s.calls_from_user) {
-            const char *script = gemini_first_user_text(req);
-            json_decref(s.calls);
-            s.calls = script != NULL ? calls_parse(script, strlen(script), err, sizeof err) : NULL;
-            if (script == NULL)
-                snprintf(err, sizeof err, "fake-upstream: calls=@user needs a user content with a text part");
-            parsed = s.calls != NULL;
-        }
+        if (parsed && s.calls_from_user)
+            parsed = scenario_script(&s, gemini_first_user_text(req),
+                                     "fake-upstream: calls=@user needs a user content with a text part", err, sizeof err);
         if (!parsed) {
             scenario_free(&s);
             json_decref(req);

@@ -1322,6 +1322,16 @@ static void plan_transport(struct plan *p, const struct scenario *s)
     p->header_bytes = s->header_bytes;
 }
 
+/* Starts sending the plan the way the scenario says (timing, write sizes, hang or drop, a failure's Retry-After). The
+ * scenario may be freed once this returns. */
+static void plan_send(struct conn *c, struct plan *p, const struct scenario *s, bool failing)
+{
+    plan_transport(p, s);
+    if (failing && s->retry_after.set)
+        p->retry_after = s->retry_after.p;
+    start_response(c, p);
+}
+
 /* The status=CODE failure response. Returns false if there is none. */
 static bool plan_status(struct plan *p, const struct scenario *s)
 {
@@ -1364,10 +1374,33 @@ static void gen_event_end(struct gen *g)
     g->ev[g->nev++] = g->out.len;
 }
 
+/* A generated stream as the plan: one write per event unless the scenario says otherwise. Takes g's buffers. */
+static void plan_events(struct plan *p, struct gen *g)
+{
+    size_t len;
+    char *body = sb_take(&g->out, &len);
+    plan_init(p, 200, "text/event-stream", body, len);
+    p->stream = true;
+    p->seg = SEG_EVENTS;
+    p->ev_ends = g->ev;
+    p->nev = g->nev;
+}
+
 /* Appends "data: {json}\n\n" and takes the reference. */
 static void gen_event(struct gen *g, json_t *j)
 {
     sb_str(&g->out, "data: ");
+    sb_json(&g->out, j, JSON_COMPACT);
+    sb_str(&g->out, "\n\n");
+    gen_event_end(g);
+    json_decref(j);
+}
+
+/* Appends "event: TYPE\ndata: {json}\n\n" (the data's own "type" is TYPE) and takes the reference: the
+ * framing of Anthropic's and the Responses API's streams. */
+static void named_event(struct gen *g, json_t *j)
+{
+    sb_fmt(&g->out, "event: %s\ndata: ", json_string_value(json_object_get(j, "type")));
     sb_json(&g->out, j, JSON_COMPACT);
     sb_str(&g->out, "\n\n");
     gen_event_end(g);
@@ -1464,6 +1497,19 @@ static void sb_json_string(struct sbuf *b, const char *s, size_t n)
     sb_add(b, "\"", 1);
 }
 
+/* Where the piece of text that starts at i ends: `piece` bytes on when piece > 0, else after the leading whitespace and
+ * the word that follow, so that the pieces join back to the text and each is a word as a model streams it. */
+static size_t piece_end(const char *text, size_t n, size_t i, size_t piece)
+{
+    if (piece > 0)
+        return n - i > piece ? i + piece : n;
+    while (i < n && is_ws(text[i]))
+        i++;
+    while (i < n && !is_ws(text[i]))
+        i++;
+    return i;
+}
+
 /* One content chunk per word: each piece is leading whitespace + a word, so the pieces concatenate to text.
  * With piece > 0, fixed-size pieces instead. The content chunks are spliced into a template dumped once. */
 static void gen_content_pieces(struct gen *g, const char *text, size_t n, size_t piece)
@@ -1480,14 +1526,7 @@ static void gen_content_pieces(struct gen *g, const char *text, size_t n, size_t
     size_t i = 0;
     while (i < n) {
         size_t start = i;
-        if (piece > 0) {
-            i = n - i > piece ? i + piece : n;
-        } else {
-            while (i < n && is_ws(text[i]))
-                i++;
-            while (i < n && !is_ws(text[i]))
-                i++;
-        }
+        i = piece_end(text, n, i, piece);
         sb_str(&g->out, "data: ");
         sb_add(&g->out, tpl, pre);
         sb_json_string(&g->out, text + start, i - start);
@@ -1536,6 +1575,16 @@ static char *call_arguments(const json_t *call, size_t *len)
     return json_to_str(args, JSON_COMPACT, len);
 }
 
+/* calls=: where the fragment of a call's arguments that starts at off ends: about ARG_FRAGMENT_BYTES on, but never inside a
+ * UTF-8 sequence, so that every fragment is a JSON string of its own. */
+static size_t fragment_end(const char *args, size_t alen, size_t off)
+{
+    size_t end = alen - off > ARG_FRAGMENT_BYTES ? off + ARG_FRAGMENT_BYTES : alen;
+    while (end < alen && ((unsigned char)args[end] & 0xC0) == 0x80)
+        end++;
+    return end;
+}
+
 static void call_id(char *buf, size_t size, size_t index, uint64_t seq)
 {
     snprintf(buf, size, "call_fake_%zu_%" PRIu64, index, seq);
@@ -1574,16 +1623,12 @@ static void gen_calls_stream(struct gen *g, const json_t *calls, uint64_t seq, c
                                NULL));
         size_t alen;
         char *args = call_arguments(call, &alen);
-        size_t off = 0;
-        while (off < alen) {
-            size_t end = alen - off > ARG_FRAGMENT_BYTES ? off + ARG_FRAGMENT_BYTES : alen;
-            while (end < alen && ((unsigned char)args[end] & 0xC0) == 0x80)
-                end++;
+        for (size_t off = 0, end; off < alen; off = end) {
+            end = fragment_end(args, alen, off);
             gen_event(g, gen_chunk(g,
                                    xpacked(json_pack("{s:[{s:I, s:{s:s%}}]}", "tool_calls", "index", (json_int_t)i, "function",
                                                      "arguments", args + off, end - off)),
                                    NULL));
-            off = end;
         }
         tokens += 1 + alen / 4;
         free(args);
@@ -1670,27 +1715,32 @@ static char *gen_words(uint64_t n, uint64_t seed)
     return s;
 }
 
-static uint64_t count_prompt_words(const json_t *req)
+/* The words of a content: a string, or the text parts (and tool_result contents) of a part array. */
+static uint64_t content_words(const json_t *content)
+{
+    if (json_is_string(content))
+        return count_words(json_string_value(content), json_string_length(content));
+    uint64_t words = 0;
+    size_t i;
+    json_t *block;
+    json_array_foreach(content, i, block)
+    {
+        json_t *t = json_object_get(block, "text");
+        if (json_is_string(t))
+            words += count_words(json_string_value(t), json_string_length(t));
+        else if (json_object_get(block, "content") != NULL)
+            words += content_words(json_object_get(block, "content"));
+    }
+    return words;
+}
+
+/* The words of the `member` content of every item (the messages' content, the Responses API's input items' output). */
+static uint64_t items_words(const json_t *items, const char *member)
 {
     uint64_t words = 0;
     size_t i;
-    json_t *m;
-    json_array_foreach(json_object_get(req, "messages"), i, m)
-    {
-        json_t *content = json_object_get(m, "content");
-        if (json_is_string(content)) {
-            words += count_words(json_string_value(content), json_string_length(content));
-        } else if (json_is_array(content)) {
-            size_t k;
-            json_t *part;
-            json_array_foreach(content, k, part)
-            {
-                json_t *t = json_object_get(part, "text");
-                if (json_is_string(t))
-                    words += count_words(json_string_value(t), json_string_length(t));
-            }
-        }
-    }
+    json_t *item;
+    json_array_foreach(items, i, item) words += content_words(json_object_get(item, member));
     return words;
 }
 
@@ -1719,30 +1769,30 @@ static void sb_tool_content(struct sbuf *b, const json_t *content)
     }
 }
 
-/* calls=: whether this request gets the tool calls. If not (the tool results came back after the last round), and
- * results is not NULL, it gets "RESULTS " and the contents of the trailing tool messages joined with " | ". */
-static bool calls_round(const json_t *req, const struct scenario *s, struct sbuf *results)
+/*
+ * calls=, for an API that gives every tool result an item of its own (Chat Completions' role:"tool" messages, the
+ * Responses API's function_call_output input items): whether this request gets the tool calls. If not (the results came
+ * back after the last round), and results is not NULL, it gets "RESULTS " and the `member` (content, output) of each
+ * trailing result joined with " | ".
+ */
+static bool calls_round(const json_t *items, bool (*is_result)(const json_t *), const char *member, const struct scenario *s,
+                        struct sbuf *results)
 {
-    json_t *msgs = json_object_get(req, "messages");
-    size_t n = json_array_size(msgs), first = n;
-    uint64_t ntool = 0;
+    size_t n = json_array_size(items), first = n;
+    uint64_t nresults = 0;
     size_t i;
-    json_t *m;
-    json_array_foreach(msgs, i, m)
-    {
-        if (is_tool_message(m))
-            ntool++;
-    }
-    while (first > 0 && is_tool_message(json_array_get(msgs, first - 1)))
+    json_t *item;
+    json_array_foreach(items, i, item) nresults += is_result(item);
+    while (first > 0 && is_result(json_array_get(items, first - 1)))
         first--;
-    if (first == n || ntool < s->rounds * json_array_size(s->calls))
+    if (first == n || nresults < s->rounds * json_array_size(s->calls))
         return true;
     if (results != NULL) {
         sb_str(results, "RESULTS ");
         for (i = first; i < n; i++) {
             if (i > first)
                 sb_str(results, " | ");
-            sb_tool_content(results, json_object_get(json_array_get(msgs, i), "content"));
+            sb_tool_content(results, json_object_get(json_array_get(items, i), member));
         }
     }
     return false;
@@ -1785,18 +1835,48 @@ static bool read_fixture(const char *name, char **data, size_t *len)
     return true;
 }
 
-/* The content of the first user message when it is a string, else NULL. */
-static const char *first_user_text(const json_t *req)
+/* calls=@user: the text of the first item with role "user" (Chat Completions' and Anthropic's messages, the Responses
+ * API's input items): its content when that is a string, else its first part's text; NULL when there is none. */
+static const char *first_user_text(const json_t *items)
 {
     size_t i;
     json_t *m;
-    json_array_foreach(json_object_get(req, "messages"), i, m)
+    json_array_foreach(items, i, m)
     {
         const char *role = json_string_value(json_object_get(m, "role"));
-        if (role != NULL && strcmp(role, "user") == 0)
-            return json_string_value(json_object_get(m, "content"));
+        if (role == NULL || strcmp(role, "user") != 0)
+            continue;
+        json_t *content = json_object_get(m, "content");
+        if (json_is_array(content))
+            content = json_object_get(json_array_get(content, 0), "text");
+        return json_string_value(content);
     }
     return NULL;
+}
+
+/*
+ * What a generated text answer says: text=, gen_bytes' words, the RESULTS line a finished calls= script left in results,
+ * else the default. *owned is the storage to free afterwards (NULL when there is none).
+ */
+static const char *answer_text(const struct scenario *s, struct sbuf *results, char **owned, size_t *len)
+{
+    static const char fallback[] = "Hello from the fake upstream.";
+    *owned = NULL;
+    if (s->text.set) {
+        *len = s->text.n;
+        return s->text.p;
+    }
+    if (s->has_gen) {
+        *owned = gen_words(s->gen_bytes, s->seed);
+        *len = (size_t)s->gen_bytes;
+        return *owned;
+    }
+    if (results->len > 0) {
+        *owned = sb_take(results, len);
+        return *owned;
+    }
+    *len = sizeof fallback - 1;
+    return fallback;
 }
 
 static void handle_chat(struct conn *c)
@@ -1827,8 +1907,8 @@ static void handle_chat(struct conn *c)
             parsed = false;
         }
         if (parsed && s.calls_from_user)
-            parsed = scenario_script(&s, first_user_text(req),
-                                     "fake-upstream: calls=@user needs a user message with string content", err, sizeof err);
+            parsed = scenario_script(&s, first_user_text(json_object_get(req, "messages")),
+                                     "fake-upstream: calls=@user needs a user message with text", err, sizeof err);
         if (!parsed) {
             scenario_free(&s);
             json_decref(req);
@@ -1865,26 +1945,16 @@ static void handle_chat(struct conn *c)
         g.created = (json_int_t)time(NULL);
         g.model = model;
         g.include_usage = json_is_true(json_object_get(json_object_get(req, "stream_options"), "include_usage"));
-        g.prompt_tokens = count_prompt_words(req);
+        g.prompt_tokens = items_words(json_object_get(req, "messages"), "content");
         bool stream = json_is_true(json_object_get(req, "stream"));
-        char *genbuf = NULL;
-        const char *text = "Hello from the fake upstream.";
-        size_t tlen = strlen(text);
         struct sbuf results = {0};
-        bool calls = s.calls != NULL && calls_round(req, &s, s.text.set ? NULL : &results);
+        bool calls = s.calls != NULL &&
+                     calls_round(json_object_get(req, "messages"), is_tool_message, "content", &s, s.text.set ? NULL : &results);
         if (s.calls != NULL && !calls && s.has_reply_pace)
             s.pace_ms = s.reply_pace_ms;
-        if (s.text.set) {
-            text = s.text.p;
-            tlen = s.text.n;
-        } else if (s.has_gen) {
-            genbuf = gen_words(s.gen_bytes, s.seed);
-            text = genbuf;
-            tlen = (size_t)s.gen_bytes;
-        } else if (s.calls != NULL && !calls) {
-            genbuf = sb_take(&results, &tlen);
-            text = genbuf;
-        }
+        size_t tlen;
+        char *genbuf;
+        const char *text = answer_text(&s, &results, &genbuf, &tlen);
         if (stream) {
             if (s.tools)
                 gen_tools_stream(&g);
@@ -1892,13 +1962,7 @@ static void handle_chat(struct conn *c)
                 gen_calls_stream(&g, s.calls, c->seq, &s.content_first);
             else
                 gen_content_stream(&g, text, tlen, s.has_gen ? GEN_EVENT_BYTES : 0);
-            size_t len;
-            char *body = sb_take(&g.out, &len);
-            plan_init(&p, 200, "text/event-stream", body, len);
-            p.stream = true;
-            p.seg = SEG_EVENTS;
-            p.ev_ends = g.ev;
-            p.nev = g.nev;
+            plan_events(&p, &g);
         } else {
             size_t len;
             char *body = calls ? gen_calls_completion(&g, s.calls, c->seq, &s.content_first, &len)
@@ -1907,15 +1971,9 @@ static void handle_chat(struct conn *c)
         }
         free(genbuf);
     }
-    plan_transport(&p, &s);
-    char retry[128];
-    if (failing && s.retry_after.set) {
-        snprintf(retry, sizeof retry, "%s", s.retry_after.p);
-        p.retry_after = retry;
-    }
+    plan_send(c, &p, &s, failing);
     scenario_free(&s);
     json_decref(req);
-    start_response(c, &p);
 }
 
 /* ---------------------------------------------------------------------------------------------------------------- */
@@ -1963,83 +2021,43 @@ static void anthropic_send_error(struct conn *c, int status, const char *msg)
     start_response(c, &p);
 }
 
-/* Appends "event: TYPE\ndata: {json}\n\n" (the data's own "type" is TYPE) and takes the reference. */
-static void anthropic_event(struct gen *g, json_t *j)
-{
-    sb_fmt(&g->out, "event: %s\ndata: ", json_string_value(json_object_get(j, "type")));
-    sb_json(&g->out, j, JSON_COMPACT);
-    sb_str(&g->out, "\n\n");
-    gen_event_end(g);
-    json_decref(j);
-}
-
-/* The words of a content: a string, or the text blocks (and tool_result contents) of a block array. */
-static uint64_t anthropic_content_words(const json_t *content)
-{
-    if (json_is_string(content))
-        return count_words(json_string_value(content), json_string_length(content));
-    uint64_t words = 0;
-    size_t i;
-    json_t *block;
-    json_array_foreach(content, i, block)
-    {
-        json_t *t = json_object_get(block, "text");
-        if (json_is_string(t))
-            words += count_words(json_string_value(t), json_string_length(t));
-        else if (json_object_get(block, "content") != NULL)
-            words += anthropic_content_words(json_object_get(block, "content"));
-    }
-    return words;
-}
-
 static uint64_t anthropic_prompt_words(const json_t *req)
 {
-    uint64_t words = anthropic_content_words(json_object_get(req, "system"));
-    size_t i;
-    json_t *m;
-    json_array_foreach(json_object_get(req, "messages"), i, m) words += anthropic_content_words(json_object_get(m, "content"));
-    return words;
+    return content_words(json_object_get(req, "system")) + items_words(json_object_get(req, "messages"), "content");
 }
 
 static void anthropic_message_start(struct gen *g)
 {
     char id[48];
     snprintf(id, sizeof id, "msg_fake%s", g->id + strlen("chatcmpl-fake"));
-    anthropic_event(
-        g, xpacked(json_pack("{s:s, s:{s:s, s:s, s:s, s:s, s:[], s:n, s:n, s:{s:I, s:i, s:i, s:i}}}", "type", "message_start",
-                             "message", "id", id, "type", "message", "role", "assistant", "model", g->model, "content",
-                             "stop_reason", "stop_sequence", "usage", "input_tokens", (json_int_t)g->prompt_tokens,
-                             "cache_creation_input_tokens", 0, "cache_read_input_tokens", 0, "output_tokens", 1)));
+    named_event(g,
+                xpacked(json_pack("{s:s, s:{s:s, s:s, s:s, s:s, s:[], s:n, s:n, s:{s:I, s:i, s:i, s:i}}}", "type", "message_start",
+                                  "message", "id", id, "type", "message", "role", "assistant", "model", g->model, "content",
+                                  "stop_reason", "stop_sequence", "usage", "input_tokens", (json_int_t)g->prompt_tokens,
+                                  "cache_creation_input_tokens", 0, "cache_read_input_tokens", 0, "output_tokens", 1)));
 }
 
 /* A text block at `index`: its start, one text_delta per word (leading whitespace + word), its stop. */
 static void anthropic_text_block(struct gen *g, size_t index, const char *text, size_t n, size_t piece)
 {
-    anthropic_event(g, xpacked(json_pack("{s:s, s:I, s:{s:s, s:s}}", "type", "content_block_start", "index", (json_int_t)index,
-                                         "content_block", "type", "text", "text", "")));
-    anthropic_event(g, xpacked(json_pack("{s:s}", "type", "ping")));
+    named_event(g, xpacked(json_pack("{s:s, s:I, s:{s:s, s:s}}", "type", "content_block_start", "index", (json_int_t)index,
+                                     "content_block", "type", "text", "text", "")));
+    named_event(g, xpacked(json_pack("{s:s}", "type", "ping")));
     size_t i = 0;
     while (i < n) {
         size_t start = i;
-        if (piece > 0) {
-            i = n - i > piece ? i + piece : n;
-        } else {
-            while (i < n && is_ws(text[i]))
-                i++;
-            while (i < n && !is_ws(text[i]))
-                i++;
-        }
-        anthropic_event(g, xpacked(json_pack("{s:s, s:I, s:{s:s, s:s%}}", "type", "content_block_delta", "index", (json_int_t)index,
-                                             "delta", "type", "text_delta", "text", text + start, i - start)));
+        i = piece_end(text, n, i, piece);
+        named_event(g, xpacked(json_pack("{s:s, s:I, s:{s:s, s:s%}}", "type", "content_block_delta", "index", (json_int_t)index,
+                                         "delta", "type", "text_delta", "text", text + start, i - start)));
     }
-    anthropic_event(g, xpacked(json_pack("{s:s, s:I}", "type", "content_block_stop", "index", (json_int_t)index)));
+    named_event(g, xpacked(json_pack("{s:s, s:I}", "type", "content_block_stop", "index", (json_int_t)index)));
 }
 
 static void anthropic_finish(struct gen *g, const char *stop_reason, uint64_t output_tokens)
 {
-    anthropic_event(g, xpacked(json_pack("{s:s, s:{s:s, s:n}, s:{s:I}}", "type", "message_delta", "delta", "stop_reason",
-                                         stop_reason, "stop_sequence", "usage", "output_tokens", (json_int_t)output_tokens)));
-    anthropic_event(g, xpacked(json_pack("{s:s}", "type", "message_stop")));
+    named_event(g, xpacked(json_pack("{s:s, s:{s:s, s:n}, s:{s:I}}", "type", "message_delta", "delta", "stop_reason", stop_reason,
+                                     "stop_sequence", "usage", "output_tokens", (json_int_t)output_tokens)));
+    named_event(g, xpacked(json_pack("{s:s}", "type", "message_stop")));
 }
 
 /* calls=: content_first as a text block, then a tool_use block per call whose input streams as input_json_delta. */
@@ -2059,21 +2077,17 @@ static void anthropic_calls_stream(struct gen *g, const json_t *calls, uint64_t 
         char id[64];
         snprintf(id, sizeof id, "toolu_fake_%zu_%" PRIu64, i, seq);
         json_t *name = json_object_get(call, "name");
-        anthropic_event(g, xpacked(json_pack("{s:s, s:I, s:{s:s, s:s, s:s%, s:{}}}", "type", "content_block_start", "index",
-                                             (json_int_t)block, "content_block", "type", "tool_use", "id", id, "name",
-                                             json_string_value(name), json_string_length(name), "input")));
+        named_event(g, xpacked(json_pack("{s:s, s:I, s:{s:s, s:s, s:s%, s:{}}}", "type", "content_block_start", "index",
+                                         (json_int_t)block, "content_block", "type", "tool_use", "id", id, "name",
+                                         json_string_value(name), json_string_length(name), "input")));
         size_t alen;
         char *args = call_arguments(call, &alen);
-        for (size_t off = 0; off < alen;) {
-            size_t end = alen - off > ARG_FRAGMENT_BYTES ? off + ARG_FRAGMENT_BYTES : alen;
-            while (end < alen && ((unsigned char)args[end] & 0xC0) == 0x80)
-                end++;
-            anthropic_event(
-                g, xpacked(json_pack("{s:s, s:I, s:{s:s, s:s%}}", "type", "content_block_delta", "index", (json_int_t)block,
-                                     "delta", "type", "input_json_delta", "partial_json", args + off, end - off)));
-            off = end;
+        for (size_t off = 0, end; off < alen; off = end) {
+            end = fragment_end(args, alen, off);
+            named_event(g, xpacked(json_pack("{s:s, s:I, s:{s:s, s:s%}}", "type", "content_block_delta", "index", (json_int_t)block,
+                                             "delta", "type", "input_json_delta", "partial_json", args + off, end - off)));
         }
-        anthropic_event(g, xpacked(json_pack("{s:s, s:I}", "type", "content_block_stop", "index", (json_int_t)block)));
+        named_event(g, xpacked(json_pack("{s:s, s:I}", "type", "content_block_stop", "index", (json_int_t)block)));
         block++;
         tokens += 1 + alen / 4;
         free(args);
@@ -2094,7 +2108,7 @@ static size_t anthropic_results(const json_t *m)
     return n;
 }
 
-/* calls= on /messages: as calls_round, with tool_result blocks for tool messages (the last message's are the results). */
+/* calls= on /messages: as calls_round, but with tool_result blocks for tool messages (the last message's are the results). */
 static bool anthropic_calls_round(const json_t *req, const struct scenario *s, struct sbuf *results)
 {
     json_t *msgs = json_object_get(req, "messages");
@@ -2122,24 +2136,6 @@ static bool anthropic_calls_round(const json_t *req, const struct scenario *s, s
     return false;
 }
 
-/* The first user message's text (a string, or its first text block), else NULL: for calls=@user. */
-static const char *anthropic_first_user_text(const json_t *req)
-{
-    size_t i;
-    json_t *m;
-    json_array_foreach(json_object_get(req, "messages"), i, m)
-    {
-        const char *role = json_string_value(json_object_get(m, "role"));
-        if (role == NULL || strcmp(role, "user") != 0)
-            continue;
-        json_t *content = json_object_get(m, "content");
-        if (json_is_array(content))
-            content = json_object_get(json_array_get(content, 0), "text");
-        return json_string_value(content);
-    }
-    return NULL;
-}
-
 static void handle_messages(struct conn *c)
 {
     struct request *q = &c->req;
@@ -2159,7 +2155,7 @@ static void handle_messages(struct conn *c)
             parsed = false;
         }
         if (parsed && s.calls_from_user)
-            parsed = scenario_script(&s, anthropic_first_user_text(req),
+            parsed = scenario_script(&s, first_user_text(json_object_get(req, "messages")),
                                      "fake-upstream: calls=@user needs a user message with text", err, sizeof err);
         if (!parsed) {
             scenario_free(&s);
@@ -2200,24 +2196,13 @@ static void handle_messages(struct conn *c)
         snprintf(g.id, sizeof g.id, "chatcmpl-fake%06" PRIu64, c->seq);
         g.model = model;
         g.prompt_tokens = anthropic_prompt_words(req);
-        const char *text = "Hello from the fake upstream.";
-        size_t tlen = strlen(text);
-        char *genbuf = NULL;
         struct sbuf results = {0};
         bool calls = s.calls != NULL && anthropic_calls_round(req, &s, s.text.set ? NULL : &results);
         if (s.calls != NULL && !calls && s.has_reply_pace)
             s.pace_ms = s.reply_pace_ms;
-        if (s.text.set) {
-            text = s.text.p;
-            tlen = s.text.n;
-        } else if (s.has_gen) {
-            genbuf = gen_words(s.gen_bytes, s.seed);
-            text = genbuf;
-            tlen = (size_t)s.gen_bytes;
-        } else if (s.calls != NULL && !calls) {
-            genbuf = sb_take(&results, &tlen);
-            text = genbuf;
-        }
+        size_t tlen;
+        char *genbuf;
+        const char *text = answer_text(&s, &results, &genbuf, &tlen);
         if (calls) {
             anthropic_calls_stream(&g, s.calls, c->seq, &s.content_first);
         } else {
@@ -2227,23 +2212,11 @@ static void handle_messages(struct conn *c)
         }
         sb_free(&results);
         free(genbuf);
-        size_t len;
-        char *body = sb_take(&g.out, &len);
-        plan_init(&p, 200, "text/event-stream", body, len);
-        p.stream = true;
-        p.seg = SEG_EVENTS;
-        p.ev_ends = g.ev;
-        p.nev = g.nev;
+        plan_events(&p, &g);
     }
-    plan_transport(&p, &s);
-    char retry[128];
-    if (failing && s.retry_after.set) {
-        snprintf(retry, sizeof retry, "%s", s.retry_after.p);
-        p.retry_after = retry;
-    }
+    plan_send(c, &p, &s, failing);
     scenario_free(&s);
     json_decref(req);
-    start_response(c, &p);
 }
 
 /* ---------------------------------------------------------------------------------------------------------------- */
@@ -2414,15 +2387,9 @@ static void handle_embeddings(struct conn *c)
         json_decref(resp);
         plan_init(&p, 200, "application/json", body, len);
     }
-    plan_transport(&p, &s);
-    char retry[128];
-    if (failing && s.retry_after.set) {
-        snprintf(retry, sizeof retry, "%s", s.retry_after.p);
-        p.retry_after = retry;
-    }
+    plan_send(c, &p, &s, failing);
     scenario_free(&s);
     json_decref(req);
-    start_response(c, &p);
 }
 
 /* ---------------------------------------------------------------------------------------------------------------- */
@@ -2654,10 +2621,7 @@ static uint64_t gemini_words(struct gen *g, const char *text, size_t n, bool las
         gemini_event(g, json_array(), "STOP", 0);
     while (i < n) {
         size_t start = i;
-        while (i < n && is_ws(text[i]))
-            i++;
-        while (i < n && !is_ws(text[i]))
-            i++;
+        i = piece_end(text, n, i, 0);
         tokens++;
         gemini_event(g, xpacked(json_pack("[{s:s%}]", "text", text + start, i - start)), last && i == n ? "STOP" : NULL, tokens);
     }
@@ -2779,38 +2743,22 @@ static void handle_gemini(struct conn *c, const char *model_enc, size_t model_le
         bool calls = s.calls != NULL && gemini_calls_round(req, &s, s.text.set ? NULL : &results);
         if (s.calls != NULL && !calls && s.has_reply_pace)
             s.pace_ms = s.reply_pace_ms;
-        size_t tlen;
-        char *text = NULL;
         if (calls) {
             gemini_calls_stream(&g, s.calls, c->seq, &s.content_first);
-        } else if (s.text.set) {
-            gemini_words(&g, s.text.p, s.text.n, true);
-        } else if (s.calls != NULL) {
-            text = sb_take(&results, &tlen);
-            gemini_words(&g, text, tlen, true);
         } else {
-            gemini_words(&g, "Hello from the fake upstream.", 29, true);
+            size_t tlen;
+            char *owned;
+            const char *text = answer_text(&s, &results, &owned, &tlen);
+            gemini_words(&g, text, tlen, true);
+            free(owned);
         }
-        free(text);
         sb_free(&results);
-        size_t len;
-        char *body = sb_take(&g.out, &len);
-        plan_init(&p, 200, "text/event-stream", body, len);
-        p.stream = true;
-        p.seg = SEG_EVENTS;
-        p.ev_ends = g.ev;
-        p.nev = g.nev;
+        plan_events(&p, &g);
     }
-    plan_transport(&p, &s);
-    char retry[128];
-    if (failing && s.retry_after.set) {
-        snprintf(retry, sizeof retry, "%s", s.retry_after.p);
-        p.retry_after = retry;
-    }
+    plan_send(c, &p, &s, failing);
     scenario_free(&s);
     json_decref(req);
     free(model);
-    start_response(c, &p);
 }
 
 /* Whether the path is …/models/{model}:streamGenerateContent; *model is then the (still escaped) name. */

@@ -2393,54 +2393,138 @@ static void handle_embeddings(struct conn *c)
 }
 
 /* ---------------------------------------------------------------------------------------------------------------- */
-/* the Responses API (POST …/responses): `file=` replays a recording, `text=` (or the default) generates response.*
- * events; the transport and failure keys apply as for chat. Kept apart from handle_chat: other APIs join alongside. */
+/*
+ * the Responses API (POST …/responses): `file=` replays a recording; `text=`, `gen_bytes`, the default and `calls=`
+ * generate the response.* events OpenAI streams, each `event: TYPE` with data {"type":TYPE,"sequence_number":N,...},
+ * the other members named and ordered as in the recordings (openai_responses_*.sse). The transport and failure keys
+ * apply as for chat.
+ */
 
-static void responses_event(struct sbuf *b, const char *type, int *seq, const char *rest)
+/* One event: its type and sequence number (the events before it), then the members of rest (taken). */
+static void responses_event(struct gen *g, const char *type, json_t *rest)
 {
-    sb_fmt(b, "event: %s\ndata: {\"type\":\"%s\",\"sequence_number\":%d%s}\n\n", type, type, (*seq)++, rest);
+    json_t *j = xpacked(json_pack("{s:s, s:I}", "type", type, "sequence_number", (json_int_t)g->nev));
+    if (json_object_update(j, rest) != 0)
+        die("json_object_update failed");
+    json_decref(rest);
+    named_event(g, j);
 }
 
-static char *gen_responses_stream(const char *model, const char *text, size_t n, json_int_t input_words, size_t *len)
+/* The response object the lifecycle events carry: output (taken), usage (taken, or NULL: null). */
+static json_t *responses_object(const struct gen *g, const char *status, json_t *output, json_t *usage)
 {
-    struct sbuf b = {0}, esc = {0}, rest = {0};
-    int seq = 0;
-    sb_json_string(&esc, model, strlen(model));
-    sb_add(&esc, "", 1);
-    sb_fmt(&rest,
-           ",\"response\":{\"id\":\"resp_fake\",\"object\":\"response\",\"status\":\"in_progress\",\"model\":%s,\"output\":[]}",
-           esc.p);
-    sb_add(&rest, "", 1);
-    responses_event(&b, "response.created", &seq, rest.p);
-    responses_event(
-        &b, "response.output_item.added", &seq,
-        ",\"output_index\":0,\"item\":{\"id\":\"msg_fake\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[]}");
-    json_int_t words = 0;
-    for (size_t i = 0; i < n;) { /* leading whitespace and a word per delta, as the chat generator cuts them */
-        size_t j = i;
-        while (j < n && text[j] == ' ')
-            ++j;
-        while (j < n && text[j] != ' ')
-            ++j;
-        struct sbuf d = {0};
-        sb_str(&d, ",\"item_id\":\"msg_fake\",\"output_index\":0,\"content_index\":0,\"delta\":");
-        sb_json_string(&d, text + i, j - i);
-        sb_add(&d, "", 1);
-        responses_event(&b, "response.output_text.delta", &seq, d.p);
-        sb_free(&d);
-        ++words;
-        i = j;
+    return xpacked(json_pack("{s:s, s:s, s:I, s:s, s:n, s:n, s:s, s:o, s:o}", "id", g->id, "object", "response", "created_at",
+                             g->created, "status", status, "error", "incomplete_details", "model", g->model, "output", output,
+                             "usage", usage != NULL ? usage : json_null()));
+}
+
+static void responses_start(struct gen *g)
+{
+    responses_event(g, "response.created",
+                    xpacked(json_pack("{s:o}", "response", responses_object(g, "in_progress", json_array(), NULL))));
+    responses_event(g, "response.in_progress",
+                    xpacked(json_pack("{s:o}", "response", responses_object(g, "in_progress", json_array(), NULL))));
+}
+
+/* response.completed: the items as done (taken) and the usage. */
+static void responses_finish(struct gen *g, json_t *output, uint64_t output_tokens)
+{
+    json_t *usage =
+        xpacked(json_pack("{s:I, s:{s:i}, s:I, s:{s:i}, s:I}", "input_tokens", (json_int_t)g->prompt_tokens, "input_tokens_details",
+                          "cached_tokens", 0, "output_tokens", (json_int_t)output_tokens, "output_tokens_details",
+                          "reasoning_tokens", 0, "total_tokens", (json_int_t)(g->prompt_tokens + output_tokens)));
+    responses_event(g, "response.completed",
+                    xpacked(json_pack("{s:o}", "response", responses_object(g, "completed", output, usage))));
+}
+
+/* An assistant message at output_index `index` saying text (pieces as for chat), appended to output once done. */
+static uint64_t responses_message(struct gen *g, json_t *output, size_t index, uint64_t seq, const char *text, size_t n,
+                                  size_t piece)
+{
+    char id[48];
+    snprintf(id, sizeof id, "msg_fake_%" PRIu64, seq);
+    responses_event(g, "response.output_item.added",
+                    xpacked(json_pack("{s:I, s:{s:s, s:s, s:s, s:s, s:[]}}", "output_index", (json_int_t)index, "item", "type",
+                                      "message", "id", id, "status", "in_progress", "role", "assistant", "content")));
+    responses_event(g, "response.content_part.added",
+                    xpacked(json_pack("{s:s, s:I, s:i, s:{s:s, s:s, s:[]}}", "item_id", id, "output_index", (json_int_t)index,
+                                      "content_index", 0, "part", "type", "output_text", "text", "", "annotations")));
+    uint64_t words = 0;
+    for (size_t i = 0, end; i < n; i = end, words++) {
+        end = piece_end(text, n, i, piece);
+        responses_event(g, "response.output_text.delta",
+                        xpacked(json_pack("{s:s, s:I, s:i, s:s%}", "item_id", id, "output_index", (json_int_t)index,
+                                          "content_index", 0, "delta", text + i, end - i)));
     }
-    sb_free(&rest);
-    sb_fmt(&rest,
-           ",\"response\":{\"id\":\"resp_fake\",\"object\":\"response\",\"status\":\"completed\",\"model\":%s,\"usage\":"
-           "{\"input_tokens\":%lld,\"output_tokens\":%lld,\"total_tokens\":%lld}}",
-           esc.p, (long long)input_words, (long long)words, (long long)(input_words + words));
-    sb_add(&rest, "", 1);
-    responses_event(&b, "response.completed", &seq, rest.p);
-    sb_free(&rest);
-    sb_free(&esc);
-    return sb_take(&b, len);
+    responses_event(g, "response.output_text.done",
+                    xpacked(json_pack("{s:s, s:I, s:i, s:s%}", "item_id", id, "output_index", (json_int_t)index, "content_index", 0,
+                                      "text", text, n)));
+    json_t *part = xpacked(json_pack("{s:s, s:s%, s:[]}", "type", "output_text", "text", text, n, "annotations"));
+    responses_event(g, "response.content_part.done",
+                    xpacked(json_pack("{s:s, s:I, s:i, s:O}", "item_id", id, "output_index", (json_int_t)index, "content_index", 0,
+                                      "part", part)));
+    json_t *item = xpacked(json_pack("{s:s, s:s, s:s, s:s, s:[o]}", "type", "message", "id", id, "status", "completed", "role",
+                                     "assistant", "content", part));
+    responses_event(g, "response.output_item.done",
+                    xpacked(json_pack("{s:I, s:O}", "output_index", (json_int_t)index, "item", item)));
+    json_array_append_new(output, item);
+    return words;
+}
+
+/* calls=: content_first as a message, then a function_call item per call whose arguments stream in fragments. */
+static void responses_calls_stream(struct gen *g, const json_t *calls, uint64_t seq, const struct str *content_first)
+{
+    json_t *output = json_array();
+    uint64_t tokens = 0;
+    responses_start(g);
+    if (content_first->set)
+        tokens += responses_message(g, output, 0, seq, content_first->p, content_first->n, 0);
+    size_t i;
+    json_t *call;
+    json_array_foreach(calls, i, call)
+    {
+        char id[64], cid[64];
+        snprintf(id, sizeof id, "fc_fake_%zu_%" PRIu64, i, seq);
+        call_id(cid, sizeof cid, i, seq);
+        json_int_t index = (json_int_t)json_array_size(output);
+        json_t *name = json_object_get(call, "name");
+        responses_event(
+            g, "response.output_item.added",
+            xpacked(json_pack("{s:I, s:{s:s, s:s, s:s, s:O, s:s, s:s}}", "output_index", index, "item", "type", "function_call",
+                              "id", id, "call_id", cid, "name", name, "arguments", "", "status", "in_progress")));
+        size_t alen;
+        char *args = call_arguments(call, &alen);
+        for (size_t off = 0, end; off < alen; off = end) {
+            end = fragment_end(args, alen, off);
+            responses_event(
+                g, "response.function_call_arguments.delta",
+                xpacked(json_pack("{s:s, s:I, s:s%}", "item_id", id, "output_index", index, "delta", args + off, end - off)));
+        }
+        responses_event(g, "response.function_call_arguments.done",
+                        xpacked(json_pack("{s:s, s:O, s:I, s:s%}", "item_id", id, "name", name, "output_index", index, "arguments",
+                                          args, alen)));
+        json_t *item = xpacked(json_pack("{s:s, s:s, s:s, s:O, s:s%, s:s}", "type", "function_call", "id", id, "call_id", cid,
+                                         "name", name, "arguments", args, alen, "status", "completed"));
+        responses_event(g, "response.output_item.done", xpacked(json_pack("{s:I, s:O}", "output_index", index, "item", item)));
+        json_array_append_new(output, item);
+        tokens += 1 + alen / 4;
+        free(args);
+    }
+    responses_finish(g, output, tokens);
+}
+
+static bool is_function_output(const json_t *item)
+{
+    const char *type = json_string_value(json_object_get(item, "type"));
+    return type != NULL && strcmp(type, "function_call_output") == 0;
+}
+
+/* The words of the request: its instructions, and its input (a string, or the items' content and output). */
+static uint64_t responses_prompt_words(const json_t *req)
+{
+    json_t *input = json_object_get(req, "input");
+    return content_words(json_object_get(req, "instructions")) + content_words(json_is_string(input) ? input : NULL) +
+           items_words(input, "content") + items_words(input, "output");
 }
 
 static void handle_responses(struct conn *c)
@@ -2453,15 +2537,26 @@ static void handle_responses(struct conn *c)
         send_error(c, 400, "a JSON body with a model is required", "invalid_request_error", NULL);
         return;
     }
+    json_t *input = json_object_get(req, "input");
     struct scenario s;
     char err[256];
     memset(&s, 0, sizeof s);
     s.seed = 1;
-    if (strncmp(model, "fake?", 5) == 0 && !scenario_parse(&s, model + 5, err, sizeof err)) {
-        scenario_free(&s);
-        json_decref(req);
-        send_error(c, 400, err, "invalid_request_error", NULL);
-        return;
+    if (strncmp(model, "fake?", 5) == 0) {
+        bool parsed = scenario_parse(&s, model + 5, err, sizeof err);
+        if (parsed && (s.dim != 0 || s.tools)) {
+            snprintf(err, sizeof err, "fake-upstream: %s does not apply to /responses", s.dim != 0 ? "dim" : "tools");
+            parsed = false;
+        }
+        if (parsed && s.calls_from_user)
+            parsed = scenario_script(&s, json_is_string(input) ? json_string_value(input) : first_user_text(input),
+                                     "fake-upstream: calls=@user needs a user input item with text", err, sizeof err);
+        if (!parsed) {
+            scenario_free(&s);
+            json_decref(req);
+            send_error(c, 400, err, "invalid_request_error", NULL);
+            return;
+        }
     }
     scenario_apply_fail_times(&s, model);
     struct plan p;
@@ -2480,17 +2575,34 @@ static void handle_responses(struct conn *c)
         plan_init(&p, 200, "text/event-stream", data, len);
         p.stream = true;
     } else {
-        const char *text = s.text.set ? s.text.p : "Hello from the fake upstream.";
-        size_t len;
-        char *body = gen_responses_stream(model, text, s.text.set ? s.text.n : strlen(text),
-                                          (json_int_t)json_array_size(json_object_get(req, "input")), &len);
-        plan_init(&p, 200, "text/event-stream", body, len);
-        p.stream = true;
+        struct gen g;
+        memset(&g, 0, sizeof g);
+        snprintf(g.id, sizeof g.id, "resp_fake_%06" PRIu64, c->seq);
+        g.created = (json_int_t)time(NULL);
+        g.model = model;
+        g.prompt_tokens = responses_prompt_words(req);
+        struct sbuf results = {0};
+        bool calls = s.calls != NULL && calls_round(input, is_function_output, "output", &s, s.text.set ? NULL : &results);
+        if (s.calls != NULL && !calls && s.has_reply_pace)
+            s.pace_ms = s.reply_pace_ms;
+        if (calls) {
+            responses_calls_stream(&g, s.calls, c->seq, &s.content_first);
+        } else {
+            size_t tlen;
+            char *owned;
+            const char *text = answer_text(&s, &results, &owned, &tlen);
+            json_t *output = json_array();
+            responses_start(&g);
+            uint64_t words = responses_message(&g, output, 0, c->seq, text, tlen, s.has_gen ? GEN_EVENT_BYTES : 0);
+            responses_finish(&g, output, words);
+            free(owned);
+        }
+        sb_free(&results);
+        plan_events(&p, &g);
     }
-    plan_transport(&p, &s);
+    plan_send(c, &p, &s, failing);
     scenario_free(&s);
     json_decref(req);
-    start_response(c, &p);
 }
 
 /* gemini: POST …/models/{model}:streamGenerateContent, the scenario in {model} */

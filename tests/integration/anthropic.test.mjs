@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startFakeUpstream, startSwitchboard, post, scenario, assemble, freshDatabase, adminDatabaseUrl, PROVIDER_KEY,
+  startFakeUpstream, startSwitchboard, post, scenario, assemble, toolCalls, freshDatabase, adminDatabaseUrl, PROVIDER_KEY,
 } from './lib.mjs';
 
 const RECORDED = 'anthropic_messages_text_tooluse_stream.sse';
@@ -34,20 +34,6 @@ const pelicanTool = {
   type: 'function',
   function: { name: 'pelican_name_generator', description: 'Names a pelican', parameters: { type: 'object', properties: {} } },
 };
-
-/** The tool calls a Chat Completions client assembles from the chunks, by index. */
-function toolCalls(chunks) {
-  const calls = [];
-  for (const c of chunks) {
-    for (const t of c.choices?.[0]?.delta?.tool_calls ?? []) {
-      const call = (calls[t.index] ??= { id: '', name: '', arguments: '' });
-      call.id += t.id ?? '';
-      call.name += t.function?.name ?? '';
-      call.arguments += t.function?.arguments ?? '';
-    }
-  }
-  return calls;
-}
 
 for (const chunk of ['1', 'random']) {
   test(`the recorded Anthropic stream at chunk=${chunk} reaches the caller as a Chat Completions stream`, async () => {

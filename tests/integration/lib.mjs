@@ -203,6 +203,20 @@ export function assemble(text) {
   return { events, chunks, content, finish, errors, done };
 }
 
+/** The tool calls a Chat Completions client assembles from switchboard's chunks, by index. */
+export function toolCalls(chunks) {
+  const calls = [];
+  for (const c of chunks) {
+    for (const t of c.choices?.[0]?.delta?.tool_calls ?? []) {
+      const call = (calls[t.index] ??= { id: '', name: '', arguments: '' });
+      call.id += t.id ?? '';
+      call.name += t.function?.name ?? '';
+      call.arguments += t.function?.arguments ?? '';
+    }
+  }
+  return calls;
+}
+
 /** The content a provider stream carries (what the client should hear). */
 export function upstreamContent(sseText) {
   let content = '';

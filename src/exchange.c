@@ -313,11 +313,6 @@ void sb_exchange_start(sb_chat_out_t *out, sb_chat_request_t *creq, sb_sink_t *s
     sb_worker_work_started(w, &x->work);
     sb_turn_env_t env = {w->config, &w->loop, w->pg, w->curlm, w->server->provider, &w->llm, w->memory};
     x->turn = sb_turn_start(&env, creq, x->sink, &x->recorder);
-    const sb_agent_decision_t *d = sb_turn_agent(x->turn);
-    if (x->eventlog.record != NULL && d != NULL && d->agent != NULL) /* the routing decision is the turn's first event */
-        sb_eventlog_routing(&x->eventlog,
-                            &(sb_eventlog_route_t){d->agent->name, d->previous != NULL ? d->previous->name : NULL,
-                                                   sb_routed_by_name(d->routed_by), sb_strategy_name(d->strategy), d->score});
     if (req->version < 0x200) {
         h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
         if (sock != NULL)

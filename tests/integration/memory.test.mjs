@@ -238,3 +238,20 @@ test('with agents on, the routing decision is logged after the caller\'s words, 
     await s.stop();
   }
 });
+
+test('with memory off and the event log on, a turn\'s routing decision is logged once', { skip, timeout: 30000 }, async () => {
+  // no history to load: the turn is routed while it starts, and only the agent event may log it
+  const s = await startSwitchboard({
+    LLM_BASE_URL: `${up.base}/v1`, OPENAI_API_KEY: PROVIDER_KEY, DATABASE_URL: db, RAG_BACKEND: 'none', AGENTS: 'true', MEMORY: 'false',
+    SUMMARIES: 'false',
+  });
+  try {
+    const cid = 'chat-routing-once';
+    const res = await post(s.base, { stream: true, model: say('On its way.'), conversation_id: cid, messages: [{ role: 'user', content: 'Where is my parcel?' }] });
+    assert.equal(res.status, 200);
+    await until(() => /assistant_message/.test(eventsOf(cid) || ''), { what: 'the turn\'s events' });
+    assert.equal(eventsOf(cid), 'session_start,user_message,routing,assistant_message');
+  } finally {
+    await s.stop();
+  }
+});

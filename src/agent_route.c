@@ -142,6 +142,22 @@ static sb_strategy_t strategy_of(const sb_route_input_t *in, const sb_agent_t *a
     return SB_STRATEGY_CONCISE;
 }
 
+/* The agent the previous turn had: the rule over the earlier utterances, oldest first, or the stored one when it differs. */
+static struct place conversation_agent(const sb_agents_t *agents, const sb_route_input_t *in)
+{
+    struct place at = {-1, 0};
+    float h[SB_AGENTS_MAX];
+    sb_routed_by_t by;
+    size_t earlier = in->nusers > 0 ? in->nusers - 1 : 0;
+    for (size_t i = earlier > SB_ROUTE_HISTORY ? earlier - SB_ROUTE_HISTORY : 0; i < earlier; ++i) {
+        sb_classifier_score(agents->classifier, in->users[i].base, in->users[i].len, h, (unsigned)agents->n);
+        at = step(agents, at, h, &by);
+    }
+    if (in->stored_agent != NULL && in->stored_agent - agents->v != at.agent)
+        at = (struct place){in->stored_agent - agents->v, 0};
+    return at;
+}
+
 void sb_agent_decide(const sb_agents_t *agents, const sb_route_input_t *in, sb_agent_decision_t *out)
 {
     float s[SB_AGENTS_MAX] = {0};
@@ -153,15 +169,8 @@ void sb_agent_decide(const sb_agents_t *agents, const sb_route_input_t *in, sb_a
         out->routed_by = SB_ROUTED_EXPLICIT;
         out->score = s[in->explicit_agent - agents->v];
     } else {
-        /* the agent the previous turn had: the same rule over the earlier utterances, oldest first */
-        struct place at = {-1, 0};
-        float h[SB_AGENTS_MAX];
         sb_routed_by_t by;
-        size_t earlier = in->nusers > 0 ? in->nusers - 1 : 0;
-        for (size_t i = earlier > SB_ROUTE_HISTORY ? earlier - SB_ROUTE_HISTORY : 0; i < earlier; ++i) {
-            sb_classifier_score(agents->classifier, in->users[i].base, in->users[i].len, h, (unsigned)agents->n);
-            at = step(agents, at, h, &by);
-        }
+        struct place at = conversation_agent(agents, in);
         struct place now = step(agents, at, s, &by);
         out->agent = &agents->v[now.agent];
         out->routed_by = by;

@@ -1,14 +1,18 @@
 /*
  * Routing a turn to an agent, and the turn's response strategy. Stateless:
- * the decision is made again on every turn from the request alone (the
- * engine sends the whole short-term history), so any replica makes the same
- * one. The rule, in order:
+ * the decision is made again on every turn from the request (the engine
+ * sends the whole short-term history) and the agent its stored conversation
+ * names, so any replica makes the same one. The rule, in order:
  *
  *   1. explicit: the request names the agent (llm.params.agent, or model
  *      "agent:<name>");
  *   2. the conversation's agent: the earlier user messages are replayed
  *      through steps 3 and 4, oldest first, to find the agent the previous
- *      turn had;
+ *      turn had. Words cannot replay what an explicit choice decided: when
+ *      memory recalled the stored conversation and it names another agent
+ *      for its last stored turn (the store not behind the client's history:
+ *      memory.h), that agent is the conversation's, as if words had chosen
+ *      it;
  *   3. classifier: the caller's last utterance is scored for every agent
  *      (classify.h). With no conversation agent yet, the best score at or
  *      above SB_ROUTE_MIN_SCORE wins; otherwise the profiles' default agent;
@@ -69,6 +73,7 @@ typedef struct sb_route_input {
     size_t nusers;
     unsigned tool_results; /* role:"tool" messages in the history */
     const sb_agent_t *explicit_agent;
+    const sb_agent_t *stored_agent; /* the agent of the stored conversation's last turn (memory), NULL: none */
 } sb_route_input_t;
 
 /* Builds the strategy's phrases. Once, at start-up, before any decision; pure after. */

@@ -106,7 +106,7 @@ void sb_instructions_apply(sb_chat_request_t *r, sb_agent_decision_t *out)
     memset(out, 0, sizeof(*out));
     if (agents != NULL) {
         sb_str_t users[SB_ROUTE_HISTORY + 1];
-        sb_route_input_t in = {users, 0, 0, r->agent_asked};
+        sb_route_input_t in = {users, 0, 0, r->agent_asked, sb_agents_find(r->stored_agent, strlen(r->stored_agent))};
         in.nusers = sb_chat_request_user_texts(r, users, SB_ROUTE_HISTORY + 1, &in.tool_results);
         sb_agent_decide(agents, &in, out);
         agent_text = sb_agent_instructions(out, in.nusers > 0 ? users[in.nusers - 1] : (sb_str_t){"", 0});

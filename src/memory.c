@@ -48,10 +48,11 @@ struct sb_memory_load {
  * conversation's summary, how many messages with words it holds, the newest
  * of them (oldest first, each cut to what the token budget could ever take),
  * and, for a bound caller when MEMORY_ACROSS_CALLS is on, the summaries of
- * the same caller's last three closed conversations under the same key owner.
+ * the same caller's last three closed conversations under the same key owner,
+ * and the agent of its last stored turn.
  */
 static const char load_sql[] =
-    "WITH c AS (SELECT id, summary FROM conversations WHERE key = $1), "
+    "WITH c AS (SELECT id, summary, agent FROM conversations WHERE key = $1), "
     "recent AS (SELECT m.seq, m.role, left(m.content, $3::int) AS content FROM messages m "
     "  WHERE m.conversation = (SELECT id FROM c) AND m.role <> 'tool' AND m.content IS NOT NULL "
     "  ORDER BY m.seq DESC LIMIT $2::int) "
@@ -61,7 +62,8 @@ static const char load_sql[] =
     "  (SELECT coalesce(json_agg(json_build_array(role, content) ORDER BY seq), '[]') FROM recent), "
     "  (SELECT json_agg(summary ORDER BY closed_at) FROM (SELECT summary, closed_at FROM conversations "
     "    WHERE $7::boolean AND owner = $6 AND key <> $1 AND closed_at IS NOT NULL AND summary IS NOT NULL "
-    "    AND (customer_id = $4::bigint OR email = $5) ORDER BY closed_at DESC LIMIT 3) p)";
+    "    AND (customer_id = $4::bigint OR email = $5) ORDER BY closed_at DESC LIMIT 3) p), "
+    "  (SELECT agent FROM c)";
 
 /* --- what the model is given ------------------------------------------------------------------ */
 
@@ -168,7 +170,7 @@ static size_t client_history(json_t *messages, int *new_user)
  */
 static int recall(sb_memory_t *m, sb_chat_request_t *r, const PGresult *res)
 {
-    if (PQntuples(res) != 1 || PQnfields(res) != 4)
+    if (PQntuples(res) != 1 || PQnfields(res) != 5)
         return 0;
     const char *summary = PQgetisnull(res, 0, 0) ? NULL : PQgetvalue(res, 0, 0);
     long long stored = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
@@ -181,6 +183,8 @@ static int recall(sb_memory_t *m, sb_chat_request_t *r, const PGresult *res)
     int new_user;
     size_t sent = client_history(json_object_get(r->upstream, "messages"), &new_user);
     size_t prior = sent - (new_user && sent > 0); /* what the client sent of the conversation before this turn */
+    if (!PQgetisnull(res, 0, 4) && (long long)prior <= stored && (size_t)PQgetlength(res, 0, 4) < sizeof(r->stored_agent))
+        sb_copy_text(r->stored_agent, sizeof(r->stored_agent), PQgetvalue(res, 0, 4), (size_t)PQgetlength(res, 0, 4));
     if (prior == 0 && stored > 0) {
         /* the newest stored messages that fit HISTORY_MAX and the token budget, oldest first */
         size_t take = 0, tokens = 0;

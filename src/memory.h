@@ -54,8 +54,10 @@ typedef void (*sb_memory_loaded_cb)(void *data, const char *outcome);
  * Loads what `r` (borrowed until the callback or a cancel) should recall of
  * its conversation (r->memory_key) with one indexed query, and adds it to
  * r's messages before calling `cb` (from the loop, never from inside this
- * call). NULL when there is nothing to load (no memory, no conversation): the
- * callback will not run.
+ * call). It also sets r->stored_agent to the agent of the conversation's
+ * last stored turn, unless the client sent more of the conversation than is
+ * stored (a turn not written yet: the stored agent would be an older one's). NULL when there is nothing to load (no memory, no
+ * conversation): the callback will not run.
  */
 sb_memory_load_t *sb_memory_load_start(sb_memory_t *m, sb_chat_request_t *r, sb_memory_loaded_cb cb, void *data);
 /* Forgets a load: its callback will not run. */

@@ -40,6 +40,7 @@ typedef struct sb_chat_request {
     uint32_t withheld;                  /* switchboard's tools the turn's agent may not call */
     const char *agent_tools;            /* the agent's tools, serialized (sb_tools_serialize); offered instead of all when set */
     const char *team;                   /* the inbound key's team (auth.h), NULL when none; static */
+    char stored_agent[33];              /* the agent of the stored conversation's last turn, as memory recalled it; "" when none */
     /* a turn switchboard asks for itself (a conversation's summary, summary.h): no agent, no layered instructions,
      * no retrieval, and none of switchboard's tools offered or run */
     int internal;

@@ -28,7 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (a.n == 0 || a.n > SB_AGENTS_MAX || a.fallback >= a.n)
         abort();
     sb_str_t users[2] = {{(const char *)data, size / 2}, {(const char *)data + size / 2, size - size / 2}};
-    sb_route_input_t in = {users, 2, 0, NULL};
+    sb_route_input_t in = {users, 2, 0, NULL, NULL};
     sb_agent_decision_t d;
     sb_agent_decide(&a, &in, &d);
     if (d.agent < a.v || d.agent >= a.v + a.n)

@@ -255,3 +255,34 @@ test('with memory off and the event log on, a turn\'s routing decision is logged
     await s.stop();
   }
 });
+
+test('with agents on, an explicit choice is the conversation\'s agent next turn: the stored conversation remembers it', { skip, timeout: 30000 }, async () => {
+  const s = await startSwitchboard({
+    LLM_BASE_URL: `${up.base}/v1`, OPENAI_API_KEY: PROVIDER_KEY, DATABASE_URL: db, RAG_BACKEND: 'none', AGENTS: 'true', SUMMARIES: 'false',
+    MEMORY_TIMEOUT_MS: '5000', // a cold pool (a sanitizer build) may take longer than the default 100 ms
+  });
+  const lineOf = (id) => until(() => s.accessLog.find((l) => l.request_id === id), { what: `the access-log line of ${id}` });
+  try {
+    const cid = 'chat-stored-agent';
+    const first = 'Hi, I have a question about something from last week.'; // words no agent's phrases reach
+    let res = await post(s.base, { stream: true, model: say('Sure.'), agent: 'billing', conversation_id: cid, messages: [{ role: 'user', content: first }] },
+      { headers: { 'x-request-id': 'stored-agent-1' } });
+    assert.equal(res.status, 200);
+    assert.equal((await lineOf('stored-agent-1')).routed_by, 'explicit');
+    await until(() => psql(db, `select agent from conversations where client_id = '${cid}'`) === 'billing', { what: 'the turn to be stored' });
+    res = await post(s.base, { stream: true, model: say('Sure.'), conversation_id: cid, messages: [{ role: 'user', content: 'Yes, it was on the fifth.' }] },
+      { headers: { 'x-request-id': 'stored-agent-2' } });
+    assert.equal(res.status, 200);
+    let line = await lineOf('stored-agent-2');
+    assert.deepEqual([line.agent, line.routed_by], ['billing', 'sticky']);
+    // the same words with no stored conversation: replaying them finds only the default agent
+    res = await post(s.base, {
+      stream: true, model: say('Sure.'),
+      messages: [{ role: 'user', content: first }, { role: 'assistant', content: 'Sure.' }, { role: 'user', content: 'Yes, it was on the fifth.' }],
+    }, { headers: { 'x-request-id': 'stored-agent-3' } });
+    line = await lineOf('stored-agent-3');
+    assert.deepEqual([line.agent, line.routed_by], ['support', 'sticky']);
+  } finally {
+    await s.stop();
+  }
+});

@@ -126,13 +126,22 @@ static void test_parse(void)
     refuses("[1,2", "not valid JSON", "broken JSON");
 }
 
-/* The user messages of a conversation, as the decision reads them. */
+/* The user messages of a conversation, as the decision reads them, with the agent memory stored. */
+static void decide_stored(const char *const *users, size_t n, const sb_agent_t *stored, sb_agent_decision_t *d)
+{
+    sb_str_t s[8];
+    for (size_t i = 0; i < n; ++i)
+        s[i] = (sb_str_t){users[i], strlen(users[i])};
+    sb_route_input_t in = {s, n, 0, NULL, stored};
+    sb_agent_decide(&agents, &in, d);
+}
+
 static void decide(const char *const *users, size_t n, unsigned tools, const sb_agent_t *explicit, sb_agent_decision_t *d)
 {
     sb_str_t s[8];
     for (size_t i = 0; i < n; ++i)
         s[i] = (sb_str_t){users[i], strlen(users[i])};
-    sb_route_input_t in = {s, n, tools, explicit};
+    sb_route_input_t in = {s, n, tools, explicit, NULL};
     sb_agent_decide(&agents, &in, d);
 }
 
@@ -240,6 +249,22 @@ static void test_decide(void)
     free(text);
 }
 
+static void test_stored(void)
+{
+    sb_agent_decision_t d;
+    const sb_agent_t *support = &agents.v[0], *orders = &agents.v[1], *billing = &agents.v[2];
+    const char *after_choice[] = {"I have a question about something", "yes, from last month"};
+    decide_stored(after_choice, 2, billing, &d);
+    ok(d.agent == billing && d.routed_by == SB_ROUTED_STICKY && d.previous == billing,
+       "the stored agent (an explicit choice the words cannot replay) is the conversation's: the turn sticks");
+    decide(after_choice, 2, 0, NULL, &d);
+    ok(d.agent == support && d.routed_by == SB_ROUTED_STICKY, "without it the words found only the default agent");
+    const char *from_default[] = {"hi", "my package never came"};
+    decide_stored(from_default, 2, support, &d);
+    ok(d.agent == orders && d.routed_by == SB_ROUTED_CLASSIFIER,
+       "a stored agent that is the one the words found changes nothing: the default still hands over at the minimum score");
+}
+
 int main(void)
 {
     sb_agent_route_init();
@@ -247,6 +272,7 @@ int main(void)
     test_parse();
     test_accuracy();
     test_decide();
+    test_stored();
     sb_agents_free(&agents);
     sb_agent_route_dispose();
     return done_testing();

@@ -142,6 +142,21 @@ static sb_strategy_t strategy_of(const sb_route_input_t *in, const sb_agent_t *a
     return SB_STRATEGY_CONCISE;
 }
 
+/* Whether the classifier is unsure of the utterance with scores `s`, from `at` (agent_route.h says when). */
+static int unsure(const sb_agents_t *a, struct place at, const float *s)
+{
+    size_t b = best_of(a, s);
+    if (at.agent < 0 || at.by_default) {
+        if (s[b] < SB_ROUTE_MIN_SCORE)
+            return 1;
+        for (size_t i = 0; i < a->n; ++i)
+            if (i != b && s[i] > s[b] - SB_ROUTE_UNSURE_MARGIN)
+                return 1;
+        return 0;
+    }
+    return (long)b != at.agent && s[b] >= SB_ROUTE_MIN_SCORE && s[b] > s[at.agent] && s[b] < s[at.agent] + SB_ROUTE_SWITCH_MARGIN;
+}
+
 /* The agent the previous turn had: the rule over the earlier utterances, oldest first, or the stored one when it differs. */
 static struct place conversation_agent(const sb_agents_t *agents, const sb_route_input_t *in)
 {
@@ -172,6 +187,11 @@ void sb_agent_decide(const sb_agents_t *agents, const sb_route_input_t *in, sb_a
         sb_routed_by_t by;
         struct place at = conversation_agent(agents, in);
         struct place now = step(agents, at, s, &by);
+        out->unsure = unsure(agents, at, s);
+        if (in->router_agent != NULL) {
+            now.agent = in->router_agent - agents->v;
+            by = SB_ROUTED_ROUTER;
+        }
         out->agent = &agents->v[now.agent];
         out->routed_by = by;
         out->score = s[now.agent];
@@ -221,7 +241,7 @@ char *sb_agent_instructions(const sb_agent_decision_t *d, sb_str_t last)
 
 const char *sb_routed_by_name(sb_routed_by_t r)
 {
-    static const char *const names[] = {"explicit", "classifier", "sticky", "default"};
+    static const char *const names[] = {"explicit", "classifier", "sticky", "default", "router"};
     return names[r];
 }
 

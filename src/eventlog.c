@@ -271,7 +271,8 @@ static void on_agent(sb_sink_t *sink, const sb_agent_decision_t *d)
 {
     sb_eventlog_turn_t *t = H2O_STRUCT_FROM_MEMBER(sb_eventlog_turn_t, super, sink);
     sb_eventlog_routing(t, &(sb_eventlog_route_t){d->agent->name, d->previous != NULL ? d->previous->name : NULL,
-                                                  sb_routed_by_name(d->routed_by), sb_strategy_name(d->strategy), d->score});
+                                                  sb_routed_by_name(d->routed_by), sb_strategy_name(d->strategy), d->score,
+                                                  d->router, d->router_ms});
 }
 
 static void on_retrieval(sb_sink_t *sink, const char *outcome, size_t passages)
@@ -467,6 +468,10 @@ void sb_eventlog_routing(sb_eventlog_turn_t *t, const sb_eventlog_route_t *route
         json_object_set_new(d, "strategy", text(route->strategy, strlen(route->strategy), 64));
     if (route->score >= 0)
         json_object_set_new(d, "score", json_real(route->score));
+    if (route->router != NULL) {
+        json_object_set_new(d, "router", text(route->router, strlen(route->router), 16));
+        json_object_set_new(d, "router_ms", json_real(route->router_ms));
+    }
     int switched = route->agent != NULL && route->previous != NULL && strcmp(route->agent, route->previous) != 0;
     sb_eventlog_add(t, "routing", switched ? json_deep_copy(d) : json_incref(d));
     if (switched)

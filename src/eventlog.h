@@ -63,9 +63,11 @@ void sb_eventlog_add(sb_eventlog_turn_t *t, const char *kind, json_t *data);
 typedef struct sb_eventlog_route {
     const char *agent;    /* the agent that answers */
     const char *previous; /* the agent before it in this conversation */
-    const char *how;      /* explicit, classifier, llm, sticky */
+    const char *how;      /* explicit, classifier, sticky, default, router */
     const char *strategy; /* the turn's response strategy */
-    double score;         /* the classifier's confidence, 0..1; < 0: none */
+    double score;         /* the classifier's score for the agent; < 0: none */
+    const char *router;   /* the LLM router's outcome when it was asked (chosen, timeout, error, unusable); NULL: not asked */
+    double router_ms;     /* and how long it took */
 } sb_eventlog_route_t;
 
 /* Logs a routing decision (kind "routing", and "agent_switch" when the agent changed) and names the turn's agent. */

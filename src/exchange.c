@@ -68,6 +68,8 @@ static void log_access(struct exchange *x)
         .agent_from = x->agent.previous != NULL && x->agent.previous != x->agent.agent ? x->agent.previous->name : NULL,
         .routed_by = x->agent.agent != NULL ? sb_routed_by_name(x->agent.routed_by) : NULL,
         .strategy = x->agent.agent != NULL ? sb_strategy_name(x->agent.strategy) : NULL,
+        .router = x->agent.agent != NULL ? x->agent.router : NULL,
+        .router_ms = x->agent.router_ms,
         .worker = x->w->id,
     };
     sb_access_log(x->w->config->access_log, &a);

@@ -99,18 +99,27 @@ void sb_instructions_dispose(void)
     teams = NULL;
 }
 
-void sb_instructions_apply(sb_chat_request_t *r, sb_agent_decision_t *out)
+void sb_instructions_route(const sb_chat_request_t *r, const sb_agent_t *chosen, sb_agent_decision_t *out)
 {
     const sb_agents_t *agents = sb_agents();
-    char *agent_text = NULL;
     memset(out, 0, sizeof(*out));
-    if (agents != NULL) {
-        sb_str_t users[SB_ROUTE_HISTORY + 1];
-        sb_route_input_t in = {users, 0, 0, r->agent_asked, sb_agents_find(r->stored_agent, strlen(r->stored_agent))};
-        in.nusers = sb_chat_request_user_texts(r, users, SB_ROUTE_HISTORY + 1, &in.tool_results);
-        sb_agent_decide(agents, &in, out);
-        agent_text = sb_agent_instructions(out, in.nusers > 0 ? users[in.nusers - 1] : (sb_str_t){"", 0});
-        sb_chat_request_use_agent(r, out->agent, out->max_tokens);
+    if (agents == NULL)
+        return;
+    sb_str_t users[SB_ROUTE_HISTORY + 1];
+    sb_route_input_t in = {users, 0, 0, r->agent_asked, sb_agents_find(r->stored_agent, strlen(r->stored_agent)), chosen};
+    in.nusers = sb_chat_request_user_texts(r, users, SB_ROUTE_HISTORY + 1, &in.tool_results);
+    sb_agent_decide(agents, &in, out);
+}
+
+void sb_instructions_apply(sb_chat_request_t *r, const sb_agent_decision_t *d)
+{
+    char *agent_text = NULL;
+    if (d->agent != NULL) {
+        sb_str_t last[1];
+        unsigned tool_results;
+        size_t n = sb_chat_request_user_texts(r, last, 1, &tool_results);
+        agent_text = sb_agent_instructions(d, n > 0 ? last[0] : (sb_str_t){"", 0});
+        sb_chat_request_use_agent(r, d->agent, d->max_tokens);
     }
     const char *layers[] = {agent_text, platform, r->team != NULL ? json_string_value(json_object_get(teams, r->team)) : NULL};
     sb_chat_request_add_instructions(r, layers, sizeof(layers) / sizeof(layers[0]));

@@ -23,11 +23,17 @@
 int sb_instructions_init(const sb_config_t *config, char *err, size_t errlen);
 void sb_instructions_dispose(void);
 /*
- * Routes the turn to its agent when agents are on (agent_route.h) and lets
- * it shape the request (model, sampling, tools), then puts the layers in
- * front of the caller's messages. The decision goes to *out (agent NULL:
- * agents are off). Before the first round and before sb_chat_request_offer_tools.
+ * Routes the turn to its agent when agents are on (agent_route.h), from the
+ * request's words, its explicit choice and the agent memory recalled (r is
+ * read only), into *out (agent NULL: agents are off). `chosen` is the agent
+ * the router named, NULL before it is asked. Pure.
  */
-void sb_instructions_apply(sb_chat_request_t *r, sb_agent_decision_t *out);
+void sb_instructions_route(const sb_chat_request_t *r, const struct sb_agent *chosen, sb_agent_decision_t *out);
+/*
+ * Lets the decided agent (d->agent NULL: none) shape the request (model,
+ * sampling, tools), then puts the layers in front of the caller's messages.
+ * Once, before the first round and before sb_chat_request_offer_tools.
+ */
+void sb_instructions_apply(sb_chat_request_t *r, const sb_agent_decision_t *d);
 
 #endif

@@ -138,6 +138,8 @@ void sb_access_log(int enabled, const sb_access_t *a)
         sb_buf_appendf(&b, ",\"agent\":\"%s\",\"routed_by\":\"%s\",\"strategy\":\"%s\"", a->agent, a->routed_by, a->strategy);
     if (a->agent_from != NULL)
         sb_buf_appendf(&b, ",\"agent_from\":\"%s\"", a->agent_from);
+    if (a->router != NULL) /* a fixed word */
+        sb_buf_appendf(&b, ",\"router\":\"%s\",\"router_ms\":%.3f", a->router, a->router_ms);
     sb_buf_appendf(&b, ",\"end\":\"%s\",\"worker\":%u}\n", a->end, a->worker);
     ssize_t wr = write(STDOUT_FILENO, b.base, b.len);
     (void)wr;

@@ -41,8 +41,10 @@ typedef struct sb_access {
     const char *shadowed;   /* switchboard's tools the client's own of the same name replaced, comma-separated, or NULL */
     const char *agent;      /* the turn's agent (agent_route.h), NULL with agents off or for requests that are not turns */
     const char *agent_from; /* the agent it took over from, NULL when none */
-    const char *routed_by;  /* explicit, classifier, sticky, default */
+    const char *routed_by;  /* explicit, classifier, sticky, default, router */
     const char *strategy;   /* concise, analytical, tool-heavy, wrapping-up */
+    const char *router;     /* the LLM router's outcome when it was asked (chosen, timeout, error, unusable), else NULL */
+    double router_ms;       /* and how long it took */
     unsigned worker;
 } sb_access_t;
 

@@ -17,6 +17,7 @@
 #include "sb/log.h"
 #include "sb/rag.h"
 #include "instructions.h"
+#include "router.h"
 #include "sb/tools.h"
 #include "turn.h"
 
@@ -47,6 +48,7 @@ struct sb_turn {
     sb_llm_call_t *call;       /* ASKING: the provider round */
     sb_rag_query_t *rag;       /* RETRIEVING: retrieval */
     sb_memory_load_t *recall;  /* REMEMBERING: the stored conversation */
+    sb_router_call_t *router;  /* ROUTING: the LLM router */
     uv_timer_t *rag_wait;      /* says RAG_WAIT_TEXT to a live caller if retrieval runs long */
     uv_timer_t *failed;        /* a provider that could not start during sb_turn_start is reported from the loop */
     const char *retrieval;     /* hit, miss, timeout, error, off */
@@ -443,11 +445,20 @@ static sb_turn_phase_t after_remembering(const sb_turn_t *t)
     return retrieve ? SB_TURN_RETRIEVING : SB_TURN_ASKING;
 }
 
+/* The agent is settled: it shapes the request, its tools are offered, and the turn goes on. */
+static void routed(sb_turn_t *t)
+{
+    sb_instructions_apply(&t->creq, &t->agent);
+    sb_chat_request_offer_tools(&t->creq);
+    t->keep_rounds = sb_tools_offered(); /* a round may end in switchboard's tools only when they are offered */
+    enter(t, after_remembering(t));
+}
+
 /*
  * The conversation is known, stored history included: the turn is routed to
  * its agent now (a client that sends only its new words is routed with the
- * earlier ones it did not send), its instructions layered and its tools
- * offered, and then it goes on.
+ * earlier ones it did not send), by the router when the classifier is unsure
+ * and the router is on, and then it goes on.
  */
 static void remembered(sb_turn_t *t)
 {
@@ -458,10 +469,11 @@ static void remembered(sb_turn_t *t)
         enter(t, after_remembering(t));
         return;
     }
-    sb_instructions_apply(&t->creq, &t->agent);
-    sb_chat_request_offer_tools(&t->creq);
-    t->keep_rounds = sb_tools_offered(); /* a round may end in switchboard's tools only when they are offered */
-    enter(t, after_remembering(t));
+    sb_instructions_route(&t->creq, NULL, &t->agent);
+    if (t->agent.agent != NULL && t->agent.unsure && sb_router_enabled(t->env.config))
+        enter(t, SB_TURN_ROUTING);
+    else
+        routed(t);
 }
 
 static void on_recalled(void *data, const char *outcome)
@@ -470,6 +482,19 @@ static void on_recalled(void *data, const char *outcome)
     (void)outcome; /* whatever it is, the turn goes on: never silence for want of history */
     t->recall = NULL;
     remembered(t);
+}
+
+/* --- the router ------------------------------------------------------------------------------------ */
+
+static void on_routed(void *data, const sb_router_result_t *result)
+{
+    sb_turn_t *t = data;
+    t->router = NULL;
+    if (result->agent != NULL) /* else the classifier's choice stands */
+        sb_instructions_route(&t->creq, result->agent, &t->agent);
+    t->agent.router = result->outcome;
+    t->agent.router_ms = result->ms;
+    routed(t);
 }
 
 /* --- the state machine --------------------------------------------------------------------------- */
@@ -491,6 +516,9 @@ static void enter(sb_turn_t *t, sb_turn_phase_t next)
         t->recall = sb_memory_load_start(t->env.memory, &t->creq, on_recalled, t);
         if (t->recall == NULL) /* nothing to recall */
             remembered(t);
+        return;
+    case SB_TURN_ROUTING:
+        t->router = sb_router_start(t->env.provider, t->env.llm, &t->creq, &t->agent, on_routed, t);
         return;
     case SB_TURN_RETRIEVING:
         t->rag = sb_rag_start(t->agent.agent != NULL && t->agent.agent->rag_config != NULL ? t->agent.agent->rag_config : cf,
@@ -529,6 +557,10 @@ static void stop_work(sb_turn_t *t)
     case SB_TURN_REMEMBERING:
         sb_memory_load_cancel(t->recall);
         t->recall = NULL;
+        break;
+    case SB_TURN_ROUTING:
+        sb_router_cancel(t->router); /* its provider call ends at once */
+        t->router = NULL;
         break;
     case SB_TURN_RETRIEVING:
         if (t->rag != NULL)

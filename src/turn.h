@@ -4,10 +4,13 @@
  * tools between rounds, and tells a sink (sink.h) what happens; it knows no
  * wire format and no transport. Runs on one worker's loop.
  *
- *     remembering ──▶ retrieving ──▶ asking ──▶ done
- *                      ▲  │
- *                      │  ▼
- *                 running tools
+ *     remembering ──▶ (routing) ──▶ retrieving ──▶ asking ──▶ done
+ *                                     ▲  │
+ *                                     │  ▼
+ *                                running tools
+ *
+ * Routing happens only when the intent classifier is unsure and the LLM
+ * router is on (agent_route.h, router.h).
  */
 #ifndef SB_TURN_H
 #define SB_TURN_H
@@ -38,6 +41,7 @@ typedef struct sb_turn_env {
 
 typedef enum sb_turn_phase {
     SB_TURN_REMEMBERING,   /* the conversation's stored history loading (MEMORY_TIMEOUT_MS), before anything else */
+    SB_TURN_ROUTING,       /* the LLM router naming the agent (ROUTER_TIMEOUT_MS), when the classifier is unsure */
     SB_TURN_RETRIEVING,    /* retrieval in flight, before the first round */
     SB_TURN_ASKING,        /* a provider round in flight */
     SB_TURN_RUNNING_TOOLS, /* the round's calls of switchboard's tools in flight */

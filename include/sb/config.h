@@ -57,7 +57,9 @@ typedef struct sb_config {
     char *tool_filler_text;
     /* agents and the layered instructions (agents.c, instructions.c) */
     int agents;
-    char *agents_file; /* "none": agents off */
+    char *agents_file;          /* "none": agents off */
+    char *router_model;         /* the LLM router (router.h); NULL or "": off */
+    unsigned router_timeout_ms; /* its budget */
     char *platform_instructions, *platform_instructions_file, *team_instructions_file;
     /* escalation emails (escalate_ticket) */
     char *support_email;

@@ -77,7 +77,7 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < n; ++i) {
             for (size_t k = 0; k < HISTORY; ++k)
                 conv[k] = texts[(i + k) % n];
-            sb_route_input_t in = {conv, HISTORY, 0, NULL, NULL};
+            sb_route_input_t in = {conv, HISTORY, 0, NULL, NULL, NULL};
             sb_agent_decision_t d;
             sb_agent_decide(&agents, &in, &d);
             char *text = sb_agent_instructions(&d, conv[HISTORY - 1]);

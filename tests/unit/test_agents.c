@@ -9,6 +9,7 @@
 #include "agent_route.h"
 #include "agents.h"
 #include "classify.h"
+#include "router.h"
 #include "tap.h"
 
 #define FILE_NAME "tools/agents.json"
@@ -126,13 +127,14 @@ static void test_parse(void)
     refuses("[1,2", "not valid JSON", "broken JSON");
 }
 
-/* The user messages of a conversation, as the decision reads them, with the agent memory stored. */
-static void decide_stored(const char *const *users, size_t n, const sb_agent_t *stored, sb_agent_decision_t *d)
+/* The user messages of a conversation, as the decision reads them, with the agent memory stored and the router's. */
+static void decide_with(const char *const *users, size_t n, const sb_agent_t *stored, const sb_agent_t *router,
+                        sb_agent_decision_t *d)
 {
     sb_str_t s[8];
     for (size_t i = 0; i < n; ++i)
         s[i] = (sb_str_t){users[i], strlen(users[i])};
-    sb_route_input_t in = {s, n, 0, NULL, stored};
+    sb_route_input_t in = {s, n, 0, NULL, stored, router};
     sb_agent_decide(&agents, &in, d);
 }
 
@@ -141,7 +143,7 @@ static void decide(const char *const *users, size_t n, unsigned tools, const sb_
     sb_str_t s[8];
     for (size_t i = 0; i < n; ++i)
         s[i] = (sb_str_t){users[i], strlen(users[i])};
-    sb_route_input_t in = {s, n, tools, explicit, NULL};
+    sb_route_input_t in = {s, n, tools, explicit, NULL, NULL};
     sb_agent_decide(&agents, &in, d);
 }
 
@@ -152,12 +154,15 @@ static void test_accuracy(void)
     json_t *list = json_object_get(doc, "utterances");
     size_t i, right = 0, n = json_array_size(list);
     json_t *u;
+    size_t unsure = 0, unsure_wrong = 0;
     json_array_foreach(list, i, u)
     {
         const char *text = json_string_value(json_object_get(u, "text"));
         const char *want = json_string_value(json_object_get(u, "agent"));
         sb_agent_decision_t d;
         decide(&text, 1, 0, NULL, &d);
+        unsure += d.unsure;
+        unsure_wrong += d.unsure && strcmp(d.agent->name, want) != 0;
         if (strcmp(d.agent->name, want) == 0)
             ++right;
         else
@@ -166,6 +171,8 @@ static void test_accuracy(void)
     }
     double accuracy = n ? (double)right / (double)n : 0;
     printf("# routing accuracy: %zu of %zu utterances, %.3f\n", right, n, accuracy);
+    printf("# unsure of %zu of them (the router would be asked), %zu of those misrouted; misrouted in all: %zu\n", unsure,
+           unsure_wrong, n - right);
     ok(n >= 60 && accuracy >= 0.9, "the classifier routes at least 90%% of %zu labelled utterances right (%.3f)", n, accuracy);
     json_decref(doc);
 }
@@ -254,15 +261,64 @@ static void test_stored(void)
     sb_agent_decision_t d;
     const sb_agent_t *support = &agents.v[0], *orders = &agents.v[1], *billing = &agents.v[2];
     const char *after_choice[] = {"I have a question about something", "yes, from last month"};
-    decide_stored(after_choice, 2, billing, &d);
-    ok(d.agent == billing && d.routed_by == SB_ROUTED_STICKY && d.previous == billing,
-       "the stored agent (an explicit choice the words cannot replay) is the conversation's: the turn sticks");
+    decide_with(after_choice, 2, billing, NULL, &d);
+    ok(d.agent == billing && d.routed_by == SB_ROUTED_STICKY && d.previous == billing && !d.unsure,
+       "the stored agent (an explicit choice or the router's, which the words cannot replay) is the conversation's: the turn "
+       "sticks, sure");
     decide(after_choice, 2, 0, NULL, &d);
-    ok(d.agent == support && d.routed_by == SB_ROUTED_STICKY, "without it the words found only the default agent");
+    ok(d.agent == support && d.routed_by == SB_ROUTED_STICKY && d.unsure,
+       "without it the words found only the default agent, and the router would be asked again");
     const char *from_default[] = {"hi", "my package never came"};
-    decide_stored(from_default, 2, support, &d);
+    decide_with(from_default, 2, support, NULL, &d);
     ok(d.agent == orders && d.routed_by == SB_ROUTED_CLASSIFIER,
        "a stored agent that is the one the words found changes nothing: the default still hands over at the minimum score");
+}
+
+static void test_unsure(void)
+{
+    sb_agent_decision_t d;
+    const sb_agent_t *support = &agents.v[0], *orders = &agents.v[1], *billing = &agents.v[2];
+    const char *nothing[] = {"hello there"};
+    decide(nothing, 1, 0, NULL, &d);
+    ok(d.unsure && d.routed_by == SB_ROUTED_DEFAULT, "no agent reaches the minimum score: unsure");
+    decide(nothing, 1, 0, billing, &d);
+    ok(!d.unsure && d.routed_by == SB_ROUTED_EXPLICIT, "an explicit choice is never unsure");
+    const char *clear[] = {"where is my package, it was supposed to arrive yesterday"};
+    decide(clear, 1, 0, NULL, &d);
+    ok(!d.unsure && d.routed_by == SB_ROUTED_CLASSIFIER, "one agent well ahead: sure");
+    const char *close[] = {"what is the delivery fee"};
+    decide(close, 1, 0, NULL, &d);
+    ok(d.unsure && d.agent == billing, "a first choice within %.1f of the runner-up: unsure (%s)", SB_ROUTE_UNSURE_MARGIN,
+       d.agent->name);
+    const char *leaning[] = {"where is my package, it was supposed to arrive yesterday", "ok, and what about the price?"};
+    decide(leaning, 2, 0, NULL, &d);
+    ok(d.unsure && d.agent == orders && d.routed_by == SB_ROUTED_STICKY,
+       "another agent ahead of the conversation's by less than the switch margin: unsure, and sticky until the router says");
+    const char *staying[] = {"where is my package, it was supposed to arrive yesterday", "ok, thank you"};
+    decide(staying, 2, 0, NULL, &d);
+    ok(!d.unsure && d.agent == orders, "nothing pulls away from the conversation's agent: sure");
+    const char *moving[] = {"where is my package, it was supposed to arrive yesterday", "also I was charged twice on my card"};
+    decide(moving, 2, 0, NULL, &d);
+    ok(!d.unsure && d.agent == billing, "a clear change of topic: sure");
+
+    decide_with(leaning, 2, NULL, billing, &d);
+    ok(d.agent == billing && d.routed_by == SB_ROUTED_ROUTER && d.previous == orders && d.max_tokens == 300,
+       "the router's choice wins, from the conversation's agent, with its own strategy's limit");
+    char *text = sb_agent_instructions(&d, (sb_str_t){leaning[1], strlen(leaning[1])});
+    ok(strncmp(text, "You are taking over this call from the orders agent", 51) == 0, "and is told it takes over");
+    free(text);
+    decide_with(clear, 1, NULL, support, &d);
+    ok(d.agent == support && d.routed_by == SB_ROUTED_ROUTER && d.previous == NULL, "on a first choice, no one to take over from");
+    is_str(sb_routed_by_name(SB_ROUTED_ROUTER), "router", "its name in the logs");
+
+    ok(sb_router_answer(&agents, "billing", 7) == billing, "the router's answer: a name");
+    ok(sb_router_answer(&agents, " Orders\n", 8) == orders, "white space around it and any case");
+    static const char *const refused[] = {"billing.",        "billing orders", "",         "  ", "bill", "billingx",
+                                          "I think billing", "\"billing\"",    "billing\0"};
+    int none = 1;
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); ++i)
+        none &= sb_router_answer(&agents, refused[i], strlen(refused[i]) + (i == 8)) == NULL;
+    ok(none, "anything else names no agent");
 }
 
 int main(void)
@@ -273,6 +329,7 @@ int main(void)
     test_accuracy();
     test_decide();
     test_stored();
+    test_unsure();
     sb_agents_free(&agents);
     sb_agent_route_dispose();
     return done_testing();

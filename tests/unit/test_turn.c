@@ -20,6 +20,7 @@
 #include "pgtest.h"
 #include "sb/buf.h"
 #include "sb/tools.h"
+#include "agents.h"
 #include "tap.h"
 #include "turn.h"
 
@@ -39,6 +40,7 @@ typedef struct round {
 
 static const round_t *script;
 static int rounds_started, calls_cancelled, calls_paused;
+static char first_words[4][80]; /* the start of each round's first message, as the provider was asked */
 
 struct fake_call {
     sb_llm_call_t super;
@@ -101,6 +103,10 @@ static sb_llm_call_t *fake_start(const sb_llm_env_t *env, const sb_chat_request_
     struct fake_call *c = calloc(1, sizeof(*c));
     c->super.provider = &provider;
     c->sink = sink;
+    if (rounds_started < 4) {
+        json_t *first = json_object_get(json_array_get(json_object_get(req->upstream, "messages"), 0), "content");
+        snprintf(first_words[rounds_started], sizeof(first_words[0]), "%s", json_is_string(first) ? json_string_value(first) : "");
+    }
     c->r = &script[rounds_started++];
     uv_timer_init(env->loop, &c->timer);
     c->timer.data = c;
@@ -354,6 +360,97 @@ static void test_client_calls(void)
     sb_buf_dispose(&r.log);
 }
 
+/* --- the LLM router --------------------------------------------------------------------------------- */
+
+static const char *unsure_ask = "{\"messages\":[{\"role\":\"user\",\"content\":\"hello there\"}]}";
+
+static int answered; /* the last routed_turn ended with its answer */
+
+/* Runs one turn whose first round may be the router's; returns its routing decision. */
+static const sb_agent_decision_t *routed_turn(struct recorder *r, const round_t *s, const char *body)
+{
+    sb_turn_t *t = start(r, s, 1, body);
+    run_until_done(r, 10000);
+    static sb_agent_decision_t d;
+    d = *sb_turn_agent(t);
+    answered = strstr(r->log.base, "text Hello.\n") != NULL && strstr(r->log.base, "done ok") != NULL;
+    sb_turn_release(t);
+    sb_buf_dispose(&r->log);
+    return &d;
+}
+
+static void test_router(void)
+{
+    config.agents = 1;
+    config.agents_file = SB_SOURCE_ROOT "/tools/agents.json";
+    config.router_model = "router-model";
+    config.router_timeout_ms = 2000;
+    char err[512];
+    if (sb_agents_init(&config, err, sizeof(err)) != 0) {
+        printf("Bail out! %s\n", err);
+        exit(1);
+    }
+    const sb_agents_t *agents = sb_agents();
+    static const round_t named[] = {{{"Billing", NULL}, NULL, NULL, "stop", SB_OK, 0},
+                                    {{"Sure.", NULL}, NULL, NULL, "stop", SB_OK, 0}};
+    struct recorder r;
+    sb_turn_t *t = start(&r, named, 1, unsure_ask);
+    is_int(sb_turn_phase(t), SB_TURN_ROUTING, "an utterance the classifier is unsure of starts by asking the router");
+    run_until_done(&r, 10000);
+    const sb_agent_decision_t *d = sb_turn_agent(t);
+    ok(d->agent == &agents->v[2] && d->routed_by == SB_ROUTED_ROUTER && strcmp(d->router, "chosen") == 0,
+       "the agent it names answers, routed by the router");
+    ok(strncmp(first_words[0], "You choose which agent", 22) == 0 && strncmp(first_words[1], "You are the billing agent", 25) == 0,
+       "the router was asked first, then the turn with the billing agent's instructions");
+    ok(strstr(r.log.base, "text Sure.") != NULL && strstr(r.log.base, "Billing") == NULL,
+       "the caller hears the turn, not the router");
+    sb_turn_release(t);
+    sb_buf_dispose(&r.log);
+
+    static const round_t slow[] = {{{NULL}, NULL, NULL, NULL, SB_OK, 1}, {{"Hello.", NULL}, NULL, NULL, "stop", SB_OK, 0}};
+    config.router_timeout_ms = 30;
+    d = routed_turn(&r, slow, unsure_ask);
+    config.router_timeout_ms = 2000;
+    ok(d->routed_by == SB_ROUTED_DEFAULT && d->agent == &agents->v[agents->fallback] && strcmp(d->router, "timeout") == 0 &&
+           d->router_ms >= 29, /* libuv timers count whole milliseconds of the loop's time */
+       "a router past its budget: the classifier's choice stands (%.1f ms)", d->router_ms);
+    ok(calls_cancelled == 1 && rounds_started == 2 && strstr(first_words[1], "support") != NULL,
+       "its call is cancelled and the turn asks with the default agent");
+
+    static const round_t garbage[] = {{{"I think", " billing", NULL}, NULL, NULL, "stop", SB_OK, 0},
+                                      {{"Hello.", NULL}, NULL, NULL, "stop", SB_OK, 0}};
+    d = routed_turn(&r, garbage, unsure_ask);
+    ok(d->routed_by == SB_ROUTED_DEFAULT && strcmp(d->router, "unusable") == 0, "an answer that is not one name is not used");
+    static const round_t failing[] = {{{NULL}, NULL, NULL, NULL, SB_E_UPSTREAM_ERROR, 0},
+                                      {{"Hello.", NULL}, NULL, NULL, "stop", SB_OK, 0}};
+    d = routed_turn(&r, failing, unsure_ask);
+    ok(d->routed_by == SB_ROUTED_DEFAULT && strcmp(d->router, "error") == 0 && answered,
+       "a failed router call is not the turn's failure");
+    static const round_t chatty[] = {
+        {{"billing billing billing billing billing billing billing billing billing billing", NULL}, NULL, NULL, NULL, SB_OK, 1},
+        {{"Hello.", NULL}, NULL, NULL, "stop", SB_OK, 0}};
+    d = routed_turn(&r, chatty, unsure_ask);
+    ok(strcmp(d->router, "unusable") == 0 && calls_cancelled == 1 && d->router_ms < 1000,
+       "an answer longer than any name ends the router's call there");
+
+    static const round_t one[] = {{{"On its way.", NULL}, NULL, NULL, "stop", SB_OK, 0}};
+    d = routed_turn(&r, one, "{\"messages\":[{\"role\":\"user\",\"content\":\"where is my package, it was due yesterday\"}]}");
+    ok(d->routed_by == SB_ROUTED_CLASSIFIER && d->router == NULL && rounds_started == 1, "a sure classifier never asks the router");
+    d = routed_turn(&r, one, "{\"agent\":\"billing\",\"messages\":[{\"role\":\"user\",\"content\":\"hello there\"}]}");
+    ok(d->routed_by == SB_ROUTED_EXPLICIT && d->router == NULL && rounds_started == 1, "nor does an explicit choice");
+
+    t = start(&r, slow, 1, unsure_ask);
+    run_a_while(10);
+    sb_turn_release(t); /* the caller hung up while the router thinks */
+    is_int(calls_cancelled, 1, "a caller who leaves during routing cancels the router's call");
+    is_int(r.log.len, 0, "and hears nothing");
+    sb_buf_dispose(&r.log);
+
+    sb_agents_dispose();
+    config.agents = 0;
+    config.router_model = NULL;
+}
+
 int main(void)
 {
     pgtest_start();
@@ -401,6 +498,7 @@ int main(void)
     test_round_limit();
     test_cancel_and_stop();
     test_client_calls();
+    test_router();
 
     sb_pgpool_destroy(pool);
     sb_curlm_destroy(curlm);

@@ -95,6 +95,14 @@ const char *sb_auth_team(const char *value, size_t len)
     return which > 0 ? teams[which - 1] : NULL;
 }
 
+const char *sb_auth_team_named(const char *name, size_t len)
+{
+    for (size_t i = 0; teams != NULL && i < ndigests; ++i)
+        if (teams[i] != NULL && strlen(teams[i]) == len && memcmp(teams[i], name, len) == 0)
+            return teams[i];
+    return NULL;
+}
+
 int sb_auth_check_metrics(const char *value, size_t len)
 {
     if (!metrics_token_set)

@@ -26,6 +26,8 @@ int sb_auth_check(const char *value, size_t len);
  * a wrong one. Every key is compared, as in sb_auth_check.
  */
 const char *sb_auth_team(const char *value, size_t len);
+/* The team named `name` (the same static string sb_auth_team returns), or NULL when no key has it. */
+const char *sb_auth_team_named(const char *name, size_t len);
 /* The same for a scrape of /metrics: "Bearer <METRICS_TOKEN>", or anything when METRICS_TOKEN is not set. */
 int sb_auth_check_metrics(const char *value, size_t len);
 

@@ -164,22 +164,27 @@ char *sb_conversation_write_key(const unsigned char conversation[SB_CONVERSATION
     return out;
 }
 
-int sb_conversation_key(const char *token, size_t token_len, const char *client_id, const char *identity, char key[33],
-                        char owner[33])
+void sb_conversation_owner(const char *token, size_t token_len, char owner[33])
 {
-    unsigned char o[16], k[16];
+    unsigned char o[16];
     crypto_generichash_state st;
     crypto_generichash_init(&st, conversation_key, sizeof(conversation_key), sizeof(o));
     key_field(&st, "owner", 5);
     key_field(&st, token, token_len);
     crypto_generichash_final(&st, o, sizeof(o));
     sodium_bin2hex(owner, 33, o, sizeof(o));
+}
+
+int sb_conversation_key_of(const char owner[33], const char *client_id, const char *identity, char key[33])
+{
+    unsigned char o[16], k[16];
     int client = client_id != NULL && client_id[0] != '\0';
-    if (!client && (identity == NULL || identity[0] == '\0')) {
+    if ((!client && (identity == NULL || identity[0] == '\0')) || sodium_hex2bin(o, sizeof(o), owner, 32, NULL, NULL, NULL) != 0) {
         key[0] = '\0';
         return -1;
     }
     /* tagged: a client's id can never spell an engine identity's digest */
+    crypto_generichash_state st;
     crypto_generichash_init(&st, conversation_key, sizeof(conversation_key), sizeof(k));
     key_field(&st, client ? "client" : "engine", 6);
     key_field(&st, o, sizeof(o));
@@ -187,4 +192,11 @@ int sb_conversation_key(const char *token, size_t token_len, const char *client_
     crypto_generichash_final(&st, k, sizeof(k));
     sodium_bin2hex(key, 33, k, sizeof(k));
     return 0;
+}
+
+int sb_conversation_key(const char *token, size_t token_len, const char *client_id, const char *identity, char key[33],
+                        char owner[33])
+{
+    sb_conversation_owner(token, token_len, owner);
+    return sb_conversation_key_of(owner, client_id, identity, key);
 }

@@ -63,5 +63,9 @@ char *sb_conversation_write_key(const unsigned char conversation[SB_CONVERSATION
  */
 int sb_conversation_key(const char *token, size_t token_len, const char *client_id, const char *identity, char key[33],
                         char owner[33]);
+/* The owner half of sb_conversation_key: the keyed digest of a bearer token (33 bytes, hex). */
+void sb_conversation_owner(const char *token, size_t token_len, char owner[33]);
+/* The key half: the stored conversation of `owner` (an sb_conversation_owner digest); as sb_conversation_key. */
+int sb_conversation_key_of(const char owner[33], const char *client_id, const char *identity, char key[33]);
 
 #endif

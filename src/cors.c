@@ -65,6 +65,16 @@ static h2o_iovec_t allowed_origin(h2o_req_t *req, const sb_config_t *c)
     return origin;
 }
 
+/* Whether `origin` is this server as the request reached it: scheme://Host. */
+static int same_origin(h2o_req_t *req, h2o_iovec_t origin)
+{
+    const h2o_url_scheme_t *scheme = req->scheme != NULL ? req->scheme : &H2O_URL_SCHEME_HTTP;
+    size_t n = scheme->name.len;
+    return origin.len == n + 3 + req->authority.len && memcmp(origin.base, scheme->name.base, n) == 0 &&
+           memcmp(origin.base + n, "://", 3) == 0 &&
+           h2o_lcstris(origin.base + n + 3, req->authority.len, req->authority.base, req->authority.len);
+}
+
 static void add(h2o_req_t *req, const char *name, size_t nlen, const char *value, size_t vlen)
 {
     h2o_add_header_by_str(&req->pool, &req->res.headers, name, nlen, 0, NULL, value, vlen);
@@ -131,4 +141,12 @@ int sb_cors_check(const sb_config_t *c, char *err, size_t errlen)
         p += n;
     }
     return 0;
+}
+
+int sb_cors_socket_allowed(h2o_req_t *req, const sb_config_t *c)
+{
+    h2o_iovec_t origin = header(req, H2O_STRLIT("origin"));
+    if (origin.base == NULL)
+        return 1; /* not a browser: the token is the whole check */
+    return allowed_origin(req, c).base != NULL || same_origin(req, origin);
 }

@@ -20,4 +20,12 @@ void sb_cors_headers(h2o_req_t *req, const sb_config_t *c);
  */
 void sb_cors_preflight(h2o_req_t *req, const sb_config_t *c, unsigned worker, const char *methods);
 
+/*
+ * Whether a WebSocket handshake may go on: a request without Origin (not a
+ * browser), or one whose Origin is in CORS_ORIGINS or is this server itself
+ * (the console's page). Browsers do not apply CORS to WebSockets, so the
+ * server must.
+ */
+int sb_cors_socket_allowed(h2o_req_t *req, const sb_config_t *c);
+
 #endif

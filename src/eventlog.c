@@ -275,7 +275,7 @@ static void on_agent(sb_sink_t *sink, const sb_agent_decision_t *d)
                                                   d->router, d->router_ms});
 }
 
-static void on_retrieval(sb_sink_t *sink, const char *outcome, size_t passages)
+static void on_retrieval(sb_sink_t *sink, const char *outcome, const sb_passage_t *p, size_t passages)
 {
     sb_eventlog_turn_t *t = H2O_STRUCT_FROM_MEMBER(sb_eventlog_turn_t, super, sink);
     sb_eventlog_add(t, "retrieval", json_pack("{s:s, s:I}", "outcome", outcome, "passages", (json_int_t)passages));

@@ -10,12 +10,12 @@
 #include <time.h>
 
 #include "auth.h"
-#include "eventlog.h"
 #include "exchange.h"
 #include "hangup.h"
 #include "metrics.h"
 #include "respond.h"
 #include "turn.h"
+#include "watch.h"
 #include "worker.h"
 
 struct exchange {
@@ -24,58 +24,14 @@ struct exchange {
     sb_chat_out_t out;
     sb_sink_t *sink;                   /* the channel's: the caller hears it */
     const sb_exchange_sink_ops_t *ops; /* the sink's transport hooks */
-    sb_sink_t recorder;                /* an observer: what the access log reports */
-    sb_metrics_turn_t metrics;         /* the next observer, when metrics are on */
-    sb_eventlog_turn_t eventlog;       /* the last observer: the turn's record for memory and the event log */
+    sb_turn_watch_t watch;             /* the observers and the access-log line */
     sb_turn_t *turn;                   /* NULL once let go */
     sb_hangup_t *hangup;               /* HTTP/1 only */
-    uint64_t t_start;                  /* uv_hrtime() */
-    char route[64];                    /* the request is gone when the line is written */
-    char request_id[65];               /* the client's X-Request-Id when sane, else the answer's own id */
-    char model[257];                   /* asked for, when no answer named one */
-    const char *end;                   /* how it ended: client_gone, shutdown, or the turn's own */
-    const char *retrieval;
-    uint32_t shadowed;
-    sb_agent_decision_t agent; /* the turn's, kept for the line */
-    int has_usage, logged;
-    long long prompt_tokens, completion_tokens;
 };
-
-static double ms_since(uint64_t from_ns, uint64_t to_ns)
-{
-    return (double)(to_ns - from_ns) / 1e6;
-}
 
 static void log_access(struct exchange *x)
 {
-    char shadowed[512];
-    sb_tools_names(x->shadowed, shadowed, sizeof(shadowed));
-    sb_access_t a = {
-        .request_id = x->request_id,
-        .method = "POST",
-        .route = x->route,
-        .model = x->out.model[0] ? x->out.model : x->model,
-        .status = x->out.status ? x->out.status : 499,
-        .ttfb_ms = x->out.t_first ? ms_since(x->t_start, x->out.t_first) : -1,
-        .total_ms = ms_since(x->t_start, uv_hrtime()),
-        .bytes = x->out.bytes,
-        .prompt_tokens = x->has_usage ? x->prompt_tokens : -1,
-        .completion_tokens = x->has_usage ? x->completion_tokens : -1,
-        .end = x->end ? x->end : "client_gone",
-        .retrieval = x->retrieval,
-        .shadowed = shadowed[0] ? shadowed : NULL,
-        .agent = x->agent.agent != NULL ? x->agent.agent->name : NULL,
-        .agent_from = x->agent.previous != NULL && x->agent.previous != x->agent.agent ? x->agent.previous->name : NULL,
-        .routed_by = x->agent.agent != NULL ? sb_routed_by_name(x->agent.routed_by) : NULL,
-        .strategy = x->agent.agent != NULL ? sb_strategy_name(x->agent.strategy) : NULL,
-        .router = x->agent.agent != NULL ? x->agent.router : NULL,
-        .router_ms = x->agent.router_ms,
-        .worker = x->w->id,
-    };
-    sb_access_log(x->w->config->access_log, &a);
-    sb_metrics_request(a.route, a.status, a.end);
-    sb_metrics_turn_finish(&x->metrics);
-    x->logged = 1;
+    sb_turn_watch_log(&x->watch, &(sb_turn_written_t){x->out.status, x->out.t_first, x->out.bytes, x->out.model});
 }
 
 /* Lets go of the turn (stopping it if it still runs), keeping what the access log reports of it. */
@@ -83,9 +39,7 @@ static void forget_turn(struct exchange *x)
 {
     if (x->turn == NULL)
         return;
-    x->retrieval = sb_turn_retrieval(x->turn);
-    x->shadowed = sb_turn_request(x->turn)->shadowed;
-    x->agent = *sb_turn_agent(x->turn);
+    sb_turn_watch_forget(&x->watch, x->turn);
     sb_turn_release(x->turn);
     x->turn = NULL;
 }
@@ -93,8 +47,8 @@ static void forget_turn(struct exchange *x)
 /* The caller left (h2o stopped the response, or the hang-up watch heard it): nothing more is sent. */
 static void client_gone(struct exchange *x)
 {
-    if (x->end == NULL)
-        x->end = "client_gone";
+    if (x->watch.end == NULL)
+        x->watch.end = "client_gone";
     sb_hangup_stop(x->hangup);
     x->hangup = NULL;
     forget_turn(x);
@@ -125,29 +79,6 @@ static int on_hangup_ask(void *data)
 
 static const sb_hangup_cbs_t hangup_cbs = {on_hangup, on_hangup_ask};
 
-/* --- the access log's observer ----------------------------------------------------------------------- */
-
-static void on_recorded_done(sb_sink_t *sink, const sb_turn_end_t *end)
-{
-    struct exchange *x = H2O_STRUCT_FROM_MEMBER(struct exchange, recorder, sink);
-    if (x->end == NULL)
-        x->end = end->how;
-    x->has_usage = end->has_usage;
-    x->prompt_tokens = end->prompt_tokens;
-    x->completion_tokens = end->completion_tokens;
-}
-
-static const sb_sink_ops_t recorder_ops = {
-    .name = "access-log",
-    .live = 0,     /* an observer writes nothing */
-    .model = NULL, /* the channel's sink keeps it */
-    .delta = NULL,
-    .tool_started = NULL,
-    .tool_finished = NULL,
-    .retrieval = NULL, /* read from the turn when the line is written */
-    .done = on_recorded_done,
-};
-
 /* --- draining ---------------------------------------------------------------------------------------- */
 
 /* The drain deadline passed: the caller hears that the server is shutting down. */
@@ -156,7 +87,7 @@ static void on_deadline(sb_open_work_t *work)
     struct exchange *x = H2O_STRUCT_FROM_MEMBER(struct exchange, work, work);
     if (x->turn == NULL || sb_turn_phase(x->turn) == SB_TURN_DONE)
         return; /* gone, or ending already: its bytes are on their way */
-    x->end = "shutdown";
+    x->watch.end = "shutdown";
     sb_turn_stop(x->turn, SB_E_SHUTTING_DOWN, "server shutting down", "shutdown");
 }
 
@@ -164,8 +95,8 @@ static void on_deadline(sb_open_work_t *work)
 static void on_exiting(sb_open_work_t *work)
 {
     struct exchange *x = H2O_STRUCT_FROM_MEMBER(struct exchange, work, work);
-    if (x->end == NULL || strcmp(x->end, "done") != 0)
-        x->end = "shutdown";
+    if (x->watch.end == NULL || strcmp(x->watch.end, "done") != 0)
+        x->watch.end = "shutdown";
     forget_turn(x);
     log_access(x);
 }
@@ -179,11 +110,11 @@ static void on_dispose(void *p)
     sb_hangup_stop(x->hangup);
     x->hangup = NULL;
     forget_turn(x);
-    sb_eventlog_turn_dispose(&x->eventlog); /* a turn that never reached done is not stored */
-    if (x->sink != NULL)
+    if (x->sink != NULL) {
         x->ops->dispose(x->sink);
-    if (x->sink != NULL && !x->logged)
         log_access(x);
+        sb_turn_watch_dispose(&x->watch);
+    }
     if (x->sink != NULL)
         sb_worker_work_ended(x->w, &x->work);
 }
@@ -271,7 +202,6 @@ sb_chat_out_t *sb_exchange_open(h2o_req_t *req, sb_chat_request_t *creq, const c
     struct exchange *x = h2o_mem_alloc_shared(&req->pool, sizeof(*x), on_dispose);
     memset(x, 0, sizeof(*x));
     x->w = w;
-    x->t_start = uv_hrtime();
     x->work.deadline = on_deadline;
     x->work.exiting = on_exiting;
     x->out.req = req;
@@ -288,11 +218,9 @@ sb_chat_out_t *sb_exchange_open(h2o_req_t *req, sb_chat_request_t *creq, const c
     sb_chat_request_set_trace(creq, client_id.base, client_id.len, id, traceparent.base, traceparent.len);
     ssize_t auth = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1); /* the key was checked: which team's is it */
     creq->team = auth >= 0 ? sb_auth_team(req->headers.entries[auth].value.base, req->headers.entries[auth].value.len) : NULL;
-    memcpy(x->request_id, creq->request_id, sizeof(x->request_id));
-    snprintf(x->route, sizeof(x->route), "%.*s", (int)req->path_normalized.len, req->path_normalized.base);
-    snprintf(x->model, sizeof(x->model), "%s", creq->model);
     /* h2o keeps the pointer, not a copy: the value must live as long as the request */
-    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, x->request_id, strlen(x->request_id));
+    h2o_iovec_t rid = h2o_strdup(&req->pool, creq->request_id, SIZE_MAX);
+    h2o_add_header_by_str(&req->pool, &req->res.headers, H2O_STRLIT("x-request-id"), 0, NULL, rid.base, rid.len);
     return &x->out;
 }
 
@@ -303,18 +231,12 @@ void sb_exchange_start(sb_chat_out_t *out, sb_chat_request_t *creq, sb_sink_t *s
     h2o_req_t *req = out->req;
     x->sink = sink;
     x->ops = ops;
-    x->recorder.ops = &recorder_ops;
-    if (w->server->metrics != NULL) {
-        sb_metrics_turn_start(&x->metrics, sb_routes_match(&w->server->routes, creq->model)->to.provider,
-                              sb_rag_backend_name(w->config));
-        x->recorder.next = &x->metrics.super;
-    }
-    sb_eventlog_turn_start(&x->eventlog, w->eventlog, creq);
-    if (x->eventlog.record != NULL) /* last in the chain: the access log and metrics hear done first */
-        (x->recorder.next != NULL ? &x->metrics.super : &x->recorder)->next = &x->eventlog.super;
+    char route[64];
+    snprintf(route, sizeof(route), "%.*s", (int)req->path_normalized.len, req->path_normalized.base);
+    sb_sink_t *observer = sb_turn_watch_start(&x->watch, w, creq, route);
     sb_worker_work_started(w, &x->work);
     sb_turn_env_t env = {w->config, &w->loop, w->pg, w->curlm, w->server->provider, &w->llm, w->memory};
-    x->turn = sb_turn_start(&env, creq, x->sink, &x->recorder);
+    x->turn = sb_turn_start(&env, creq, x->sink, observer);
     if (req->version < 0x200) {
         h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
         if (sock != NULL)

@@ -13,6 +13,7 @@
 #include "chat.h"
 #include "conversations.h"
 #include "cors.h"
+#include "sessions.h"
 #include "http.h"
 #include "llm.h"
 #include "metrics.h"
@@ -48,6 +49,8 @@ static const struct route {
     {"/v1/models", "GET", "GET, HEAD", sb_models_handle, 0},         /* the models a caller may name; bearer key */
     {"/v1/agora/events", "POST", "POST", sb_agora_events_handle, 0}, /* Agora's webhooks; signed, AGORA_WEBHOOK_SECRET */
     {SB_CONVERSATIONS_PREFIX, "GET", "GET, HEAD", sb_conversations_handle, 1}, /* one stored conversation; bearer key */
+    {SB_SESSIONS_PATH, "POST", "POST", sb_sessions_create, 0},                 /* a session and its token; bearer key */
+    {SB_SESSIONS_PREFIX, "GET", "GET", sb_sessions_connect, 1},                /* a session's WebSocket; its token */
     {"/ping", "GET", "GET, HEAD", on_ping, 0},
     {"/healthz", "GET", "GET, HEAD", on_healthz, 0},
     {"/readyz", "GET", "GET, HEAD", on_readyz, 0},

@@ -32,6 +32,7 @@
 #include "sb/alloc.h"
 #include "sb/config.h"
 #include "sb/log.h"
+#include "session_token.h"
 #include "sb/rag.h"
 #include "sb/tools.h"
 
@@ -182,6 +183,7 @@ int main(int argc, char **argv)
     sb_auth_init(&config);
     sb_chat_request_init(&config);
     sb_conversation_init(&config);
+    sb_session_token_init(&config);
 
     static sb_server_t server;
     server.config = &config;

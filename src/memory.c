@@ -283,6 +283,13 @@ static const char close_sql[] =
 static const char purge_sql[] = "DELETE FROM conversations WHERE id IN (SELECT id FROM conversations WHERE last_at < now() - "
                                 "make_interval(days => $1::int) ORDER BY last_at LIMIT " UPKEEP_BATCH_TEXT ")";
 
+/* Closes one conversation now (its client said it is over), as the idle close does, and returns its id. */
+static const char close_one_sql[] =
+    "WITH closed AS (UPDATE conversations c SET closed_at = now(), summary = " SB_MEMORY_EXTRACT_SQL(
+        "c.id") " WHERE c.key = $1 AND c.closed_at IS NULL RETURNING c.id) "
+                "INSERT INTO conversation_events (conversation, kind, data, at) "
+                "SELECT id, 'session_end', json_build_object('reason', $2::text), now() FROM closed RETURNING conversation";
+
 static void on_upkeep(uv_timer_t *timer);
 
 static void on_upkeep_done(void *data, const PGresult *res, sb_error_t err, const char *sqlstate)
@@ -314,6 +321,18 @@ static void on_upkeep_done(void *data, const PGresult *res, sb_error_t err, cons
         const char *values[] = {days};
         m->query = sb_pgpool_query(m->pg, purge_sql, 1, values, on_upkeep_done, m);
     }
+}
+
+static void on_closed_one(void *data, const PGresult *res, sb_error_t err, const char *sqlstate)
+{
+    sb_memory_t *m = data;
+    if (err != SB_OK) {
+        sb_log_warn("memory: a conversation's close failed: %s (SQLSTATE %s)", sb_error_name(err),
+                    sqlstate && *sqlstate ? sqlstate : "none");
+        return;
+    }
+    if (PQntuples(res) == 1 && m->closed != NULL && m->closed(m->closed_data, PQgetvalue(res, 0, 0)) != 0)
+        sb_log_warn("memory: conversation %s keeps its extract: summaries are busy", PQgetvalue(res, 0, 0));
 }
 
 static void upkeep_next(sb_memory_t *m)
@@ -417,4 +436,12 @@ void sb_memory_load_cancel(sb_memory_load_t *l)
 {
     if (l != NULL)
         load_free(l);
+}
+
+void sb_memory_close(sb_memory_t *m, const char *key, const char *reason)
+{
+    if (m == NULL || key[0] == '\0')
+        return;
+    const char *values[] = {key, reason};
+    sb_pgpool_query(m->pg, close_one_sql, 2, values, on_closed_one, m); /* m lives as long as its worker, as the pool does */
 }

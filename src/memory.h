@@ -63,4 +63,12 @@ sb_memory_load_t *sb_memory_load_start(sb_memory_t *m, sb_chat_request_t *r, sb_
 /* Forgets a load: its callback will not run. */
 void sb_memory_load_cancel(sb_memory_load_t *l);
 
+/*
+ * Closes the stored conversation whose key is `key` now, as the idle close
+ * does (extract summary, a session_end event with `reason`), and hands its id
+ * to the `closed` callback for its summary. Nothing when `m` is NULL or the
+ * conversation is closed or unknown. Fire and forget: failures are logged.
+ */
+void sb_memory_close(sb_memory_t *m, const char *key, const char *reason);
+
 #endif

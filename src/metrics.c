@@ -296,10 +296,9 @@ static void on_tool_finished(sb_sink_t *sink, const sb_sink_tool_t *call)
         observe(v, tool_round_le, uv_hrtime() - m->t_round);
 }
 
-static void on_retrieval(sb_sink_t *sink, const char *outcome, size_t passages)
+static void on_retrieval(sb_sink_t *sink, const char *outcome, const sb_passage_t *passages, size_t n)
 {
     sb_metrics_turn_t *m = H2O_STRUCT_FROM_MEMBER(sb_metrics_turn_t, super, sink);
-    (void)passages;
     char labels[LABELS_MAX] = "";
     label(labels, sizeof(labels), "backend", m->backend);
     label(labels, sizeof(labels), "outcome", outcome);

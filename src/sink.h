@@ -13,6 +13,7 @@
 
 #include "chunk.h"
 #include "sb/error.h"
+#include "sb/rag.h"
 
 typedef struct sb_sink sb_sink_t;
 struct sb_agent_decision;
@@ -69,8 +70,8 @@ typedef struct sb_sink_ops {
     /* switchboard runs one of its tools / has its result. The engine never hears of these; a console may. */
     void (*tool_started)(sb_sink_t *sink, const sb_sink_tool_t *call);
     void (*tool_finished)(sb_sink_t *sink, const sb_sink_tool_t *call);
-    /* Retrieval's outcome (hit, miss, timeout, error) and how many passages went to the model. */
-    void (*retrieval)(sb_sink_t *sink, const char *outcome, size_t passages);
+    /* Retrieval's outcome (hit, miss, timeout, error) and the passages that went to the model (borrowed for the call). */
+    void (*retrieval)(sb_sink_t *sink, const char *outcome, const sb_passage_t *passages, size_t n);
     /* The end. The sink may keep writing (its last bytes) after this returns. */
     void (*done)(sb_sink_t *sink, const sb_turn_end_t *end);
     /* The agent that answers and how it was chosen (agent_route.h), once, right before `model`; only with agents on. */

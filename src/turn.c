@@ -430,7 +430,7 @@ static void on_retrieved(void *data, const sb_passage_t *passages, size_t n, con
     t->rag = NULL;
     t->retrieval = outcome;
     close_timer(&t->rag_wait);
-    EMIT(t, retrieval, outcome, n);
+    EMIT(t, retrieval, outcome, passages, n);
     sb_chat_request_add_context(&t->creq, passages, n);
     enter(t, SB_TURN_ASKING);
 }

@@ -123,6 +123,12 @@ typedef struct sb_config {
     /* conversation memory and the event log (memory.c, events.c) */
     int memory;
     int event_log;
+    int sessions;
+    unsigned session_token_ttl_s;
+    size_t ws_max_message_bytes;
+    unsigned ws_messages_per_s;
+    unsigned ws_idle_s;
+    int console;
     unsigned history_max;
     unsigned history_max_tokens;
     unsigned memory_timeout_ms;

@@ -96,7 +96,7 @@ int main(void)
     is_int(sample(text, "switchboard_open_turns"), 1, "a started turn is open");
     free(text);
     t.super.ops->model(&t.super, (sb_str_t){"gpt-4o-mini", 11});
-    t.super.ops->retrieval(&t.super, "hit", 2);
+    t.super.ops->retrieval(&t.super, "hit", NULL, 2);
     sb_sink_delta_t empty = {0}, words = {.text = {"Hello", 5}};
     t.super.ops->delta(&t.super, &empty);
     t.super.ops->delta(&t.super, &words);

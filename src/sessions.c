@@ -72,9 +72,9 @@ static int read_body(h2o_req_t *req, char id[SB_SESSION_ID_MAX + 1], unsigned *t
         refuse(req, SB_E_INVALID_REQUEST, "id: 1 to 64 letters, digits, '_' or '-'");
         return -1;
     }
-    if (want < 0 || (want > 0 && (json_int_t)*ttl < want) || (want > 0 && want < 10)) {
+    if (want < 0 || (json_int_t)*ttl < want) {
         json_decref(root);
-        refuse(req, SB_E_INVALID_REQUEST, "ttl_s: 10 seconds up to SESSION_TOKEN_TTL_S");
+        refuse(req, SB_E_INVALID_REQUEST, "ttl_s: 1 second up to SESSION_TOKEN_TTL_S");
         return -1;
     }
     if (given != NULL)

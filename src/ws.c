@@ -7,6 +7,7 @@
  * closing handshake's deadline and that last callback.
  */
 #include <openssl/sha.h>
+#include <stdio.h>
 #include <string.h>
 #include <wslay/wslay.h>
 
@@ -22,7 +23,7 @@
 typedef enum ws_state {
     WS_UPGRADING, /* the 101 is on its way: messages queue */
     WS_OPEN,
-    WS_CLOSING, /* our close frame is queued or sent: waiting for the peer's (CLOSE_DEADLINE_MS) */
+    WS_CLOSING, /* closing: our close frame follows what is queued, then the peer's is awaited (CLOSE_DEADLINE_MS) */
     WS_CLOSED,  /* the socket is closed; `closed` is due from the timer */
 } ws_state_t;
 
@@ -46,6 +47,9 @@ struct sb_ws {
     int writing;     /* h2o_socket_write in flight */
     int in_recv;     /* inside wslay_event_recv: wslay must not be asked to send */
     int full;        /* sb_ws_send said 1: `drained` is owed */
+    int close_owed;  /* sb_ws_close was called: the close frame is queued once the messages before it are out */
+    unsigned close_code;
+    char close_reason[124];
 };
 
 static void flush(sb_ws_t *ws);
@@ -198,6 +202,15 @@ static void flush(sb_ws_t *ws)
 {
     if (ws->sock == NULL || ws->in_recv || ws->writing)
         return;
+    /* wslay sends control frames ahead of messages: the close waits until every message before it is out */
+    if (ws->close_owed && wslay_event_get_queued_msg_count(ws->ctx) == 0 && ws->out_len == 0) {
+        ws->close_owed = 0;
+        if (wslay_event_queue_close(ws->ctx, (uint16_t)ws->close_code, (const uint8_t *)ws->close_reason,
+                                    strlen(ws->close_reason)) != 0) {
+            finish(ws, ws->close_code);
+            return;
+        }
+    }
     if (wslay_event_want_write(ws->ctx) && wslay_event_send(ws->ctx) != 0) {
         finish(ws, SB_WS_ABNORMAL);
         return;
@@ -241,7 +254,7 @@ static void on_timer(uv_timer_t *timer)
 {
     sb_ws_t *ws = timer->data;
     if (ws->state == WS_CLOSING) {
-        finish(ws, wslay_event_get_status_code_sent(ws->ctx));
+        finish(ws, ws->close_code);
         return;
     }
     uint64_t idle = uv_now(ws->loop) - ws->last_message;
@@ -350,12 +363,10 @@ void sb_ws_close(sb_ws_t *ws, unsigned code, const char *reason)
 {
     if (ws->state == WS_CLOSED || ws->state == WS_CLOSING)
         return;
-    size_t rlen = reason != NULL ? strnlen(reason, 123) : 0;
     ws->state = WS_CLOSING;
-    if (wslay_event_queue_close(ws->ctx, (uint16_t)code, (const uint8_t *)reason, rlen) != 0) {
-        finish(ws, code);
-        return;
-    }
+    ws->close_owed = 1;
+    ws->close_code = code;
+    snprintf(ws->close_reason, sizeof(ws->close_reason), "%s", reason != NULL ? reason : "");
     uv_timer_start(&ws->timer, on_timer, CLOSE_DEADLINE_MS, 0);
     flush(ws);
     if (ws->state != WS_CLOSED)

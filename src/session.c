@@ -144,6 +144,14 @@ static const char *friendly(sb_error_t e, const char **category)
     }
 }
 
+/* Tells the client switchboard is restarting and closes (1001): it reconnects to another process. */
+static void leave_for_restart(struct session *s)
+{
+    const char *category, *message = friendly(SB_E_SHUTTING_DOWN, &category);
+    send_error(s, NULL, category, message);
+    sb_ws_close(s->ws, SB_WS_GOING_AWAY, "server shutting down");
+}
+
 /* --- the session sink ------------------------------------------------------------------------- */
 
 static struct live_turn *live_of(sb_sink_t *sink)
@@ -320,6 +328,8 @@ static void on_reap(uv_timer_t *timer)
     struct session *s = timer->data;
     if (s->live != NULL && s->live->done)
         end_live(s, "done");
+    if (s->live == NULL && s->ws != NULL && s->w->draining) /* the answer the drain waited for is out */
+        leave_for_restart(s);
 }
 
 /* The request a message makes: this socket's history and the new words, in the session's conversation. */
@@ -406,7 +416,9 @@ static void on_message(sb_ws_t *ws, void *data, const char *text, size_t len)
         return;
     }
     if (strcmp(type, "message") == 0) {
-        if (words == NULL || nwords == 0 || memchr(words, '\0', nwords) != NULL)
+        if (s->w->draining) /* a new answer would hold the drain up: the next process takes it */
+            leave_for_restart(s);
+        else if (words == NULL || nwords == 0 || memchr(words, '\0', nwords) != NULL)
             send_error(s, NULL, "bad_message", "a message needs some text");
         else if (id != NULL && strlen(id) > MESSAGE_ID_MAX)
             send_error(s, NULL, "bad_message", "a message id is at most 64 bytes");
@@ -493,17 +505,25 @@ static void on_history(void *data, const PGresult *res, sb_error_t err, const ch
     send_text(s, &b);
 }
 
+/* The drain starts: an idle socket only waits, so it goes now; an answer in progress may finish first (on_reap). */
+static void on_draining(sb_open_work_t *work)
+{
+    struct session *s = H2O_STRUCT_FROM_MEMBER(struct session, work, work);
+    if (s->ws != NULL && s->live == NULL)
+        leave_for_restart(s);
+}
+
 static void on_deadline(sb_open_work_t *work)
 {
     struct session *s = H2O_STRUCT_FROM_MEMBER(struct session, work, work);
     if (s->ws == NULL)
         return;
-    const char *category, *message = friendly(SB_E_SHUTTING_DOWN, &category);
-    if (s->live != NULL && !s->live->done)
+    if (s->live != NULL && !s->live->done) {
         sb_turn_stop(s->live->turn, SB_E_SHUTTING_DOWN, "server shutting down", "shutdown");
-    else
-        send_error(s, NULL, category, message);
-    sb_ws_close(s->ws, SB_WS_GOING_AWAY, "server shutting down");
+        sb_ws_close(s->ws, SB_WS_GOING_AWAY, "server shutting down");
+    } else {
+        leave_for_restart(s);
+    }
 }
 
 static void on_exiting(sb_open_work_t *work)
@@ -522,6 +542,7 @@ void sb_session_accept(h2o_req_t *req, h2o_iovec_t key, const char *protocol, co
     s->team = claims->team[0] ? sb_auth_team_named(claims->team, strlen(claims->team)) : NULL;
     sb_conversation_key_of(claims->owner, claims->id, NULL, s->memory_key);
     s->history = json_array();
+    s->work.draining = on_draining;
     s->work.deadline = on_deadline;
     s->work.exiting = on_exiting;
     uv_timer_init(&w->loop, &s->reap);

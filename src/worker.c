@@ -259,6 +259,12 @@ static void on_wake(uv_async_t *async)
     w->drain_deadline = sb_worker_now(w) + w->config->drain_timeout_ms;
     uv_close((uv_handle_t *)&w->listener, NULL);
     h2o_context_request_shutdown(&w->ctx); /* idle keep-alive connections close, HTTP/2 peers get GOAWAY */
+    for (h2o_linklist_t *node = w->open.next, *next; node != &w->open; node = next) {
+        next = node->next; /* the work may end itself in its callback */
+        sb_open_work_t *work = H2O_STRUCT_FROM_MEMBER(sb_open_work_t, link, node);
+        if (work->draining != NULL)
+            work->draining(work);
+    }
     uv_timer_start(&w->drain_timer, on_drain_poll, 0, DRAIN_POLL_MS);
 }
 

@@ -67,13 +67,15 @@ typedef struct sb_worker {
 
 /*
  * Work a worker holds open, such as a chat exchange: what it does when the
- * drain deadline passes (end itself for its caller now), and when the
- * process exits with it still open (log it: nothing else will). Embedded
- * by its owner; the worker only keeps the list.
+ * drain starts (work that only waits, such as an idle session socket, ends
+ * itself now; NULL: nothing), when the drain deadline passes (end itself for
+ * its caller now), and when the process exits with it still open (log it:
+ * nothing else will). Embedded by its owner; the worker only keeps the list.
  */
 typedef struct sb_open_work sb_open_work_t;
 struct sb_open_work {
     h2o_linklist_t link;
+    void (*draining)(sb_open_work_t *work);
     void (*deadline)(sb_open_work_t *work);
     void (*exiting)(sb_open_work_t *work);
 };

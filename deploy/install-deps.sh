@@ -9,6 +9,7 @@ packages=(
   build-essential meson ninja-build pkg-config clang clang-format libclang-rt-14-dev
   libh2o-dev libwslay-dev libuv1-dev libcurl4-openssl-dev libpq-dev libsodium-dev libjansson-dev libssl-dev
   postgresql curl ca-certificates openssl python3 python3-aiosmtpd nodejs prometheus
+  chromium # the console's test drives it (puppeteer-core)
 )
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 [ "${1:-}" = --deploy ] && packages+=(buildah debootstrap)

@@ -11,6 +11,7 @@
 #include "agora_events.h"
 #include "auth.h"
 #include "chat.h"
+#include "console.h"
 #include "conversations.h"
 #include "cors.h"
 #include "sessions.h"
@@ -51,6 +52,8 @@ static const struct route {
     {SB_CONVERSATIONS_PREFIX, "GET", "GET, HEAD", sb_conversations_handle, 1}, /* one stored conversation; bearer key */
     {SB_SESSIONS_PATH, "POST", "POST", sb_sessions_create, 0},                 /* a session and its token; bearer key */
     {SB_SESSIONS_PREFIX, "GET", "GET", sb_sessions_connect, 1},                /* a session's WebSocket; its token */
+    {SB_CONSOLE_PATH, "GET", "GET, HEAD", sb_console_handle, 0},               /* the browser console; CONSOLE=true */
+    {SB_CONSOLE_PATH, "GET", "GET, HEAD", sb_console_handle, 1},               /* its files (/console/<name>) */
     {"/ping", "GET", "GET, HEAD", on_ping, 0},
     {"/healthz", "GET", "GET, HEAD", on_healthz, 0},
     {"/readyz", "GET", "GET, HEAD", on_readyz, 0},

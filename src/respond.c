@@ -185,10 +185,10 @@ void sb_respond_answer(h2o_req_t *req, int log, unsigned worker, sb_error_t e, c
 void sb_respond_body(h2o_req_t *req, int log, unsigned worker, int status, const char *content_type, const char *body, size_t len)
 {
     req->res.status = status;
-    req->res.reason = status == 204 ? "No Content" : "OK";
+    req->res.reason = status == 204 ? "No Content" : status == 304 ? "Not Modified" : "OK";
     if (content_type != NULL)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, content_type, strlen(content_type));
-    if (status == 204) /* no body, and no Content-Length either (RFC 9110 8.6) */
+    if (status == 204 || status == 304) /* no body, and no Content-Length either (RFC 9110 8.6) */
         h2o_send_inline(req, "", 0);
     else
         send_body(req, body, len);

@@ -58,8 +58,8 @@ void sb_respond_answer(h2o_req_t *req, int log, unsigned worker, sb_error_t e, c
 
 /*
  * Answers a request that is not a turn with a 2xx `status` and `len` bytes of
- * `body` (copied) of `content_type` (NULL when there is no body: a 204), and
- * logs it like sb_respond_answer.
+ * `body` (copied) of `content_type` (NULL when there is no body: a 204, or a
+ * 304), and logs it like sb_respond_answer.
  */
 void sb_respond_body(h2o_req_t *req, int log, unsigned worker, int status, const char *content_type, const char *body, size_t len);
 

@@ -74,12 +74,13 @@ export async function startFakeUpstream() {
 }
 
 /**
- * Starts switchboard with `env` on a free port and waits until /ping answers.
+ * Starts switchboard with `env` on a free port (or env.PORT: a restart on the
+ * same port) and waits until /ping answers.
  * Its stdout (the access log) is kept in `accessLog` as parsed lines. With
  * `tls` ({ ca }), it serves HTTPS and /ping is asked over TLS trusting `ca`.
  */
 export async function startSwitchboard(env = {}, { tls } = {}) {
-  const port = await freePort();
+  const port = env.PORT ? Number(env.PORT) : await freePort();
   const bin = path.join(buildDir, 'src', 'switchboard');
   const proc = spawn(bin, [], {
     cwd: buildDir, // no .env there

@@ -43,6 +43,7 @@ struct live_turn {
     char model[257];
     int done;   /* the turn told done: released from the loop */
     int paused; /* the socket's output is over its high-water mark */
+    int stray;  /* the model called a tool nobody offered it: a session's client has none */
 };
 
 struct session {
@@ -188,8 +189,10 @@ static void on_model(sb_sink_t *sink, sb_str_t model)
 static sb_error_t on_delta(sb_sink_t *sink, const sb_sink_delta_t *d)
 {
     struct live_turn *lt = live_of(sink);
+    if (d->nfragments > 0)
+        lt->stray = 1; /* a session's client declares no tools of its own: the call goes nowhere */
     if (d->text.base == NULL || d->text.len == 0)
-        return SB_OK; /* a session's client declares no tools of its own, and hears no audio */
+        return SB_OK; /* nor does it hear audio */
     first_out(lt);
     sb_buf_append(&lt->words, d->text.base, d->text.len); /* past ANSWER_MAX the history keeps the start */
     sb_buf_t b;
@@ -253,8 +256,11 @@ static void on_done(sb_sink_t *sink, const sb_turn_end_t *end)
     struct live_turn *lt = live_of(sink);
     struct session *s = lt->s;
     first_out(lt);
-    if (end->error != SB_OK) {
-        const char *category, *message = friendly(end->error, &category);
+    sb_error_t error = end->error;
+    if (error == SB_OK && lt->stray && lt->words.len == 0)
+        error = SB_E_UPSTREAM_BAD_RESPONSE; /* nothing to say but a call of a tool it does not have: no answer */
+    if (error != SB_OK) {
+        const char *category, *message = friendly(error, &category);
         send_error(s, lt->id, category, message);
     }
     sb_buf_t b;
@@ -262,7 +268,7 @@ static void on_done(sb_sink_t *sink, const sb_turn_end_t *end)
     add_strz(&b, "turn", lt->id);
     if (lt->reply_to[0])
         add_strz(&b, "reply_to", lt->reply_to);
-    add_strz(&b, "finish", end->error == SB_OK ? (end->finish != NULL ? end->finish : "stop") : "error");
+    add_strz(&b, "finish", error == SB_OK ? (end->finish != NULL ? end->finish : "stop") : "error");
     if (lt->model[0])
         add_strz(&b, "model", lt->model);
     if (end->has_usage)

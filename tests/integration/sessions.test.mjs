@@ -205,6 +205,9 @@ test('a bad message gets an error and the socket stays; a provider failure gets 
   assert.equal(e2.message, 'the assistant is busy, try again in a moment');
   assert.doesNotMatch(JSON.stringify(c.seen), new RegExp(PROVIDER_KEY));
   assert.equal((await c.next((m) => m.type === 'done', 'done')).finish, 'error');
+  const stray = await ask(c, 'launch', scenario({ calls: JSON.stringify([{ name: 'launch_rockets', arguments: {} }]) }));
+  assert.equal(stray.done.finish, 'error', 'a call of a tool nobody offered is no answer');
+  assert.equal(stray.about.find((m) => m.type === 'error')?.category, 'unavailable');
   const { text } = await ask(c, 'again', scenario({ text: 'Still here.' }));
   assert.equal(text, 'Still here.', 'the session goes on');
   c.ws.close(1000);

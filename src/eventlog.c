@@ -30,8 +30,10 @@
 
 struct queued {
     struct queued *next;
-    json_t *record;
+    json_t *record; /* NULL: a barrier, `after` runs once everything queued before it is written */
     unsigned events;
+    sb_eventlog_after_cb after;
+    void *data;
 };
 
 struct sb_eventlog {
@@ -135,13 +137,23 @@ static void on_written(void *data, const PGresult *res, sb_error_t err, const ch
 /* Takes up to a batch of queued records into one statement. */
 static void write_next(sb_eventlog_t *log)
 {
-    if (log->query != NULL || log->head == NULL)
+    if (log->query != NULL)
+        return;
+    while (log->head != NULL && log->head->record == NULL) { /* a barrier: all before it is written (or dropped) */
+        struct queued *q = log->head;
+        log->head = q->next;
+        if (log->head == NULL)
+            log->tail = NULL;
+        q->after(q->data, 1);
+        free(q);
+    }
+    if (log->head == NULL)
         return;
     sb_buf_t b;
     sb_buf_init(&b, BATCH_BYTES + RECORD_MAX * 2);
     sb_buf_appendz(&b, "[");
     unsigned records = 0, events = 0;
-    while (log->head != NULL && records < BATCH_RECORDS && b.len < BATCH_BYTES) {
+    while (log->head != NULL && log->head->record != NULL && records < BATCH_RECORDS && b.len < BATCH_BYTES) {
         struct queued *q = log->head;
         log->head = q->next;
         if (log->head == NULL)
@@ -174,6 +186,15 @@ static void on_batch_timer(uv_timer_t *timer)
     write_next(timer->data);
 }
 
+static void append(sb_eventlog_t *log, struct queued *q)
+{
+    if (log->tail != NULL)
+        log->tail->next = q;
+    else
+        log->head = q;
+    log->tail = q;
+}
+
 /* Queues a finished turn's record (taken). */
 static void enqueue(sb_eventlog_t *log, json_t *record, unsigned events)
 {
@@ -183,12 +204,8 @@ static void enqueue(sb_eventlog_t *log, json_t *record, unsigned events)
         return;
     }
     struct queued *q = sb_alloc(sizeof(*q));
-    *q = (struct queued){NULL, record, events};
-    if (log->tail != NULL)
-        log->tail->next = q;
-    else
-        log->head = q;
-    log->tail = q;
+    *q = (struct queued){NULL, record, events, NULL, NULL};
+    append(log, q);
     ++log->queued;
     if (log->query == NULL && !uv_is_active((uv_handle_t *)log->timer))
         uv_timer_start(log->timer, on_batch_timer, BATCH_DELAY_MS, 0);
@@ -512,11 +529,26 @@ void sb_eventlog_destroy(sb_eventlog_t *log)
     while (log->head != NULL) {
         struct queued *q = log->head;
         log->head = q->next;
-        dropped(log, 1, q->events, "shutting down");
-        json_decref(q->record);
+        if (q->record == NULL) {
+            q->after(q->data, 0);
+        } else {
+            dropped(log, 1, q->events, "shutting down");
+            json_decref(q->record);
+        }
         free(q);
     }
     uv_timer_stop(log->timer);
     uv_close((uv_handle_t *)log->timer, on_closed);
     free(log);
+}
+
+void sb_eventlog_after(sb_eventlog_t *log, sb_eventlog_after_cb after, void *data)
+{
+    if (log == NULL || (log->head == NULL && log->query == NULL)) {
+        after(data, 1);
+        return;
+    }
+    struct queued *q = sb_alloc(sizeof(*q));
+    *q = (struct queued){NULL, NULL, 0, after, data};
+    append(log, q);
 }

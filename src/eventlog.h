@@ -23,10 +23,19 @@
 
 typedef struct sb_eventlog sb_eventlog_t;
 
+/* Told that what was queued before it is written (`written` 1), or that the log stopped first (0: let go of `data`). */
+typedef void (*sb_eventlog_after_cb)(void *data, int written);
+
 /* The worker's queue and writer on `pg` (borrowed). NULL when there is no pool, or neither MEMORY nor EVENT_LOG is on. */
 sb_eventlog_t *sb_eventlog_create(uv_loop_t *loop, sb_pgpool_t *pg, const sb_config_t *config);
 /* Drops what is queued (counted) and stops; a batch in flight lands or not on its own. */
 void sb_eventlog_destroy(sb_eventlog_t *log);
+/*
+ * Calls `after` once every turn queued on `log` so far has been written or
+ * dropped, so that what follows (a conversation's close) lands after them;
+ * at once when nothing is queued or `log` is NULL (maybe from inside this call).
+ */
+void sb_eventlog_after(sb_eventlog_t *log, sb_eventlog_after_cb after, void *data);
 
 /* One turn's observer, embedded by the exchange that runs the turn. */
 typedef struct sb_eventlog_turn {

@@ -11,6 +11,7 @@
 
 #include "auth.h"
 #include "conversation.h"
+#include "eventlog.h"
 #include "respond.h"
 #include "sb/alloc.h"
 #include "sb/buf.h"
@@ -59,6 +60,7 @@ struct session {
     unsigned nturns;
     sb_pgquery_t *history_query;
     int expired;
+    int ended; /* its conversation's close is on its way */
 };
 
 static void send_text(struct session *s, sb_buf_t *b);
@@ -405,6 +407,36 @@ static void start_turn(struct session *s, const char *text, size_t len, const ch
     lt->turn = sb_turn_start(&env, &creq, &lt->super, observer);
 }
 
+/* --- the end ------------------------------------------------------------------------------------ */
+
+/* A conversation to close once its last turns are written: a close before them would be opened again by them. */
+struct closing {
+    sb_memory_t *memory;
+    char key[33];
+    const char *reason;
+};
+
+static void on_turns_written(void *data, int written)
+{
+    struct closing *c = data;
+    if (written)
+        sb_memory_close(c->memory, c->key, c->reason);
+    free(c);
+}
+
+/* The session is over for good: its conversation is closed and summarised, after its turns are stored. */
+static void close_conversation(struct session *s, const char *reason)
+{
+    if (s->w->memory == NULL || s->ended)
+        return;
+    s->ended = 1;
+    struct closing *c = sb_alloc(sizeof(*c));
+    c->memory = s->w->memory;
+    memcpy(c->key, s->memory_key, sizeof(c->key));
+    c->reason = reason;
+    sb_eventlog_after(s->w->eventlog, on_turns_written, c);
+}
+
 /* --- the client's messages --------------------------------------------------------------------- */
 
 static void on_message(sb_ws_t *ws, void *data, const char *text, size_t len)
@@ -446,7 +478,7 @@ static void on_message(sb_ws_t *ws, void *data, const char *text, size_t len)
         send_text(s, &b);
     } else if (strcmp(type, "end") == 0) {
         end_live(s, "cancelled");
-        sb_memory_close(s->w->memory, s->memory_key, "client_end");
+        close_conversation(s, "client_end");
         sb_ws_close(ws, SB_WS_NORMAL, "session ended");
     } else {
         send_error(s, NULL, "bad_message", "unknown message type: message, cancel, ping or end");
@@ -476,7 +508,7 @@ static void on_closed(sb_ws_t *ws, void *data, unsigned code, const char *why)
     if (s->history_query != NULL)
         sb_pgquery_cancel(s->history_query);
     if (code == SB_WS_NORMAL && !s->expired) /* the client ended the session: it is over for good */
-        sb_memory_close(s->w->memory, s->memory_key, "client_closed");
+        close_conversation(s, "client_closed");
     if (why != NULL)
         sb_log_info("session %s closed: %s (%u)", s->claims.id, why, code);
     sb_worker_work_ended(s->w, &s->work);

@@ -4,10 +4,25 @@
  * allocation, no tree; strings stay in the input unless they hold escapes,
  * which are decoded into scratch. The rules are jansson's defaults: UTF-8
  * only, no \u0000, integers within long long. A reader walks an object with
- * sb_jscan_member, reads the members it knows and skips the rest. Failures
- * come in two kinds: bad syntax stops the scan at once; a field of the wrong
- * type is only noted (SB_JSCAN_WRONG), since a later duplicate key may
- * replace it. Static inline: the scanner is the per-token hot path.
+ * sb_jscan_member (or, knowing its keys, jscan_keys.h's SB_JSCAN_NEXT_MEMBER),
+ * reads the members it knows and skips the rest; a skipped value is checked
+ * as strictly as a read one. Failures come in two kinds: bad syntax stops the
+ * scan at once; a field of the wrong type is only noted (SB_JSCAN_WRONG),
+ * since a later duplicate key may replace it. Static inline: the scanner is
+ * the per-token hot path.
+ *
+ * Repeated keys, one rule for every reader. A key the reader acts on (reads,
+ * or looks at to decide anything), repeated in the object it is in, is
+ * treated as the jansson reading the reader replaced treated it: chunk.c and
+ * wire_anthropic.c take the last copy (jansson's default: hence SB_JSCAN_WRONG
+ * above), wire_gemini.c and wire_responses.c refuse the event (their
+ * predecessors loaded with JSON_REJECT_DUPLICATES; jscan_keys.h gives each
+ * such key a bit). A repeat of any other key, in an object walked or in a
+ * value skipped, is never looked for: whichever copy counted, the delta
+ * would be the same, and remembering every key of every object costs more
+ * than reading it (the square of its size, compared pairwise, on hostile
+ * input). So those two wires take events jansson refused, which their fuzz
+ * targets know.
  */
 #ifndef SB_JSCAN_H
 #define SB_JSCAN_H
@@ -16,9 +31,15 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "jsonlex.h"
 #include "sb/str.h"
+
+/* The scanner's smallest steps, inlined wherever they are used: a call would cost as much as the step. */
+#define SB_JSCAN_INLINE __attribute__((always_inline))
 
 #define SB_JSCAN_MAX_DEPTH 64 /* nested arrays and objects: hostile input cannot exhaust the stack (real events use < 10) */
 
@@ -45,6 +66,11 @@ static const unsigned char sb_jscan_class[256] __attribute__((unused)) = {
     [0x80 ... 0xFF] = SB_JSCAN_MULTIBYTE,
 };
 
+/* What the one-letter escapes stand for, by the letter after the backslash (0: not one of them). */
+static const char sb_jscan_unescaped[256] __attribute__((unused)) = {
+    ['"'] = '"', ['\\'] = '\\', ['/'] = '/', ['b'] = '\b', ['f'] = '\f', ['n'] = '\n', ['r'] = '\r', ['t'] = '\t',
+};
+
 #define SB_JSCAN_DIGIT(c) ((unsigned)(c) - '0' < 10)
 #define SB_JSCAN_KEY(k, lit) ((k).len == sizeof(lit) - 1 && memcmp((k).base, lit, sizeof(lit) - 1) == 0)
 
@@ -52,6 +78,12 @@ static const unsigned char sb_jscan_class[256] __attribute__((unused)) = {
 static inline int sb_jscan_peek(sb_jscan_t *s)
 {
     const unsigned char *p = s->p, *end = s->end;
+    if (p<end && * p> ' ') /* most often: no whitespace at all */
+        return *p;
+    if (end - p >= 2 && *p == ' ' && p[1] > ' ') { /* or one space (after a colon, in some providers' JSON) */
+        s->p = p + 1;
+        return p[1];
+    }
     /* the four JSON whitespace bytes are all <= ' ', and other bytes there are errors anyway */
     while (p < end && *p <= ' ' && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
         ++p;
@@ -60,15 +92,64 @@ static inline int sb_jscan_peek(sb_jscan_t *s)
 }
 
 /*
- * Whether any of the 8 bytes in v needs a closer look in a string: a quote, a
- * backslash, a control character or a byte >= 0x80 (the classic "has a zero
- * byte" test; exact about whether one exists, though not about which).
+ * The bytes of v (8 bytes as loaded from memory, the first in the low bits)
+ * that need a closer look in a string: a quote, a backslash, a control
+ * character or a byte >= 0x80, each flagged by its high bit (the classic "has
+ * a zero byte" test). A borrow can flag a byte past a real one, never before
+ * it: the lowest flag is exact, and so is whether there is any.
  */
-static inline int sb_jscan_any_special(uint64_t v)
+static inline SB_JSCAN_INLINE uint64_t sb_jscan_special(uint64_t v)
 {
     const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
     uint64_t quote = v ^ ones * '"', backslash = v ^ ones * '\\';
-    return ((((v - ones * 0x20) & ~v) | ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) | v) & highs) != 0;
+    return (((v - ones * 0x20) & ~v) | ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) | v) & highs;
+}
+
+/* 8 bytes at p, the first in the low bits whatever the machine's byte order. */
+static inline SB_JSCAN_INLINE uint64_t sb_jscan_load8(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
+#if defined(__SSE2__)
+#define SB_JSCAN_BLOCK 16
+/* How many of the 16 bytes at p come before the first that needs a closer look in a string: 16 when none does. */
+static inline SB_JSCAN_INLINE unsigned sb_jscan_plain_prefix(const unsigned char *p)
+{
+    __m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+    /* as signed bytes, a control character and a byte >= 0x80 are both below ' ' */
+    __m128i special = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, _mm_set1_epi8('"')), _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'))),
+                                   _mm_cmplt_epi8(v, _mm_set1_epi8(' ')));
+    return (unsigned)__builtin_ctz((unsigned)_mm_movemask_epi8(special) | 0x10000u);
+}
+#else
+#define SB_JSCAN_BLOCK 8
+/* How many of the 8 bytes at p come before the first that needs a closer look in a string: 8 when none does. */
+static inline SB_JSCAN_INLINE unsigned sb_jscan_plain_prefix(const unsigned char *p)
+{
+    uint64_t special = sb_jscan_special(sb_jscan_load8(p));
+    return special != 0 ? (unsigned)__builtin_ctzll(special) >> 3 : 8;
+}
+#endif
+
+/* The first byte at or after p that a string scan must look at (see sb_jscan_special), or end. */
+static inline SB_JSCAN_INLINE const unsigned char *sb_jscan_plain_run(const unsigned char *p, const unsigned char *end)
+{
+    /* most of a chunk is plain ASCII text: pass over it a block at a time, then land on the byte that ends the run */
+    while (end - p >= SB_JSCAN_BLOCK) {
+        unsigned n = sb_jscan_plain_prefix(p);
+        p += n;
+        if (n < SB_JSCAN_BLOCK)
+            return p;
+    }
+    while (p < end && sb_jscan_class[*p] == SB_JSCAN_PLAIN)
+        ++p;
+    return p;
 }
 
 /*
@@ -84,15 +165,31 @@ static inline int sb_jscan_decode_string(sb_jscan_t *s, const unsigned char *sta
     o += p - start;
     while (p < end) {
         size_t n;
-        uint64_t v;
-        /* text between escapes (a model's words with line breaks) is mostly plain: copy it 8 bytes at a time */
-        while (end - p >= 8 && (memcpy(&v, p, 8), !sb_jscan_any_special(v))) {
-            memcpy(o, &v, 8);
-            o += 8;
-            p += 8;
+        /* text between escapes (a model's words with line breaks) is mostly plain: copy it a block at a time */
+        while (end - p >= SB_JSCAN_BLOCK) {
+            n = sb_jscan_plain_prefix(p);
+            if (n == SB_JSCAN_BLOCK) {
+                memcpy(o, p, SB_JSCAN_BLOCK);
+                o += SB_JSCAN_BLOCK;
+                p += SB_JSCAN_BLOCK;
+                continue;
+            }
+            /* the bytes before the one that ends the run, and no more: past them the scratch may hold no room */
+            for (size_t piece = SB_JSCAN_BLOCK / 2; piece > 0; piece /= 2)
+                if (n & piece) {
+                    memcpy(o, p, piece);
+                    o += piece;
+                    p += piece;
+                }
+            break;
         }
         if (p == end)
             break;
+        if (*p == '\\' && end - p >= 2 && sb_jscan_unescaped[p[1]] != 0) { /* \n, \" and the like: most escapes in words */
+            *o++ = sb_jscan_unescaped[p[1]];
+            p += 2;
+            continue;
+        }
         switch (sb_jscan_class[*p]) {
         case SB_JSCAN_PLAIN:
             *o++ = (char)*p++;
@@ -121,24 +218,15 @@ static inline int sb_jscan_decode_string(sb_jscan_t *s, const unsigned char *sta
     return SB_JSCAN_SYNTAX;
 }
 
-/*
- * Scans the string whose opening quote is at the cursor. A string without
- * escapes is left in the input; one with escapes is decoded into scratch,
- * which `keep` reserves for it (otherwise the next string may reuse the room).
- */
-static inline int sb_jscan_string(sb_jscan_t *s, sb_str_t *out, int keep)
+/* The rest of sb_jscan_string from p, a byte that is not plain ASCII: apart, so that the common case stays small. */
+static __attribute__((noinline, unused)) int sb_jscan_string_rest(sb_jscan_t *s, const unsigned char *start, const unsigned char *p,
+                                                                  sb_str_t *out, int keep)
 {
-    const unsigned char *start = s->p + 1, *p = start, *end = s->end;
+    const unsigned char *end = s->end;
     for (;;) {
-        uint64_t v;
-        /* most of a chunk is plain ASCII text: pass over it 8 bytes at a time */
-        while (end - p >= 8 && (memcpy(&v, p, 8), !sb_jscan_any_special(v)))
-            p += 8;
-        while (p < end && sb_jscan_class[*p] == SB_JSCAN_PLAIN)
-            ++p;
+        size_t n;
         if (p == end)
             return SB_JSCAN_SYNTAX;
-        size_t n;
         switch (sb_jscan_class[*p]) {
         case SB_JSCAN_QUOTE:
             out->base = (const char *)start;
@@ -149,13 +237,31 @@ static inline int sb_jscan_string(sb_jscan_t *s, sb_str_t *out, int keep)
             if ((n = sb_utf8_len(p, end)) == 0)
                 return SB_JSCAN_SYNTAX;
             p += n;
-            continue;
+            break;
         case SB_JSCAN_ESCAPE:
             return sb_jscan_decode_string(s, start, p, out, keep);
         default:
             return SB_JSCAN_SYNTAX;
         }
+        p = sb_jscan_plain_run(p, end);
     }
+}
+
+/*
+ * Scans the string whose opening quote is at the cursor. A string without
+ * escapes is left in the input; one with escapes is decoded into scratch,
+ * which `keep` reserves for it (otherwise the next string may reuse the room).
+ */
+static inline int sb_jscan_string(sb_jscan_t *s, sb_str_t *out, int keep)
+{
+    const unsigned char *start = s->p + 1, *p = sb_jscan_plain_run(start, s->end);
+    if (p < s->end && *p == '"') { /* plain ASCII: most strings, and nearly every key */
+        out->base = (const char *)start;
+        out->len = (size_t)(p - start);
+        s->p = p + 1;
+        return SB_JSCAN_OK;
+    }
+    return sb_jscan_string_rest(s, start, p, out, keep);
 }
 
 /*
@@ -163,7 +269,7 @@ static inline int sb_jscan_string(sb_jscan_t *s, sb_str_t *out, int keep)
  * fit a long long, as jansson requires; it is stored in *value and *integer
  * set. Fractions and exponents are checked for form only.
  */
-static inline int sb_jscan_number(sb_jscan_t *s, int *integer, long long *value)
+static __attribute__((noinline, unused)) int sb_jscan_number_rest(sb_jscan_t *s, int *integer, long long *value)
 {
     const unsigned char *p = s->p, *end = s->end;
     int negative = *p == '-';
@@ -202,6 +308,27 @@ static inline int sb_jscan_number(sb_jscan_t *s, int *integer, long long *value)
             return SB_JSCAN_SYNTAX;
         *value = negative ? (long long)(0 - v) : (long long)v;
     }
+    s->p = p;
+    return SB_JSCAN_OK;
+}
+
+static inline int sb_jscan_number(sb_jscan_t *s, int *integer, long long *value)
+{
+    /* most numbers in an event are counts: a few digits, no sign, no fraction, no exponent */
+    const unsigned char *p = s->p, *end = s->end, *stop = end - p > 18 ? p + 18 : end; /* 18 digits always fit */
+    uint64_t v = 0;
+    unsigned digit;
+    if (p < end && *p == '0')
+        ++p;
+    else
+        while (p < stop && (digit = (unsigned)*p - '0') < 10) {
+            v = v * 10 + digit;
+            ++p;
+        }
+    if (p == s->p || (p < end && (SB_JSCAN_DIGIT(*p) || *p == '.' || (*p | 0x20) == 'e')))
+        return sb_jscan_number_rest(s, integer, value);
+    *integer = 1;
+    *value = (long long)v;
     s->p = p;
     return SB_JSCAN_OK;
 }
@@ -258,35 +385,15 @@ static inline int sb_jscan_element(sb_jscan_t *s, int *first)
     return 1;
 }
 
-/*
- * Checks and skips any value. `depth` counts the arrays and objects around it;
- * the limit keeps hostile input (up to MAX_EVENT_BYTES of brackets) from
- * exhausting the stack, since this is the one recursive function.
- */
-static inline int sb_jscan_skip(sb_jscan_t *s, unsigned depth)
+/* Checks and skips a value that is not an array or object, whose first byte c is at the cursor. */
+static inline int sb_jscan_skip_scalar(sb_jscan_t *s, int c)
 {
     sb_str_t str;
-    int first = 1, rc, integer;
+    int integer;
     long long v;
-    switch (sb_jscan_peek(s)) {
+    switch (c) {
     case '"':
         return sb_jscan_string(s, &str, 0);
-    case '{':
-        if (depth >= SB_JSCAN_MAX_DEPTH)
-            return SB_JSCAN_SYNTAX;
-        ++s->p;
-        while ((rc = sb_jscan_member(s, &first, &str)) > 0)
-            if (sb_jscan_skip(s, depth + 1) != SB_JSCAN_OK)
-                return SB_JSCAN_SYNTAX;
-        return rc;
-    case '[':
-        if (depth >= SB_JSCAN_MAX_DEPTH)
-            return SB_JSCAN_SYNTAX;
-        ++s->p;
-        while ((rc = sb_jscan_element(s, &first)) > 0)
-            if (sb_jscan_skip(s, depth + 1) != SB_JSCAN_OK)
-                return SB_JSCAN_SYNTAX;
-        return rc;
     case 't':
         return sb_jscan_literal(s, "true", 4);
     case 'f':
@@ -299,6 +406,106 @@ static inline int sb_jscan_skip(sb_jscan_t *s, unsigned depth)
     default:
         return SB_JSCAN_SYNTAX;
     }
+}
+
+_Static_assert(SB_JSCAN_MAX_DEPTH <= 64, "sb_jscan_skip_nested keeps a bit per level in 64");
+
+/* Past the JSON whitespace at p (the cursor of sb_jscan_peek, held in a register). */
+static inline SB_JSCAN_INLINE const unsigned char *sb_jscan_space(const unsigned char *p, const unsigned char *end)
+{
+    while (p < end && *p <= ' ' && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        ++p;
+    return p;
+}
+
+/*
+ * Checks and skips the array or object whose bracket is at the cursor, in a
+ * loop rather than by recursion: which of the levels open are objects is a
+ * bit each. `depth` counts the arrays and objects around it; one past the
+ * limit is refused, which keeps hostile input (up to MAX_EVENT_BYTES of
+ * brackets) from mattering and the bits within 64. The cursor is kept in a
+ * register, and plain strings and short counts, most of what is skipped,
+ * are passed over inline.
+ */
+static __attribute__((noinline, unused)) int sb_jscan_skip_nested(sb_jscan_t *s, unsigned depth)
+{
+    const unsigned char *p = sb_jscan_space(s->p, s->end), *end = s->end, *q;
+    uint64_t objects = 0; /* bit 0: the innermost level open, bit 1 the one around it, ... */
+    unsigned level = 0;
+    int c = p < end ? *p : -1;
+    sb_str_t str;
+open: /* c, at p, opens a level */
+    if (depth + level >= SB_JSCAN_MAX_DEPTH)
+        return SB_JSCAN_SYNTAX;
+    ++level;
+    objects = objects << 1 | (c == '{');
+    if ((p = sb_jscan_space(p + 1, end)) == end)
+        return SB_JSCAN_SYNTAX;
+    if ((c = *p) == ((objects & 1) ? '}' : ']'))
+        goto close;
+element: /* c, at p, starts an element, or a member's key */
+    if (objects & 1) {
+        if (c != '"')
+            return SB_JSCAN_SYNTAX;
+        if ((q = sb_jscan_plain_run(p + 1, end)) < end && *q == '"') {
+            p = q + 1;
+        } else {
+            s->p = p;
+            if (sb_jscan_string_rest(s, p + 1, q, &str, 0) != SB_JSCAN_OK)
+                return SB_JSCAN_SYNTAX;
+            p = s->p;
+        }
+        if ((p = sb_jscan_space(p, end)) == end || *p != ':' || (p = sb_jscan_space(p + 1, end)) == end)
+            return SB_JSCAN_SYNTAX;
+        c = *p;
+    }
+    switch (c) {
+    case '{':
+    case '[':
+        goto open;
+    case '"':
+        if ((q = sb_jscan_plain_run(p + 1, end)) < end && *q == '"') {
+            p = q + 1;
+            break;
+        }
+        s->p = p;
+        if (sb_jscan_string_rest(s, p + 1, q, &str, 0) != SB_JSCAN_OK)
+            return SB_JSCAN_SYNTAX;
+        p = s->p;
+        break;
+    default:
+        s->p = p;
+        if (sb_jscan_skip_scalar(s, c) != SB_JSCAN_OK)
+            return SB_JSCAN_SYNTAX;
+        p = s->p;
+    }
+next: /* after a value */
+    if ((p = sb_jscan_space(p, end)) == end)
+        return SB_JSCAN_SYNTAX;
+    if ((c = *p) == ',') {
+        if ((p = sb_jscan_space(p + 1, end)) == end)
+            return SB_JSCAN_SYNTAX;
+        c = *p;
+        goto element;
+    }
+    if (c != ((objects & 1) ? '}' : ']'))
+        return SB_JSCAN_SYNTAX;
+close: /* c, at p, closes the innermost level */
+    ++p;
+    objects >>= 1;
+    if (--level > 0)
+        goto next;
+    s->p = p;
+    return SB_JSCAN_OK;
+}
+
+/* Checks and skips any value. `depth` counts the arrays and objects around it (see sb_jscan_skip_nested). */
+static inline int sb_jscan_skip(sb_jscan_t *s, unsigned depth)
+{
+    int c = sb_jscan_peek(s);
+    if (c == '{' || c == '[')
+        return sb_jscan_skip_nested(s, depth);
+    return sb_jscan_skip_scalar(s, c);
 }
 
 /* A value of the wrong type for its field: still has to be valid JSON. */

@@ -1,69 +1,28 @@
 /*
- * Repeated keys for the wire readers whose jansson predecessors loaded each
- * event with JSON_REJECT_DUPLICATES (wire_gemini.c, wire_responses.c): an
- * event that repeats a key is refused, not read with the last one winning.
- * sb_jscan_unique_member is sb_jscan_member that also remembers the keys of
- * the object it steps through and fails the scan on a repeat. It is used on
- * the objects a reader walks; values it skips (sb_jscan_skip) are not looked
- * into, and only the first SB_JSCAN_KEYS keys of an object are remembered:
- * a reader's own objects have a handful, and comparing every pair of a
- * hostile object's keys would cost the square of its size.
+ * The keys a reader acts on, for readers that walk objects with many members
+ * (wire_gemini.c, wire_responses.c):
+ *
+ * - found by comparison: a key written plainly is exactly its bytes between
+ *   quotes, so comparing the bytes at the cursor with the literal and its
+ *   quotes is the whole check, and costs less than scanning the key as a
+ *   string (the literals hold no byte a string must escape). A key that
+ *   matches none of them, an unknown one or one written with escapes, is
+ *   scanned and decoded as any string and compared decoded, so the answer is
+ *   the same however the key is written;
+ * - refused when repeated, by the rule in jscan.h ("Repeated keys"): each key
+ *   a reader acts on in an object has a bit, marked as it is met; the keys it
+ *   does not act on have none (0) and are never looked for.
  */
 #ifndef SB_JSCAN_KEYS_H
 #define SB_JSCAN_KEYS_H
 
+#include <limits.h>
+
 #include "jscan.h"
 
-#define SB_JSCAN_KEYS 32
-
-typedef struct {
-    const unsigned char *src; /* the key as written, between its quotes */
-    size_t len;               /* of src */
-    int plain;                /* no escapes: src is the key itself */
-} sb_jscan_key_t;
-
-/* One object's keys so far. Set n to 0 before the object, and only that: the entries past n are never read, and
- * clearing them all would cost more than the scan of a small object. */
-typedef struct {
-    sb_jscan_key_t k[SB_JSCAN_KEYS];
-    unsigned n;
-} sb_jscan_keys_t;
-
-/* The next byte of a key as decoded, from its escaped source; -1 at the end. */
-static inline int sb_jscan_key_byte(const unsigned char **p, const unsigned char *end, char buf[4], unsigned *at, unsigned *n)
-{
-    if (*at == *n) {
-        if (*p == end)
-            return -1;
-        char *o = buf;
-        if (**p == '\\') {
-            *p += sb_json_unescape(*p, end, &o); /* the key was scanned already: the escape is valid */
-        } else {
-            *o++ = (char)*(*p)++;
-        }
-        *at = 0;
-        *n = (unsigned)(o - buf);
-    }
-    return (unsigned char)buf[(*at)++];
-}
-
-/* Whether two keys as written decode to the same bytes (jansson compares keys decoded). */
-static inline int sb_jscan_same_key(const unsigned char *a, size_t alen, const unsigned char *b, size_t blen)
-{
-    const unsigned char *ae = a + alen, *be = b + blen;
-    char x[4], y[4];
-    unsigned xa = 0, xn = 0, ya = 0, yn = 0;
-    for (;;) {
-        int cx = sb_jscan_key_byte(&a, ae, x, &xa, &xn), cy = sb_jscan_key_byte(&b, be, y, &ya, &yn);
-        if (cx != cy)
-            return 0;
-        if (cx < 0)
-            return 1;
-    }
-}
-
-/* sb_jscan_member, failing with SB_JSCAN_SYNTAX when the key repeats one of `seen` (zeroed before the object). */
-static inline int sb_jscan_unique_member(sb_jscan_t *s, int *first, sb_str_t *key, sb_jscan_keys_t *seen)
+/* Steps to the next member: returns 1 with the cursor at its key's opening quote, 0 after the closing brace, or
+ * SB_JSCAN_SYNTAX. Call with *first set right after the opening brace. */
+static inline SB_JSCAN_INLINE int sb_jscan_next_key(sb_jscan_t *s, int *first)
 {
     int c = sb_jscan_peek(s);
     if (c == '}') {
@@ -77,25 +36,86 @@ static inline int sb_jscan_unique_member(sb_jscan_t *s, int *first, sb_str_t *ke
         c = sb_jscan_peek(s);
     }
     *first = 0;
-    const unsigned char *src = s->p + 1;
-    if (c != '"' || sb_jscan_string(s, key, 0) != SB_JSCAN_OK)
-        return SB_JSCAN_SYNTAX;
-    size_t len = (size_t)(s->p - 1 - src);
-    int plain = key->base == (const char *)src;
-    for (unsigned i = 0; i < seen->n; ++i) {
-        if (seen->k[i].plain && plain) {
-            if (seen->k[i].len == len && memcmp(seen->k[i].src, src, len) == 0)
-                return SB_JSCAN_SYNTAX;
-        } else if (sb_jscan_same_key(seen->k[i].src, seen->k[i].len, src, len)) {
-            return SB_JSCAN_SYNTAX;
-        }
-    }
-    if (seen->n < SB_JSCAN_KEYS)
-        seen->k[seen->n++] = (sb_jscan_key_t){src, len, plain};
+    return c == '"' ? 1 : SB_JSCAN_SYNTAX;
+}
+
+/* Whether the key at the cursor is `quoted` (a literal with its quotes, n bytes) written plainly: then steps past it. */
+static inline SB_JSCAN_INLINE int sb_jscan_take_key(sb_jscan_t *s, const char *quoted, size_t n)
+{
+    if ((size_t)(s->end - s->p) < n || memcmp(s->p, quoted, n) != 0)
+        return 0;
+    s->p += n;
+    return 1;
+}
+
+/* Past the colon that follows a key: SB_JSCAN_OK, or SB_JSCAN_SYNTAX. */
+static inline SB_JSCAN_INLINE int sb_jscan_colon(sb_jscan_t *s)
+{
     if (sb_jscan_peek(s) != ':')
         return SB_JSCAN_SYNTAX;
     ++s->p;
-    return 1;
+    return SB_JSCAN_OK;
+}
+
+/* What SB_JSCAN_NEXT_MEMBER gives besides a key's value. */
+#define SB_JSCAN_NO_KEY UINT_MAX       /* bad syntax */
+#define SB_JSCAN_END (UINT_MAX - 1)    /* the object's closing brace (the cursor past it) */
+#define SB_JSCAN_MISSED (UINT_MAX - 2) /* (inside SB_JSCAN_NEXT_MEMBER: no key of the list written the common way) */
+
+/* The steps of SB_JSCAN_NEXT_MEMBER, on the scanner sk_ it declares. */
+#define SB_JSCAN_TAKE_FIRST_(value, lit) sb_jscan_take_key(sk_, "\"" lit "\":", sizeof(lit) + 2) ? (value):
+#define SB_JSCAN_TAKE_NEXT_(value, lit) sb_jscan_take_key(sk_, ",\"" lit "\":", sizeof(lit) + 3) ? (value):
+#define SB_JSCAN_TAKE_(value, lit) sb_jscan_take_key(sk_, "\"" lit "\"", sizeof(lit) + 1) ? (value):
+#define SB_JSCAN_SAME_(value, lit) SB_JSCAN_KEY(key_, lit) ? (value):
+/* Which key the member at the cursor (its key's opening quote) has, the cursor then past the colon. */
+#define SB_JSCAN_WHICH_KEY_(KEYS, other)                                                                                           \
+    ({                                                                                                                             \
+        sb_str_t key_ = {NULL, 0};                                                                                                 \
+        unsigned which_ =                                                                                                          \
+            KEYS(SB_JSCAN_TAKE_) sb_jscan_string(sk_, &key_, 0) != SB_JSCAN_OK ? SB_JSCAN_NO_KEY : KEYS(SB_JSCAN_SAME_)(other);    \
+        if (which_ != SB_JSCAN_NO_KEY && sb_jscan_colon(sk_) != SB_JSCAN_OK)                                                       \
+            which_ = SB_JSCAN_NO_KEY;                                                                                              \
+        which_;                                                                                                                    \
+    })
+
+/*
+ * The next member of an object, for a reader that knows its keys (call with
+ * *first set right after the opening brace). KEYS is an X-list, X(value,
+ * "literal") for each key the reader knows, most frequent first; a value may
+ * be 0, for a key known only to be skipped (listed because it is in every
+ * event). Evaluates to the member's key's value, with the cursor at the
+ * member's value; `other` for a key not listed; SB_JSCAN_END after the
+ * closing brace; SB_JSCAN_NO_KEY on bad syntax.
+ *
+ * A member written the common way, its comma (but for the first), quoted key
+ * and colon with nothing between them, is found by one comparison per key,
+ * and one space after the colon is taken too (Gemini writes one). Anything
+ * else goes the general way: whitespace, then the key compared as written
+ * (quotes included), and failing that scanned and decoded as any string and
+ * compared decoded. Every way gives the same answer.
+ */
+#define SB_JSCAN_NEXT_MEMBER(s, first, KEYS, other)                                                                                \
+    ({                                                                                                                             \
+        sb_jscan_t *sk_ = (s);                                                                                                     \
+        unsigned next_ = *(first) ? KEYS(SB_JSCAN_TAKE_FIRST_) SB_JSCAN_MISSED : KEYS(SB_JSCAN_TAKE_NEXT_) SB_JSCAN_MISSED;        \
+        if (next_ != SB_JSCAN_MISSED) {                                                                                            \
+            *(first) = 0;                                                                                                          \
+            if (sk_->p < sk_->end && *sk_->p == ' ')                                                                               \
+                ++sk_->p;                                                                                                          \
+        } else {                                                                                                                   \
+            int rc_ = sb_jscan_next_key(sk_, (first));                                                                             \
+            next_ = rc_ < 0 ? SB_JSCAN_NO_KEY : rc_ == 0 ? SB_JSCAN_END : SB_JSCAN_WHICH_KEY_(KEYS, (other));                      \
+        }                                                                                                                          \
+        next_;                                                                                                                     \
+    })
+
+/* Marks `bit` (a key acted on, or 0 for any other) in the object's `seen`; SB_JSCAN_SYNTAX when it was marked already. */
+static inline SB_JSCAN_INLINE int sb_jscan_once(unsigned *seen, unsigned bit)
+{
+    if (*seen & bit)
+        return SB_JSCAN_SYNTAX;
+    *seen |= bit;
+    return SB_JSCAN_OK;
 }
 
 #endif

@@ -50,26 +50,31 @@ struct state {
 
 /* --- call ids ------------------------------------------------------------------------------------ */
 
-static int is_b64(int c)
-{
-    return isalnum(c) || c == '+' || c == '/';
-}
-
 /*
- * Whether `sig` is canonical padded base64 (what Gemini sends: its bytes
- * come back exactly from the padding-free base64url form the id carries).
+ * Writes `sig` at out as base64url without padding when it is canonical
+ * padded base64 (what Gemini sends: its bytes come back exactly from the
+ * form the id carries), and returns how many bytes that is; 0 (with
+ * whatever was written past out left there) when it is not. The characters
+ * are checked and translated with no branch, which lets the compiler take
+ * several at a time: a signature runs to a kilobyte, and there is one with
+ * every call.
  */
-static int canonical_base64(const char *sig, size_t len)
+static size_t url_base64(char *restrict out, const char *restrict sig, size_t len)
 {
     if (len == 0 || len % 4 != 0 || len - (sig[len - 1] == '=') - (sig[len - 2] == '=') > MAX_SIGNATURE)
         return 0;
     size_t body = len;
     while (body > len - 2 && sig[body - 1] == '=')
         --body;
-    for (size_t i = 0; i < body; ++i)
-        if (!is_b64((unsigned char)sig[i]))
-            return 0;
-    return 1;
+    unsigned char good = 1;
+    for (size_t i = 0; i < body; ++i) {
+        unsigned char c = (unsigned char)sig[i];
+        /* [A-Za-z0-9+/], in ASCII whatever the locale */
+        good &= (unsigned char)((unsigned char)((c | 0x20) - 'a') < 26) | (unsigned char)((unsigned char)(c - '0') < 10) |
+                (unsigned char)(c == '+') | (unsigned char)(c == '/');
+        out[i] = (char)(c == '+' ? '-' : c == '/' ? '_' : c);
+    }
+    return good ? body : 0;
 }
 
 /*
@@ -77,19 +82,35 @@ static int canonical_base64(const char *sig, size_t len)
  * with a thought signature, "_ts_" and the signature in base64url without
  * padding. Ids stay within [A-Za-z0-9_-], which every engine and provider
  * takes; the random part keeps them unique across the rounds of a
- * conversation (the index starts again at 0 in every answer).
+ * conversation (the index starts again at 0 in every answer). `out` has room
+ * for id_room(sig_len) bytes.
  */
 static size_t mint_id(char *out, unsigned index, const char *sig, size_t sig_len)
 {
     static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
-    size_t n = (size_t)snprintf(out, 24, "call_%u_", index);
-    for (int i = 0; i < ID_RANDOM; ++i)
-        out[n++] = alphabet[randombytes_uniform(sizeof(alphabet) - 1)];
-    if (sig != NULL && canonical_base64(sig, sig_len)) {
+    char digits[16];
+    size_t n = 0, nd = 0;
+    memcpy(out, "call_", 5);
+    do
+        digits[nd++] = (char)('0' + index % 10);
+    while ((index /= 10) > 0);
+    while (nd > 0)
+        out[5 + n++] = digits[--nd];
+    n += 5;
+    out[n++] = '_';
+    for (size_t i = 0; i < ID_RANDOM;) { /* one draw of random bytes, rarely two */
+        unsigned char r[ID_RANDOM];
+        randombytes_buf(r, sizeof(r));
+        for (size_t k = 0; k < sizeof(r) && i < ID_RANDOM; ++k)
+            if (r[k] < 252) /* 7 x 36: a byte past it would favour the first characters */
+                out[n + i++] = alphabet[r[k] % 36];
+    }
+    n += ID_RANDOM;
+    if (sig != NULL) {
         memcpy(out + n, SIGNATURE_TAG, sizeof(SIGNATURE_TAG) - 1);
-        n += sizeof(SIGNATURE_TAG) - 1;
-        for (size_t i = 0; i < sig_len && sig[i] != '='; ++i)
-            out[n++] = sig[i] == '+' ? '-' : sig[i] == '/' ? '_' : sig[i];
+        size_t m = url_base64(out + n + sizeof(SIGNATURE_TAG) - 1, sig, sig_len);
+        if (m > 0)
+            n += sizeof(SIGNATURE_TAG) - 1 + m;
     }
     return n;
 }
@@ -636,8 +657,13 @@ static struct curl_slist *headers(struct curl_slist *list, const char *key)
  * bytes into the neutral form below, then turned into the delta in the order
  * the jansson reader this replaced checked things (tests/fuzz/wire_gemini_ref.c
  * is that reader, the fuzz target's oracle), so that the same event gives the
- * same delta or the same error. Repeated keys are refused in the objects read,
- * as its JSON_REJECT_DUPLICATES did.
+ * same delta or the same error. A repeat of a key the reader acts on is
+ * refused, as its JSON_REJECT_DUPLICATES did; a repeat of any other is let
+ * through (jscan.h's rule). The members every event carries (usage, model,
+ * the candidate's skeleton) are found by comparing their keys as Gemini
+ * writes them (jscan_keys.h), and the one part of each that nothing uses,
+ * promptTokensDetails, is checked without a scan of its keys; the calls'
+ * arguments are loaded once, in the pass, and said from that load.
  *
  * Scratch (as long as the event's data) is laid out as the reader goes: the
  * text parts, joined, from its start; strings decoded only to be looked at,
@@ -660,6 +686,7 @@ typedef struct {
     later_t name, sig;
     const unsigned char *args; /* the args object as written; NULL for none (null or absent) */
     size_t args_len;
+    json_t *loaded; /* args as loaded in the pass (owned by the event's list); NULL past the calls that are said */
 } call_t;
 
 typedef struct {
@@ -671,18 +698,21 @@ typedef struct {
     long long code;
     later_t message;  /* error.message */
     size_t block_len; /* promptFeedback.blockReason when a string (block[] its first bytes) */
-    char block[64];
     int has_block;
     int bad_candidates, bad_parts, bad_text;
     size_t ncalls;     /* functionCall parts of candidates[0] */
     int shape_past;    /* the shape of the call past the last one kept: the old reader checked it before refusing it */
     size_t finish_len; /* candidates[0].finishReason when a string (finish[] its first bytes: the longest a message shows) */
-    char finish[160];
     int has_finish;
     int has_usage, bad_count;
     long long prompt, candidates, thoughts, total;
     later_t model;
-    call_t calls[SB_CHUNK_MAX_TOOLS]; /* last: the reader clears only what comes before */
+    size_t nloaded; /* args loaded in the pass, freed when the event has been said */
+    /* from here on, only what is written before it is read: the reader clears only what comes before */
+    char block[64];
+    char finish[160];
+    json_t *loaded[SB_CHUNK_MAX_TOOLS];
+    call_t calls[SB_CHUNK_MAX_TOOLS];
 } gem_event_t;
 
 /* Reads a string to decode later (the cursor at its quote). */
@@ -727,20 +757,42 @@ static int enter(sb_jscan_t *s, unsigned depth)
     return 1;
 }
 
+/*
+ * The objects the pass walks. Each lists the keys it knows, most frequent
+ * first, as an X-list for SB_JSCAN_NEXT_MEMBER: a bit for each key it acts on
+ * (a repeat of one refuses the event: jscan.h's rule), 0 for a key it only
+ * skips, listed when Gemini sends it in every event (found without a scan).
+ */
+#define CALL_KEYS(X) X(NAME, "name") X(ARGS, "args")
+#define PART_KEYS(X) X(TEXT, "text") X(THOUGHT, "thought") X(CALL, "functionCall") X(SIGNATURE, "thoughtSignature")
+#define CONTENT_KEYS(X) X(PARTS, "parts") X(0, "role")
+#define CANDIDATE_KEYS(X) X(CONTENT, "content") X(0, "index") X(FINISH, "finishReason")
+#define USAGE_KEYS(X)                                                                                                              \
+    X(PROMPT, "promptTokenCount")                                                                                                  \
+    X(CANDIDATES, "candidatesTokenCount")                                                                                          \
+    X(TOTAL, "totalTokenCount") X(DETAILS, "promptTokensDetails") X(THOUGHTS, "thoughtsTokenCount")
+#define DETAIL_KEYS(X) X(0, "modality") X(0, "tokenCount")
+#define ERROR_KEYS(X) X(CODE, "code") X(MESSAGE, "message")
+#define FEEDBACK_KEYS(X) X(BLOCK, "blockReason")
+#define RESPONSE_KEYS(X)                                                                                                           \
+    X(CANDIDATES, "candidates")                                                                                                    \
+    X(USAGE, "usageMetadata") X(MODEL, "modelVersion") X(0, "responseId") X(ERROR, "error") X(FEEDBACK, "promptFeedback")
+
 /* A functionCall's value: its name and args (anything but an object has no name, and the wrong shape). */
-static int read_call(sb_jscan_t *s, call_t *c)
+static int read_call(sb_jscan_t *s, call_t *c, gem_event_t *e)
 {
-    sb_jscan_keys_t seen;
-    seen.n = 0;
-    sb_str_t key;
+    enum { NAME = 1, ARGS = 2 };
+    unsigned seen = 0, k;
     int first = 1, rc, in, args_ok = 1;
     if ((in = enter(s, 6)) <= 0)
         return in;
-    while ((rc = sb_jscan_unique_member(s, &first, &key, &seen)) > 0) {
+    while ((k = SB_JSCAN_NEXT_MEMBER(s, &first, CALL_KEYS, 0)) != SB_JSCAN_END) {
+        if (k == SB_JSCAN_NO_KEY || sb_jscan_once(&seen, k) != SB_JSCAN_OK)
+            return SB_JSCAN_SYNTAX;
         int c0 = sb_jscan_peek(s);
-        if (SB_JSCAN_KEY(key, "name") && c0 == '"') {
+        if (k == NAME && c0 == '"') {
             rc = see(s, &c->name);
-        } else if (SB_JSCAN_KEY(key, "args") && c0 == '{') {
+        } else if (k == ARGS && c0 == '{') {
             const unsigned char *from = s->p;
             if (sb_jscan_skip(s, 7) != SB_JSCAN_OK)
                 return SB_JSCAN_SYNTAX;
@@ -748,23 +800,27 @@ static int read_call(sb_jscan_t *s, call_t *c)
             c->args_len = (size_t)(s->p - from);
             /*
              * The arguments are said as jansson writes them (sb_json_dumps: compact, its number forms), as they were
-             * before; calls are a few per answer. A key repeated in them refused the whole event, and still does.
+             * before, from this one load; calls are a few per answer. They are relayed whole, so every key in them is
+             * one acted on: a repeat refuses the whole event, as it did.
              */
             json_t *args = json_loadb((const char *)from, c->args_len, JSON_REJECT_DUPLICATES, NULL);
             if (args == NULL)
                 return SB_JSCAN_SYNTAX;
-            json_decref(args);
+            if (e->nloaded < SB_CHUNK_MAX_TOOLS) /* every call that can be said is among the first so many loaded */
+                c->loaded = e->loaded[e->nloaded++] = args;
+            else
+                json_decref(args);
             rc = SB_JSCAN_OK;
         } else {
-            if (SB_JSCAN_KEY(key, "args"))
+            if (k == ARGS)
                 args_ok = c0 == 'n';
             rc = sb_jscan_skip(s, 7);
         }
         if (rc != SB_JSCAN_OK)
             return SB_JSCAN_SYNTAX;
     }
-    c->shape_ok = rc == 0 && c->name.quote != NULL && args_ok;
-    return rc;
+    c->shape_ok = c->name.quote != NULL && args_ok;
+    return SB_JSCAN_OK;
 }
 
 /* Makes the joined text one run at the start of scratch, so that the next part's text can follow it there. */
@@ -779,17 +835,19 @@ static void text_to_front(gem_event_t *e)
 
 static int read_part(sb_jscan_t *s, gem_event_t *e)
 {
-    sb_jscan_keys_t seen;
-    seen.n = 0;
-    sb_str_t key, text = {NULL, 0};
-    int first = 1, rc, in, thought = 0, has_text = 0, text_ok = 1, has_call = 0, sig_ok = 1;
+    enum { TEXT = 1, THOUGHT = 2, CALL = 4, SIGNATURE = 8 };
+    unsigned seen = 0, k;
+    sb_str_t text = {NULL, 0};
+    int first = 1, rc, in, thought = 0, text_ok = 1, sig_ok = 1;
     call_t call = {0};
     if ((in = enter(s, 5)) <= 0)
         return in;
-    while ((rc = sb_jscan_unique_member(s, &first, &key, &seen)) > 0) {
+    while ((k = SB_JSCAN_NEXT_MEMBER(s, &first, PART_KEYS, 0)) != SB_JSCAN_END) {
+        if (k == SB_JSCAN_NO_KEY || sb_jscan_once(&seen, k) != SB_JSCAN_OK)
+            return SB_JSCAN_SYNTAX;
         int c0 = sb_jscan_peek(s);
-        if (SB_JSCAN_KEY(key, "text")) {
-            has_text = 1;
+        switch (k) {
+        case TEXT:
             text_ok = c0 == '"';
             if (text_ok) {
                 text_to_front(e);
@@ -798,24 +856,25 @@ static int read_part(sb_jscan_t *s, gem_event_t *e)
             } else {
                 rc = sb_jscan_skip(s, 6);
             }
-        } else if (SB_JSCAN_KEY(key, "thought")) {
+            break;
+        case THOUGHT:
             thought = c0 == 't';
             rc = sb_jscan_skip(s, 6);
-        } else if (SB_JSCAN_KEY(key, "functionCall")) {
-            has_call = 1;
-            rc = read_call(s, &call);
-        } else if (SB_JSCAN_KEY(key, "thoughtSignature")) {
+            break;
+        case CALL:
+            rc = read_call(s, &call, e);
+            break;
+        case SIGNATURE:
             sig_ok = c0 == '"';
             rc = sig_ok ? see(s, &call.sig) : sb_jscan_skip(s, 6);
-        } else {
+            break;
+        default:
             rc = sb_jscan_skip(s, 6);
         }
         if (rc != SB_JSCAN_OK)
             return SB_JSCAN_SYNTAX;
     }
-    if (rc < 0)
-        return SB_JSCAN_SYNTAX;
-    if (!thought && has_text && !text_ok) {
+    if (!thought && (seen & TEXT) && !text_ok) {
         e->bad_text = 1;
     } else if (!thought && text.len > 0) { /* thought summaries are not the answer */
         int in_scratch = text.base == e->scratch + e->front;
@@ -830,7 +889,7 @@ static int read_part(sb_jscan_t *s, gem_event_t *e)
             e->front += text.len;
     }
     s->scratch = e->scratch + e->front;
-    if (has_call) {
+    if (seen & CALL) {
         call.shape_ok &= sig_ok;
         if (e->ncalls < SB_CHUNK_MAX_TOOLS)
             e->calls[e->ncalls] = call;
@@ -844,12 +903,13 @@ static int read_part(sb_jscan_t *s, gem_event_t *e)
 /* candidates[0].content: its parts, each read as it comes. */
 static int read_content(sb_jscan_t *s, gem_event_t *e)
 {
-    sb_jscan_keys_t seen;
-    seen.n = 0;
-    sb_str_t key;
+    enum { PARTS = 1 };
+    unsigned seen = 0, k;
     int first = 1, rc;
-    while ((rc = sb_jscan_unique_member(s, &first, &key, &seen)) > 0) {
-        if (!SB_JSCAN_KEY(key, "parts")) {
+    while ((k = SB_JSCAN_NEXT_MEMBER(s, &first, CONTENT_KEYS, 0)) != SB_JSCAN_END) {
+        if (k == SB_JSCAN_NO_KEY || sb_jscan_once(&seen, k) != SB_JSCAN_OK)
+            return SB_JSCAN_SYNTAX;
+        if (k != PARTS) {
             rc = sb_jscan_skip(s, 4);
         } else if (sb_jscan_peek(s) != '[') {
             e->bad_parts = 1; /* null too: present, and not an array */
@@ -864,20 +924,21 @@ static int read_content(sb_jscan_t *s, gem_event_t *e)
         if (rc < 0)
             return SB_JSCAN_SYNTAX;
     }
-    return rc;
+    return SB_JSCAN_OK;
 }
 
 static int read_candidate(sb_jscan_t *s, gem_event_t *e)
 {
-    sb_jscan_keys_t seen;
-    seen.n = 0;
-    sb_str_t key;
+    enum { CONTENT = 1, FINISH = 2 };
+    unsigned seen = 0, k;
     int first = 1, rc;
-    while ((rc = sb_jscan_unique_member(s, &first, &key, &seen)) > 0) {
-        if (SB_JSCAN_KEY(key, "content")) {
+    while ((k = SB_JSCAN_NEXT_MEMBER(s, &first, CANDIDATE_KEYS, 0)) != SB_JSCAN_END) {
+        if (k == SB_JSCAN_NO_KEY || sb_jscan_once(&seen, k) != SB_JSCAN_OK)
+            return SB_JSCAN_SYNTAX;
+        if (k == CONTENT) {
             if ((rc = enter(s, 3)) == 1)
                 rc = read_content(s, e);
-        } else if (SB_JSCAN_KEY(key, "finishReason") && sb_jscan_peek(s) == '"') {
+        } else if (k == FINISH && sb_jscan_peek(s) == '"') {
             e->has_finish = 1;
             rc = see_into(s, e->finish, sizeof(e->finish), &e->finish_len);
         } else {
@@ -886,7 +947,7 @@ static int read_candidate(sb_jscan_t *s, gem_event_t *e)
         if (rc < 0)
             return SB_JSCAN_SYNTAX;
     }
-    return rc;
+    return SB_JSCAN_OK;
 }
 
 /* candidates: the first is read, the others only skipped (switchboard asks for one). */
@@ -915,46 +976,75 @@ static int read_candidates(sb_jscan_t *s, gem_event_t *e)
     return rc;
 }
 
-/* usageMetadata: running totals; a count that is not a non-negative integer is noted (null counts as absent). */
-static int read_usage(sb_jscan_t *s, gem_event_t *e)
+/*
+ * usageMetadata.promptTokensDetails, which Gemini sends in every event and
+ * switchboard does not use: checked exactly as sb_jscan_skip would check it,
+ * but walked with the keys its elements have, which finds them without a scan.
+ */
+static int skip_details(sb_jscan_t *s)
 {
-    sb_jscan_keys_t seen;
-    seen.n = 0;
-    sb_str_t key;
+    int first = 1, rc;
+    if (sb_jscan_peek(s) != '[')
+        return sb_jscan_skip(s, 2);
+    ++s->p;
+    while ((rc = sb_jscan_element(s, &first)) > 0) {
+        int first_member = 1;
+        unsigned k;
+        if (sb_jscan_peek(s) != '{') {
+            if (sb_jscan_skip(s, 3) != SB_JSCAN_OK)
+                return SB_JSCAN_SYNTAX;
+            continue;
+        }
+        ++s->p;
+        while ((k = SB_JSCAN_NEXT_MEMBER(s, &first_member, DETAIL_KEYS, 0)) != SB_JSCAN_END)
+            if (k == SB_JSCAN_NO_KEY || sb_jscan_skip(s, 4) != SB_JSCAN_OK)
+                return SB_JSCAN_SYNTAX;
+    }
+    return rc;
+}
+
+/* usageMetadata: running totals; a count that is not a non-negative integer is noted (null counts as absent). */
+static inline __attribute__((always_inline)) int read_usage(sb_jscan_t *s, gem_event_t *e)
+{
+    enum { PROMPT = 1, CANDIDATES = 2, THOUGHTS = 4, TOTAL = 8, DETAILS = 16 };
+    unsigned seen = 0, k;
     int first = 1, rc;
     e->has_usage = 1;
-    while ((rc = sb_jscan_unique_member(s, &first, &key, &seen)) > 0) {
-        long long *into = SB_JSCAN_KEY(key, "promptTokenCount")       ? &e->prompt
-                          : SB_JSCAN_KEY(key, "candidatesTokenCount") ? &e->candidates
-                          : SB_JSCAN_KEY(key, "thoughtsTokenCount")   ? &e->thoughts
-                          : SB_JSCAN_KEY(key, "totalTokenCount")      ? &e->total
-                                                                      : NULL;
-        rc = into != NULL ? sb_jscan_int(s, LLONG_MAX, 1, into, 2) : sb_jscan_skip(s, 2);
+    while ((k = SB_JSCAN_NEXT_MEMBER(s, &first, USAGE_KEYS, 0)) != SB_JSCAN_END) {
+        if (k == SB_JSCAN_NO_KEY || sb_jscan_once(&seen, k == DETAILS ? 0 : k) != SB_JSCAN_OK) /* (details: not acted on) */
+            return SB_JSCAN_SYNTAX;
+        long long *into = k == PROMPT       ? &e->prompt
+                          : k == CANDIDATES ? &e->candidates
+                          : k == THOUGHTS   ? &e->thoughts
+                          : k == TOTAL      ? &e->total
+                                            : NULL;
+        rc = into != NULL ? sb_jscan_int(s, LLONG_MAX, 1, into, 2) : k == DETAILS ? skip_details(s) : sb_jscan_skip(s, 2);
         if (rc == SB_JSCAN_SYNTAX)
             return SB_JSCAN_SYNTAX;
         e->bad_count |= rc == SB_JSCAN_WRONG;
     }
-    return rc;
+    return SB_JSCAN_OK;
 }
 
 /* An in-band error: any value but null; from an object, its code and message. */
 static int read_error(sb_jscan_t *s, gem_event_t *e)
 {
-    sb_jscan_keys_t seen;
-    seen.n = 0;
-    sb_str_t key;
+    enum { CODE = 1, MESSAGE = 2 };
+    unsigned seen = 0, k;
     int first = 1, rc, in;
     if (sb_jscan_peek(s) == 'n')
         return sb_jscan_literal(s, "null", 4);
     e->has_error = 1;
     if ((in = enter(s, 1)) <= 0)
         return in;
-    while ((rc = sb_jscan_unique_member(s, &first, &key, &seen)) > 0) {
+    while ((k = SB_JSCAN_NEXT_MEMBER(s, &first, ERROR_KEYS, 0)) != SB_JSCAN_END) {
+        if (k == SB_JSCAN_NO_KEY || sb_jscan_once(&seen, k) != SB_JSCAN_OK)
+            return SB_JSCAN_SYNTAX;
         int c0 = sb_jscan_peek(s), integer = 0; /* sb_jscan_number sets it only when the number is well formed */
-        if (SB_JSCAN_KEY(key, "code") && (c0 == '-' || SB_JSCAN_DIGIT(c0))) {
+        if (k == CODE && (c0 == '-' || SB_JSCAN_DIGIT(c0))) {
             rc = sb_jscan_number(s, &integer, &e->code);
             e->has_code = integer;
-        } else if (SB_JSCAN_KEY(key, "message") && c0 == '"') {
+        } else if (k == MESSAGE && c0 == '"') {
             rc = see(s, &e->message);
         } else {
             rc = sb_jscan_skip(s, 2);
@@ -962,18 +1052,19 @@ static int read_error(sb_jscan_t *s, gem_event_t *e)
         if (rc != SB_JSCAN_OK)
             return SB_JSCAN_SYNTAX;
     }
-    return rc;
+    return SB_JSCAN_OK;
 }
 
 /* promptFeedback: its blockReason when a string. */
 static int read_feedback(sb_jscan_t *s, gem_event_t *e)
 {
-    sb_jscan_keys_t seen;
-    seen.n = 0;
-    sb_str_t key;
+    enum { BLOCK = 1 };
+    unsigned seen = 0, k;
     int first = 1, rc;
-    while ((rc = sb_jscan_unique_member(s, &first, &key, &seen)) > 0) {
-        if (SB_JSCAN_KEY(key, "blockReason") && sb_jscan_peek(s) == '"') {
+    while ((k = SB_JSCAN_NEXT_MEMBER(s, &first, FEEDBACK_KEYS, 0)) != SB_JSCAN_END) {
+        if (k == SB_JSCAN_NO_KEY || sb_jscan_once(&seen, k) != SB_JSCAN_OK)
+            return SB_JSCAN_SYNTAX;
+        if (k == BLOCK && sb_jscan_peek(s) == '"') {
             e->has_block = 1;
             rc = see_into(s, e->block, sizeof(e->block), &e->block_len);
         } else {
@@ -982,39 +1073,46 @@ static int read_feedback(sb_jscan_t *s, gem_event_t *e)
         if (rc != SB_JSCAN_OK)
             return SB_JSCAN_SYNTAX;
     }
-    return rc;
+    return SB_JSCAN_OK;
 }
 
 /* The whole event: exactly one object. */
 static int read_response(sb_jscan_t *s, gem_event_t *e)
 {
-    sb_jscan_keys_t seen;
-    seen.n = 0;
-    sb_str_t key;
+    enum { CANDIDATES = 1, USAGE = 2, MODEL = 4, ERROR = 8, FEEDBACK = 16 };
+    unsigned seen = 0, k;
     int first = 1, rc;
     if (sb_jscan_peek(s) != '{')
         return SB_JSCAN_SYNTAX;
     ++s->p;
-    while ((rc = sb_jscan_unique_member(s, &first, &key, &seen)) > 0) {
-        if (SB_JSCAN_KEY(key, "candidates")) {
+    while ((k = SB_JSCAN_NEXT_MEMBER(s, &first, RESPONSE_KEYS, 0)) != SB_JSCAN_END) {
+        if (k == SB_JSCAN_NO_KEY || sb_jscan_once(&seen, k) != SB_JSCAN_OK)
+            return SB_JSCAN_SYNTAX;
+        switch (k) {
+        case CANDIDATES:
             rc = read_candidates(s, e);
-        } else if (SB_JSCAN_KEY(key, "usageMetadata")) {
+            break;
+        case USAGE:
             if ((rc = enter(s, 1)) == 1)
                 rc = read_usage(s, e);
-        } else if (SB_JSCAN_KEY(key, "modelVersion") && sb_jscan_peek(s) == '"') {
-            rc = see(s, &e->model);
-        } else if (SB_JSCAN_KEY(key, "error")) {
+            break;
+        case MODEL:
+            rc = sb_jscan_peek(s) == '"' ? see(s, &e->model) : sb_jscan_skip(s, 1);
+            break;
+        case ERROR:
             rc = read_error(s, e);
-        } else if (SB_JSCAN_KEY(key, "promptFeedback")) {
+            break;
+        case FEEDBACK:
             if ((rc = enter(s, 1)) == 1)
                 rc = read_feedback(s, e);
-        } else {
+            break;
+        default:
             rc = sb_jscan_skip(s, 1);
         }
         if (rc < 0)
             return SB_JSCAN_SYNTAX;
     }
-    return rc < 0 || sb_jscan_peek(s) != -1 ? SB_JSCAN_SYNTAX : SB_JSCAN_OK;
+    return sb_jscan_peek(s) != -1 ? SB_JSCAN_SYNTAX : SB_JSCAN_OK;
 }
 
 /* Fails the stream with words of this wire's own, kept in the state (the scratch may be shorter than they are). */
@@ -1082,12 +1180,7 @@ static sb_wire_result_t say_calls(struct state *st, gem_event_t *e, const sb_sse
         *t = (sb_tool_delta_t){0};
         t->index = (long)st->ncalls;
         t->type = (sb_str_t){"function", 8};
-        char *a = NULL;
-        if (c->args != NULL) { /* loaded once in the pass: it is an object, with no key repeated */
-            json_t *args = json_loadb((const char *)c->args, c->args_len, 0, NULL);
-            a = sb_json_dumps(args, 15);
-            json_decref(args);
-        }
+        char *a = c->args != NULL ? sb_json_dumps(c->loaded, 15) : NULL; /* loaded in the pass: an object, no key repeated */
         size_t alen = a != NULL ? strlen(a) : 2, sig_len = c->sig.quote != NULL ? c->sig.len : 0;
         /* it outgrew its event (numbers written longer) */
         if (c->name.len > cap - *used || alen > cap - *used - c->name.len || id_room(sig_len) > cap - *used - c->name.len - alen) {
@@ -1114,6 +1207,66 @@ static sb_wire_result_t say_calls(struct state *st, gem_event_t *e, const sb_sse
     return SB_WIRE_DELTA;
 }
 
+/* The event read into `e`, said as the delta. */
+static sb_wire_result_t say(struct state *st, gem_event_t *e, const sb_sse_event_t *ev, char *scratch, sb_delta_t *out,
+                            sb_error_t *error)
+{
+    if (e->has_error) {
+        *error = e->has_code && e->code >= 400 && e->code < 600 ? sb_error_for_provider_status((long)e->code) : SB_E_UPSTREAM_ERROR;
+        out->error_message = e->message.quote != NULL
+                                 ? (sb_str_t){decoded(&e->message, ev->data, ev->data_len, scratch), e->message.len}
+                                 : (sb_str_t){"", 0};
+        out->is_error = 1;
+        return SB_WIRE_ERROR;
+    }
+    if (e->has_block && !same(e->block, e->block_len, "BLOCK_REASON_UNSPECIFIED"))
+        return REFUSED(SB_E_UPSTREAM_REJECTED, "the model provider blocked the request (%.*s)",
+                       (int)(e->block_len < 40 ? e->block_len : 40), e->block);
+    if (e->bad_candidates)
+        return failed(st, out, error, "the model provider sent candidates of the wrong type");
+    if (e->bad_parts)
+        return failed(st, out, error, "the model provider sent content parts of the wrong type");
+    if (e->bad_text)
+        return failed(st, out, error, "the model provider sent a text part that is not a string");
+    out->content = e->content;
+    char *at = scratch + e->front;
+    size_t used = e->content.len;
+    if (say_calls(st, e, ev, &at, &used, out, error) == SB_WIRE_ERROR)
+        return SB_WIRE_ERROR;
+    if (e->has_finish) {
+        size_t n = e->finish_len < sizeof(e->finish) ? e->finish_len : sizeof(e->finish); /* what a message can show */
+        if (same(e->finish, e->finish_len, "STOP")) {
+            out->finish_reason = st->ncalls > 0 ? (sb_str_t){"tool_calls", 10} : (sb_str_t){"stop", 4};
+        } else if (same(e->finish, e->finish_len, "MAX_TOKENS")) {
+            out->finish_reason = (sb_str_t){"length", 6};
+        } else if (is_block(e->finish, e->finish_len)) {
+            return REFUSED(SB_E_UPSTREAM_REJECTED, "the model provider blocked the answer (%.*s)", (int)n, e->finish);
+        } else if (!same(e->finish, e->finish_len, "FINISH_REASON_UNSPECIFIED")) {
+            return REFUSED(SB_E_UPSTREAM_ERROR, "the model provider stopped the answer (%.*s)", (int)(n < 60 ? n : 60), e->finish);
+        }
+    }
+    if (e->has_usage) {
+        if (e->bad_count)
+            return failed(st, out, error, "the model provider sent a token count that is not a count");
+        out->prompt_tokens = e->prompt;
+        out->completion_tokens = e->candidates;
+        out->total_tokens = e->total;
+        /* OpenAI counts reasoning among the completion tokens: so does the caller's usage, and prompt + completion = total */
+        if (e->thoughts <= LLONG_MAX - out->completion_tokens)
+            out->completion_tokens += e->thoughts;
+        out->prompt_tokens = increase(&st->said_prompt, out->prompt_tokens);
+        out->completion_tokens = increase(&st->said_completion, out->completion_tokens);
+        out->total_tokens = increase(&st->said_total, out->total_tokens);
+        out->has_usage = 1;
+    }
+    if (e->model.quote != NULL && e->model.len <= ev->data_len - used) /* the old reader's room, last: left out when full */
+        out->model = (sb_str_t){decoded(&e->model, ev->data, ev->data_len, at), e->model.len};
+    if (out->content.base == NULL && out->ntools == 0 && out->finish_reason.base == NULL && !out->has_usage &&
+        out->model.base == NULL)
+        return SB_WIRE_SKIP;
+    return SB_WIRE_DELTA;
+}
+
 static sb_wire_result_t event(void *state, const sb_sse_event_t *ev, char *scratch, sb_delta_t *out, sb_error_t *error)
 {
     struct state *st = state;
@@ -1122,66 +1275,15 @@ static sb_wire_result_t event(void *state, const sb_sse_event_t *ev, char *scrat
     if (ev->data_len == 6 && memcmp(ev->data, "[DONE]", 6) == 0)
         return SB_WIRE_END;
     gem_event_t e;
-    memset(&e, 0, offsetof(gem_event_t, calls)); /* calls are written as they are found */
+    memset(&e, 0, offsetof(gem_event_t, block)); /* the strings kept whole and the calls are written as they are found */
     e.scratch = scratch;
     sb_jscan_t s = {(const unsigned char *)ev->data, (const unsigned char *)ev->data + ev->data_len, scratch, NULL};
-    if (read_response(&s, &e) != SB_JSCAN_OK)
-        return failed(st, out, error, "the model provider sent an event that is not a json object");
-
-    if (e.has_error) {
-        *error = e.has_code && e.code >= 400 && e.code < 600 ? sb_error_for_provider_status((long)e.code) : SB_E_UPSTREAM_ERROR;
-        out->error_message = e.message.quote != NULL
-                                 ? (sb_str_t){decoded(&e.message, ev->data, ev->data_len, scratch), e.message.len}
-                                 : (sb_str_t){"", 0};
-        out->is_error = 1;
-        return SB_WIRE_ERROR;
-    }
-    if (e.has_block && !same(e.block, e.block_len, "BLOCK_REASON_UNSPECIFIED"))
-        return REFUSED(SB_E_UPSTREAM_REJECTED, "the model provider blocked the request (%.*s)",
-                       (int)(e.block_len < 40 ? e.block_len : 40), e.block);
-    if (e.bad_candidates)
-        return failed(st, out, error, "the model provider sent candidates of the wrong type");
-    if (e.bad_parts)
-        return failed(st, out, error, "the model provider sent content parts of the wrong type");
-    if (e.bad_text)
-        return failed(st, out, error, "the model provider sent a text part that is not a string");
-    out->content = e.content;
-    char *at = scratch + e.front;
-    size_t used = e.content.len;
-    if (say_calls(st, &e, ev, &at, &used, out, error) == SB_WIRE_ERROR)
-        return SB_WIRE_ERROR;
-    if (e.has_finish) {
-        size_t n = e.finish_len < sizeof(e.finish) ? e.finish_len : sizeof(e.finish); /* what a message can show */
-        if (same(e.finish, e.finish_len, "STOP")) {
-            out->finish_reason = st->ncalls > 0 ? (sb_str_t){"tool_calls", 10} : (sb_str_t){"stop", 4};
-        } else if (same(e.finish, e.finish_len, "MAX_TOKENS")) {
-            out->finish_reason = (sb_str_t){"length", 6};
-        } else if (is_block(e.finish, e.finish_len)) {
-            return REFUSED(SB_E_UPSTREAM_REJECTED, "the model provider blocked the answer (%.*s)", (int)n, e.finish);
-        } else if (!same(e.finish, e.finish_len, "FINISH_REASON_UNSPECIFIED")) {
-            return REFUSED(SB_E_UPSTREAM_ERROR, "the model provider stopped the answer (%.*s)", (int)(n < 60 ? n : 60), e.finish);
-        }
-    }
-    if (e.has_usage) {
-        if (e.bad_count)
-            return failed(st, out, error, "the model provider sent a token count that is not a count");
-        out->prompt_tokens = e.prompt;
-        out->completion_tokens = e.candidates;
-        out->total_tokens = e.total;
-        /* OpenAI counts reasoning among the completion tokens: so does the caller's usage, and prompt + completion = total */
-        if (e.thoughts <= LLONG_MAX - out->completion_tokens)
-            out->completion_tokens += e.thoughts;
-        out->prompt_tokens = increase(&st->said_prompt, out->prompt_tokens);
-        out->completion_tokens = increase(&st->said_completion, out->completion_tokens);
-        out->total_tokens = increase(&st->said_total, out->total_tokens);
-        out->has_usage = 1;
-    }
-    if (e.model.quote != NULL && e.model.len <= ev->data_len - used) /* the old reader's room, last: left out when full */
-        out->model = (sb_str_t){decoded(&e.model, ev->data, ev->data_len, at), e.model.len};
-    if (out->content.base == NULL && out->ntools == 0 && out->finish_reason.base == NULL && !out->has_usage &&
-        out->model.base == NULL)
-        return SB_WIRE_SKIP;
-    return SB_WIRE_DELTA;
+    sb_wire_result_t rc = read_response(&s, &e) == SB_JSCAN_OK
+                              ? say(st, &e, ev, scratch, out, error)
+                              : failed(st, out, error, "the model provider sent an event that is not a json object");
+    for (size_t i = 0; i < e.nloaded; ++i)
+        json_decref(e.loaded[i]);
+    return rc;
 }
 
 /* Gemini's error body: {"error":{"code":400,"message":"...","status":"INVALID_ARGUMENT"}}, sometimes inside a one-element array. */

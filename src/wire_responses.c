@@ -260,15 +260,15 @@ static int enter(sb_jscan_t *s, unsigned depth)
 /* An object whose members hold only strings this reader wants, by key; the rest skipped. */
 static int strings(sb_jscan_t *s, unsigned depth, const char *const *keys, sb_str_t *const *into, size_t n)
 {
-    sb_jscan_keys_t seen;
-    seen.n = 0;
+    unsigned seen = 0;
     sb_str_t key;
     int first = 1, rc;
-    while ((rc = sb_jscan_unique_member(s, &first, &key, &seen)) > 0) {
+    while ((rc = sb_jscan_member(s, &first, &key)) > 0) {
         size_t i = 0;
         while (i < n && !(key.len == strlen(keys[i]) && memcmp(key.base, keys[i], key.len) == 0))
             ++i;
-        if ((i < n ? text(s, into[i], depth) : sb_jscan_skip(s, depth)) != SB_JSCAN_OK)
+        if (sb_jscan_once(&seen, i < n ? 1u << i : 0) != SB_JSCAN_OK ||
+            (i < n ? text(s, into[i], depth) : sb_jscan_skip(s, depth)) != SB_JSCAN_OK)
             return SB_JSCAN_SYNTAX;
     }
     return rc;
@@ -276,21 +276,21 @@ static int strings(sb_jscan_t *s, unsigned depth, const char *const *keys, sb_st
 
 static int read_usage(sb_jscan_t *s, fields_t *f)
 {
-    sb_jscan_keys_t seen;
-    seen.n = 0;
+    enum { INPUT = 1, OUTPUT = 2, TOTAL = 4 };
+    unsigned seen = 0;
     sb_str_t key;
     int first = 1, rc;
     f->has_usage = 1;
     f->input_tokens = f->output_tokens = f->total_tokens = 0;
-    while ((rc = sb_jscan_unique_member(s, &first, &key, &seen)) > 0) {
-        if (SB_JSCAN_KEY(key, "input_tokens"))
-            rc = integer(s, &f->input_tokens, 3);
-        else if (SB_JSCAN_KEY(key, "output_tokens"))
-            rc = integer(s, &f->output_tokens, 3);
-        else if (SB_JSCAN_KEY(key, "total_tokens"))
-            rc = integer(s, &f->total_tokens, 3);
-        else
-            rc = sb_jscan_skip(s, 3);
+    while ((rc = sb_jscan_member(s, &first, &key)) > 0) {
+        unsigned k = SB_JSCAN_KEY(key, "input_tokens")    ? INPUT
+                     : SB_JSCAN_KEY(key, "output_tokens") ? OUTPUT
+                     : SB_JSCAN_KEY(key, "total_tokens")  ? TOTAL
+                                                          : 0;
+        if (sb_jscan_once(&seen, k) != SB_JSCAN_OK)
+            return SB_JSCAN_SYNTAX;
+        long long *into = k == INPUT ? &f->input_tokens : k == OUTPUT ? &f->output_tokens : k == TOTAL ? &f->total_tokens : NULL;
+        rc = into != NULL ? integer(s, into, 3) : sb_jscan_skip(s, 3);
         if (rc != SB_JSCAN_OK)
             return SB_JSCAN_SYNTAX;
     }
@@ -300,15 +300,18 @@ static int read_usage(sb_jscan_t *s, fields_t *f)
 /* response.error: {"message": ..., "error": {"message": ...}} (the recorded error event nests its error). */
 static int read_failure(sb_jscan_t *s, fields_t *f)
 {
-    sb_jscan_keys_t seen;
-    seen.n = 0;
+    enum { MESSAGE = 1, ERROR = 2 };
+    unsigned seen = 0;
     sb_str_t key;
     int first = 1, rc;
     static const char *const message[] = {"message"};
-    while ((rc = sb_jscan_unique_member(s, &first, &key, &seen)) > 0) {
-        if (SB_JSCAN_KEY(key, "message"))
+    while ((rc = sb_jscan_member(s, &first, &key)) > 0) {
+        unsigned k = SB_JSCAN_KEY(key, "message") ? MESSAGE : SB_JSCAN_KEY(key, "error") ? ERROR : 0;
+        if (sb_jscan_once(&seen, k) != SB_JSCAN_OK)
+            return SB_JSCAN_SYNTAX;
+        if (k == MESSAGE)
             rc = text(s, &f->failure, 3);
-        else if (!SB_JSCAN_KEY(key, "error"))
+        else if (k != ERROR)
             rc = sb_jscan_skip(s, 3);
         else if ((rc = enter(s, 3)) == 1)
             rc = strings(s, 4, message, (sb_str_t *const[]){&f->nested_failure}, 1);
@@ -320,25 +323,37 @@ static int read_failure(sb_jscan_t *s, fields_t *f)
 
 static int read_response(sb_jscan_t *s, fields_t *f)
 {
-    sb_jscan_keys_t seen;
-    seen.n = 0;
+    enum { MODEL = 1, USAGE = 2, INCOMPLETE = 4, ERROR = 8 };
+    unsigned seen = 0;
     sb_str_t key;
     int first = 1, rc;
     static const char *const reason[] = {"reason"};
-    while ((rc = sb_jscan_unique_member(s, &first, &key, &seen)) > 0) {
-        if (SB_JSCAN_KEY(key, "model")) {
+    while ((rc = sb_jscan_member(s, &first, &key)) > 0) {
+        unsigned k = SB_JSCAN_KEY(key, "model")                ? MODEL
+                     : SB_JSCAN_KEY(key, "usage")              ? USAGE
+                     : SB_JSCAN_KEY(key, "incomplete_details") ? INCOMPLETE
+                     : SB_JSCAN_KEY(key, "error")              ? ERROR
+                                                               : 0;
+        if (sb_jscan_once(&seen, k) != SB_JSCAN_OK)
+            return SB_JSCAN_SYNTAX;
+        switch (k) {
+        case MODEL:
             rc = text(s, &f->model, 2);
-        } else if (SB_JSCAN_KEY(key, "usage")) {
+            break;
+        case USAGE:
             f->has_usage = 0;
             if ((rc = enter(s, 2)) == 1)
                 rc = read_usage(s, f);
-        } else if (SB_JSCAN_KEY(key, "incomplete_details")) {
+            break;
+        case INCOMPLETE:
             if ((rc = enter(s, 2)) == 1)
                 rc = strings(s, 3, reason, (sb_str_t *const[]){&f->reason}, 1);
-        } else if (SB_JSCAN_KEY(key, "error")) {
+            break;
+        case ERROR:
             if ((rc = enter(s, 2)) == 1)
                 rc = read_failure(s, f);
-        } else {
+            break;
+        default:
             rc = sb_jscan_skip(s, 2);
         }
         if (rc < 0)
@@ -347,36 +362,54 @@ static int read_response(sb_jscan_t *s, fields_t *f)
     return rc;
 }
 
-/* The whole event: exactly one object, no key repeated in the objects read (the old reader's JSON_REJECT_DUPLICATES). */
+/* The whole event: exactly one object, no key it acts on repeated in the objects read (jscan.h's rule). */
 static int read_fields(sb_jscan_t *s, fields_t *f)
 {
-    sb_jscan_keys_t seen;
-    seen.n = 0;
+    enum { TYPE = 1, DELTA = 2, OUTPUT_INDEX = 4, RESPONSE = 8, ITEM = 16, MESSAGE = 32, ERROR = 64 };
+    unsigned seen = 0;
     sb_str_t key;
     int first = 1, rc;
     static const char *const item[] = {"type", "call_id", "name", "arguments"}, *const message[] = {"message"};
     if (sb_jscan_peek(s) != '{')
         return SB_JSCAN_SYNTAX;
     ++s->p;
-    while ((rc = sb_jscan_unique_member(s, &first, &key, &seen)) > 0) {
-        if (SB_JSCAN_KEY(key, "type")) {
+    while ((rc = sb_jscan_member(s, &first, &key)) > 0) {
+        unsigned k = SB_JSCAN_KEY(key, "type")           ? TYPE
+                     : SB_JSCAN_KEY(key, "delta")        ? DELTA
+                     : SB_JSCAN_KEY(key, "output_index") ? OUTPUT_INDEX
+                     : SB_JSCAN_KEY(key, "response")     ? RESPONSE
+                     : SB_JSCAN_KEY(key, "item")         ? ITEM
+                     : SB_JSCAN_KEY(key, "message")      ? MESSAGE
+                     : SB_JSCAN_KEY(key, "error")        ? ERROR
+                                                         : 0;
+        if (sb_jscan_once(&seen, k) != SB_JSCAN_OK)
+            return SB_JSCAN_SYNTAX;
+        switch (k) {
+        case TYPE:
             rc = text(s, &f->type, 1);
-        } else if (SB_JSCAN_KEY(key, "delta")) {
+            break;
+        case DELTA:
             rc = text(s, &f->delta, 1);
-        } else if (SB_JSCAN_KEY(key, "output_index")) {
+            break;
+        case OUTPUT_INDEX:
             rc = integer(s, &f->output_index, 1);
-        } else if (SB_JSCAN_KEY(key, "response")) {
+            break;
+        case RESPONSE:
             if ((rc = enter(s, 1)) == 1)
                 rc = read_response(s, f);
-        } else if (SB_JSCAN_KEY(key, "item")) {
+            break;
+        case ITEM:
             if ((rc = enter(s, 1)) == 1)
                 rc = strings(s, 2, item, (sb_str_t *const[]){&f->item_type, &f->call_id, &f->name, &f->arguments}, 4);
-        } else if (SB_JSCAN_KEY(key, "message")) {
+            break;
+        case MESSAGE:
             rc = text(s, &f->message, 1);
-        } else if (SB_JSCAN_KEY(key, "error")) {
+            break;
+        case ERROR:
             if ((rc = enter(s, 1)) == 1)
                 rc = strings(s, 2, message, (sb_str_t *const[]){&f->error_message}, 1);
-        } else {
+            break;
+        default:
             rc = sb_jscan_skip(s, 1);
         }
         if (rc < 0)

@@ -12,14 +12,15 @@
  * an event with a NUL byte (jansson 2.14 skips one after a number or
  * literal), nesting past SB_JSCAN_MAX_DEPTH (jansson allows 2048), a real
  * number past a double outside a call's args (the scanner checks numbers for
- * form only) and a key repeated inside a member the scanner skips or past the
- * first SB_JSCAN_KEYS of an object (jansson refused every repeat).
+ * form only) and a repeated key (jansson refused every repeat; the reader
+ * refuses a repeat of a key it acts on and lets the others through, the rule
+ * jscan.h states).
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "jscan_keys.h"
+#include "jscan.h"
 #include "wire.h"
 #include "wire_ref.h"
 

@@ -485,7 +485,7 @@ static void test_events(void)
 
     static const char *const bad[] = {
         "data: [1]\n\n",
-        "data: {\"a\":1,\"a\":2}\n\n",
+        "data: {\"usageMetadata\":{},\"usageMetadata\":{}}\n\n",
         "data: {\"candidates\":{}}\n\n",
         "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":5}]}}]}\n\n",
         "data: {\"candidates\":[{\"content\":{\"parts\":[{\"functionCall\":{\"name\":\"a\",\"args\":[1]}}]}}]}\n\n",
@@ -558,6 +558,26 @@ static void test_one_pass(void)
     free(r);
     r = one("data: {\"modelVersion\":\"a\",\"model\\u0056ersion\":\"b\"}\n\n");
     ok(r->errors == 1, "a key repeated with an escape is refused");
+    free(r);
+    r = one("data: {\"responseId\":\"a\",\"candidates\":[{\"index\":0,\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"t\","
+            "\"x\":1,\"x\":[2]}],\"role\":null},\"index\":1}],\"responseId\":\"b\"}\n\n");
+    ok(r->errors == 0 && r->text_len == 1 && r->text[0] == 't',
+       "a key repeated that the reader does not act on is let through (jscan.h's rule): whichever copy, the same delta");
+    free(r);
+    r = one("data: {\"usageMetadata\":{\"promptTokenCount\":1,\"promptTokensDetails\":[{\"modality\":\"TEXT\",\"tokenCount\":1,"
+            "\"tokenCount\":2}],\"promptTokensDetails\":[]}}\n\n");
+    ok(r->errors == 0 && r->prompt == 1, "so is one in a member only checked and skipped");
+    free(r);
+    r = one("data: {\"usageMetadata\":{\"promptTokensDetails\":[{\"modality\":\"TEXT\" \"tokenCount\":1}]}}\n\n");
+    ok(r->errors == 1 && r->error == SB_E_UPSTREAM_BAD_RESPONSE, "a skipped member must still be valid JSON");
+    free(r);
+    r = one("data: {\"usageMetadata\":{\"promptTokensDetails\":[{\"modality\":\"TEXT\",\"tokenCount\":1,}]}}\n\n");
+    ok(r->errors == 1 && r->error == SB_E_UPSTREAM_BAD_RESPONSE, "a trailing comma in a skipped member is refused");
+    free(r);
+    r = one("data: { \"candidates\" : [ { \"content\" : { \"parts\" : [ { \"text\" :\t\"a\" } ] } } ] ,\t"
+            "\"usageMetadata\":{\"promptTokenCount\" :3 , \"totalTokenCount\":\t 4}, \"modelVersion\":  \"m\" }\n\n");
+    ok(r->errors == 0 && r->text_len == 1 && r->prompt == 3 && r->total == 4 && strcmp(r->model, "m") == 0,
+       "whitespace anywhere JSON allows it: every member found the general way");
     free(r);
     r = one("data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":5,\"thought\":true}]}}]}\n\n");
     ok(r->errors == 0 && r->deltas == 0, "a thought's text is not looked at, whatever its type");

@@ -193,6 +193,10 @@ static void one_pass(void)
     ok(read_one(st, "message", "{\"type\":\"response.output_text.delta\",\"d\\u0065lta\":\"a\",\"delta\":\"b\"}", &d, scratch) ==
            SB_WIRE_ERROR,
        "a repeated key written with an escape is refused");
+    ok(read_one(st, "message", "{\"type\":\"response.output_text.delta\",\"x\":1,\"delta\":\"a\",\"x\":{}}", &d, scratch) ==
+               SB_WIRE_DELTA &&
+           has(d.content, "a"),
+       "a repeated key the reader does not act on is let through (jscan.h's rule)");
     ok(read_one(st, "message", "{\"type\":\"response.output_text.delta\",\"delta\":\"a\"", &d, scratch) == SB_WIRE_ERROR &&
            d.problem != NULL,
        "truncated JSON is an error");

@@ -14,7 +14,7 @@
 
 #include <jansson.h>
 
-#include "jscan.h"
+#include "jscan_keys.h"
 #include "sb/alloc.h"
 #include "sb/buf.h"
 #include "sb/json.h"
@@ -540,144 +540,153 @@ static int enter(sb_jscan_t *s, int *kind, unsigned depth)
     }
 }
 
-/* Each reader below clears its form first: a later duplicate key replaces the whole object, as in jansson. */
+/*
+ * Each reader below clears its form first: a later duplicate key replaces the whole object, as in jansson. Each lists
+ * the keys it reads for SB_JSCAN_NEXT_MEMBER (jscan_keys.h), numbered from 1, in the order Anthropic writes them.
+ */
+#define USAGE_KEYS(X) X(1, "input_tokens") X(2, "cache_creation_input_tokens") X(3, "cache_read_input_tokens") X(4, "output_tokens")
+#define DELTA_KEYS(X) X(1, "type") X(2, "text") X(3, "partial_json") X(4, "stop_reason")
+#define BLOCK_KEYS(X) X(1, "type") X(2, "text") X(3, "id") X(4, "name") X(5, "input")
+#define MESSAGE_KEYS(X) X(1, "model") X(2, "usage")
+#define ERROR_KEYS(X) X(1, "type") X(2, "message")
+#define EVENT_KEYS(X) X(1, "type") X(2, "index") X(3, "delta") X(4, "content_block") X(5, "message") X(6, "usage") X(7, "error")
+
 static int read_usage(sb_jscan_t *s, struct usage *u, unsigned depth)
 {
     int first = 1, rc;
-    sb_str_t key;
+    unsigned k;
     *u = (struct usage){0};
     if ((rc = enter(s, &u->kind, depth)) != SB_JSCAN_ENTERED)
         return rc;
-    while ((rc = sb_jscan_member(s, &first, &key)) > 0) {
-        int i = SB_JSCAN_KEY(key, "input_tokens")                  ? 0
-                : SB_JSCAN_KEY(key, "cache_creation_input_tokens") ? 1
-                : SB_JSCAN_KEY(key, "cache_read_input_tokens")     ? 2
-                : SB_JSCAN_KEY(key, "output_tokens")               ? 3
-                                                                   : -1;
-        if ((i >= 0 ? read_int(s, &u->count[i], depth + 1) : sb_jscan_skip(s, depth + 1)) != SB_JSCAN_OK)
+    while ((k = SB_JSCAN_NEXT_MEMBER(s, &first, USAGE_KEYS, 0)) != SB_JSCAN_END)
+        if (k == SB_JSCAN_NO_KEY || (k > 0 ? read_int(s, &u->count[k - 1], depth + 1) : sb_jscan_skip(s, depth + 1)) != SB_JSCAN_OK)
             return SB_JSCAN_SYNTAX;
-    }
-    return rc;
+    return SB_JSCAN_OK;
 }
 
 static int read_delta(sb_jscan_t *s, struct delta *d, unsigned depth)
 {
     int first = 1, rc;
-    sb_str_t key;
+    unsigned k;
     *d = (struct delta){0};
     if ((rc = enter(s, &d->kind, depth)) != SB_JSCAN_ENTERED)
         return rc;
-    while ((rc = sb_jscan_member(s, &first, &key)) > 0) {
-        struct str_field *f = SB_JSCAN_KEY(key, "type")           ? &d->type
-                              : SB_JSCAN_KEY(key, "text")         ? &d->text
-                              : SB_JSCAN_KEY(key, "partial_json") ? &d->partial_json
-                              : SB_JSCAN_KEY(key, "stop_reason")  ? &d->stop_reason
-                                                                  : NULL;
-        if ((f != NULL ? read_str(s, f, depth + 1) : sb_jscan_skip(s, depth + 1)) != SB_JSCAN_OK)
+    while ((k = SB_JSCAN_NEXT_MEMBER(s, &first, DELTA_KEYS, 0)) != SB_JSCAN_END) {
+        struct str_field *f = k == 1 ? &d->type : k == 2 ? &d->text : k == 3 ? &d->partial_json : k == 4 ? &d->stop_reason : NULL;
+        if (k == SB_JSCAN_NO_KEY || (f != NULL ? read_str(s, f, depth + 1) : sb_jscan_skip(s, depth + 1)) != SB_JSCAN_OK)
             return SB_JSCAN_SYNTAX;
     }
-    return rc;
+    return SB_JSCAN_OK;
 }
 
 static int read_block(sb_jscan_t *s, struct block *b, unsigned depth)
 {
     int first = 1, rc;
-    sb_str_t key;
+    unsigned k;
     *b = (struct block){0};
     if ((rc = enter(s, &b->kind, depth)) != SB_JSCAN_ENTERED)
         return rc;
     b->at = s->p - 1;
-    while ((rc = sb_jscan_member(s, &first, &key)) > 0) {
-        struct str_field *f = SB_JSCAN_KEY(key, "type")   ? &b->type
-                              : SB_JSCAN_KEY(key, "text") ? &b->text
-                              : SB_JSCAN_KEY(key, "id")   ? &b->id
-                              : SB_JSCAN_KEY(key, "name") ? &b->name
-                                                          : NULL;
+    while ((k = SB_JSCAN_NEXT_MEMBER(s, &first, BLOCK_KEYS, 0)) != SB_JSCAN_END) {
+        if (k == SB_JSCAN_NO_KEY)
+            return SB_JSCAN_SYNTAX;
+        struct str_field *f = k == 1 ? &b->type : k == 2 ? &b->text : k == 3 ? &b->id : k == 4 ? &b->name : NULL;
         if (f != NULL) {
             if (read_str(s, f, depth + 1) != SB_JSCAN_OK)
                 return SB_JSCAN_SYNTAX;
             continue;
         }
-        if (SB_JSCAN_KEY(key, "input") && sb_jscan_peek(s) == '{') {
+        if (k == 5 && sb_jscan_peek(s) == '{') {
             const unsigned char *open = s->p++;
             b->input = sb_jscan_peek(s) == '}' ? INPUT_EMPTY : INPUT_FULL;
             s->p = open;
-        } else if (SB_JSCAN_KEY(key, "input")) {
+        } else if (k == 5) {
             b->input = OTHER;
         }
         if (sb_jscan_skip(s, depth + 1) != SB_JSCAN_OK)
             return SB_JSCAN_SYNTAX;
     }
     b->len = (size_t)(s->p - b->at);
-    return rc;
+    return SB_JSCAN_OK;
 }
 
 static int read_message(sb_jscan_t *s, struct message *m, unsigned depth)
 {
     int first = 1, rc;
-    sb_str_t key;
+    unsigned k;
     *m = (struct message){0};
     if ((rc = enter(s, &m->kind, depth)) != SB_JSCAN_ENTERED)
         return rc;
-    while ((rc = sb_jscan_member(s, &first, &key)) > 0) {
-        if (SB_JSCAN_KEY(key, "model"))
+    while ((k = SB_JSCAN_NEXT_MEMBER(s, &first, MESSAGE_KEYS, 0)) != SB_JSCAN_END) {
+        if (k == SB_JSCAN_NO_KEY)
+            return SB_JSCAN_SYNTAX;
+        if (k == 1)
             rc = read_str(s, &m->model, depth + 1);
-        else if (SB_JSCAN_KEY(key, "usage"))
+        else if (k == 2)
             rc = read_usage(s, &m->usage, depth + 1);
         else
             rc = sb_jscan_skip(s, depth + 1);
         if (rc != SB_JSCAN_OK)
             return SB_JSCAN_SYNTAX;
     }
-    return rc;
+    return SB_JSCAN_OK;
 }
 
 static int read_error(sb_jscan_t *s, struct error *e, unsigned depth)
 {
     int first = 1, rc;
-    sb_str_t key;
+    unsigned k;
     *e = (struct error){0};
     if ((rc = enter(s, &e->kind, depth)) != SB_JSCAN_ENTERED)
         return rc;
-    while ((rc = sb_jscan_member(s, &first, &key)) > 0) {
-        struct str_field *f = SB_JSCAN_KEY(key, "type") ? &e->type : SB_JSCAN_KEY(key, "message") ? &e->message : NULL;
-        if ((f != NULL ? read_str(s, f, depth + 1) : sb_jscan_skip(s, depth + 1)) != SB_JSCAN_OK)
+    while ((k = SB_JSCAN_NEXT_MEMBER(s, &first, ERROR_KEYS, 0)) != SB_JSCAN_END) {
+        struct str_field *f = k == 1 ? &e->type : k == 2 ? &e->message : NULL;
+        if (k == SB_JSCAN_NO_KEY || (f != NULL ? read_str(s, f, depth + 1) : sb_jscan_skip(s, depth + 1)) != SB_JSCAN_OK)
             return SB_JSCAN_SYNTAX;
     }
-    return rc;
+    return SB_JSCAN_OK;
 }
 
 /* The pass: SB_JSCAN_OK when the data is exactly one JSON object, else SB_JSCAN_SYNTAX. */
 static int read_event(sb_jscan_t *s, struct event *e)
 {
     int first = 1, rc;
-    sb_str_t key;
+    unsigned k;
     if (sb_jscan_peek(s) != '{')
         return SB_JSCAN_SYNTAX;
     ++s->p;
-    while ((rc = sb_jscan_member(s, &first, &key)) > 0) {
-        if (SB_JSCAN_KEY(key, "type"))
+    while ((k = SB_JSCAN_NEXT_MEMBER(s, &first, EVENT_KEYS, 0)) != SB_JSCAN_END) {
+        switch (k) {
+        case SB_JSCAN_NO_KEY:
+            return SB_JSCAN_SYNTAX;
+        case 1:
             rc = read_str(s, &e->type, 1);
-        else if (SB_JSCAN_KEY(key, "index"))
+            break;
+        case 2:
             rc = read_int(s, &e->index, 1);
-        else if (SB_JSCAN_KEY(key, "delta"))
+            break;
+        case 3:
             rc = read_delta(s, &e->delta, 1);
-        else if (SB_JSCAN_KEY(key, "content_block"))
+            break;
+        case 4:
             rc = read_block(s, &e->block, 1);
-        else if (SB_JSCAN_KEY(key, "message"))
+            break;
+        case 5:
             rc = read_message(s, &e->message, 1);
-        else if (SB_JSCAN_KEY(key, "usage"))
+            break;
+        case 6:
             rc = read_usage(s, &e->usage, 1);
-        else if (SB_JSCAN_KEY(key, "error"))
+            break;
+        case 7:
             rc = read_error(s, &e->error, 1);
-        else
+            break;
+        default:
             rc = sb_jscan_skip(s, 1);
+        }
         if (rc != SB_JSCAN_OK)
             return SB_JSCAN_SYNTAX;
     }
-    if (rc < 0 || sb_jscan_peek(s) != -1) /* exactly one value */
-        return SB_JSCAN_SYNTAX;
-    return SB_JSCAN_OK;
+    return sb_jscan_peek(s) != -1 ? SB_JSCAN_SYNTAX : SB_JSCAN_OK; /* exactly one value */
 }
 
 static sb_str_t lit(const char *s)

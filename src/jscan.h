@@ -31,7 +31,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-#if defined(__SSE2__)
+#if defined(__SSE2__) && !defined(SB_JSCAN_PORTABLE) /* SB_JSCAN_PORTABLE: the 8-byte test everywhere, to test it */
+#define SB_JSCAN_SSE2 1
 #include <emmintrin.h>
 #endif
 
@@ -116,7 +117,7 @@ static inline SB_JSCAN_INLINE uint64_t sb_jscan_load8(const unsigned char *p)
     return v;
 }
 
-#if defined(__SSE2__)
+#if defined(SB_JSCAN_SSE2)
 #define SB_JSCAN_BLOCK 16
 /* How many of the 16 bytes at p come before the first that needs a closer look in a string: 16 when none does. */
 static inline SB_JSCAN_INLINE unsigned sb_jscan_plain_prefix(const unsigned char *p)

@@ -12,15 +12,11 @@
 #include "auth.h"
 #include "conversation.h"
 #include "eventlog.h"
-#include "respond.h"
+#include "live.h"
 #include "sb/alloc.h"
 #include "sb/buf.h"
 #include "sb/log.h"
 #include "session.h"
-#include "turn.h"
-#include "watch.h"
-#include "worker.h"
-#include "ws.h"
 
 #define FRAME_MAX (256u << 10) /* one server message: a tool result is the biggest */
 #define ANSWER_MAX (64u << 10) /* an answer's words kept for this socket's history */
@@ -28,42 +24,26 @@
 #define MESSAGE_ID_MAX 64      /* bytes of a client's id for its message */
 #define SUBPROTOCOL "switchboard.v1"
 
-struct session;
-
-/* One answer in progress: the turn, its sink (what the client hears) and its observers. */
+/* One answer in progress: the turn with its sink (what the client hears), and what the protocol adds. */
 struct live_turn {
-    sb_sink_t super;
-    struct session *s;
-    sb_turn_t *turn; /* NULL once released */
-    sb_turn_watch_t watch;
+    sb_live_turn_t super;
     char id[24];                       /* "t1", "t2", ...: every message about the turn names it */
     char reply_to[MESSAGE_ID_MAX + 1]; /* the client's id for its message, "" when none */
     sb_buf_t words;                    /* what the model said, for this socket's history */
-    uint64_t t_first;                  /* uv_hrtime() of the first message about the answer */
-    size_t bytes;
-    char model[257];
-    int done;   /* the turn told done: released from the loop */
-    int paused; /* the socket's output is over its high-water mark */
-    int stray;  /* the model called a tool nobody offered it: a session's client has none */
+    int stray;                         /* the model called a tool nobody offered it: a session's client has none */
 };
 
 struct session {
-    sb_open_work_t work; /* in the worker's open work, for draining */
-    sb_worker_t *w;
-    sb_ws_t *ws; /* NULL once closed */
+    sb_live_t live; /* the socket and the answer in progress */
     sb_session_claims_t claims;
-    const char *team;       /* static (auth.h) */
-    char memory_key[33];    /* the stored conversation: the owner's and the session id's digest */
-    json_t *history;        /* this socket's messages, oldest first, at most HISTORY_MAX: what the next turn sends */
-    struct live_turn *live; /* the answer in progress, or NULL */
-    uv_timer_t reap;        /* releases a finished turn from the loop (never inside its own callback) */
+    const char *team;    /* static (auth.h) */
+    char memory_key[33]; /* the stored conversation: the owner's and the session id's digest */
+    json_t *history;     /* this socket's messages, oldest first, at most HISTORY_MAX: what the next turn sends */
     unsigned nturns;
     sb_pgquery_t *history_query;
     int expired;
     int ended; /* its conversation's close is on its way */
 };
-
-static void send_text(struct session *s, sb_buf_t *b);
 
 /* --- writing messages -------------------------------------------------------------------------- */
 
@@ -88,18 +68,22 @@ static void add_strz(sb_buf_t *b, const char *key, const char *v)
         add_str(b, key, v, strlen(v));
 }
 
+static struct live_turn *live_of(sb_sink_t *sink)
+{
+    return H2O_STRUCT_FROM_MEMBER(struct live_turn, super, H2O_STRUCT_FROM_MEMBER(sb_live_turn_t, super, sink));
+}
+
+/* The answer in progress, or NULL. */
+static struct live_turn *current(struct session *s)
+{
+    return s->live.turn != NULL ? H2O_STRUCT_FROM_MEMBER(struct live_turn, super, s->live.turn) : NULL;
+}
+
 /* Sends the message in `b` (closed here) and frees it. */
 static void send_text(struct session *s, sb_buf_t *b)
 {
-    if (sb_buf_appendz(b, "}") == 0 && s->ws != NULL) {
-        int full = sb_ws_send(s->ws, b->base, b->len);
-        if (full == 1 && s->live != NULL && s->live->turn != NULL && !s->live->paused) {
-            s->live->paused = 1;
-            s->live->super.pause(s->live->super.turn);
-        }
-        if (s->live != NULL)
-            s->live->bytes += b->len;
-    }
+    if (sb_buf_appendz(b, "}") == 0)
+        sb_live_send(&s->live, b->base, b->len);
     sb_buf_dispose(b);
 }
 
@@ -152,20 +136,14 @@ static void leave_for_restart(struct session *s)
 {
     const char *category, *message = friendly(SB_E_SHUTTING_DOWN, &category);
     send_error(s, NULL, category, message);
-    sb_ws_close(s->ws, SB_WS_GOING_AWAY, "server shutting down");
+    sb_ws_close(s->live.ws, SB_WS_GOING_AWAY, "server shutting down");
 }
 
 /* --- the session sink ------------------------------------------------------------------------- */
 
-static struct live_turn *live_of(sb_sink_t *sink)
+static struct session *session_of(struct live_turn *lt)
 {
-    return H2O_STRUCT_FROM_MEMBER(struct live_turn, super, sink);
-}
-
-static void first_out(struct live_turn *lt)
-{
-    if (lt->t_first == 0)
-        lt->t_first = uv_hrtime();
+    return H2O_STRUCT_FROM_MEMBER(struct session, live, lt->super.live);
 }
 
 static void on_agent(sb_sink_t *sink, const sb_agent_decision_t *d)
@@ -179,13 +157,12 @@ static void on_agent(sb_sink_t *sink, const sb_agent_decision_t *d)
         add_strz(&b, "previous", d->previous->name);
     add_strz(&b, "routed_by", sb_routed_by_name(d->routed_by));
     add_strz(&b, "strategy", sb_strategy_name(d->strategy));
-    send_text(lt->s, &b);
+    send_text(session_of(lt), &b);
 }
 
 static void on_model(sb_sink_t *sink, sb_str_t model)
 {
-    struct live_turn *lt = live_of(sink);
-    sb_copy_text(lt->model, sizeof(lt->model), model.base, model.len);
+    sb_live_model(&live_of(sink)->super, model);
 }
 
 static sb_error_t on_delta(sb_sink_t *sink, const sb_sink_delta_t *d)
@@ -195,19 +172,19 @@ static sb_error_t on_delta(sb_sink_t *sink, const sb_sink_delta_t *d)
         lt->stray = 1; /* a session's client declares no tools of its own: the call goes nowhere */
     if (d->text.base == NULL || d->text.len == 0)
         return SB_OK; /* nor does it hear audio */
-    first_out(lt);
+    sb_live_first(&lt->super);
     sb_buf_append(&lt->words, d->text.base, d->text.len); /* past ANSWER_MAX the history keeps the start */
     sb_buf_t b;
     begin(&b, "token");
     add_strz(&b, "turn", lt->id);
     add_str(&b, "text", d->text.base, d->text.len);
-    send_text(lt->s, &b);
+    send_text(session_of(lt), &b);
     return SB_OK;
 }
 
 static void tool_message(struct live_turn *lt, const char *type, const sb_sink_tool_t *call)
 {
-    first_out(lt);
+    sb_live_first(&lt->super);
     sb_buf_t b;
     begin(&b, type);
     add_strz(&b, "turn", lt->id);
@@ -218,7 +195,7 @@ static void tool_message(struct live_turn *lt, const char *type, const sb_sink_t
         add_str(&b, "result", call->result.base, call->result.len);
         sb_buf_appendz(&b, call->failed ? ",\"failed\":true" : ",\"failed\":false");
     }
-    send_text(lt->s, &b);
+    send_text(session_of(lt), &b);
 }
 
 static void on_tool_started(sb_sink_t *sink, const sb_sink_tool_t *call)
@@ -248,16 +225,14 @@ static void on_retrieval(sb_sink_t *sink, const char *outcome, const sb_passage_
         sb_buf_appendz(&b, "}");
     }
     sb_buf_appendz(&b, "]");
-    send_text(lt->s, &b);
+    send_text(session_of(lt), &b);
 }
-
-static void on_reap(uv_timer_t *timer);
 
 static void on_done(sb_sink_t *sink, const sb_turn_end_t *end)
 {
     struct live_turn *lt = live_of(sink);
-    struct session *s = lt->s;
-    first_out(lt);
+    struct session *s = session_of(lt);
+    sb_live_first(&lt->super);
     sb_error_t error = end->error;
     if (error == SB_OK && lt->stray && lt->words.len == 0)
         error = SB_E_UPSTREAM_BAD_RESPONSE; /* nothing to say but a call of a tool it does not have: no answer */
@@ -271,14 +246,13 @@ static void on_done(sb_sink_t *sink, const sb_turn_end_t *end)
     if (lt->reply_to[0])
         add_strz(&b, "reply_to", lt->reply_to);
     add_strz(&b, "finish", error == SB_OK ? (end->finish != NULL ? end->finish : "stop") : "error");
-    if (lt->model[0])
-        add_strz(&b, "model", lt->model);
+    if (lt->super.model[0])
+        add_strz(&b, "model", lt->super.model);
     if (end->has_usage)
         sb_buf_appendf(&b, ",\"usage\":{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"total_tokens\":%lld}",
                        end->prompt_tokens, end->completion_tokens, end->total_tokens);
     send_text(s, &b);
-    lt->done = 1;
-    uv_timer_start(&s->reap, on_reap, 0, 0); /* the turn is inside this call: it is released from the loop */
+    sb_live_done(&lt->super);
 }
 
 static const sb_sink_ops_t session_sink_ops = {
@@ -301,43 +275,18 @@ static void remember(struct session *s, const char *role, const char *text, size
     if (len == 0)
         return;
     json_array_append_new(s->history, json_pack("{s:s, s:s%}", "role", role, "content", text, len));
-    size_t max = s->w->config->history_max > 0 ? s->w->config->history_max : 1;
+    size_t max = s->live.w->config->history_max > 0 ? s->live.w->config->history_max : 1;
     while (json_array_size(s->history) > max)
         json_array_remove(s->history, 0);
 }
 
-/*
- * Lets go of the live turn: released (stopped silently if it still runs),
- * its words kept in the history, its access-log line written with `end`
- * when it did not finish by itself.
- */
-static void end_live(struct session *s, const char *end)
+/* The answer was let go (live.h): its words are kept in the history. */
+static void on_ended(sb_live_turn_t *super)
 {
-    struct live_turn *lt = s->live;
-    if (lt == NULL)
-        return;
-    s->live = NULL;
-    if (lt->turn != NULL) {
-        if (!lt->done && lt->watch.end == NULL)
-            lt->watch.end = end;
-        sb_turn_watch_forget(&lt->watch, lt->turn);
-        sb_turn_release(lt->turn);
-        lt->turn = NULL;
-    }
-    remember(s, "assistant", lt->words.base, lt->words.len);
-    sb_turn_watch_log(&lt->watch, &(sb_turn_written_t){101, lt->t_first, lt->bytes, lt->model});
-    sb_turn_watch_dispose(&lt->watch);
+    struct live_turn *lt = H2O_STRUCT_FROM_MEMBER(struct live_turn, super, super);
+    remember(session_of(lt), "assistant", lt->words.base, lt->words.len);
     sb_buf_dispose(&lt->words);
     free(lt);
-}
-
-static void on_reap(uv_timer_t *timer)
-{
-    struct session *s = timer->data;
-    if (s->live != NULL && s->live->done)
-        end_live(s, "done");
-    if (s->live == NULL && s->ws != NULL && s->w->draining) /* the answer the drain waited for is out */
-        leave_for_restart(s);
 }
 
 /* The request a message makes: this socket's history and the new words, in the session's conversation. */
@@ -355,33 +304,30 @@ static int build_request(struct session *s, const char *text, const char *agent,
                              "stream_options", "include_usage", 1);
     if (model[0])
         json_object_set_new(root, "model", json_string(model));
-    int rc = sb_chat_request_parse(root, s->w->config->default_model, NULL, creq, err);
+    int rc = sb_chat_request_parse(root, s->live.w->config->default_model, NULL, creq, err);
     json_decref(root);
     if (rc != 0)
         return -1;
     creq->team = s->team;
     memcpy(creq->owner, s->claims.owner, sizeof(creq->owner));
     memcpy(creq->memory_key, s->memory_key, sizeof(creq->memory_key));
-    char id[25];
-    sb_respond_new_id(id, sizeof(id));
-    sb_chat_request_set_trace(creq, NULL, 0, id, NULL, 0);
     return 0;
 }
 
 /* Stops the answer in progress, telling the client it ended with `finish` (interrupted, cancelled). */
 static void stop_live(struct session *s, const char *finish)
 {
-    struct live_turn *lt = s->live;
+    struct live_turn *lt = current(s);
     if (lt == NULL)
         return;
-    if (!lt->done) {
+    if (!lt->super.done) {
         sb_buf_t b;
         begin(&b, "done");
         add_strz(&b, "turn", lt->id);
         add_strz(&b, "finish", finish);
         send_text(s, &b);
     }
-    end_live(s, finish);
+    sb_live_end(&s->live, finish);
 }
 
 static void start_turn(struct session *s, const char *text, size_t len, const char *agent, const char *model, const char *reply_to)
@@ -395,16 +341,10 @@ static void start_turn(struct session *s, const char *text, size_t len, const ch
     }
     remember(s, "user", text, len);
     struct live_turn *lt = sb_calloc(1, sizeof(*lt));
-    lt->super.ops = &session_sink_ops;
-    lt->s = s;
     snprintf(lt->id, sizeof(lt->id), "t%u", ++s->nturns);
     snprintf(lt->reply_to, sizeof(lt->reply_to), "%s", reply_to != NULL ? reply_to : "");
     sb_buf_init(&lt->words, ANSWER_MAX);
-    s->live = lt;
-    sb_worker_t *w = s->w;
-    sb_sink_t *observer = sb_turn_watch_start(&lt->watch, w, &creq, "/v1/sessions/ws");
-    sb_turn_env_t env = {w->config, &w->loop, w->pg, w->curlm, w->server->provider, &w->llm, w->memory};
-    lt->turn = sb_turn_start(&env, &creq, &lt->super, observer);
+    sb_live_start(&s->live, &lt->super, &session_sink_ops, &creq, "/v1/sessions/ws");
 }
 
 /* --- the end ------------------------------------------------------------------------------------ */
@@ -427,14 +367,15 @@ static void on_turns_written(void *data, int written)
 /* The session is over for good: its conversation is closed and summarised, after its turns are stored. */
 static void close_conversation(struct session *s, const char *reason)
 {
-    if (s->w->memory == NULL || s->ended)
+    sb_worker_t *w = s->live.w;
+    if (w->memory == NULL || s->ended)
         return;
     s->ended = 1;
     struct closing *c = sb_alloc(sizeof(*c));
-    c->memory = s->w->memory;
+    c->memory = w->memory;
     memcpy(c->key, s->memory_key, sizeof(c->key));
     c->reason = reason;
-    sb_eventlog_after(s->w->eventlog, on_turns_written, c);
+    sb_eventlog_after(w->eventlog, on_turns_written, c);
 }
 
 /* --- the client's messages --------------------------------------------------------------------- */
@@ -454,7 +395,7 @@ static void on_message(sb_ws_t *ws, void *data, const char *text, size_t len)
         return;
     }
     if (strcmp(type, "message") == 0) {
-        if (s->w->draining) /* a new answer would hold the drain up: the next process takes it */
+        if (s->live.w->draining) /* a new answer would hold the drain up: the next process takes it */
             leave_for_restart(s);
         else if (words == NULL || nwords == 0 || memchr(words, '\0', nwords) != NULL)
             send_error(s, NULL, "bad_message", "a message needs some text");
@@ -465,7 +406,7 @@ static void on_message(sb_ws_t *ws, void *data, const char *text, size_t len)
         else
             start_turn(s, words, nwords, agent, model, id);
     } else if (strcmp(type, "cancel") == 0) {
-        if (s->live != NULL && !s->live->done)
+        if (current(s) != NULL && !current(s)->super.done)
             stop_live(s, "cancelled");
     } else if (strcmp(type, "ping") == 0) {
         sb_buf_t b;
@@ -477,7 +418,7 @@ static void on_message(sb_ws_t *ws, void *data, const char *text, size_t len)
         }
         send_text(s, &b);
     } else if (strcmp(type, "end") == 0) {
-        end_live(s, "cancelled");
+        sb_live_end(&s->live, "cancelled");
         close_conversation(s, "client_end");
         sb_ws_close(ws, SB_WS_NORMAL, "session ended");
     } else {
@@ -489,31 +430,19 @@ static void on_message(sb_ws_t *ws, void *data, const char *text, size_t len)
 static void on_drained(sb_ws_t *ws, void *data)
 {
     struct session *s = data;
-    if (s->live != NULL && s->live->paused && s->live->turn != NULL) {
-        s->live->paused = 0;
-        s->live->super.resume(s->live->super.turn);
-    }
-}
-
-static void on_reap_closed(uv_handle_t *h)
-{
-    free(h->data);
+    sb_live_drained(&s->live);
 }
 
 static void on_closed(sb_ws_t *ws, void *data, unsigned code, const char *why)
 {
     struct session *s = data;
-    s->ws = NULL;
-    end_live(s, "client_gone");
     if (s->history_query != NULL)
         sb_pgquery_cancel(s->history_query);
     if (code == SB_WS_NORMAL && !s->expired) /* the client ended the session: it is over for good */
         close_conversation(s, "client_closed");
     if (why != NULL)
         sb_log_info("session %s closed: %s (%u)", s->claims.id, why, code);
-    sb_worker_work_ended(s->w, &s->work);
-    json_decref(s->history);
-    uv_close((uv_handle_t *)&s->reap, on_reap_closed);
+    sb_live_dispose(&s->live); /* on_disposed follows */
 }
 
 static const sb_ws_ops_t session_ws_ops = {
@@ -543,55 +472,51 @@ static void on_history(void *data, const PGresult *res, sb_error_t err, const ch
     send_text(s, &b);
 }
 
-/* The drain starts: an idle socket only waits, so it goes now; an answer in progress may finish first (on_reap). */
-static void on_draining(sb_open_work_t *work)
+/* The drain found the socket idle, or the answer it let finish is out: the client hears restarting now. */
+static void on_leave(sb_live_t *live)
 {
-    struct session *s = H2O_STRUCT_FROM_MEMBER(struct session, work, work);
-    if (s->ws != NULL && s->live == NULL)
-        leave_for_restart(s);
+    leave_for_restart(H2O_STRUCT_FROM_MEMBER(struct session, live, live));
 }
 
-static void on_deadline(sb_open_work_t *work)
+/* The drain deadline: the answer in progress ends with the restarting error (its done says so), and the socket closes. */
+static void on_deadline(sb_live_t *live)
 {
-    struct session *s = H2O_STRUCT_FROM_MEMBER(struct session, work, work);
-    if (s->ws == NULL)
-        return;
-    if (s->live != NULL && !s->live->done) {
-        sb_turn_stop(s->live->turn, SB_E_SHUTTING_DOWN, "server shutting down", "shutdown");
-        sb_ws_close(s->ws, SB_WS_GOING_AWAY, "server shutting down");
-    } else {
-        leave_for_restart(s);
-    }
+    if (sb_live_stop(live, SB_E_SHUTTING_DOWN, "server shutting down", "shutdown"))
+        sb_ws_close(live->ws, SB_WS_GOING_AWAY, "server shutting down");
+    else
+        leave_for_restart(H2O_STRUCT_FROM_MEMBER(struct session, live, live));
 }
 
-static void on_exiting(sb_open_work_t *work)
+static void on_disposed(sb_live_t *live)
 {
-    struct session *s = H2O_STRUCT_FROM_MEMBER(struct session, work, work);
-    end_live(s, "shutdown");
+    struct session *s = H2O_STRUCT_FROM_MEMBER(struct session, live, live);
+    json_decref(s->history);
+    free(s);
 }
+
+static const sb_live_ops_t session_live_ops = {
+    .ended = on_ended,
+    .leave = on_leave,
+    .deadline = on_deadline,
+    .disposed = on_disposed,
+};
 
 void sb_session_accept(h2o_req_t *req, h2o_iovec_t key, const char *protocol, const sb_session_claims_t *claims, int expired)
 {
     sb_worker_t *w = sb_worker_of(req);
     struct session *s = sb_calloc(1, sizeof(*s));
-    s->w = w;
     s->claims = *claims;
     s->expired = expired;
     s->team = claims->team[0] ? sb_auth_team_named(claims->team, strlen(claims->team)) : NULL;
     sb_conversation_key_of(claims->owner, claims->id, NULL, s->memory_key);
     s->history = json_array();
-    s->work.draining = on_draining;
-    s->work.deadline = on_deadline;
-    s->work.exiting = on_exiting;
-    uv_timer_init(&w->loop, &s->reap);
-    s->reap.data = s;
-    sb_worker_work_started(w, &s->work);
+    sb_live_init(&s->live, w, &session_live_ops);
     const sb_config_t *c = w->config;
     sb_ws_limits_t limits = {c->ws_max_message_bytes, c->ws_messages_per_s, (uint64_t)c->ws_idle_s * 1000};
-    s->ws = sb_ws_accept(req, key, protocol, &limits, &session_ws_ops, s);
+    s->live.ws = sb_ws_accept(req, key, protocol, &limits, &session_ws_ops, s);
     if (expired) {
         send_error(s, NULL, "session_expired", "your session expired: reload the page to start a new one");
-        sb_ws_close(s->ws, 4001, "session expired");
+        sb_ws_close(s->live.ws, 4001, "session expired");
         return;
     }
     sb_buf_t b;

@@ -13,6 +13,7 @@
 #include "auth.h"
 #include "conversation.h"
 #include "cors.h"
+#include "live.h"
 #include "respond.h"
 #include "session.h"
 #include "sessions.h"
@@ -224,16 +225,6 @@ void sb_sessions_connect(h2o_req_t *req)
     const char *protocol = offered ? "switchboard.v1" : NULL;
     if (!offered && entry.base != NULL)
         protocol = h2o_strdup(&req->pool, entry.base, entry.len).base;
-    sb_access_t a = {.request_id = "",
-                     .method = "GET",
-                     .route = SB_SESSIONS_PREFIX "ws",
-                     .status = 101,
-                     .ttfb_ms = -1,
-                     .total_ms = 0,
-                     .prompt_tokens = -1,
-                     .completion_tokens = -1,
-                     .end = verdict == SB_TOKEN_EXPIRED ? "expired" : "upgraded",
-                     .worker = w->id};
-    sb_access_log(c->access_log, &a);
+    sb_live_log_upgrade(w, SB_SESSIONS_PREFIX "ws", verdict == SB_TOKEN_EXPIRED ? "expired" : "upgraded");
     sb_session_accept(req, key, protocol, &claims, verdict == SB_TOKEN_EXPIRED);
 }

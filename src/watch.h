@@ -3,7 +3,7 @@
  * metrics, and the event log (memory's record of the turn), chained in that
  * order behind the channel's sink (sink.h `next`), and the access-log line
  * when the channel is done with the turn. An HTTP exchange (exchange.c) and
- * a WebSocket session (session.c) each embed one per turn. Loop thread only.
+ * a socket channel's turn (live.c) each embed one per turn. Loop thread only.
  */
 #ifndef SB_WATCH_H
 #define SB_WATCH_H

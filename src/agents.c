@@ -187,6 +187,7 @@ static void free_agent(sb_agent_t *a)
 {
     free(a->instructions);
     free(a->offered);
+    free(a->offered_calls);
     free(a->model);
     free(a->description);
     free(a->rag_config); /* a shallow copy: its strings are the server's */
@@ -300,7 +301,8 @@ int sb_agents_init(const sb_config_t *config, char *err, size_t errlen)
         return -1;
     for (size_t i = 0; i < table.n; ++i) {
         sb_agent_t *a = &table.v[i];
-        a->offered = sb_tools_serialize(a->tools);
+        a->offered = sb_tools_serialize(a->tools & ~sb_tools_calls());
+        a->offered_calls = sb_tools_serialize(a->tools);
         if (a->top_k != 0) { /* retrieval reads its settings from a config: this one differs only in RAG_TOP_K */
             a->rag_config = sb_alloc(sizeof(*a->rag_config));
             *a->rag_config = *config;

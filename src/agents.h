@@ -24,6 +24,7 @@ typedef struct sb_agent {
     char *instructions;               /* what the model is told first */
     uint32_t tools;                   /* bit i: row i of the tool table (sb_tools_table) */
     char *offered;                    /* its tools that are enabled, as a serialized OpenAI array; NULL: none (sb_agents_init) */
+    char *offered_calls;              /* the same with those that act on the call (SB_TOOL_CALL), for a channel that can */
     char *model;                      /* NULL: the request's, or OPENAI_MODEL */
     double temperature;               /* < 0: not set */
     unsigned max_tokens;              /* 0: not set */

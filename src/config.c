@@ -114,6 +114,9 @@ static const struct setting {
       "calls of switchboard's tools run in one round; the model is told the rest were not run"),
     S("TOOL_FILLER_TEXT", K_STR, tool_filler_text, "One moment while I check that.", 0, 0,
       "said while tools run if nothing was said yet (none: silence)"),
+    S("TRANSFER_NUMBER", K_STR, transfer_number, NULL, 0, 0,
+      "the phone number (E.164, +14155550123) transfer_call hands a call to, on a channel that can transfer one (Retell); "
+      "unset: no transfer_call"),
     S("SUPPORT_EMAIL", K_STR, support_email, NULL, 0, 0, "where escalate_ticket emails go, comma-separated (unset: no email)"),
     S("SMTP_URL", K_STR, smtp_url, NULL, 0, 0,
       "mail server for escalation emails: smtp://host:587 (STARTTLS when offered, required with SMTP_USER) or smtps://host:465"),

@@ -663,9 +663,11 @@ too_large: /* rounds of tool results past SB_JSON_MAX_DUMP: the turn fails, the 
 
 void sb_chat_request_offer_tools(sb_chat_request_t *r)
 {
-    /* settled at start-up by each tool's settings, and each agent's subset */
-    r->offered_tools = r->withheld ? sb_tools_offer_only(r->upstream, ~r->withheld, r->agent_tools, &r->shadowed)
-                                   : sb_tools_offer(r->upstream, &r->shadowed);
+    /* settled at start-up by each tool's settings, each agent's subset, and whether the channel can act on a call */
+    uint32_t calls = r->call_control ? 0 : sb_tools_calls();
+    r->offered_tools = r->withheld ? sb_tools_offer_only(r->upstream, ~(r->withheld | calls), r->agent_tools, &r->shadowed)
+                                   : sb_tools_offer(r->upstream, r->call_control, &r->shadowed);
+    r->withheld |= calls;
 }
 
 size_t sb_chat_request_user_texts(const sb_chat_request_t *r, sb_str_t *out, size_t max, unsigned *tool_results)
@@ -718,7 +720,7 @@ void sb_chat_request_use_agent(sb_chat_request_t *r, const sb_agent_t *a, unsign
     sb_tools_table(&ntools);
     uint32_t all = ntools >= 32 ? UINT32_MAX : (1u << ntools) - 1;
     r->withheld = all & ~a->tools;
-    r->agent_tools = a->offered;
+    r->agent_tools = r->call_control ? a->offered_calls : a->offered;
 }
 
 /* Where switchboard's own messages go: right after the caller's system (and developer) messages. */

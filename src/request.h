@@ -41,6 +41,8 @@ typedef struct sb_chat_request {
     const char *agent_tools;            /* the agent's tools, serialized (sb_tools_serialize); offered instead of all when set */
     const char *team;                   /* the inbound key's team (auth.h), NULL when none; static */
     char stored_agent[33];              /* the agent of the stored conversation's last turn, as memory recalled it; "" when none */
+    /* the channel can act on the call itself (end it, transfer it): switchboard's call tools (SB_TOOL_CALL) are offered */
+    int call_control;
     /* a turn switchboard asks for itself (a conversation's summary, summary.h): no agent, no layered instructions,
      * no retrieval, and none of switchboard's tools offered or run */
     int internal;
@@ -95,7 +97,9 @@ typedef struct sb_tool_call_text {
 /*
  * Offers switchboard's tools with the request (sb_tools_offer): into the
  * client's own `tools`, minus those the client's shadow (r->shadowed), or
- * as r->offered_tools. Once, before the first round.
+ * as r->offered_tools; the call tools only with r->call_control (without it
+ * they join r->withheld: a call the model makes anyway is not run). Once,
+ * before the first round.
  */
 void sb_chat_request_offer_tools(sb_chat_request_t *r);
 /*

@@ -260,6 +260,19 @@ static void on_tool_done(void *data, const char *result, size_t len)
     enter(t, SB_TURN_ASKING);
 }
 
+/*
+ * Whether the round looks something up: a call of switchboard's tools that
+ * is not one acting on the call (end it, transfer it). Those answer at once,
+ * and "one moment while I check that" before a goodbye would be odd.
+ */
+static int looks_up(const sb_turn_t *t)
+{
+    for (size_t i = 0; i < t->ncalls; ++i)
+        if (t->calls[i].owned == 1 && !(t->calls[i].tool->flags & SB_TOOL_CALL))
+            return 1;
+    return 0;
+}
+
 /* The round's calls of switchboard's tools: at most TOOL_MAX_CALLS run; the rest are answered "not run". */
 static void run_tools(sb_turn_t *t)
 {
@@ -540,7 +553,7 @@ static void enter(sb_turn_t *t, sb_turn_phase_t next)
         }
         return;
     case SB_TURN_RUNNING_TOOLS:
-        if (!t->said_anything && t->sink->ops->live && strcmp(cf->tool_filler_text, "none") != 0)
+        if (!t->said_anything && t->sink->ops->live && strcmp(cf->tool_filler_text, "none") != 0 && looks_up(t))
             say(t, cf->tool_filler_text);
         if (t->phase == SB_TURN_RUNNING_TOOLS) /* the filler may have ended the turn */
             run_tools(t);

@@ -15,6 +15,7 @@ static const char *needs_database(const sb_config_t *config);
 #define DB SB_TOOL_NEEDS_DB
 #define WRITES SB_TOOL_WRITES
 #define SCOPED SB_TOOL_SCOPED
+#define CALL SB_TOOL_CALL
 #define ROW(name, flags, missing, init)                                                                                            \
     {                                                                                                                              \
 #name, sb_run_##name, &sb_args_##name, flags, missing, init                                                                \
@@ -27,10 +28,11 @@ static const char *needs_database(const sb_config_t *config);
  * per argument, from which both the schema the model sees and the checks on
  * what it sends are made), in the domain file named on the right; its flags
  * (WRITES: its write carries the turn's idempotency key; SCOPED: refuses
- * another customer's data when the caller is bound; DB: runs statements);
- * what decides whether it can be offered (the settings it lacks); and its
- * domain's start-up, run once. A tool is offered when it has what it needs
- * and TOOLS_ENABLED names it.
+ * another customer's data when the caller is bound; DB: runs statements;
+ * CALL: acts on the call itself, so only a channel that can act on it offers
+ * it); what decides whether it can be offered (the settings it lacks, NULL:
+ * none); and its domain's start-up, run once. A tool is offered when it has
+ * what it needs and TOOLS_ENABLED names it.
  */
 static const sb_tool_t table[] = {
     ROW(fetch_customer_profile, DB | SCOPED, needs_database, NULL),                       /* customers.c */
@@ -44,14 +46,18 @@ static const sb_tool_t table[] = {
     ROW(log_change_event, DB | WRITES, needs_database, NULL),                             /* events.c */
     ROW(record_agent_event, DB | WRITES, needs_database, NULL),                           /* events.c */
     ROW(send_rtm_message, WRITES, sb_messaging_missing, sb_messaging_init),               /* messaging.c (keyed with a database) */
+    ROW(end_call, CALL, NULL, sb_calls_init),                                             /* calls.c */
+    ROW(transfer_call, CALL, sb_calls_missing_transfer, sb_calls_init),                   /* calls.c */
 };
 
 #define NTOOLS (sizeof(table) / sizeof(table[0]))
 _Static_assert(NTOOLS <= 32, "a request's shadowed tools are one bit each in a uint32_t");
 
 static int enabled[NTOOLS];
-static json_t *offered;    /* the enabled tools in OpenAI form, built once */
-static char *offered_json; /* `offered` serialized, NULL when no tool is enabled */
+static uint32_t call_rows;       /* the rows of the tools that act on the call */
+static json_t *offered;          /* the enabled tools in OpenAI form, built once */
+static char *offered_json;       /* `offered` but the call tools, serialized; NULL when none is enabled */
+static char *offered_calls_json; /* `offered` serialized, NULL when no tool is enabled */
 
 static const char *needs_database(const sb_config_t *config)
 {
@@ -91,6 +97,7 @@ int sb_tools_init(const sb_config_t *config, char *err, size_t errlen)
 {
     json_decref(offered);
     offered = json_array();
+    call_rows = 0;
     const char *list = config->tools_enabled;
     int all = list == NULL || strcmp(list, "all") == 0;
     for (size_t i = 0; i < NTOOLS; ++i) {
@@ -103,7 +110,9 @@ int sb_tools_init(const sb_config_t *config, char *err, size_t errlen)
         }
         if (!started && t->init(config, err, errlen) != 0)
             return -1;
-        const char *missing = t->missing(config);
+        if (t->flags & SB_TOOL_CALL)
+            call_rows |= 1u << i;
+        const char *missing = t->missing != NULL ? t->missing(config) : NULL;
         enabled[i] = missing == NULL && (all || listed(list, t->name));
         if (!all && missing != NULL && listed(list, t->name)) /* asked for by name: say why it is missing */
             sb_log_warn("TOOLS_ENABLED names %s, but %s is not configured: not offered", t->name, missing);
@@ -131,7 +140,9 @@ int sb_tools_init(const sb_config_t *config, char *err, size_t errlen)
         }
     }
     free(offered_json);
-    offered_json = json_array_size(offered) > 0 ? json_dumps(offered, JSON_COMPACT) : NULL;
+    free(offered_calls_json);
+    offered_json = sb_tools_serialize(~call_rows);
+    offered_calls_json = sb_tools_serialize(UINT32_MAX);
     return 0;
 }
 
@@ -164,7 +175,12 @@ size_t sb_tools_names(uint32_t set, char *out, size_t cap)
 
 int sb_tools_offered(void)
 {
-    return offered_json != NULL;
+    return offered_calls_json != NULL;
+}
+
+uint32_t sb_tools_calls(void)
+{
+    return call_rows;
 }
 
 char *sb_tools_serialize(uint32_t allowed)
@@ -183,9 +199,10 @@ char *sb_tools_serialize(uint32_t allowed)
     return out;
 }
 
-const char *sb_tools_offer(json_t *body, uint32_t *shadowed)
+const char *sb_tools_offer(json_t *body, int calls, uint32_t *shadowed)
 {
-    return sb_tools_offer_only(body, UINT32_MAX, offered_json, shadowed);
+    return calls ? sb_tools_offer_only(body, UINT32_MAX, offered_calls_json, shadowed)
+                 : sb_tools_offer_only(body, ~call_rows, offered_json, shadowed);
 }
 
 const char *sb_tools_offer_only(json_t *body, uint32_t allowed, const char *serialized, uint32_t *shadowed)

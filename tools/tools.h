@@ -90,6 +90,8 @@ SB_DOMAIN_TOOL(escalate_ticket)          /* escalations.c */
 SB_DOMAIN_TOOL(log_change_event)         /* events.c */
 SB_DOMAIN_TOOL(record_agent_event)       /* events.c */
 SB_DOMAIN_TOOL(send_rtm_message)         /* messaging.c */
+SB_DOMAIN_TOOL(end_call)                 /* calls.c */
+SB_DOMAIN_TOOL(transfer_call)            /* calls.c */
 
 /* Builds the ticket statements with the configured (validated, then quoted) table names. Start-up only. */
 int sb_tickets_init(const sb_config_t *config, char *err, size_t errlen);
@@ -99,6 +101,10 @@ int sb_escalations_init(const sb_config_t *config, char *err, size_t errlen);
 int sb_messaging_init(const sb_config_t *config, char *err, size_t errlen);
 /* The settings send_rtm_message lacks ("AGORA_APP_ID, ..."), or NULL when it has what it needs. */
 const char *sb_messaging_missing(const sb_config_t *config);
+/* Checks TRANSFER_NUMBER (E.164). 0, or -1 with a message naming the setting. */
+int sb_calls_init(const sb_config_t *config, char *err, size_t errlen);
+/* "TRANSFER_NUMBER" when transfer_call has no number to transfer to, else NULL. */
+const char *sb_calls_missing_transfer(const sb_config_t *config);
 
 /* --- for handlers (call.c) -------------------------------------------------------------------------- */
 

@@ -55,6 +55,7 @@ typedef struct sb_config {
     unsigned tool_max_rounds;
     unsigned tool_max_calls;
     char *tool_filler_text;
+    char *transfer_number; /* where transfer_call hands a call (E.164); NULL: no transfer_call */
     /* agents and the layered instructions (agents.c, instructions.c) */
     int agents;
     char *agents_file;          /* "none": agents off */

@@ -49,7 +49,12 @@ enum {
     SB_TOOL_WRITES = 1,   /* changes data: its write carries the idempotency key */
     SB_TOOL_SCOPED = 2,   /* refuses to touch another customer's data when the caller is bound */
     SB_TOOL_NEEDS_DB = 4, /* runs statements: offered only with DATABASE_URL, fails without a pool */
+    SB_TOOL_CALL = 8,     /* acts on the call itself (ends it, transfers it): offered only on a channel that can act on it */
 };
+
+/* The tools that act on the call (SB_TOOL_CALL), by name: a channel that can act hears their results (sink.h tool_finished). */
+#define SB_TOOL_END_CALL "end_call"
+#define SB_TOOL_TRANSFER_CALL "transfer_call"
 
 typedef struct sb_tool {
     const char *name;
@@ -57,7 +62,7 @@ typedef struct sb_tool {
     void (*run)(sb_tool_call_t *call, const void *args);
     const sb_tool_args_t *args;
     unsigned flags;
-    /* The settings it still lacks (a message naming them), NULL when it can be offered. NULL: only SB_TOOL_NEEDS_DB's. */
+    /* The settings it still lacks (a message naming them), NULL when it can be offered. NULL: it lacks nothing. */
     const char *(*missing)(const sb_config_t *config);
     /* The domain's start-up (statements, settings checks): 0, or -1 with err. NULL: none. Shared by a domain's rows. */
     int (*init)(const sb_config_t *config, char *err, size_t errlen);
@@ -79,8 +84,10 @@ const sb_tool_t *sb_tools_find_offered(const char *name, size_t len, uint32_t sh
 /* The names of the tools in `set` (a shadowed mask), comma-separated, into out; returns the length written. */
 size_t sb_tools_names(uint32_t set, char *out, size_t cap);
 /*
- * Offers the enabled tools with a request body. A body that has `tools` of
- * its own (the client's) gets them appended there, and NULL is returned;
+ * Offers the enabled tools with a request body: with `calls`, those that act
+ * on the call too (SB_TOOL_CALL: only a channel that can act on them asks).
+ * A body that has `tools` of its own (the client's) gets them appended there,
+ * and NULL is returned;
  * a client's tool named like one of switchboard's shadows it for the request
  * (the client's definition alone is sent, and its calls are the client's):
  * *shadowed gets a bit per shadowed tool.
@@ -89,7 +96,7 @@ size_t sb_tools_names(uint32_t set, char *out, size_t cap);
  * serializing their schemas again on every round cost more than all the rest
  * of a request.
  */
-const char *sb_tools_offer(json_t *body, uint32_t *shadowed);
+const char *sb_tools_offer(json_t *body, int calls, uint32_t *shadowed);
 /*
  * The same for a subset: only the enabled tools whose bit is set in `allowed`
  * (an agent's, agents.h), `serialized` being sb_tools_serialize(allowed)
@@ -100,6 +107,8 @@ const char *sb_tools_offer_only(json_t *body, uint32_t allowed, const char *seri
 char *sb_tools_serialize(uint32_t allowed);
 /* Whether any tool is offered at all (sb_tools_init enabled one). */
 int sb_tools_offered(void);
+/* The rows of the tools that act on the call (SB_TOOL_CALL), one bit each, enabled or not. */
+uint32_t sb_tools_calls(void);
 
 /*
  * Runs one call of `tool` with the model's `arguments` text. The call is

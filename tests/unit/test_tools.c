@@ -28,6 +28,7 @@
 #include <uv.h>
 
 #include "migrate.h"
+#include "request.h"
 #include "sb/buf.h"
 #include "sb/config.h"
 #include "sb/curl_uv.h"
@@ -743,7 +744,7 @@ static json_t *offered_tools(void)
 {
     json_t *body = json_object();
     uint32_t shadowed;
-    const char *text = sb_tools_offer(body, &shadowed);
+    const char *text = sb_tools_offer(body, 0, &shadowed);
     ok(json_object_size(body) == 0, "the body itself is left alone");
     json_decref(body);
     json_t *tools = text != NULL ? json_loads(text, JSON_REJECT_DUPLICATES, NULL) : json_array();
@@ -837,7 +838,7 @@ static void test_availability(void)
     is_int(json_array_size(tools), NALL, "all eleven tools are offered");
     json_t *with_own = json_pack("{s:[{s:s, s:{s:s}}]}", "tools", "type", "function", "function", "name", "client_fn");
     uint32_t shadowed;
-    ok(sb_tools_offer(with_own, &shadowed) == NULL && shadowed == 0,
+    ok(sb_tools_offer(with_own, 0, &shadowed) == NULL && shadowed == 0,
        "a request with tools of its own gets switchboard's in its array");
     json_t *merged = json_object_get(with_own, "tools");
     ok(json_array_size(merged) == NALL + 1 &&
@@ -848,7 +849,7 @@ static void test_availability(void)
     /* the client's own create_support_ticket replaces switchboard's for the request */
     json_t *same = json_pack("{s:[{s:s, s:{s:s, s:s}}]}", "tools", "type", "function", "function", "name", "create_support_ticket",
                              "description", "the client's");
-    sb_tools_offer(same, &shadowed);
+    sb_tools_offer(same, 0, &shadowed);
     size_t copies = 0, k;
     json_t *entry;
     json_array_foreach(json_object_get(same, "tools"), k, entry)
@@ -2011,6 +2012,91 @@ static void test_custom_tables(void)
     free(url);
 }
 
+/* The names in a serialized tool array, comma-separated, in its order. */
+static void names_of(const char *serialized, char *out, size_t cap)
+{
+    json_t *tools = serialized != NULL ? json_loads(serialized, 0, NULL) : json_array();
+    size_t i, used = 0;
+    json_t *t;
+    out[0] = '\0';
+    json_array_foreach(tools, i, t)
+    {
+        const char *name = json_string_value(json_object_get(json_object_get(t, "function"), "name"));
+        int n = snprintf(out + used, cap - used, "%s%s", used ? "," : "", name ? name : "?");
+        if (n > 0 && (size_t)n < cap - used)
+            used += (size_t)n;
+    }
+    json_decref(tools);
+}
+
+/* A Chat Completions request from a channel that can act on the call (or not), its tools offered. */
+static void offer_to(int call_control, sb_chat_request_t *r)
+{
+    sb_request_error_t err;
+    static const char body[] = "{\"messages\":[{\"role\":\"user\",\"content\":\"bye\"}]}";
+    if (sb_chat_request_parse_body(body, sizeof(body) - 1, "gpt-test", NULL, r, &err) != 0) {
+        printf("Bail out! %s\n", err.message);
+        exit(1);
+    }
+    r->call_control = call_control;
+    sb_chat_request_offer_tools(r);
+}
+
+static void test_call_tools(void)
+{
+    char err[256] = "", names[1024];
+    sb_config_t c = config;
+    is_int(sb_tools_init(&c, err, sizeof(err)), 0, "init without TRANSFER_NUMBER");
+    uint32_t shadowed;
+    json_t *body = json_object();
+    names_of(sb_tools_offer(body, 0, &shadowed), names, sizeof(names));
+    ok(strstr(names, "end_call") == NULL && strstr(names, "transfer_call") == NULL,
+       "a channel that cannot act on the call is offered neither call tool");
+    names_of(sb_tools_offer(body, 1, &shadowed), names, sizeof(names));
+    ok(strstr(names, "send_rtm_message,end_call") != NULL && strstr(names, "transfer_call") == NULL,
+       "one that can is offered end_call too, and transfer_call needs TRANSFER_NUMBER");
+    json_decref(body);
+    ok(sb_tools_calls() == ((1u << NALL) | (1u << (NALL + 1))), "the call tools are the last two rows");
+
+    sb_chat_request_t r;
+    offer_to(0, &r);
+    names_of(r.offered_tools, names, sizeof(names));
+    ok(strstr(names, "end_call") == NULL && sb_tools_find_offered("end_call", 8, r.shadowed | r.withheld) == NULL,
+       "an HTTP turn neither offers end_call nor runs it when a model calls it anyway");
+    sb_chat_request_dispose(&r);
+    offer_to(1, &r);
+    names_of(r.offered_tools, names, sizeof(names));
+    ok(strstr(names, "end_call") != NULL && sb_tools_find_offered("end_call", 8, r.shadowed | r.withheld) != NULL,
+       "a turn of a channel that can act offers and runs it");
+    sb_chat_request_dispose(&r);
+
+    static const char *const bad[] = {"14155550123",     "+0415555012",       "+1415",
+                                      "+1 415 555 0123", "+1415555012345678", "+1-415-555-0123"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i) {
+        c.transfer_number = (char *)bad[i];
+        ok(sb_tools_init(&c, err, sizeof(err)) != 0 && strstr(err, "TRANSFER_NUMBER") != NULL, "TRANSFER_NUMBER %s is refused",
+           bad[i]);
+    }
+    c.transfer_number = "+14155550123";
+    is_int(sb_tools_init(&c, err, sizeof(err)), 0, "init with TRANSFER_NUMBER");
+    body = json_object();
+    names_of(sb_tools_offer(body, 1, &shadowed), names, sizeof(names));
+    ok(strstr(names, "end_call,transfer_call") != NULL, "transfer_call is offered with a number");
+    json_decref(body);
+
+    json_t *res = call_with(table_tool("end_call"), "{\"reason\":\"the caller said goodbye\"}", NULL, NULL, NULL, &c);
+    ok(json_is_true(json_object_get(res, "ending")), "end_call says the call is ending");
+    json_decref(res);
+    res = call_with(table_tool("transfer_call"), "{}", NULL, NULL, NULL, &c);
+    ok(json_is_true(json_object_get(res, "transferring")) && strstr(json_string_value(json_object_get(res, "note")), "+1") == NULL,
+       "transfer_call says so, and never tells the model the number");
+    json_decref(res);
+    res = call_with(table_tool("transfer_call"), "{\"number\":\"+19005550000\"}", NULL, NULL, NULL, &c);
+    ok_error(res, "number", "a number of the model's own is refused");
+    json_decref(res);
+    is_int(sb_tools_init(&config, err, sizeof(err)), 0, "back to the main configuration");
+}
+
 int main(void)
 {
     pgtest_start();
@@ -2069,6 +2155,7 @@ int main(void)
     test_messaging(&agora);
     test_cancel(&agora);
     test_custom_tables();
+    test_call_tools();
 
     fake_stop(&agora);
     sb_pgpool_destroy(pool);

@@ -1,6 +1,7 @@
 /*
  * A strict one-pass JSON scanner for reading provider events into the turn's
- * delta (chunk.c's chat.completion.chunk, and each wire's events): no
+ * delta (chunk.c's chat.completion.chunk, and each wire's events), and
+ * Retell's events into what its channel needs (retell_event.c): no
  * allocation, no tree; strings stay in the input unless they hold escapes,
  * which are decoded into scratch. The rules are jansson's defaults: UTF-8
  * only, no \u0000, integers within long long. A reader walks an object with
@@ -17,12 +18,12 @@
  * wire_anthropic.c take the last copy (jansson's default: hence SB_JSCAN_WRONG
  * above), wire_gemini.c and wire_responses.c refuse the event (their
  * predecessors loaded with JSON_REJECT_DUPLICATES; jscan_keys.h gives each
- * such key a bit). A repeat of any other key, in an object walked or in a
- * value skipped, is never looked for: whichever copy counted, the delta
- * would be the same, and remembering every key of every object costs more
- * than reading it (the square of its size, compared pairwise, on hostile
- * input). So those two wires take events jansson refused, which their fuzz
- * targets know.
+ * such key a bit), and so does retell_event.c, which had no predecessor. A
+ * repeat of any other key, in an object walked or in a value skipped, is
+ * never looked for: whichever copy counted, what is read would be the same,
+ * and remembering every key of every object costs more than reading it (the
+ * square of its size, compared pairwise, on hostile input). So the two wires
+ * take events jansson refused, which their fuzz targets know.
  */
 #ifndef SB_JSCAN_H
 #define SB_JSCAN_H

@@ -154,6 +154,18 @@ void sb_live_dispose(sb_live_t *live)
     uv_close((uv_handle_t *)&live->reap, on_reap_closed);
 }
 
+int sb_live_handshake(h2o_req_t *req, h2o_iovec_t *key)
+{
+    sb_worker_t *w = sb_worker_of(req);
+    int hs = sb_ws_is_handshake(req, key);
+    if (hs == 0)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_UPGRADE, NULL, H2O_STRLIT("websocket"));
+    if (hs <= 0)
+        sb_respond_answer(req, w->config->access_log, w->id, hs == 0 ? SB_E_UPGRADE_REQUIRED : SB_E_INVALID_REQUEST,
+                          hs == 0 ? NULL : "malformed WebSocket handshake (version 13, a 24-byte key)", NULL, NULL);
+    return hs > 0;
+}
+
 void sb_live_log_upgrade(sb_worker_t *w, const char *route, const char *end)
 {
     sb_access_t a = {.request_id = "",

@@ -117,6 +117,13 @@ int sb_live_stop(sb_live_t *live, sb_error_t error, const char *message, const c
  */
 void sb_live_dispose(sb_live_t *live);
 
+/*
+ * Whether `req` is a WebSocket handshake (its key into *key): 1. Otherwise it
+ * has been answered, 0: a request without the upgrade gets 426 with
+ * Upgrade: websocket, a malformed handshake 400.
+ */
+int sb_live_handshake(h2o_req_t *req, h2o_iovec_t *key);
+
 /* The access-log line of an accepted upgrade: GET `route`, 101, ending `end` (upgraded, expired). */
 void sb_live_log_upgrade(sb_worker_t *w, const char *route, const char *end);
 

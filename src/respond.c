@@ -34,6 +34,8 @@ static const char *reason_phrase(int status)
         return "Method Not Allowed";
     case 413:
         return "Payload Too Large";
+    case 426:
+        return "Upgrade Required";
     case 429:
         return "Too Many Requests";
     case 502:

@@ -193,16 +193,8 @@ void sb_sessions_connect(h2o_req_t *req)
         return;
     }
     h2o_iovec_t key;
-    int hs = sb_ws_is_handshake(req, &key);
-    if (hs <= 0) {
-        if (hs == 0)
-            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_UPGRADE, NULL, H2O_STRLIT("websocket"));
-        req->res.status = hs == 0 ? 426 : 400;
-        refuse(req, SB_E_INVALID_REQUEST,
-               hs == 0 ? "this route speaks WebSocket (HTTP/1.1 Upgrade)"
-                       : "malformed WebSocket handshake (version 13, a 24-byte key)");
+    if (!sb_live_handshake(req, &key))
         return;
-    }
     if (!sb_cors_socket_allowed(req, c)) {
         refuse(req, SB_E_ORIGIN_NOT_ALLOWED, NULL);
         return;

@@ -11,6 +11,7 @@
 #define SB_ERROR_MAP(X)                                                                                                            \
     X(NOT_FOUND, 404, "invalid_request_error", "not_found", "no such route")                                                       \
     X(METHOD_NOT_ALLOWED, 405, "invalid_request_error", "method_not_allowed", "method not allowed on this route")                  \
+    X(UPGRADE_REQUIRED, 426, "invalid_request_error", "upgrade_required", "this route speaks WebSocket (HTTP/1.1 Upgrade)")        \
     X(UNAUTHORIZED, 401, "invalid_request_error", "invalid_api_key", "missing or invalid api key")                                 \
     X(ORIGIN_NOT_ALLOWED, 403, "invalid_request_error", "origin_not_allowed", "this origin is not allowed (CORS_ORIGINS)")         \
     X(BODY_TOO_LARGE, 413, "invalid_request_error", "request_too_large", "request body exceeds the size limit")                    \

@@ -2,6 +2,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import http from 'node:http';
 import path from 'node:path';
 import { startFakeUpstream, startSwitchboard, post, scenario, assemble, buildDir, freePort, until, INBOUND_KEY, PROVIDER_KEY } from './lib.mjs';
 
@@ -62,6 +63,25 @@ test('unknown paths are 404, wrong methods 405 with Allow', async () => {
   const p405 = await fetch(`${sb.base}/ping`, { method: 'POST' });
   assert.equal(p405.status, 405);
   assert.equal(p405.headers.get('allow'), 'GET, HEAD');
+});
+
+test('a WebSocket route asked without the upgrade is 426 with Upgrade: websocket; a malformed handshake 400', async () => {
+  const plain = await fetch(`${sb.base}/v1/sessions/sess_x/ws`);
+  assert.equal(plain.status, 426);
+  assert.equal(plain.headers.get('upgrade'), 'websocket');
+  assert.equal((await plain.json()).error.code, 'upgrade_required');
+  // fetch may not set Connection or Upgrade: a plain request does
+  const badKey = await new Promise((resolve, reject) => {
+    http.get(`${sb.base}/v1/sessions/sess_x/ws`, {
+      headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'short' },
+    }, (res) => {
+      let body = '';
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => resolve({ status: res.statusCode, body }));
+    }).on('error', reject);
+  });
+  assert.equal(badKey.status, 400);
+  assert.match(JSON.parse(badKey.body).error.message, /malformed WebSocket handshake/);
 });
 
 test('a missing or wrong key is 401 and never reaches the provider', async () => {

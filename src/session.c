@@ -54,18 +54,10 @@ static void begin(sb_buf_t *b, const char *type)
     sb_buf_appendf(b, "{\"type\":\"%s\"", type);
 }
 
-/* ,"<key>":"<value, escaped>" */
-static void add_str(sb_buf_t *b, const char *key, const char *v, size_t len)
-{
-    sb_buf_appendf(b, ",\"%s\":\"", key);
-    sb_buf_append_json_escaped(b, v, len);
-    sb_buf_appendz(b, "\"");
-}
-
 static void add_strz(sb_buf_t *b, const char *key, const char *v)
 {
     if (v != NULL)
-        add_str(b, key, v, strlen(v));
+        sb_buf_append_json_member(b, key, v, strlen(v));
 }
 
 static struct live_turn *live_of(sb_sink_t *sink)
@@ -177,7 +169,7 @@ static sb_error_t on_delta(sb_sink_t *sink, const sb_sink_delta_t *d)
     sb_buf_t b;
     begin(&b, "token");
     add_strz(&b, "turn", lt->id);
-    add_str(&b, "text", d->text.base, d->text.len);
+    sb_buf_append_json_member(&b, "text", d->text.base, d->text.len);
     send_text(session_of(lt), &b);
     return SB_OK;
 }
@@ -188,11 +180,11 @@ static void tool_message(struct live_turn *lt, const char *type, const sb_sink_t
     sb_buf_t b;
     begin(&b, type);
     add_strz(&b, "turn", lt->id);
-    add_str(&b, "id", call->id.base, call->id.len);
-    add_str(&b, "name", call->name.base, call->name.len);
-    add_str(&b, "arguments", call->arguments.base, call->arguments.len);
+    sb_buf_append_json_member(&b, "id", call->id.base, call->id.len);
+    sb_buf_append_json_member(&b, "name", call->name.base, call->name.len);
+    sb_buf_append_json_member(&b, "arguments", call->arguments.base, call->arguments.len);
     if (call->result.base != NULL) {
-        add_str(&b, "result", call->result.base, call->result.len);
+        sb_buf_append_json_member(&b, "result", call->result.base, call->result.len);
         sb_buf_appendz(&b, call->failed ? ",\"failed\":true" : ",\"failed\":false");
     }
     send_text(session_of(lt), &b);

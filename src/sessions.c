@@ -162,17 +162,10 @@ static h2o_iovec_t connect_token(h2o_req_t *req, int *offered, h2o_iovec_t *entr
             p = q;
         }
     }
-    if (found.base != NULL || req->query_at == SIZE_MAX)
+    if (found.base != NULL)
         return found;
-    const char *q = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
-    while (q < end) {
-        const char *amp = memchr(q, '&', (size_t)(end - q));
-        const char *stop = amp != NULL ? amp : end;
-        if (stop - q > 6 && memcmp(q, "token=", 6) == 0)
-            return h2o_iovec_init(q + 6, (size_t)(stop - q - 6));
-        q = stop + 1;
-    }
-    return found;
+    found = sb_ws_query_param(req, "token");
+    return found.len > 0 ? found : h2o_iovec_init(NULL, 0);
 }
 
 void sb_sessions_connect(h2o_req_t *req)

@@ -306,6 +306,22 @@ int sb_ws_is_handshake(h2o_req_t *req, h2o_iovec_t *key)
     return 1;
 }
 
+h2o_iovec_t sb_ws_query_param(h2o_req_t *req, const char *name)
+{
+    size_t n = strlen(name);
+    if (req->query_at == SIZE_MAX)
+        return h2o_iovec_init(NULL, 0);
+    const char *q = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *stop = amp != NULL ? amp : end;
+        if ((size_t)(stop - q) > n && memcmp(q, name, n) == 0 && q[n] == '=')
+            return h2o_iovec_init(q + n + 1, (size_t)(stop - q) - n - 1);
+        q = stop + 1;
+    }
+    return h2o_iovec_init(NULL, 0);
+}
+
 sb_ws_t *sb_ws_accept(h2o_req_t *req, h2o_iovec_t key, const char *protocol, const sb_ws_limits_t *limits, const sb_ws_ops_t *ops,
                       void *data)
 {

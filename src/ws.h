@@ -62,6 +62,14 @@ typedef struct sb_ws_ops {
 int sb_ws_is_handshake(h2o_req_t *req, h2o_iovec_t *key);
 
 /*
+ * The value of parameter `name` in the query string of `req` (borrowed, as
+ * sent: not percent-decoded), base NULL when absent. Where a socket's
+ * credential comes when its client can set no header (a browser, a voice
+ * platform): path_normalized, which the access log writes, never holds it.
+ */
+h2o_iovec_t sb_ws_query_param(h2o_req_t *req, const char *name);
+
+/*
  * Answers the handshake of `req` (HTTP/1 only: sb_ws_is_handshake said 1)
  * with 101, naming `protocol` (NULL: none) as the chosen subprotocol, and
  * takes its connection over. `ops` (static) and `data` are the owner's.

@@ -109,6 +109,15 @@ void sb_conversation_describe(json_t *root, json_t *clean_messages, const sb_eng
         if (n > 0 && (size_t)n < cap - used)
             used += (size_t)n;
     }
+    if (ids != NULL && ids->call_label != NULL && ids->call_id != NULL) {
+        char val[160];
+        int n = snprintf(val, sizeof(val), "%s=%s;", ids->call_label, ids->call_id);
+        if (n > 0 && (size_t)n < sizeof(val) && (size_t)n < cap - used) {
+            digest_field(&st, 'C', val, (size_t)n);
+            memcpy(identity + used, val, (size_t)n + 1);
+            used += (size_t)n;
+        }
+    }
     size_t i;
     json_t *m;
     json_t *messages = json_object_get(root, "messages");

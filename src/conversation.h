@@ -17,10 +17,16 @@
 
 #define SB_CONVERSATION_BYTES 16
 
-/* The engine's ids for the call that arrive as headers (X-Agora-Customllm-Appid, -Channel, -Uid); base NULL when absent. */
+/*
+ * The engine's ids for the call that arrive as headers (X-Agora-Customllm-Appid,
+ * -Channel, -Uid); base NULL when absent. A voice platform that names the call
+ * itself sets `call` instead: its label and the platform's id for the call
+ * (Retell: "retell_call" and the call_id), NULL when none.
+ */
 typedef struct sb_engine_ids {
     const char *app_id, *channel, *uid;
     size_t app_id_len, channel_len, uid_len;
+    const char *call_label, *call_id;
 } sb_engine_ids_t;
 
 /*
@@ -35,7 +41,8 @@ void sb_conversation_init(const sb_config_t *config);
  * are `clean_messages`. Each id comes from the first place that names it: the
  * top-level app_id, channel, user_uid, agent_id (agent llm.params), Agora's
  * context object (appId, channel, userId, agentId), then the headers `ids`
- * (may be NULL). Writes "app=..;channel=..;user=..;agent=..;" into `identity`
+ * (may be NULL), and the platform's call (ids->call_label) last. Writes
+ * "app=..;channel=..;user=..;agent=..;" (or "retell_call=..;") into `identity`
  * (`cap` bytes, "" when none) and the keyed digest of the ids and of every
  * message, with the engine's timestamp and turn id on each, into `digest`.
  */

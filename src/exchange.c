@@ -133,6 +133,7 @@ void sb_exchange_engine_ids(h2o_req_t *req, sb_engine_ids_t *ids)
     /* Agora's custom LLM requests can carry the call's ids as headers */
     static const h2o_iovec_t names[] = {
         {H2O_STRLIT("x-agora-customllm-appid")}, {H2O_STRLIT("x-agora-customllm-channel")}, {H2O_STRLIT("x-agora-customllm-uid")}};
+    ids->call_label = ids->call_id = NULL; /* Agora's engine names the call by its app, channel and user */
     const char **base[] = {&ids->app_id, &ids->channel, &ids->uid};
     size_t *len[] = {&ids->app_id_len, &ids->channel_len, &ids->uid_len};
     for (size_t i = 0; i < 3; ++i) {

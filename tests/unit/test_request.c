@@ -59,7 +59,7 @@ static void test_identity(void)
               NULL, b, who, sizeof(who));
     is_str(who, "app=top;channel=c1;user=8;agent=ag;", "llm.params at the top level come first, then the context");
 
-    sb_engine_ids_t ids = {"h-app", "h-chan", "h-uid", 5, 6, 5};
+    sb_engine_ids_t ids = {"h-app", "h-chan", "h-uid", 5, 6, 5, NULL, NULL};
     digest_of("{" MSGS "}", &ids, a, who, sizeof(who));
     is_str(who, "app=h-app;channel=h-chan;user=h-uid;", "ids from the X-Agora-Customllm-* headers");
     ids.channel = "h-other";
@@ -68,6 +68,15 @@ static void test_identity(void)
     ok(memcmp(a, b, 16) != 0, "another channel header is another conversation");
     digest_of("{\"channel\":\"body\"," MSGS "}", &ids, b, who, sizeof(who));
     is_str(who, "app=h-app;channel=body;user=h-uid;", "the body names the channel before the header does");
+
+    sb_engine_ids_t call = {.call_label = "retell_call", .call_id = "Jabr9TXYYJHfvl6Syypi88rdAHYHmcq6"};
+    digest_of("{" MSGS "}", &call, a, who, sizeof(who));
+    is_str(who, "retell_call=Jabr9TXYYJHfvl6Syypi88rdAHYHmcq6;", "a voice platform names the call itself");
+    call.call_id = "another-call";
+    digest_of("{" MSGS "}", &call, b, who, sizeof(who));
+    ok(memcmp(a, b, 16) != 0, "the same words in another call are another conversation");
+    digest_of("{\"channel\":\"another-call\"," MSGS "}", NULL, a, who, sizeof(who));
+    ok(memcmp(a, b, 16) != 0, "and a channel of that name is not that call");
 #undef MSGS
 }
 

@@ -21,6 +21,8 @@ static int allow_anyone;
 static char *const *teams; /* the config's api_key_teams: the team of each key, NULL when none */
 static unsigned char metrics_digest[crypto_generichash_BYTES];
 static int metrics_token_set;
+static unsigned char retell_digest[crypto_generichash_BYTES];
+static int retell_secret_set;
 
 void sb_auth_init(const sb_config_t *config)
 {
@@ -37,6 +39,10 @@ void sb_auth_init(const sb_config_t *config)
     if (metrics_token_set)
         crypto_generichash(metrics_digest, sizeof(metrics_digest), (const unsigned char *)config->metrics_token,
                            strlen(config->metrics_token), NULL, 0);
+    retell_secret_set = config->retell_secret != NULL;
+    if (retell_secret_set)
+        crypto_generichash(retell_digest, sizeof(retell_digest), (const unsigned char *)config->retell_secret,
+                           strlen(config->retell_secret), NULL, 0);
 }
 
 void sb_auth_dispose(void)
@@ -101,6 +107,17 @@ const char *sb_auth_team_named(const char *name, size_t len)
         if (teams[i] != NULL && strlen(teams[i]) == len && memcmp(teams[i], name, len) == 0)
             return teams[i];
     return NULL;
+}
+
+int sb_auth_check_retell(const char *secret, size_t len)
+{
+    if (!retell_secret_set || secret == NULL || len == 0 || len > MAX_TOKEN)
+        return 0;
+    unsigned char d[crypto_generichash_BYTES];
+    crypto_generichash(d, sizeof(d), (const unsigned char *)secret, len, NULL, 0);
+    int match = sodium_memcmp(d, retell_digest, sizeof(d)) == 0;
+    sodium_memzero(d, sizeof(d));
+    return match;
 }
 
 int sb_auth_check_metrics(const char *value, size_t len)

@@ -1,7 +1,7 @@
 /*
  * Inbound authentication: the `Authorization: Bearer` key the engine sends
  * (its llm.api_key), checked against SWITCHBOARD_API_KEYS in constant time;
- * and a scraper's METRICS_TOKEN, the same way.
+ * and a scraper's METRICS_TOKEN and Retell's RETELL_SECRET, the same way.
  */
 #ifndef SB_AUTH_H
 #define SB_AUTH_H
@@ -30,5 +30,7 @@ const char *sb_auth_team(const char *value, size_t len);
 const char *sb_auth_team_named(const char *name, size_t len);
 /* The same for a scrape of /metrics: "Bearer <METRICS_TOKEN>", or anything when METRICS_TOKEN is not set. */
 int sb_auth_check_metrics(const char *value, size_t len);
+/* Whether `secret` (`len` bytes; NULL when absent) is RETELL_SECRET; 0 when that is not set. Constant time, as above. */
+int sb_auth_check_retell(const char *secret, size_t len);
 
 #endif

@@ -190,6 +190,14 @@ static const struct setting {
     S("WS_MESSAGES_PER_S", K_UINT, ws_messages_per_s, "20", 1, 10000,
       "WebSocket messages a client may send in any second; more close the socket (1008)"),
     S("WS_IDLE_S", K_UINT, ws_idle_s, "300", 5, 86400, "a WebSocket with no message from its client for this long is closed (1001)"),
+    S("RETELL_SECRET", K_STR, retell_secret, NULL, 0, 0,
+      "the secret in the URL Retell AI connects to (?secret=; 16 to 256 of A-Z a-z 0-9 . _ ~ -): GET /v1/retell/llm-websocket/{call_id} "
+      "answers only with it (unset: that route answers 404)"),
+    S("RETELL_MAX_MESSAGE_BYTES", K_SIZE, retell_max_message_bytes, "1048576", 16384, 16u << 20,
+      "largest message Retell may send (each carries the call's whole transcript, word timings included: roughly 0.5 MiB an hour of talk); "
+      "a bigger one closes the socket (1009)"),
+    S("RETELL_BEGIN_MESSAGE", K_STR, retell_begin_message, NULL, 0, 0,
+      "what the agent says first on a Retell call (unset: it waits for the caller to speak)"),
     S("CONSOLE", K_BOOL, console, "false", 0, 1, "serve the browser console at /console (a chat over the session API; for local use)"),
     S("ACCESS_LOG", K_BOOL, access_log, "true", 0, 1, "one JSON line per request on stdout"),
     S("METRICS", K_BOOL, metrics, "true", 0, 1, "serve Prometheus metrics at GET /metrics"),
@@ -403,6 +411,15 @@ int sb_config_load(sb_config_t *c, char *err, size_t errlen)
     if (c->metrics_token != NULL && strlen(c->metrics_token) < 16) {
         snprintf(err, errlen, "METRICS_TOKEN must be at least 16 characters");
         return -1;
+    }
+    if (c->retell_secret != NULL) {
+        /* it is pasted into a URL as it is: only characters a query string carries unescaped */
+        size_t n = strlen(c->retell_secret);
+        if (n < 16 || n > 256 ||
+            strspn(c->retell_secret, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._~-") != n) {
+            snprintf(err, errlen, "RETELL_SECRET must be 16 to 256 of the characters A-Z a-z 0-9 . _ ~ -");
+            return -1;
+        }
     }
     for (const char *p = c->passthrough_params != NULL ? c->passthrough_params : ""; *p != '\0';) {
         while (*p == ',' || *p == ' ')

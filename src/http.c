@@ -21,6 +21,7 @@
 #include "models.h"
 #include "respond.h"
 #include "responses.h"
+#include "retell.h"
 
 typedef void (*route_cb)(h2o_req_t *req);
 
@@ -54,6 +55,7 @@ static const struct route {
     {SB_SESSIONS_PREFIX, "GET", "GET", sb_sessions_connect, 1},                /* a session's WebSocket; its token */
     {SB_CONSOLE_PATH, "GET", "GET, HEAD", sb_console_handle, 0},               /* the browser console; CONSOLE=true */
     {SB_CONSOLE_PATH, "GET", "GET, HEAD", sb_console_handle, 1},               /* its files (/console/<name>) */
+    {SB_RETELL_PREFIX, "GET", "GET", sb_retell_connect, 1},                    /* Retell AI's LLM WebSocket; RETELL_SECRET */
     {"/ping", "GET", "GET, HEAD", on_ping, 0},
     {"/healthz", "GET", "GET, HEAD", on_healthz, 0},
     {"/readyz", "GET", "GET, HEAD", on_readyz, 0},

@@ -129,6 +129,9 @@ typedef struct sb_config {
     size_t ws_max_message_bytes;
     unsigned ws_messages_per_s;
     unsigned ws_idle_s;
+    char *retell_secret;             /* the secret Retell's URL carries; NULL: the Retell route answers 404 */
+    size_t retell_max_message_bytes; /* WS_MAX_MESSAGE_BYTES for Retell, whose events carry the whole transcript */
+    char *retell_begin_message;      /* what the agent says first on a Retell call; NULL: it waits for the caller */
     int console;
     unsigned history_max;
     unsigned history_max_tokens;

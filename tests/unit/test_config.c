@@ -92,8 +92,17 @@ int main(void)
     sb_config_dispose(&c);
     unsetenv("SWITCHBOARD_API_KEYS");
 
-    const char *bad[][2] = {{"PORT", "0"},           {"PORT", "70000"},           {"PORT", "80x"},       {"WORKERS", "-1"},
-                            {"ACCESS_LOG", "maybe"}, {"LLM_BASE_URL", "ftp://x"}, {"MAX_BODY_BYTES", ""}};
+    const char *bad[][2] = {{"PORT", "0"},
+                            {"PORT", "70000"},
+                            {"PORT", "80x"},
+                            {"WORKERS", "-1"},
+                            {"ACCESS_LOG", "maybe"},
+                            {"LLM_BASE_URL", "ftp://x"},
+                            {"MAX_BODY_BYTES", ""},
+                            {"RETELL_SECRET", "fifteen-chars-x"},
+                            {"RETELL_SECRET", "a-long-enough-secret&x=1"},
+                            {"RETELL_SECRET", "a long enough secret, with spaces"},
+                            {"RETELL_MAX_MESSAGE_BYTES", "1024"}};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i) {
         setenv(bad[i][0], bad[i][1], 1);
         int rc = sb_config_load(&c, err, sizeof(err));
@@ -104,6 +113,11 @@ int main(void)
         sb_config_dispose(&c);
         unsetenv(bad[i][0]);
     }
+
+    setenv("RETELL_SECRET", "Retell-secret_0123.456~789", 1);
+    is_int(sb_config_load(&c, err, sizeof(err)), 0, "a RETELL_SECRET of the characters a URL carries as they are");
+    sb_config_dispose(&c);
+    unsetenv("RETELL_SECRET");
 
     /* env.example documents every setting, with its default. */
     FILE *fp = fopen(SB_SOURCE_ROOT "/env.example", "r");

@@ -6,8 +6,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "eventlog.h"
 #include "live.h"
+#include "memory.h"
 #include "respond.h"
+#include "sb/alloc.h"
 
 /* --- the reaper ---------------------------------------------------------------------------------- */
 
@@ -47,6 +50,23 @@ static void on_deadline(sb_open_work_t *work)
 static void on_exiting(sb_open_work_t *work)
 {
     sb_live_end(H2O_STRUCT_FROM_MEMBER(sb_live_t, work, work), "shutdown");
+}
+
+/* --- the end of a conversation ------------------------------------------------------------------- */
+
+/* A conversation to close once its last turns are written: a close before them would be opened again by them. */
+struct closing {
+    sb_memory_t *memory;
+    char key[33];
+    const char *reason;
+};
+
+static void on_turns_written(void *data, int written)
+{
+    struct closing *c = data;
+    if (written)
+        sb_memory_close(c->memory, c->key, c->reason);
+    free(c);
 }
 
 /* --- public -------------------------------------------------------------------------------------- */
@@ -152,6 +172,19 @@ void sb_live_dispose(sb_live_t *live)
     sb_live_end(live, "client_gone");
     sb_worker_work_ended(live->w, &live->work);
     uv_close((uv_handle_t *)&live->reap, on_reap_closed);
+}
+
+void sb_live_close_conversation(sb_live_t *live, const char *memory_key, const char *reason)
+{
+    sb_worker_t *w = live->w;
+    if (w->memory == NULL || live->closing)
+        return;
+    live->closing = 1;
+    struct closing *c = sb_alloc(sizeof(*c));
+    c->memory = w->memory;
+    snprintf(c->key, sizeof(c->key), "%s", memory_key);
+    c->reason = reason;
+    sb_eventlog_after(w->eventlog, on_turns_written, c);
 }
 
 int sb_live_handshake(h2o_req_t *req, h2o_iovec_t *key)

@@ -5,7 +5,8 @@
  * written to the socket with back-pressure on the turn; a turn that finished
  * released from the loop, never inside its own done; the drain hooks (an idle
  * socket leaves when the drain starts, a busy one once its answer is out, and
- * the deadline ends what is left); and the access-log lines (the upgrade's,
+ * the deadline ends what is left); the close of the socket's conversation,
+ * after its last turns are written; and the access-log lines (the upgrade's,
  * and each turn's). Each channel keeps its protocol: its turn struct embeds
  * sb_live_turn_t as `super`, whose own `super` is the sink the turn tells.
  * Loop thread only.
@@ -63,6 +64,7 @@ struct sb_live {
     sb_ws_t *ws;          /* set by the channel once accepted; NULL once closed */
     sb_live_turn_t *turn; /* the turn in progress (or done and not yet released), or NULL */
     uv_timer_t reap;      /* releases a finished turn from the loop */
+    int closing;          /* its conversation's close is on its way (sb_live_close_conversation) */
 };
 
 /* Sets `live` up on worker `w` and puts it in the worker's open work. `ops` is static. */
@@ -123,6 +125,14 @@ void sb_live_dispose(sb_live_t *live);
  * Upgrade: websocket, a malformed handshake 400.
  */
 int sb_live_handshake(h2o_req_t *req, h2o_iovec_t *key);
+
+/*
+ * The socket's conversation (`memory_key`) is over for good: it is closed and
+ * summarised (sb_memory_close, with `reason`) once every turn already queued
+ * for the event log is written, since a turn written after the close would
+ * open it again. Once per socket; nothing without memory.
+ */
+void sb_live_close_conversation(sb_live_t *live, const char *memory_key, const char *reason);
 
 /* The access-log line of an accepted upgrade: GET `route`, 101, ending `end` (upgraded, expired). */
 void sb_live_log_upgrade(sb_worker_t *w, const char *route, const char *end);

@@ -294,7 +294,7 @@ static void on_closed(sb_ws_t *ws, void *data, unsigned code, const char *why)
     struct retell *r = data;
     /* Retell closes 1000 when the call is over; another close is a dropped connection it reconnects */
     if (r->memory_key[0] && (code == SB_WS_NORMAL || r->ending))
-        sb_memory_close(r->live.w->memory, r->memory_key, r->ending ? "agent_ended" : "call_ended");
+        sb_live_close_conversation(&r->live, r->memory_key, r->ending ? "agent_ended" : "call_ended");
     if (why != NULL || r->ignored > 1)
         sb_log_info("retell call %s closed (%u)%s%s; %u events ignored", r->call_id, code, why != NULL ? ": " : "",
                     why != NULL ? why : "", r->ignored);

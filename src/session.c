@@ -11,7 +11,6 @@
 
 #include "auth.h"
 #include "conversation.h"
-#include "eventlog.h"
 #include "live.h"
 #include "sb/alloc.h"
 #include "sb/buf.h"
@@ -42,7 +41,6 @@ struct session {
     unsigned nturns;
     sb_pgquery_t *history_query;
     int expired;
-    int ended; /* its conversation's close is on its way */
 };
 
 /* --- writing messages -------------------------------------------------------------------------- */
@@ -339,37 +337,6 @@ static void start_turn(struct session *s, const char *text, size_t len, const ch
     sb_live_start(&s->live, &lt->super, &session_sink_ops, &creq, "/v1/sessions/ws");
 }
 
-/* --- the end ------------------------------------------------------------------------------------ */
-
-/* A conversation to close once its last turns are written: a close before them would be opened again by them. */
-struct closing {
-    sb_memory_t *memory;
-    char key[33];
-    const char *reason;
-};
-
-static void on_turns_written(void *data, int written)
-{
-    struct closing *c = data;
-    if (written)
-        sb_memory_close(c->memory, c->key, c->reason);
-    free(c);
-}
-
-/* The session is over for good: its conversation is closed and summarised, after its turns are stored. */
-static void close_conversation(struct session *s, const char *reason)
-{
-    sb_worker_t *w = s->live.w;
-    if (w->memory == NULL || s->ended)
-        return;
-    s->ended = 1;
-    struct closing *c = sb_alloc(sizeof(*c));
-    c->memory = w->memory;
-    memcpy(c->key, s->memory_key, sizeof(c->key));
-    c->reason = reason;
-    sb_eventlog_after(w->eventlog, on_turns_written, c);
-}
-
 /* --- the client's messages --------------------------------------------------------------------- */
 
 static void on_message(sb_ws_t *ws, void *data, const char *text, size_t len)
@@ -411,7 +378,7 @@ static void on_message(sb_ws_t *ws, void *data, const char *text, size_t len)
         send_text(s, &b);
     } else if (strcmp(type, "end") == 0) {
         sb_live_end(&s->live, "cancelled");
-        close_conversation(s, "client_end");
+        sb_live_close_conversation(&s->live, s->memory_key, "client_end");
         sb_ws_close(ws, SB_WS_NORMAL, "session ended");
     } else {
         send_error(s, NULL, "bad_message", "unknown message type: message, cancel, ping or end");
@@ -431,7 +398,7 @@ static void on_closed(sb_ws_t *ws, void *data, unsigned code, const char *why)
     if (s->history_query != NULL)
         sb_pgquery_cancel(s->history_query);
     if (code == SB_WS_NORMAL && !s->expired) /* the client ended the session: it is over for good */
-        close_conversation(s, "client_closed");
+        sb_live_close_conversation(&s->live, s->memory_key, "client_closed");
     if (why != NULL)
         sb_log_info("session %s closed: %s (%u)", s->claims.id, why, code);
     sb_live_dispose(&s->live); /* on_disposed follows */

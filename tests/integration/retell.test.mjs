@@ -240,6 +240,23 @@ test('end_call from a tool: the last response ends the call, and the conversatio
   assert.equal(stored, 'user:That is all, thanks. Bye!|assistant:Goodbye!');
 });
 
+test('a call hung up as soon as its goodbye is out still ends closed, its last turn stored', { skip: noDb }, async () => {
+  await up.reset();
+  const callId = newCallId();
+  const call = await retell(sb, callId, { secret: SECRET, agent: 'closer' });
+  // Retell hangs up the moment the goodbye is complete, before the turn's record is written: the close waits for it,
+  // or the record would open the conversation again (or, on a call's first turn, create it open)
+  call.ws.on('message', (data) => { if (JSON.parse(data.toString()).content_complete) call.ws.close(1000); });
+  call.send({ interaction_type: 'response_required', response_id: 1, transcript: transcript('Nothing else. Bye!') });
+  assert.equal((await call.closed).code, 1000);
+  const conversation = `select closed_at is not null from conversations where identity = 'retell_call=${callId};'`;
+  await until(() => psql(db, conversation) === 't', { what: 'the call\'s conversation to be closed' });
+  await new Promise((r) => setTimeout(r, 300)); // nothing written after the close opens it again
+  assert.equal(psql(db, conversation), 't');
+  const stored = psql(db, `select string_agg(role || ':' || coalesce(content, ''), '|' order by seq) from messages m join conversations c on c.id = m.conversation where c.identity = 'retell_call=${callId};' and role in ('user', 'assistant') and content <> ''`);
+  assert.equal(stored, 'user:Nothing else. Bye!|assistant:Goodbye!');
+});
+
 test('transfer_call from a tool: the last response carries TRANSFER_NUMBER', async () => {
   const call = await retell(sb, newCallId(), { secret: SECRET, agent: 'handoff' });
   call.send({ interaction_type: 'response_required', response_id: 1, transcript: transcript('Can I talk to a person?') });

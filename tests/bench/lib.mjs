@@ -1,6 +1,7 @@
 // What the benchmark scripts share: percentiles, CPU time of processes and of
 // the machine read from /proc, a free port.
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 
 /** The p-th percentile of the finite values in xs, nearest rank (p = 100 is the largest); NaN when there are none. */
@@ -64,5 +65,32 @@ export function freePort() {
       const { port } = s.address();
       s.close(() => resolve(port));
     });
+  });
+}
+
+/**
+ * One streamed Chat Completions turn of `body` (an object) to `base` with
+ * bearer `key` over `agent`: ms from the request to the first chunk with
+ * words, and whether the stream ended with [DONE].
+ */
+export function firstTokenTurn(base, key, body, agent) {
+  const payload = JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    let first = NaN;
+    let text = '';
+    const req = http.request(`${base}/v1/chat/completions`, {
+      method: 'POST', agent,
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}`, 'content-length': Buffer.byteLength(payload) },
+    }, (res) => {
+      res.setEncoding('utf8');
+      res.on('data', (d) => {
+        if (Number.isNaN(first) && /"content":"[^"]/.test(d)) first = performance.now() - t0;
+        text += d;
+      });
+      res.on('end', () => resolve({ ms: first, ok: res.statusCode === 200 && text.endsWith('[DONE]\n\n') }));
+    });
+    req.on('error', reject);
+    req.end(payload);
   });
 }

@@ -8,7 +8,7 @@
 // provider gets them. Run by tests/bench/memory-run.
 import http from 'node:http';
 import { execFileSync } from 'node:child_process';
-import { pct } from './lib.mjs';
+import { pct, firstTokenTurn } from './lib.mjs';
 
 const urls = { on: process.env.SB_ON, off: process.env.SB_OFF };
 const key = process.env.SB_KEY;
@@ -19,28 +19,10 @@ const model = 'fake?' + new URLSearchParams({ text: 'Your order 4417 shipped yes
 
 /** One turn: ms from the request to the first chunk with words, and whether the stream ended well. */
 function turn(base, conversation, i) {
-  const body = JSON.stringify({
+  return firstTokenTurn(base, key, {
     model, stream: true, conversation_id: conversation,
     messages: [{ role: 'system', content: 'You are a support agent.' }, { role: 'user', content: `Question ${i}: where is my order 4417?` }],
-  });
-  return new Promise((resolve, reject) => {
-    const t0 = performance.now();
-    let first = NaN;
-    let text = '';
-    const req = http.request(`${base}/v1/chat/completions`, {
-      method: 'POST', agent,
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}`, 'content-length': Buffer.byteLength(body) },
-    }, (res) => {
-      res.setEncoding('utf8');
-      res.on('data', (d) => {
-        if (Number.isNaN(first) && /"content":"[^"]/.test(d)) first = performance.now() - t0;
-        text += d;
-      });
-      res.on('end', () => resolve({ ms: first, ok: res.statusCode === 200 && text.endsWith('[DONE]\n\n') }));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
+  }, agent);
 }
 
 const ms = { on: [], off: [] };

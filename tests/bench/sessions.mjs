@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import WebSocket from 'ws';
-import { pct } from './lib.mjs';
+import { pct, firstTokenTurn } from './lib.mjs';
 
 const base = process.env.SB_URL;
 const key = process.env.SB_KEY;
@@ -33,27 +33,7 @@ function open(s) {
 }
 
 /** One HTTP turn: ms to the first chunk with words. */
-function httpTurn() {
-  const body = JSON.stringify({ model, stream: true, messages: [{ role: 'user', content: 'where is my order?' }] });
-  return new Promise((resolve, reject) => {
-    const t0 = performance.now();
-    let first = NaN;
-    let text = '';
-    const req = http.request(`${base}/v1/chat/completions`, {
-      method: 'POST', agent,
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}`, 'content-length': Buffer.byteLength(body) },
-    }, (res) => {
-      res.setEncoding('utf8');
-      res.on('data', (d) => {
-        if (Number.isNaN(first) && /"content":"[^"]/.test(d)) first = performance.now() - t0;
-        text += d;
-      });
-      res.on('end', () => resolve({ ms: first, ok: res.statusCode === 200 && text.endsWith('[DONE]\n\n') }));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+const httpTurn = () => firstTokenTurn(base, key, { model, stream: true, messages: [{ role: 'user', content: 'where is my order?' }] }, agent);
 
 /** One turn on an open session: ms to the first token message. */
 function wsTurn(ws) {

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <libpq-fe.h>
 #include <sodium.h>
@@ -76,6 +77,9 @@ static const struct setting {
     S("LLM_TOTAL_TIMEOUT_MS", K_UINT, llm_total_timeout_ms, "120000", 1, 3600000, "longest upstream call"),
     S("LLM_RETRY_BACKOFF_MS", K_UINT, llm_retry_backoff_ms, "200", 0, 60000, "base delay before the one retry (jittered 50-150%)"),
     S("LLM_HTTP2", K_BOOL, llm_http2, "true", 0, 1, "use HTTP/2 with providers that offer it"),
+    S("LLM_CA_FILE", K_STR, llm_ca_file, NULL, 0, 0,
+      "PEM file of the certificate authorities a provider's certificate is checked against (unset: the system's), "
+      "for a provider behind a private CA"),
     S("MAX_UPSTREAM_BYTES", K_SIZE, max_upstream_bytes, "67108864", 4096, 1ull << 32, "most bytes read from the provider per turn"),
     S("MAX_ANSWER_BYTES", K_SIZE, max_answer_bytes, "1048576", 4096, 1ull << 32,
       "most of a model's answer a turn keeps (the whole answer when not streaming, a round's words before its tool calls); "
@@ -399,6 +403,10 @@ int sb_config_load(sb_config_t *c, char *err, size_t errlen)
             return -1;
         }
         PQconninfoFree(opts);
+    }
+    if (c->llm_ca_file != NULL && access(c->llm_ca_file, R_OK) != 0) {
+        snprintf(err, errlen, "LLM_CA_FILE: cannot read %s: %s", c->llm_ca_file, strerror(errno));
+        return -1;
     }
     if ((c->tls_cert_file == NULL) != (c->tls_key_file == NULL)) {
         snprintf(err, errlen, "TLS_CERT_FILE and TLS_KEY_FILE go together: set both, or neither");

@@ -442,6 +442,8 @@ sb_llm_call_t *sb_upstream_start(const sb_llm_env_t *env, const sb_endpoint_t *t
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)cf->llm_connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, cf->llm_http2 ? CURL_HTTP_VERSION_2TLS : CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (cf->llm_ca_file != NULL)
+        curl_easy_setopt(e, CURLOPT_CAINFO, cf->llm_ca_file);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "switchboard/" SB_VERSION);
     curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
     curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);

@@ -35,6 +35,7 @@ typedef struct sb_config {
     unsigned llm_total_timeout_ms;
     unsigned llm_retry_backoff_ms;
     int llm_http2;
+    char *llm_ca_file; /* PEM certificate authorities the providers' certificates are checked against; NULL: the system's */
     size_t max_upstream_bytes;
     size_t max_answer_bytes;
     size_t max_event_bytes;

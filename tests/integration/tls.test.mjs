@@ -1,15 +1,17 @@
 // Native TLS (TLS_CERT_FILE, TLS_KEY_FILE) with a self-signed certificate: curl over HTTP/1.1
 // and HTTP/2 (ALPN), the official openai client through an https agent that trusts it, and the
-// start-up errors for unusable files.
+// start-up errors for unusable files. Then the other direction: a provider over HTTPS and
+// HTTP/2 behind a private CA (LLM_CA_FILE).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import http2 from 'node:http2';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
-import { startSwitchboard, until, buildDir, freePort, INBOUND_KEY } from './lib.mjs';
+import { startSwitchboard, until, buildDir, freePort, post, assemble, INBOUND_KEY, PROVIDER_KEY } from './lib.mjs';
 
 let dir, cert, key, sb;
 before(async () => {
@@ -88,4 +90,61 @@ test('unusable certificate or key files stop start-up with a message naming the 
   assert.equal(r.status, 2);
   assert.match(r.stderr, /TLS_KEY_FILE is not the key of the certificate/);
   assert.doesNotMatch(r.stderr, /BEGIN|PRIVATE/, 'no key material in the message');
+});
+
+// --- a provider over HTTPS and HTTP/2 ---------------------------------------------------------------
+
+/**
+ * An OpenAI-compatible provider on HTTPS with HTTP/2 (and HTTP/1.1 by ALPN), certified by the
+ * test's own CA. Each request's answer waits until `hold` requests are in, so that many
+ * turns are open on it at once; `seen` counts its TLS connections and the HTTP versions asked.
+ */
+async function startH2Provider({ hold = 1 } = {}) {
+  const seen = { connections: 0, versions: [], waiting: [] };
+  const server = http2.createSecureServer({ cert: fs.readFileSync(cert), key: fs.readFileSync(key), allowHTTP1: true });
+  server.on('secureConnection', () => ++seen.connections);
+  server.on('request', (req, res) => {
+    req.resume();
+    req.on('end', () => {
+      seen.versions.push(req.httpVersion);
+      seen.waiting.push(res);
+      if (seen.waiting.length < hold) return;
+      for (const r of seen.waiting.splice(0)) {
+        r.writeHead(200, { 'content-type': 'text/event-stream' });
+        for (const word of ['Hello', ' over', ' h2.']) r.write(`data: {"choices":[{"index":0,"delta":{"content":"${word}"}}]}\n\n`);
+        r.end('data: [DONE]\n\n');
+      }
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { port: server.address().port, seen, close: () => new Promise((r) => server.close(r)) };
+}
+
+const turnBody = JSON.stringify({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'hi' }] });
+
+test('a provider behind a private CA is reached over HTTP/2 when LLM_CA_FILE names the CA', async () => {
+  const provider = await startH2Provider();
+  const s = await startSwitchboard({ LLM_BASE_URL: `https://localhost:${provider.port}/v1`, OPENAI_API_KEY: PROVIDER_KEY, LLM_CA_FILE: cert });
+  try {
+    const r = await post(s.base, turnBody);
+    assert.equal(r.status, 200);
+    assert.equal(assemble(r.text).content, 'Hello over h2.');
+    assert.deepEqual(provider.seen.versions, ['2.0']);
+  } finally {
+    await s.stop();
+    await provider.close();
+  }
+});
+
+test('without LLM_CA_FILE the same provider is refused: its certificate is checked', async () => {
+  const provider = await startH2Provider();
+  const s = await startSwitchboard({ LLM_BASE_URL: `https://localhost:${provider.port}/v1`, OPENAI_API_KEY: PROVIDER_KEY });
+  try {
+    const r = await post(s.base, turnBody);
+    assert.equal(r.status, 502, r.text);
+    assert.deepEqual(provider.seen.versions, [], 'no request got through');
+  } finally {
+    await s.stop();
+    await provider.close();
+  }
 });

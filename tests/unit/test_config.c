@@ -54,6 +54,13 @@ int main(void)
     sb_config_dispose(&c);
     unsetenv("LLM_BASE_URL");
 
+    setenv("LLM_CA_FILE", "/nonexistent/ca.pem", 1);
+    is_int(sb_config_load(&c, err, sizeof(err)), -1, "an LLM_CA_FILE that cannot be read stops start-up");
+    ok(strstr(err, "LLM_CA_FILE") != NULL && strstr(err, "/nonexistent/ca.pem") != NULL, "naming the setting and the file: %s",
+       err);
+    sb_config_dispose(&c);
+    unsetenv("LLM_CA_FILE");
+
     setenv("DATABASE_URL", "postgresql://user:p%zzw@host/db", 1); /* libpq would quote the bad token */
     is_int(sb_config_load(&c, err, sizeof(err)), -1, "a DATABASE_URL libpq cannot parse stops start-up");
     ok(strstr(err, "DATABASE_URL is not a valid Postgres connection URI") != NULL && strstr(err, "zz") == NULL,

@@ -407,6 +407,7 @@ struct conn {
     struct response resp;
     json_t *rec;    /* the record of the request being answered, or NULL */
     bool rec_final; /* its outcome is no longer "pending" */
+    bool counted;   /* in g_open */
     double t_received;
     uint64_t seq;
 };
@@ -448,6 +449,7 @@ static uv_signal_t g_sigint, g_sigterm;
 static const char *g_fixtures;
 static struct conn *g_conns;
 static bool g_shutting_down;
+static unsigned long long g_accepted, g_open; /* connections accepted since start, and open now (GET /_stats) */
 static char g_scratch[READ_MIN];
 
 static json_t *g_records[MAX_RECORDS];
@@ -592,6 +594,8 @@ static void on_conn_handle_closed(uv_handle_t *h)
         g_conns = c->next;
     if (c->next != NULL)
         c->next->prev = c->prev;
+    if (c->counted)
+        --g_open;
     free(c->rbuf);
     free(c->req.head);
     sb_free(&c->req.body);
@@ -2927,6 +2931,10 @@ static void dispatch(struct conn *c)
     } else if (post && PATH_IS("/_reset")) {
         records_clear();
         send_text(c, 200, "application/json", xstrndup("{\"ok\":true}", 11), 11);
+    } else if (get && PATH_IS("/_stats")) {
+        char *body = xmalloc(96);
+        int len = snprintf(body, 96, "{\"connections\":%llu,\"open\":%llu}", g_accepted, g_open);
+        send_text(c, 200, "application/json", body, (size_t)len);
     } else if (get && PATH_IS("/_health")) {
         send_text(c, 200, "text/plain", xstrndup("ok", 2), 2);
     } else {
@@ -3289,6 +3297,9 @@ static void on_connection(uv_stream_t *server, int status)
         conn_close(c);
         return;
     }
+    ++g_accepted;
+    c->counted = true;
+    ++g_open;
     uv_tcp_nodelay(&c->tcp, 1);
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0)
         conn_close(c);

@@ -2,7 +2,8 @@
  * Drives a curl multi handle from a libuv loop (the shape of curl's
  * docs/examples/multi-uv.c): one uv_poll_t per socket curl asks about, one
  * uv_timer_t for curl's timeout, and completion handling after every call
- * into curl, never inside curl's own callbacks.
+ * into curl, never inside curl's own callbacks. Keeps curl's connection
+ * cache as large as the most transfers that ran at once.
  */
 #include <stdlib.h>
 
@@ -12,6 +13,11 @@
 #include "sb/curl_uv.h"
 #include "sb/log.h"
 
+/* The connection cache never holds fewer than this many connections, and grows in steps of it. */
+#define CACHE_STEP 256
+/* Streams one HTTP/2 connection to a provider carries before curl opens another (the provider's own limit may be lower). */
+#define MAX_STREAMS_PER_CONNECTION 100
+
 struct sb_curlm {
     CURLM *multi;
     uv_loop_t *loop;
@@ -19,6 +25,7 @@ struct sb_curlm {
     unsigned depth;       /* > 0 while we are inside a call into curl */
     sb_xfer_t *cancelled; /* cancels requested from inside curl, removed when depth drops to 0 */
     unsigned active;
+    unsigned cache_size; /* CURLMOPT_MAXCONNECTS now */
 };
 
 struct sock_ctx {
@@ -96,6 +103,24 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
     return 0;
 }
 
+/*
+ * curl keeps at most CURLMOPT_MAXCONNECTS connections, in use or idle, and
+ * closes the oldest idle one whenever a transfer ends above that. Over HTTP/1.1
+ * every running transfer holds a connection of its own, so a cache smaller
+ * than the transfers running closes connections as turns end, just before the
+ * next turns need them, and each of those pays a new TCP (and TLS) handshake
+ * before its first token. The cache is kept as large as the most transfers
+ * that ran at once; idle connections are closed after their maximum age
+ * instead (CURLOPT_MAXAGE_CONN, set by the transfer's owner).
+ */
+static void size_cache(sb_curlm_t *m)
+{
+    if (m->active <= m->cache_size)
+        return;
+    m->cache_size = (m->active + CACHE_STEP - 1) / CACHE_STEP * CACHE_STEP;
+    curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, (long)m->cache_size);
+}
+
 /* CURLMOPT_SOCKETFUNCTION: one poll handle per socket, created on first use. */
 static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
@@ -144,9 +169,11 @@ sb_curlm_t *sb_curlm_create(uv_loop_t *loop, long max_host_connections)
     curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, m);
     /* Several concurrent turns to one provider share HTTP/2 connections when offered. */
     curl_multi_setopt(m->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+    curl_multi_setopt(m->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, (long)MAX_STREAMS_PER_CONNECTION);
     /* curl's default cache is 4 x the transfers running now: it shrinks whenever load dips and the next turns pay a
-     * new TCP and TLS handshake to the provider before their first token. Keep idle connections around instead. */
-    curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, 256L);
+     * new TCP and TLS handshake to the provider before their first token. It grows with the transfers instead. */
+    m->cache_size = CACHE_STEP;
+    curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, (long)m->cache_size);
     if (max_host_connections > 0)
         curl_multi_setopt(m->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host_connections);
     return m;
@@ -172,6 +199,7 @@ int sb_curlm_add(sb_curlm_t *m, sb_xfer_t *x)
         return -1;
     x->_added = 1;
     ++m->active;
+    size_cache(m);
     /* curl_multi_add_handle arms the timer; the transfer starts from the loop, so on_done never runs in here. */
     return 0;
 }

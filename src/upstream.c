@@ -25,6 +25,8 @@
 
 #define MAX_ERROR_BODY 65536
 #define MAX_MESSAGE 300
+/* A provider connection idle this long is closed rather than reused (the cache is as large as the busiest moment). */
+#define IDLE_CONNECTION_S 60L
 
 enum state { ST_RUNNING, ST_BACKOFF, ST_FAILED, ST_ENDED };
 
@@ -439,8 +441,13 @@ sb_llm_call_t *sb_upstream_start(const sb_llm_env_t *env, const sb_endpoint_t *t
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, IDLE_CONNECTION_S);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)cf->llm_connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_HTTP_VERSION, cf->llm_http2 ? CURL_HTTP_VERSION_2TLS : CURL_HTTP_VERSION_1_1);
+    /* A turn that finds the provider's connection still in its TLS handshake waits to learn whether it speaks HTTP/2
+     * and joins it, instead of opening its own: a burst of turns then opens one connection, not one each. */
+    if (cf->llm_http2 && strncmp(to->base_url, "https:", 6) == 0)
+        curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     if (cf->llm_ca_file != NULL)
         curl_easy_setopt(e, CURLOPT_CAINFO, cf->llm_ca_file);

@@ -1,7 +1,10 @@
 /*
  * libcurl's multi-socket interface driven by a libuv loop: one sb_curlm_t per
  * worker carries every outbound HTTP call of that worker and its connection
- * cache. All entry points must be called on the loop's thread.
+ * cache, which holds as many connections as the most transfers that ran at
+ * once (idle ones age out by each transfer's CURLOPT_MAXAGE_CONN), and lets
+ * transfers to one host share an HTTP/2 connection. All entry points must be
+ * called on the loop's thread.
  */
 #ifndef SB_CURL_UV_H
 #define SB_CURL_UV_H

@@ -163,6 +163,7 @@ async function startProxy(name, sc) {
       ACCESS_LOG: 'false',
     };
     if (sc.tls) sbEnv.LLM_CA_FILE = env.BENCH_CERT;
+    for (const kv of (env.BENCH_SB_ENV || '').split(/\s+/).filter(Boolean)) sbEnv[kv.slice(0, kv.indexOf('='))] = kv.slice(kv.indexOf('=') + 1);
     child = spawn(env.BENCH_SB_BIN, [], { cwd: dir, env: sbEnv, stdio: ['ignore', 'ignore', fs.openSync(path.join(dir, 'stderr.log'), 'w')] });
     pids = () => [child.pid];
   }

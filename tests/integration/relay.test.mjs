@@ -203,3 +203,27 @@ test('the access log has one line per request and no secrets', async () => {
   const all = JSON.stringify(sb.accessLog) + sb.stderr.join('\n');
   assert.ok(!all.includes(INBOUND_KEY) && !all.includes(PROVIDER_KEY), 'no key in any log');
 });
+
+test('turns beyond curl\'s first 256 connections reuse theirs on the next turn', async () => {
+  // A switchboard of its own, one worker: its provider connections are all in one cache.
+  const s = await startSwitchboard({ LLM_BASE_URL: `${up.base}/v1`, OPENAI_API_KEY: PROVIDER_KEY, WORKERS: '1', ACCESS_LOG: 'false' });
+  const accepted = async () => (await (await fetch(`${up.base}/_stats`)).json()).connections;
+  const n = 300;
+  // each stream stays open a while, so the whole wave holds n provider connections at once
+  const body = { model: scenario({ text: 'one two three', pace_ms: '150' }), stream: true, messages: user };
+  const wave = async () => {
+    const replies = await Promise.all(Array.from({ length: n }, () => post(s.base, body)));
+    for (const r of replies) assert.equal(assemble(r.text).content, 'one two three');
+  };
+  try {
+    const before0 = await accepted();
+    await wave();
+    const first = (await accepted()) - before0;
+    assert.ok(first >= n - 5 && first <= n, `the first wave opened about one connection per turn (${first})`);
+    const before1 = await accepted();
+    await wave();
+    assert.equal((await accepted()) - before1, 0, 'the second wave found every connection it needed kept');
+  } finally {
+    await s.stop();
+  }
+});

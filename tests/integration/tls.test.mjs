@@ -136,6 +136,24 @@ test('a provider behind a private CA is reached over HTTP/2 when LLM_CA_FILE nam
   }
 });
 
+test('turns that start together share one HTTP/2 connection to the provider', async () => {
+  const n = 20;
+  const provider = await startH2Provider({ hold: n }); // no answer until all n are in: they are open at once
+  const s = await startSwitchboard({
+    LLM_BASE_URL: `https://localhost:${provider.port}/v1`, OPENAI_API_KEY: PROVIDER_KEY, LLM_CA_FILE: cert, WORKERS: '1',
+  });
+  try {
+    const replies = await Promise.all(Array.from({ length: n }, () => post(s.base, turnBody)));
+    for (const r of replies) assert.equal(assemble(r.text).content, 'Hello over h2.');
+    assert.equal(provider.seen.versions.length, n);
+    assert.ok(provider.seen.versions.every((v) => v === '2.0'));
+    assert.equal(provider.seen.connections, 1, 'one TLS connection carried every turn');
+  } finally {
+    await s.stop();
+    await provider.close();
+  }
+});
+
 test('without LLM_CA_FILE the same provider is refused: its certificate is checked', async () => {
   const provider = await startH2Provider();
   const s = await startSwitchboard({ LLM_BASE_URL: `https://localhost:${provider.port}/v1`, OPENAI_API_KEY: PROVIDER_KEY });

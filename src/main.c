@@ -23,6 +23,7 @@
 #include "forget.h"
 #include "http.h"
 #include "instructions.h"
+#include "limit.h"
 #include "llm.h"
 #include "metrics.h"
 #include "request.h"
@@ -179,6 +180,7 @@ int main(int argc, char **argv)
         return 1;
     }
     signal(SIGPIPE, SIG_IGN);
+    sb_limit_raise();
     sb_agent_route_init();
     sb_auth_init(&config);
     sb_chat_request_init(&config);

@@ -6,6 +6,7 @@
  * single retry, which is allowed only while nothing reached the client.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 
 #include <h2o/memory.h>
 
+#include "limit.h"
 #include "llm.h"
 #include "metrics.h"
 #include "wire.h"
@@ -256,6 +258,8 @@ static curl_socket_t on_open_socket(void *data, curlsocktype purpose, struct cur
     curl_socket_t fd = socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
     if (fd != CURL_SOCKET_BAD)
         sb_metrics_provider_connection(1);
+    else
+        sb_limit_refused("open a connection to the provider", errno);
     return fd;
 }
 

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "eventlog.h"
+#include "limit.h"
 #include "memory.h"
 #include "summary.h"
 #include "metrics.h"
@@ -172,36 +173,121 @@ void sb_worker_linger_on_close(sb_worker_t *w, int fd)
     c->linger_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0); /* -1 on failure: the connection closes as h2o closes it */
 }
 
-static void on_accept(uv_stream_t *listener, int status)
+/* A new connection on descriptor `fd`, taken by h2o. */
+static void take(sb_listener_t *l, int fd)
 {
-    sb_worker_t *w = listener->data;
-    if (status != 0)
-        return;
+    sb_worker_t *w = l->w;
     struct conn *c = sb_alloc(sizeof(*c));
     c->w = w;
     c->fd = c->linger_fd = -1;
     uv_tcp_t *conn = &c->tcp;
-    uv_tcp_init(listener->loop, conn);
-    if (uv_accept(listener, (uv_stream_t *)conn) != 0) {
+    uv_tcp_init(&w->loop, conn);
+    if (uv_tcp_open(conn, fd) != 0) {
+        close(fd);
         uv_close((uv_handle_t *)conn, on_conn_closed);
         return;
     }
-    uv_os_fd_t fd;
-    if (uv_fileno((uv_handle_t *)conn, &fd) == 0 && fd >= 0) {
-        if ((size_t)fd >= w->nconns) {
-            size_t n = (size_t)fd + 1 > w->nconns * 2 ? (size_t)fd + 1 : w->nconns * 2;
-            w->conns = sb_realloc(w->conns, n * sizeof(*w->conns));
-            memset(w->conns + w->nconns, 0, (n - w->nconns) * sizeof(*w->conns));
-            w->nconns = n;
-        }
-        c->fd = fd;
-        w->conns[fd] = c;
+    if ((size_t)fd >= w->nconns) {
+        size_t n = (size_t)fd + 1 > w->nconns * 2 ? (size_t)fd + 1 : w->nconns * 2;
+        w->conns = sb_realloc(w->conns, n * sizeof(*w->conns));
+        memset(w->conns + w->nconns, 0, (n - w->nconns) * sizeof(*w->conns));
+        w->nconns = n;
     }
+    c->fd = fd;
+    w->conns[fd] = c;
     /* Every token is written as soon as it arrives: Nagle would hold small writes back. */
     uv_tcp_nodelay(conn, 1);
     h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)conn, on_conn_closed);
-    /* the metrics port speaks plain HTTP even when PORT speaks TLS: it is for a scraper inside the network */
-    h2o_accept(listener == (uv_stream_t *)&w->metrics_listener ? &w->metrics_accept_ctx : &w->accept_ctx, sock);
+    h2o_accept(l->accept_ctx, sock);
+}
+
+static void on_listener(uv_poll_t *poll, int status, int events);
+
+static void on_backoff_over(uv_timer_t *timer)
+{
+    sb_listener_t *l = timer->data;
+    uv_poll_start(&l->poll, UV_READABLE, on_listener);
+}
+
+/*
+ * Accepting here rather than through libuv's uv_listen: when descriptors run
+ * out, libuv closes the connections it cannot take without telling anyone,
+ * and a server turning callers away must say why. So: up to ACCEPT_BATCH
+ * connections per readiness (the rest wait for the next loop iteration, so a
+ * flood of connections does not hold up the streams already open), and on a
+ * limit, one log line naming it (limit.c). Out of descriptors, the spare one
+ * is let go of to accept and close what waits (the kernel would otherwise
+ * report the listener ready on every iteration), then taken back; out of
+ * kernel memory, accepting pauses for ACCEPT_BACKOFF_MS.
+ */
+#define ACCEPT_BATCH 256
+#define ACCEPT_BACKOFF_MS 100
+
+static void refuse_waiting(sb_listener_t *l)
+{
+    sb_worker_t *w = l->w;
+    if (w->spare_fd < 0)
+        return;
+    close(w->spare_fd);
+    int fd;
+    while ((fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC)) >= 0 || errno == EINTR)
+        if (fd >= 0)
+            close(fd);
+    w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void on_listener(uv_poll_t *poll, int status, int events)
+{
+    sb_listener_t *l = poll->data;
+    if (status < 0)
+        return;
+    for (unsigned n = 0; n < ACCEPT_BATCH; ++n) {
+        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            take(l, fd);
+            continue;
+        }
+        int err = errno;
+        if (err == EINTR || err == ECONNABORTED || err == EPROTO)
+            continue;
+        if (err == EAGAIN || err == EWOULDBLOCK)
+            return;
+        sb_limit_refused("accept a connection", err);
+        if (err == EMFILE || err == ENFILE) {
+            refuse_waiting(l);
+        } else {
+            uv_poll_stop(&l->poll);
+            uv_timer_start(&l->backoff, on_backoff_over, ACCEPT_BACKOFF_MS, 0);
+        }
+        return;
+    }
+}
+
+/* Starts taking connections on a listening socket (open_listener made it). */
+static void listen_on(sb_worker_t *w, sb_listener_t *l, int fd, h2o_accept_ctx_t *accept_ctx)
+{
+    l->w = w;
+    l->fd = fd;
+    l->accept_ctx = accept_ctx;
+    uv_poll_init(&w->loop, &l->poll, fd);
+    uv_timer_init(&w->loop, &l->backoff);
+    l->poll.data = l->backoff.data = l;
+    uv_poll_start(&l->poll, UV_READABLE, on_listener);
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+    sb_listener_t *l = h->data;
+    if (h == (uv_handle_t *)&l->poll)
+        close(l->fd); /* only now: a descriptor must not close while libuv polls it */
+}
+
+static void stop_listening(sb_listener_t *l)
+{
+    uv_poll_stop(&l->poll);
+    uv_close((uv_handle_t *)&l->poll, on_listener_closed);
+    uv_timer_stop(&l->backoff);
+    uv_close((uv_handle_t *)&l->backoff, on_listener_closed);
 }
 
 void sb_worker_work_started(sb_worker_t *w, sb_open_work_t *work)
@@ -257,7 +343,7 @@ static void on_wake(uv_async_t *async)
         return;
     w->draining = 1;
     w->drain_deadline = sb_worker_now(w) + w->config->drain_timeout_ms;
-    uv_close((uv_handle_t *)&w->listener, NULL);
+    stop_listening(&w->listener);          /* METRICS_PORT stays open: a drain can be watched */
     h2o_context_request_shutdown(&w->ctx); /* idle keep-alive connections close, HTTP/2 peers get GOAWAY */
     for (h2o_linklist_t *node = w->open.next, *next; node != &w->open; node = next) {
         next = node->next; /* the work may end itself in its callback */
@@ -307,20 +393,6 @@ static void on_metrics_tick(uv_timer_t *timer)
     sb_metrics_pool(st.open, st.busy, st.queued);
 }
 
-/* Starts listening on an opened socket; a failure ends the process (the port was checked at start-up). */
-static void listen_on(sb_worker_t *w, uv_tcp_t *listener, int fd)
-{
-    uv_tcp_init(&w->loop, listener);
-    listener->data = w;
-    int rc = uv_tcp_open(listener, fd);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)listener, 4096, on_accept);
-    if (rc != 0) {
-        sb_log_error("worker %u: cannot listen: %s", w->id, uv_strerror(rc));
-        exit(1);
-    }
-}
-
 void *sb_worker_run(void *arg)
 {
     sb_worker_t *w = arg;
@@ -357,9 +429,10 @@ void *sb_worker_run(void *arg)
         w->metrics_timer.data = w;
         uv_timer_start(&w->metrics_timer, on_metrics_tick, 0, 1000);
     }
-    listen_on(w, &w->listener, w->listen_fd);
-    if (w->metrics_fd >= 0)
-        listen_on(w, &w->metrics_listener, w->metrics_fd);
+    w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    listen_on(w, &w->listener, w->listen_fd, &w->accept_ctx);
+    if (w->metrics_fd >= 0) /* the metrics port speaks plain HTTP even when PORT speaks TLS: it is for a scraper inside */
+        listen_on(w, &w->metrics_listener, w->metrics_fd, &w->metrics_accept_ctx);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     /* The process exits after the workers stop; open connections are closed by the kernel. */
     return NULL;

@@ -34,6 +34,15 @@ typedef struct sb_server {
     SSL_CTX *tls;               /* PORT's TLS (TLS_CERT_FILE), or NULL */
 } sb_server_t;
 
+/* A listening socket: polled for readiness, its connections accepted by the worker (worker.c says why). */
+typedef struct sb_listener {
+    uv_poll_t poll;
+    uv_timer_t backoff; /* accepting paused while the kernel has no memory for another socket */
+    struct sb_worker *w;
+    h2o_accept_ctx_t *accept_ctx;
+    int fd;
+} sb_listener_t;
+
 typedef struct sb_worker {
     sb_server_t *server;
     const sb_config_t *config;
@@ -43,10 +52,11 @@ typedef struct sb_worker {
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
     h2o_accept_ctx_t metrics_accept_ctx; /* METRICS_PORT's: never TLS */
-    uv_tcp_t listener;
-    uv_tcp_t metrics_listener; /* METRICS_PORT's, when set */
-    uv_timer_t metrics_timer;  /* copies the pool's numbers into the metrics */
-    uv_async_t wake;           /* main thread -> worker: start draining */
+    sb_listener_t listener;
+    sb_listener_t metrics_listener; /* METRICS_PORT's, when set */
+    int spare_fd;                   /* kept open to be let go of when descriptors run out (worker.c) */
+    uv_timer_t metrics_timer;       /* copies the pool's numbers into the metrics */
+    uv_async_t wake;                /* main thread -> worker: start draining */
     uv_timer_t drain_timer;
     sb_curlm_t *curlm;
     sb_pgpool_t *pg;                /* NULL without DATABASE_URL */

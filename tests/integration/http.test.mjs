@@ -3,6 +3,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import { startFakeUpstream, startSwitchboard, post, scenario, assemble, buildDir, freePort, until, INBOUND_KEY, PROVIDER_KEY } from './lib.mjs';
 
@@ -214,5 +215,30 @@ test('by default one worker per CPU the process may use: one under a one-CPU aff
   } finally {
     proc.kill('SIGTERM');
     await exited;
+  }
+});
+
+test('the descriptor limit is raised to its hard limit, and running out of it is logged once, by name', async () => {
+  const s = await startSwitchboard({ LLM_BASE_URL: `${up.base}/v1`, OPENAI_API_KEY: PROVIDER_KEY, WORKERS: '1' },
+    { nofile: { soft: 64, hard: 160 } });
+  const sockets = [];
+  try {
+    assert.ok(s.stderr.some((l) => /RLIMIT_NOFILE raised from 64 to its hard limit, 160/.test(l)), s.stderr.join('\n'));
+    // more idle connections than descriptors: the ones past the limit are refused
+    for (let i = 0; i < 220; ++i) {
+      const c = net.connect(s.port, '127.0.0.1');
+      c.on('error', () => {});
+      sockets.push(c);
+    }
+    const refused = () => s.stderr.filter((l) => /cannot accept a connection: .*RLIMIT_NOFILE \(160\)/.test(l));
+    await until(() => refused().length > 0, { what: 'the refusal to be logged' });
+    for (let i = 0; i < 50; ++i) sockets.push(net.connect(s.port, '127.0.0.1').on('error', () => {}));
+    await until(() => sockets.slice(-50).every((c) => c.destroyed || c.readyState === 'open'), { what: 'the later connections to settle' });
+    assert.equal(refused().length, 1, 'once, however many are refused');
+    for (const c of sockets) c.destroy();
+    await until(async () => (await fetch(`${s.base}/ping`).catch(() => ({ ok: false }))).ok, { what: 'the server to serve again' });
+  } finally {
+    for (const c of sockets) c.destroy();
+    await s.stop();
   }
 });

@@ -78,11 +78,16 @@ export async function startFakeUpstream() {
  * same port) and waits until /ping answers.
  * Its stdout (the access log) is kept in `accessLog` as parsed lines. With
  * `tls` ({ ca }), it serves HTTPS and /ping is asked over TLS trusting `ca`.
+ * With `nofile` ({ soft, hard }), it runs under those file-descriptor limits.
  */
-export async function startSwitchboard(env = {}, { tls } = {}) {
+export async function startSwitchboard(env = {}, { tls, nofile } = {}) {
   const port = env.PORT ? Number(env.PORT) : await freePort();
   const bin = path.join(buildDir, 'src', 'switchboard');
-  const proc = spawn(bin, [], {
+  // nofile ({ soft, hard }): started under these RLIMIT_NOFILE limits (the shell execs it: same pid)
+  const [cmd, args] = nofile
+    ? ['/bin/sh', ['-c', `ulimit -Sn ${nofile.soft} && ulimit -Hn ${nofile.hard} && exec "$0"`, bin]]
+    : [bin, []];
+  const proc = spawn(cmd, args, {
     cwd: buildDir, // no .env there
     env: {
       PATH: process.env.PATH,

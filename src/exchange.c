@@ -241,6 +241,6 @@ void sb_exchange_start(sb_chat_out_t *out, sb_chat_request_t *creq, sb_sink_t *s
     if (req->version < 0x200) {
         h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);
         if (sock != NULL)
-            x->hangup = sb_hangup_watch(&w->loop, h2o_socket_get_fd(sock), req->version >= 0x101, &hangup_cbs, x);
+            x->hangup = sb_hangup_watch(w->hangups, h2o_socket_get_fd(sock), req->version >= 0x101, &hangup_cbs, x);
     }
 }

@@ -4,13 +4,15 @@
  * bytes with a reset: after a FIN the watch has the channel ask (or sends an
  * interim response), then reads the connection's state RECHECK_MS later, and
  * asks again every ASK_EVERY_MS for as long as the half-closed caller stays.
- * epoll reports the FIN level-triggered, so the poll stops once it was heard.
+ * The set reports the FIN level-triggered, so a socket leaves it once its FIN
+ * was heard; from then on a timer, made then, does the asking.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -18,38 +20,43 @@
 
 #include "hangup.h"
 #include "sb/alloc.h"
+#include "sb/log.h"
 
-#define RECHECK_MS 3     /* a reset answers within a round trip */
-#define ASK_EVERY_MS 200 /* a half-closed caller is asked again this often */
+#define RECHECK_MS 3       /* a reset answers within a round trip */
+#define ASK_EVERY_MS 200   /* a half-closed caller is asked again this often */
+#define EVENTS_PER_TICK 64 /* hang-ups handled per loop iteration; more wait for the next */
+
+struct sb_hangups {
+    uv_poll_t poll; /* on epfd: readable when a watched socket has news */
+    int epfd;
+    uv_loop_t *loop;
+};
 
 struct sb_hangup {
-    uv_poll_t poll;
-    uv_timer_t timer;
+    sb_hangups_t *set;
     int fd;
     int http11;
-    int fin;      /* the caller closed its sending side */
-    int checking; /* the timer looks for the reset an ask provoked (else it asks again) */
-    int closing;  /* handles still to close before the descriptor may go */
+    int in_set;        /* fd is in the set (until its FIN was heard) */
+    int checking;      /* the timer looks for the reset an ask provoked (else it asks again) */
+    uv_timer_t *timer; /* made when the FIN is heard */
     sb_hangup_cbs_t cbs;
     void *data;
 };
 
-static void on_closed(uv_handle_t *h)
+static void on_timer_closed(uv_handle_t *h)
 {
-    sb_hangup_t *w = h->data;
-    if (--w->closing > 0)
-        return;
-    close(w->fd); /* only now: a descriptor must not close while libuv polls it */
-    free(w);
+    free(h);
 }
 
 static void stop(sb_hangup_t *w)
 {
-    w->closing = 2;
-    uv_poll_stop(&w->poll);
-    uv_close((uv_handle_t *)&w->poll, on_closed);
-    uv_timer_stop(&w->timer);
-    uv_close((uv_handle_t *)&w->timer, on_closed);
+    if (w->in_set)
+        epoll_ctl(w->set->epfd, EPOLL_CTL_DEL, w->fd, NULL);
+    if (w->timer != NULL) {
+        uv_timer_stop(w->timer);
+        uv_close((uv_handle_t *)w->timer, on_timer_closed);
+    }
+    free(w);
 }
 
 static void gone(sb_hangup_t *w)
@@ -83,7 +90,7 @@ static void ask(sb_hangup_t *w)
         }
     }
     w->checking = 1;
-    uv_timer_start(&w->timer, on_timer, RECHECK_MS, 0);
+    uv_timer_start(w->timer, on_timer, RECHECK_MS, 0);
 }
 
 static void on_timer(uv_timer_t *timer)
@@ -99,36 +106,66 @@ static void on_timer(uv_timer_t *timer)
     }
     /* still there: it only closed its sending side. It may close for good later: ask again then. */
     w->checking = 0;
-    uv_timer_start(&w->timer, on_timer, ASK_EVERY_MS, 0);
+    uv_timer_start(w->timer, on_timer, ASK_EVERY_MS, 0);
 }
 
-static void on_poll(uv_poll_t *poll, int status, int events)
+/* The set says the caller on `w` sent a FIN, or its socket failed. */
+static void on_news(sb_hangup_t *w, uint32_t events)
 {
-    sb_hangup_t *w = poll->data;
-    if (status < 0 || reset(w) || !w->http11) { /* a reset, an error, or an HTTP/1.0 client's FIN: gone */
+    if ((events & EPOLLERR) || reset(w) || !w->http11) { /* a reset, an error, or an HTTP/1.0 client's FIN: gone */
         gone(w);
         return;
     }
-    uv_poll_stop(&w->poll); /* the FIN stays reported (level-triggered): from here on the timer asks */
-    w->fin = 1;
+    epoll_ctl(w->set->epfd, EPOLL_CTL_DEL, w->fd, NULL); /* the FIN stays reported (level-triggered): the timer asks */
+    w->in_set = 0;
+    w->timer = sb_alloc(sizeof(*w->timer));
+    uv_timer_init(w->set->loop, w->timer);
+    w->timer->data = w;
     ask(w);
 }
 
-sb_hangup_t *sb_hangup_watch(uv_loop_t *loop, int fd, int http11, const sb_hangup_cbs_t *cbs, void *data)
+static void on_set_ready(uv_poll_t *poll, int status, int events)
 {
-    int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0); /* libuv polls a descriptor once: h2o's is taken */
-    if (dup < 0)
+    sb_hangups_t *set = poll->data;
+    /* One at a time: a callback may stop other watches, and an event already read for one would then point at freed
+     * memory; one taken from the set now is for a watch that is still in it. */
+    for (int n = 0; n < EVENTS_PER_TICK; ++n) {
+        struct epoll_event ev;
+        if (epoll_wait(set->epfd, &ev, 1, 0) != 1)
+            return;
+        on_news(ev.data.ptr, ev.events);
+    }
+}
+
+sb_hangups_t *sb_hangups_create(uv_loop_t *loop)
+{
+    int epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0) {
+        sb_log_warn("cannot make the hang-up watch's epoll set (%s): callers who hang up are noticed at the next write",
+                    strerror(errno));
+        return NULL;
+    }
+    sb_hangups_t *set = sb_alloc(sizeof(*set));
+    set->epfd = epfd;
+    set->loop = loop;
+    uv_poll_init(loop, &set->poll, epfd);
+    set->poll.data = set;
+    uv_poll_start(&set->poll, UV_READABLE, on_set_ready);
+    return set;
+}
+
+sb_hangup_t *sb_hangup_watch(sb_hangups_t *set, int fd, int http11, const sb_hangup_cbs_t *cbs, void *data)
+{
+    if (set == NULL)
         return NULL;
     sb_hangup_t *w = sb_alloc(sizeof(*w));
-    *w = (sb_hangup_t){.fd = dup, .http11 = http11, .cbs = *cbs, .data = data};
-    if (uv_poll_init(loop, &w->poll, dup) != 0) {
-        close(dup);
+    *w = (sb_hangup_t){.set = set, .fd = fd, .http11 = http11, .in_set = 1, .cbs = *cbs, .data = data};
+    /* Only the peer's FIN (EPOLLRDHUP) and errors, always reported: a pipelined request's bytes wake nothing. */
+    struct epoll_event ev = {.events = EPOLLRDHUP, .data.ptr = w};
+    if (epoll_ctl(set->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
         free(w);
         return NULL;
     }
-    uv_timer_init(loop, &w->timer);
-    w->poll.data = w->timer.data = w;
-    uv_poll_start(&w->poll, UV_DISCONNECT, on_poll);
     return w;
 }
 

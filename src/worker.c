@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "eventlog.h"
+#include "hangup.h"
 #include "limit.h"
 #include "memory.h"
 #include "summary.h"
@@ -402,6 +403,7 @@ void *sb_worker_run(void *arg)
     w->accept_ctx.hosts = w->metrics_accept_ctx.hosts = w->server->h2o.hosts;
     w->accept_ctx.ssl_ctx = w->server->tls; /* NULL: plain HTTP */
     w->curlm = sb_curlm_create(&w->loop, 0);
+    w->hangups = sb_hangups_create(&w->loop);
     if (w->config->database_url != NULL) {
         sb_pgpool_config_t pc = {
             .conninfo = w->config->database_url,

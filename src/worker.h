@@ -22,6 +22,7 @@ struct sb_metrics;
 struct sb_memory;
 struct sb_eventlog;
 struct sb_summaries;
+struct sb_hangups;
 
 typedef struct sb_server {
     const sb_config_t *config;
@@ -59,6 +60,7 @@ typedef struct sb_worker {
     uv_async_t wake;                /* main thread -> worker: start draining */
     uv_timer_t drain_timer;
     sb_curlm_t *curlm;
+    struct sb_hangups *hangups;     /* the HTTP/1 callers' hang-up watches (hangup.h); NULL without epoll */
     sb_pgpool_t *pg;                /* NULL without DATABASE_URL */
     struct sb_memory *memory;       /* conversation memory on pg, NULL when off */
     struct sb_eventlog *eventlog;   /* the queue and writer of turn records on pg, NULL when off */

@@ -1,9 +1,10 @@
 /*
- * Drives a curl multi handle from a libuv loop (the shape of curl's
+ * Drives curl's multi-socket interface from a libuv loop (the shape of curl's
  * docs/examples/multi-uv.c): one uv_poll_t per socket curl asks about, one
- * uv_timer_t for curl's timeout, and completion handling after every call
- * into curl, never inside curl's own callbacks. Keeps curl's connection
- * cache as large as the most transfers that ran at once.
+ * uv_timer_t per multi handle for curl's timeout, and completion handling
+ * after every call into curl, never inside curl's own callbacks. The
+ * transfers are spread over as many multi handles ("shards") as they need,
+ * SHARD_TRANSFERS at most each.
  */
 #include <stdlib.h>
 
@@ -13,50 +14,86 @@
 #include "sb/curl_uv.h"
 #include "sb/log.h"
 
-/* The connection cache never holds fewer than this many connections, and grows in steps of it. */
-#define CACHE_STEP 256
+/*
+ * Why shards. curl looks through every connection in a multi handle's cache
+ * when a transfer is removed (for connect-only ones to close) and through the
+ * host's connections when one starts (for one to reuse). With one multi
+ * handle and thousands of kept provider connections that is thousands of
+ * steps for every turn, and it grows with the open streams. A shard holds at
+ * most SHARD_TRANSFERS transfers, so those walks stay that short however many
+ * streams are open; a new transfer goes to the first shard with room,
+ * preferring one where a transfer ended lately and left its connection idle
+ * (so turns reuse connections across the shards), and a new shard is made
+ * when all are full. Few transfers fill the first shard only, so over HTTP/2
+ * they share its few connections.
+ */
+#define SHARD_TRANSFERS 256
+/*
+ * curl keeps at most CURLMOPT_MAXCONNECTS connections, in use or idle, and
+ * closes the oldest idle one whenever a transfer ends above that. Over
+ * HTTP/1.1 each transfer holds a connection of its own, so a cache smaller
+ * than the transfers running closes connections as turns end, just before
+ * the next turns need them, and each of those pays a new TCP (and TLS)
+ * handshake before its first token. A shard's cache holds twice its transfers
+ * (its idle connections stay until their maximum age, CURLOPT_MAXAGE_CONN,
+ * set by the transfer's owner).
+ */
+#define SHARD_CONNECTIONS (2 * SHARD_TRANSFERS)
 /* Streams one HTTP/2 connection to a provider carries before curl opens another (the provider's own limit may be lower). */
 #define MAX_STREAMS_PER_CONNECTION 100
 
-struct sb_curlm {
+struct sb_curlm_shard {
     CURLM *multi;
-    uv_loop_t *loop;
     uv_timer_t *timer;
+    sb_curlm_t *m;
+    unsigned active; /* transfers added */
+    unsigned idle;   /* transfers that ended well since a transfer was last added here: connections likely idle */
+};
+
+struct sb_curlm {
+    uv_loop_t *loop;
+    struct sb_curlm_shard **shards;
+    unsigned nshards;
+    long max_host_connections;
     unsigned depth;       /* > 0 while we are inside a call into curl */
     sb_xfer_t *cancelled; /* cancels requested from inside curl, removed when depth drops to 0 */
     unsigned active;
-    unsigned cache_size; /* CURLMOPT_MAXCONNECTS now */
 };
 
 struct sock_ctx {
     uv_poll_t poll;
     curl_socket_t fd;
-    sb_curlm_t *m;
+    struct sb_curlm_shard *shard;
 };
 
 static void finish(sb_xfer_t *x, CURLcode result)
 {
-    sb_curlm_t *m = x->_m;
-    curl_multi_remove_handle(m->multi, x->easy);
+    struct sb_curlm_shard *s = x->_shard;
+    curl_multi_remove_handle(s->multi, x->easy);
     x->_added = 0;
-    --m->active;
+    --s->active;
+    --s->m->active;
+    if (result == CURLE_OK)
+        ++s->idle;
     x->on_done(x, result);
 }
 
-/* Reaps completed transfers and carries out cancels requested while curl was running. */
+/* Reaps completed transfers in every shard and carries out cancels requested while curl was running. */
 static void after_curl(sb_curlm_t *m)
 {
     if (m->depth != 0)
         return;
-    CURLMsg *msg;
-    int pending;
-    while ((msg = curl_multi_info_read(m->multi, &pending)) != NULL) {
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        sb_xfer_t *x = NULL;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
-        if (x != NULL && !x->_cancelling)
-            finish(x, msg->data.result);
+    for (unsigned i = 0; i < m->nshards; ++i) {
+        CURLMsg *msg;
+        int pending;
+        while ((msg = curl_multi_info_read(m->shards[i]->multi, &pending)) != NULL) {
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            sb_xfer_t *x = NULL;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+            if (x != NULL && !x->_cancelling)
+                finish(x, msg->data.result);
+        }
     }
     while (m->cancelled != NULL) {
         sb_xfer_t *x = m->cancelled;
@@ -65,18 +102,19 @@ static void after_curl(sb_curlm_t *m)
     }
 }
 
-static void socket_action(sb_curlm_t *m, curl_socket_t fd, int events)
+static void socket_action(struct sb_curlm_shard *s, curl_socket_t fd, int events)
 {
+    sb_curlm_t *m = s->m;
     int running;
     ++m->depth;
-    curl_multi_socket_action(m->multi, fd, events, &running);
+    curl_multi_socket_action(s->multi, fd, events, &running);
     --m->depth;
     after_curl(m);
 }
 
 static void on_poll(uv_poll_t *poll, int status, int events)
 {
-    struct sock_ctx *s = (struct sock_ctx *)poll;
+    struct sock_ctx *c = (struct sock_ctx *)poll;
     int flags = 0;
     if (status < 0)
         flags = CURL_CSELECT_ERR;
@@ -84,7 +122,7 @@ static void on_poll(uv_poll_t *poll, int status, int events)
         flags |= CURL_CSELECT_IN;
     if (events & UV_WRITABLE)
         flags |= CURL_CSELECT_OUT;
-    socket_action(s->m, s->fd, flags);
+    socket_action(c->shard, c->fd, flags);
 }
 
 static void on_timer(uv_timer_t *timer)
@@ -92,90 +130,96 @@ static void on_timer(uv_timer_t *timer)
     socket_action(timer->data, CURL_SOCKET_TIMEOUT, 0);
 }
 
-/* CURLMOPT_TIMERFUNCTION: only (re)arms the timer; curl must not be re-entered from here. */
+/* CURLMOPT_TIMERFUNCTION: only (re)arms the shard's timer; curl must not be re-entered from here. */
 static int on_curl_timer(CURLM *multi, long timeout_ms, void *userp)
 {
-    sb_curlm_t *m = userp;
+    struct sb_curlm_shard *s = userp;
     if (timeout_ms < 0)
-        uv_timer_stop(m->timer);
+        uv_timer_stop(s->timer);
     else
-        uv_timer_start(m->timer, on_timer, (uint64_t)timeout_ms, 0);
+        uv_timer_start(s->timer, on_timer, (uint64_t)timeout_ms, 0);
     return 0;
-}
-
-/*
- * curl keeps at most CURLMOPT_MAXCONNECTS connections, in use or idle, and
- * closes the oldest idle one whenever a transfer ends above that. Over HTTP/1.1
- * every running transfer holds a connection of its own, so a cache smaller
- * than the transfers running closes connections as turns end, just before the
- * next turns need them, and each of those pays a new TCP (and TLS) handshake
- * before its first token. The cache is kept as large as the most transfers
- * that ran at once; idle connections are closed after their maximum age
- * instead (CURLOPT_MAXAGE_CONN, set by the transfer's owner).
- */
-static void size_cache(sb_curlm_t *m)
-{
-    if (m->active <= m->cache_size)
-        return;
-    m->cache_size = (m->active + CACHE_STEP - 1) / CACHE_STEP * CACHE_STEP;
-    curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, (long)m->cache_size);
 }
 
 /* CURLMOPT_SOCKETFUNCTION: one poll handle per socket, created on first use. */
 static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
-    sb_curlm_t *m = userp;
-    struct sock_ctx *s = socketp;
+    struct sb_curlm_shard *s = userp;
+    struct sock_ctx *c = socketp;
     if (what == CURL_POLL_REMOVE) {
-        if (s != NULL) {
-            uv_poll_stop(&s->poll);
-            uv_close((uv_handle_t *)&s->poll, (uv_close_cb)free);
-            curl_multi_assign(m->multi, fd, NULL);
+        if (c != NULL) {
+            uv_poll_stop(&c->poll);
+            uv_close((uv_handle_t *)&c->poll, (uv_close_cb)free);
+            curl_multi_assign(s->multi, fd, NULL);
         }
         return 0;
     }
-    if (s == NULL) {
-        s = sb_calloc(1, sizeof(*s));
-        s->fd = fd;
-        s->m = m;
-        if (uv_poll_init_socket(m->loop, &s->poll, fd) != 0) {
-            free(s);
+    if (c == NULL) {
+        c = sb_calloc(1, sizeof(*c));
+        c->fd = fd;
+        c->shard = s;
+        if (uv_poll_init_socket(s->m->loop, &c->poll, fd) != 0) {
+            free(c);
             return -1;
         }
-        curl_multi_assign(m->multi, fd, s);
+        curl_multi_assign(s->multi, fd, c);
     }
     int events = 0;
     if (what & CURL_POLL_IN)
         events |= UV_READABLE;
     if (what & CURL_POLL_OUT)
         events |= UV_WRITABLE;
-    uv_poll_start(&s->poll, events, on_poll);
+    uv_poll_start(&c->poll, events, on_poll);
     return 0;
+}
+
+static struct sb_curlm_shard *new_shard(sb_curlm_t *m)
+{
+    struct sb_curlm_shard *s = sb_calloc(1, sizeof(*s));
+    s->m = m;
+    s->multi = curl_multi_init();
+    if (s->multi == NULL)
+        h2o_fatal("curl_multi_init failed");
+    s->timer = sb_calloc(1, sizeof(*s->timer));
+    uv_timer_init(m->loop, s->timer);
+    s->timer->data = s;
+    curl_multi_setopt(s->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+    curl_multi_setopt(s->multi, CURLMOPT_SOCKETDATA, s);
+    curl_multi_setopt(s->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    curl_multi_setopt(s->multi, CURLMOPT_TIMERDATA, s);
+    /* Several concurrent turns to one provider share HTTP/2 connections when offered. */
+    curl_multi_setopt(s->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+    curl_multi_setopt(s->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, (long)MAX_STREAMS_PER_CONNECTION);
+    curl_multi_setopt(s->multi, CURLMOPT_MAXCONNECTS, (long)SHARD_CONNECTIONS);
+    if (m->max_host_connections > 0)
+        curl_multi_setopt(s->multi, CURLMOPT_MAX_HOST_CONNECTIONS, m->max_host_connections);
+    m->shards = sb_realloc(m->shards, (m->nshards + 1) * sizeof(*m->shards));
+    m->shards[m->nshards++] = s;
+    return s;
+}
+
+/* The shard a new transfer goes to: the first with room where a connection is likely idle, else the first with room. */
+static struct sb_curlm_shard *pick_shard(sb_curlm_t *m)
+{
+    struct sb_curlm_shard *room = NULL;
+    for (unsigned i = 0; i < m->nshards; ++i) {
+        struct sb_curlm_shard *s = m->shards[i];
+        if (s->active >= SHARD_TRANSFERS)
+            continue;
+        if (s->idle > 0)
+            return s;
+        if (room == NULL)
+            room = s;
+    }
+    return room != NULL ? room : new_shard(m);
 }
 
 sb_curlm_t *sb_curlm_create(uv_loop_t *loop, long max_host_connections)
 {
     sb_curlm_t *m = sb_calloc(1, sizeof(*m));
     m->loop = loop;
-    m->multi = curl_multi_init();
-    if (m->multi == NULL)
-        h2o_fatal("curl_multi_init failed");
-    m->timer = sb_calloc(1, sizeof(*m->timer));
-    uv_timer_init(loop, m->timer);
-    m->timer->data = m;
-    curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
-    curl_multi_setopt(m->multi, CURLMOPT_SOCKETDATA, m);
-    curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
-    curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, m);
-    /* Several concurrent turns to one provider share HTTP/2 connections when offered. */
-    curl_multi_setopt(m->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
-    curl_multi_setopt(m->multi, CURLMOPT_MAX_CONCURRENT_STREAMS, (long)MAX_STREAMS_PER_CONNECTION);
-    /* curl's default cache is 4 x the transfers running now: it shrinks whenever load dips and the next turns pay a
-     * new TCP and TLS handshake to the provider before their first token. It grows with the transfers instead. */
-    m->cache_size = CACHE_STEP;
-    curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, (long)m->cache_size);
-    if (max_host_connections > 0)
-        curl_multi_setopt(m->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_host_connections);
+    m->max_host_connections = max_host_connections;
+    new_shard(m);
     return m;
 }
 
@@ -184,22 +228,30 @@ void sb_curlm_destroy(sb_curlm_t *m)
     if (m == NULL)
         return;
     ++m->depth; /* socket callbacks fired by cleanup must not reap */
-    curl_multi_cleanup(m->multi);
-    uv_close((uv_handle_t *)m->timer, (uv_close_cb)free);
+    for (unsigned i = 0; i < m->nshards; ++i) {
+        curl_multi_cleanup(m->shards[i]->multi);
+        uv_close((uv_handle_t *)m->shards[i]->timer, (uv_close_cb)free);
+        free(m->shards[i]);
+    }
+    free(m->shards);
     free(m);
 }
 
 int sb_curlm_add(sb_curlm_t *m, sb_xfer_t *x)
 {
+    struct sb_curlm_shard *s = pick_shard(m);
     x->_m = m;
+    x->_shard = s;
     x->_next_cancelled = NULL;
     x->_cancelling = 0;
     curl_easy_setopt(x->easy, CURLOPT_PRIVATE, (char *)x);
-    if (curl_multi_add_handle(m->multi, x->easy) != CURLM_OK)
+    if (curl_multi_add_handle(s->multi, x->easy) != CURLM_OK)
         return -1;
     x->_added = 1;
+    ++s->active;
     ++m->active;
-    size_cache(m);
+    if (s->idle > 0)
+        --s->idle;
     /* curl_multi_add_handle arms the timer; the transfer starts from the loop, so on_done never runs in here. */
     return 0;
 }

@@ -1,10 +1,11 @@
 /*
  * libcurl's multi-socket interface driven by a libuv loop: one sb_curlm_t per
- * worker carries every outbound HTTP call of that worker and its connection
- * cache, which holds as many connections as the most transfers that ran at
- * once (idle ones age out by each transfer's CURLOPT_MAXAGE_CONN), and lets
- * transfers to one host share an HTTP/2 connection. All entry points must be
- * called on the loop's thread.
+ * worker carries every outbound HTTP call of that worker. Inside, the
+ * transfers are spread over curl multi handles of at most a few hundred each,
+ * so curl's walks over its connection cache stay short however many streams
+ * are open; each keeps twice its transfers' connections (idle ones age out by
+ * each transfer's CURLOPT_MAXAGE_CONN), and transfers to one host share
+ * HTTP/2 connections. All entry points must be called on the loop's thread.
  */
 #ifndef SB_CURL_UV_H
 #define SB_CURL_UV_H
@@ -29,11 +30,12 @@ struct sb_xfer {
     sb_xfer_done_cb on_done; /* set by the owner */
     /* private */
     sb_curlm_t *_m;
+    struct sb_curlm_shard *_shard;
     sb_xfer_t *_next_cancelled;
     unsigned _added : 1, _cancelling : 1;
 };
 
-/* Creates the multi handle for `loop`. max_host_connections caps connections per host (0 = no cap). */
+/* Creates the multi handles for `loop`. max_host_connections caps connections per host and multi handle (0 = no cap). */
 sb_curlm_t *sb_curlm_create(uv_loop_t *loop, long max_host_connections);
 /* Closes the multi handle. All transfers must have completed or been cancelled; handles close asynchronously. */
 void sb_curlm_destroy(sb_curlm_t *m);

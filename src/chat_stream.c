@@ -13,21 +13,41 @@
 #include "sb/buf.h"
 #include "sse_out.h"
 
+/* The longest JSON-escaped model name a chunk carries; a longer one is written "unknown". */
+#define MAX_MODEL_ESCAPED 319
+
 struct stream {
     sb_sink_t super;
     sb_sse_out_t w;
     sb_chat_out_t *out;
-    char model[320]; /* the answering model, JSON-escaped, for the chunk prefix */
+    h2o_iovec_t prefix; /* every chunk's opening, made once the model is known: from the request's pool */
     unsigned role_sent : 1;
 };
 
 /* --- switchboard's chunks ------------------------------------------------------------------------- */
 
-/* `data: {"id":...,"object":"chat.completion.chunk","created":...,"model":...,` */
+/* `data: {"id":...,"object":"chat.completion.chunk","created":...,"model":...,`, the same for every chunk of the stream. */
+static void make_prefix(struct stream *s, sb_str_t model)
+{
+    sb_buf_t b;
+    sb_buf_init(&b, 256 + MAX_MODEL_ESCAPED);
+    sb_buf_appendf(&b, "data: {\"id\":\"%s\",\"object\":\"chat.completion.chunk\",\"created\":%lld,\"model\":\"", s->out->id,
+                   (long long)s->out->created);
+    size_t at = b.len;
+    if (sb_buf_append_json_escaped(&b, model.base, model.len) != 0 || b.len - at > MAX_MODEL_ESCAPED) {
+        b.len = at;
+        sb_buf_appendz(&b, "unknown");
+    }
+    sb_buf_appendz(&b, "\",");
+    s->prefix = h2o_strdup(&s->out->req->pool, b.base, b.len);
+    sb_buf_dispose(&b);
+}
+
 static void open_chunk(struct stream *s, sb_buf_t *b)
 {
-    sb_buf_appendf(b, "data: {\"id\":\"%s\",\"object\":\"chat.completion.chunk\",\"created\":%lld,\"model\":\"%s\",", s->out->id,
-                   (long long)s->out->created, s->model);
+    if (s->prefix.base == NULL) /* the turn names the model before anything else; this is only a guard */
+        make_prefix(s, (sb_str_t){"unknown", 7});
+    sb_buf_append(b, s->prefix.base, s->prefix.len);
 }
 
 static void append_str_field(sb_buf_t *b, const char *name, sb_str_t v, int *comma)
@@ -108,13 +128,7 @@ static void on_model(sb_sink_t *sink, sb_str_t model)
     size_t n = model.len < sizeof(s->out->model) - 1 ? model.len : sizeof(s->out->model) - 1;
     memcpy(s->out->model, model.base, n);
     s->out->model[n] = '\0';
-    sb_buf_t b;
-    sb_buf_init(&b, sizeof(s->model) - 1);
-    if (sb_buf_append_json_escaped(&b, model.base, model.len) == 0)
-        memcpy(s->model, b.base, b.len + 1);
-    else
-        memcpy(s->model, "unknown", 8);
-    sb_buf_dispose(&b);
+    make_prefix(s, model);
 }
 
 static sb_error_t on_delta(sb_sink_t *sink, const sb_sink_delta_t *d)

@@ -16,6 +16,7 @@
 #include "agents.h"
 #include "conversation.h"
 #include "request.h"
+#include "sb/alloc.h"
 #include "sb/buf.h"
 #include "sb/json.h"
 
@@ -554,7 +555,9 @@ int sb_chat_request_parse(json_t *root, const char *default_model, const sb_engi
     else if (json_is_string(turn))
         sb_copy_text(out->turn_id, sizeof(out->turn_id), json_string_value(turn), json_string_length(turn));
 
-    compose_question(clean_messages, out->question, sizeof(out->question));
+    char question[1024];
+    compose_question(clean_messages, question, sizeof(question));
+    out->question = sb_strdup(question);
     out->upstream = body;
     out->model = json_string_value(json_object_get(body, "model"));
     return 0;
@@ -625,6 +628,15 @@ int sb_chat_request_set_conversation_id(sb_chat_request_t *r, const char *id, si
 
 void sb_chat_request_dispose(sb_chat_request_t *r)
 {
+    json_decref(r->upstream);
+    r->upstream = NULL;
+    free(r->question);
+    r->question = NULL;
+}
+
+void sb_chat_request_drop_body(sb_chat_request_t *r, const char *model)
+{
+    r->model = model;
     json_decref(r->upstream);
     r->upstream = NULL;
 }

@@ -26,7 +26,8 @@ typedef struct sb_chat_request {
     char request_id[65];  /* the client's X-Request-Id when sane, else switchboard's own; sent to the provider */
     char traceparent[56]; /* the client's W3C traceparent when well formed, passed on to the provider; "" when none */
     char last_user[160];  /* start of the caller's last utterance, for the sandbox */
-    char question[1024];  /* what retrieval looks up: the last utterance, with the one before when it is short */
+    char *question;       /* what retrieval looks up: the last utterance, with the one before when it is short ("" when none);
+                             owned: a new string of its own length (a turn holds its request for the whole stream) */
     char identity[256];   /* the engine's names for the call ("app=..;channel=..;user=..;agent=.."), "" when none */
     unsigned char conversation[SB_CONVERSATION_BYTES]; /* keyed digest of the identity and every message so far */
     char conversation_id[129];                         /* the client's own conversation_id (body or header), "" when none */
@@ -70,6 +71,14 @@ int sb_chat_request_parse(json_t *root, const char *default_model, const sb_engi
 int sb_chat_request_parse_body(const char *body, size_t len, const char *default_model, const sb_engine_ids_t *ids,
                                sb_chat_request_t *out, sb_request_error_t *err);
 void sb_chat_request_dispose(sb_chat_request_t *r);
+/*
+ * Lets go of the provider body (r->upstream becomes NULL) once nothing can
+ * need it again: no further round, no fallback, no retry. `model` (borrowed;
+ * it must live as long as the request) replaces r->model, which pointed into
+ * the body. After this only the request's own fields may be read: no edit,
+ * no dump.
+ */
+void sb_chat_request_drop_body(sb_chat_request_t *r, const char *model);
 /*
  * Takes the client's X-Request-Id (`id`, `len` bytes; base NULL when absent)
  * when it is 1 to 64 characters of letters, digits and ._:- , else

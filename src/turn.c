@@ -61,7 +61,8 @@ struct sb_turn {
         relayed_tools : 1,     /* client tool calls went out (the finish is tool_calls) */
         keep_rounds : 1,       /* switchboard's tools are offered: a round's words may be needed again */
         round_overflow : 1,    /* this round's words passed MAX_ANSWER_BYTES and were let go */
-        starting : 1;          /* inside sb_turn_start: nothing may be told yet */
+        starting : 1,          /* inside sb_turn_start: nothing may be told yet */
+        body_dropped : 1;      /* the provider body was let go of (sb_chat_request_drop_body) */
     char model[257];
     char finish_reason[32];
     /* the tool loop */
@@ -344,6 +345,12 @@ static void on_delta(sb_llm_sink_t *llm, const sb_delta_t *d)
 {
     sb_turn_t *t = H2O_STRUCT_FROM_MEMBER(sb_turn_t, llm, llm);
     tell_model(t, d->model);
+    /* The provider has answered, so no fallback will ask another; without switchboard's tools no round follows. The
+     * body (a few KiB of JSON) would otherwise stay for the whole stream, which a voice turn holds open for seconds. */
+    if (!t->keep_rounds && !t->body_dropped) {
+        t->body_dropped = 1;
+        sb_chat_request_drop_body(&t->creq, t->model);
+    }
     if (d->has_usage) { /* summed over tool rounds */
         t->has_usage = 1;
         t->prompt_tokens += d->prompt_tokens;

@@ -29,6 +29,12 @@
 #define MAX_MESSAGE 300
 /* A provider connection idle this long is closed rather than reused (the cache is as large as the busiest moment). */
 #define IDLE_CONNECTION_S 60L
+/*
+ * curl's receive buffer, one per call for the whole stream (curl's default is
+ * 16 KiB). A streamed token is one SSE event of a few hundred bytes; a burst
+ * of them takes a few reads instead of one.
+ */
+#define RECEIVE_BUFFER_BYTES 4096L
 
 enum state { ST_RUNNING, ST_BACKOFF, ST_FAILED, ST_ENDED };
 
@@ -54,10 +60,10 @@ struct call {
     size_t bytes;
     unsigned xfer_running : 1, got_header : 1, got_first_byte : 1, delivered : 1, saw_done : 1, paused : 1, pause_wanted : 1;
     char retry_after[32];
-    /* the outcome, filled by fail() before the sink hears of it */
+    /* the outcome, filled before the sink hears of it */
     sb_error_t error;
     int timed_out;
-    char message[MAX_MESSAGE + 1];
+    char *message; /* MAX_MESSAGE + 1 bytes, made when there is something to say; "" or NULL: nothing */
 };
 
 static void arm_timer(struct call *c);
@@ -78,6 +84,7 @@ static void destroy(struct call *c)
     sb_buf_dispose(&c->errbody);
     uv_close((uv_handle_t *)c->timer, on_timer_closed);
     free(c->body);
+    free(c->message);
     free(c);
 }
 
@@ -94,7 +101,8 @@ static void end(struct call *c, sb_error_t error)
     sb_llm_sink_t *sink = c->sink;
     c->sink = NULL;
     if (sink != NULL) {
-        sb_llm_end_t e = {error, c->message[0] ? c->message : NULL, c->retry_after[0] ? c->retry_after : NULL, c->timed_out};
+        sb_llm_end_t e = {error, c->message != NULL && c->message[0] ? c->message : NULL, c->retry_after[0] ? c->retry_after : NULL,
+                          c->timed_out};
         sink->on_end(sink, &e);
     }
     if (c->xfer_running)
@@ -106,6 +114,8 @@ static void end(struct call *c, sb_error_t error)
 /* Copies a provider message for the client: bounded, printable, and never containing the provider key. */
 static void set_message(struct call *c, const char *msg, size_t len)
 {
+    if (c->message == NULL)
+        c->message = sb_alloc(MAX_MESSAGE + 1);
     const char *key = c->to->key;
     size_t o = 0;
     for (size_t i = 0; i < len && o < MAX_MESSAGE; ++i) {
@@ -166,6 +176,24 @@ static int on_sse_event(void *ctx, const sb_sse_event_t *ev)
     return 0;
 }
 
+/*
+ * The request body is let go of once the provider has taken all of it and
+ * begun a 200 answer: no retry can follow then (retryable()), and curl reads
+ * the body only while sending it. A turn holds its stream open for seconds;
+ * the body is one of the larger things it holds.
+ */
+static void release_body(struct call *c)
+{
+    curl_off_t sent = 0;
+    if (c->body == NULL || curl_easy_getinfo(c->xfer.easy, CURLINFO_SIZE_UPLOAD_T, &sent) != CURLE_OK ||
+        sent < (curl_off_t)c->body_len)
+        return;
+    free(c->body);
+    c->body = NULL;
+    curl_slist_free_all(c->headers); /* like the body, read only while the request went out */
+    c->headers = NULL;
+}
+
 static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
 {
     struct call *c = userp;
@@ -175,6 +203,8 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
     if (!c->got_first_byte) {
         c->got_first_byte = 1;
         curl_easy_getinfo(c->xfer.easy, CURLINFO_RESPONSE_CODE, &c->status);
+        if (c->status == 200)
+            release_body(c);
     }
     c->last_data_at = uv_now(c->env->loop);
     c->bytes += len;
@@ -222,12 +252,15 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *userp)
 
 static int start_attempt(struct call *c)
 {
+    if (c->body == NULL) /* let go of: the answer had begun, so no attempt may follow (release_body) */
+        return -1;
     ++c->attempts;
     c->attempt_at = uv_now(c->env->loop);
     c->status = 0;
     c->got_header = c->got_first_byte = c->saw_done = c->paused = c->pause_wanted = 0;
     c->retry_after[0] = '\0';
-    c->message[0] = '\0';
+    if (c->message != NULL)
+        c->message[0] = '\0';
     c->error = SB_OK;
     c->bytes = 0;
     if (c->wire_state != NULL)
@@ -443,6 +476,7 @@ sb_llm_call_t *sb_upstream_start(const sb_llm_env_t *env, const sb_endpoint_t *t
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, c);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, RECEIVE_BUFFER_BYTES);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, IDLE_CONNECTION_S);

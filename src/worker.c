@@ -398,6 +398,15 @@ void *sb_worker_run(void *arg)
 {
     sb_worker_t *w = arg;
     sb_metrics_bind(w->server->metrics, w->id);
+    /*
+     * h2o 2.2 reads each connection into a buffer of at least 8 KiB (twice
+     * H2O_SOCKET_INITIAL_INPUT_BUFFER_SIZE), and an HTTP/1 request stays in it
+     * until its answer is over, which for a voice turn is seconds. A turn's
+     * request usually fits 4 KiB, the least h2o asks for per read; a larger one
+     * grows the buffer as before. The prototype is h2o's public, per-thread
+     * default, set here before this thread's loop takes a connection.
+     */
+    h2o_socket_buffer_prototype._initial_buf.capacity = H2O_SOCKET_INITIAL_INPUT_BUFFER_SIZE;
     h2o_context_init(&w->ctx, &w->loop, &w->server->h2o);
     w->accept_ctx.ctx = w->metrics_accept_ctx.ctx = &w->ctx;
     w->accept_ctx.hosts = w->metrics_accept_ctx.hosts = w->server->h2o.hosts;

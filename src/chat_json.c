@@ -23,9 +23,7 @@ struct answer {
 static void on_model(sb_sink_t *sink, sb_str_t model)
 {
     struct answer *a = H2O_STRUCT_FROM_MEMBER(struct answer, super, sink);
-    size_t n = model.len < sizeof(a->out->model) - 1 ? model.len : sizeof(a->out->model) - 1;
-    memcpy(a->out->model, model.base, n);
-    a->out->model[n] = '\0';
+    sb_chat_out_set_model(a->out, model);
 }
 
 static sb_error_t on_delta(sb_sink_t *sink, const sb_sink_delta_t *d)
@@ -58,11 +56,11 @@ static void on_done(sb_sink_t *sink, const sb_turn_end_t *end)
         if (a->text.len == 0)
             json_object_set_new(message, "content", json_null());
     }
-    json_t *body =
-        json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:o, s:s}], s:{s:I, s:I, s:I}}", "id", out->id, "object", "chat.completion",
-                  "created", (json_int_t)out->created, "model", out->model, "choices", "index", 0, "message", message,
-                  "finish_reason", end->finish ? end->finish : "stop", "usage", "prompt_tokens", (json_int_t)end->prompt_tokens,
-                  "completion_tokens", (json_int_t)end->completion_tokens, "total_tokens", (json_int_t)end->total_tokens);
+    json_t *body = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:o, s:s}], s:{s:I, s:I, s:I}}", "id", out->id, "object",
+                             "chat.completion", "created", (json_int_t)out->created, "model", out->model != NULL ? out->model : "",
+                             "choices", "index", 0, "message", message, "finish_reason", end->finish ? end->finish : "stop",
+                             "usage", "prompt_tokens", (json_int_t)end->prompt_tokens, "completion_tokens",
+                             (json_int_t)end->completion_tokens, "total_tokens", (json_int_t)end->total_tokens);
     char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     if (text == NULL) { /* words that are not UTF-8 cannot come from a parsed chunk: a provider fault */

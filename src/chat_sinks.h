@@ -11,6 +11,7 @@
 
 #include <h2o.h>
 
+#include "sb/buf.h"
 #include "sb/config.h"
 #include "sink.h"
 
@@ -23,13 +24,22 @@ typedef struct sb_chat_out {
     time_t created;
     int include_usage; /* stream_options.include_usage */
     /* written by the sink */
-    int status;       /* the HTTP status sent, 0 before */
-    uint64_t t_first; /* uv_hrtime() of the first byte handed to h2o, 0 before */
-    size_t bytes;     /* body bytes handed to h2o */
-    char model[257];  /* the model that answered */
+    int status;        /* the HTTP status sent, 0 before */
+    uint64_t t_first;  /* uv_hrtime() of the first byte handed to h2o, 0 before */
+    size_t bytes;      /* body bytes handed to h2o */
+    const char *model; /* the model that answered (sb_chat_out_set_model), NULL before */
     /* set by the channel: h2o stopped the response (the client left); the sink writes nothing more */
     void (*gone)(struct sb_chat_out *out);
 } sb_chat_out_t;
+
+/* Keeps the name of the model that answered for the access log: at most 256 bytes of it, made printable, in the request's pool. */
+static inline void sb_chat_out_set_model(sb_chat_out_t *out, sb_str_t model)
+{
+    size_t cap = (model.len < 256 ? model.len : 256) + 1;
+    char *copy = h2o_mem_alloc_pool(&out->req->pool, cap);
+    sb_copy_text(copy, cap, model.base, model.len);
+    out->model = copy;
+}
 
 /* A sink writing the OpenAI SSE stream into out->req. Allocated from the request's pool; sb_chat_stream_dispose frees what it
  * holds. */

@@ -125,9 +125,7 @@ static void write_error(struct stream *s, sb_error_t e, const char *message)
 static void on_model(sb_sink_t *sink, sb_str_t model)
 {
     struct stream *s = H2O_STRUCT_FROM_MEMBER(struct stream, super, sink);
-    size_t n = model.len < sizeof(s->out->model) - 1 ? model.len : sizeof(s->out->model) - 1;
-    memcpy(s->out->model, model.base, n);
-    s->out->model[n] = '\0';
+    sb_chat_out_set_model(s->out, model);
     make_prefix(s, model);
 }
 

@@ -307,7 +307,7 @@ static sb_error_t add_fragment(struct responses *r, const sb_tool_delta_t *f)
 static void on_model(sb_sink_t *sink, sb_str_t model)
 {
     struct responses *r = H2O_STRUCT_FROM_MEMBER(struct responses, super, sink);
-    sb_copy_text(r->out->model, sizeof(r->out->model), model.base, model.len);
+    sb_chat_out_set_model(r->out, model);
     sb_buf_t b;
     sb_buf_init(&b, sizeof(r->model) - 1);
     if (sb_buf_append_json_escaped(&b, model.base, model.len) == 0 && b.base != NULL)

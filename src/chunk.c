@@ -1,6 +1,7 @@
 /*
- * Reads one upstream chat.completion.chunk (or an in-band error object) into
- * sb_delta_t in a single pass over the bytes, with a strict JSON scanner made
+ * Reads one upstream chat.completion.chunk (or an in-band error object), or
+ * one whole non-streamed chat.completion, into sb_delta_t in a single pass
+ * over the bytes, with a strict JSON scanner made
  * for this one shape: no allocation, no tree, strings left where they are
  * unless they hold escapes. Only choice 0 is read: switchboard always asks
  * for one choice.
@@ -117,7 +118,8 @@ static int read_delta(sb_jscan_t *s, sb_delta_t *out)
     return rc < 0 ? SB_JSCAN_SYNTAX : bad_content | bad_tools;
 }
 
-static int read_choice(sb_jscan_t *s, sb_delta_t *out)
+/* A choice of a chunk holds its `delta`; a choice of a whole answer (`whole`) holds its `message`, of the same shape. */
+static int read_choice(sb_jscan_t *s, sb_delta_t *out, int whole)
 {
     int first = 1, rc, bad_finish = SB_JSCAN_OK, bad_delta = SB_JSCAN_OK;
     sb_str_t key;
@@ -125,7 +127,7 @@ static int read_choice(sb_jscan_t *s, sb_delta_t *out)
         return sb_jscan_wrong(s, 2);
     ++s->p;
     while ((rc = sb_jscan_member(s, &first, &key)) > 0) {
-        if (SB_JSCAN_KEY(key, "delta"))
+        if (whole ? SB_JSCAN_KEY(key, "message") : SB_JSCAN_KEY(key, "delta"))
             SB_JSCAN_MEMBER(read_delta(s, out), bad_delta);
         else if (SB_JSCAN_KEY(key, "finish_reason"))
             SB_JSCAN_MEMBER(sb_jscan_str_or_null(s, &out->finish_reason, 3), bad_finish);
@@ -135,7 +137,7 @@ static int read_choice(sb_jscan_t *s, sb_delta_t *out)
     return rc < 0 ? SB_JSCAN_SYNTAX : bad_finish | bad_delta;
 }
 
-static int read_choices(sb_jscan_t *s, sb_delta_t *out)
+static int read_choices(sb_jscan_t *s, sb_delta_t *out, int whole)
 {
     int first = 1, rc, bad = SB_JSCAN_OK;
     size_t i = 0;
@@ -145,7 +147,7 @@ static int read_choices(sb_jscan_t *s, sb_delta_t *out)
         return rc;
     while ((rc = sb_jscan_element(s, &first)) > 0) {
         if (i++ == 0)
-            SB_JSCAN_MEMBER(read_choice(s, out), bad);
+            SB_JSCAN_MEMBER(read_choice(s, out, whole), bad);
         else if (sb_jscan_skip(s, 2) != SB_JSCAN_OK) /* other choices are never asked for */
             return SB_JSCAN_SYNTAX;
     }
@@ -209,7 +211,7 @@ static int read_error(sb_jscan_t *s, sb_delta_t *out)
     return rc < 0 ? SB_JSCAN_SYNTAX : SB_JSCAN_OK;
 }
 
-static int read_chunk(sb_jscan_t *s, sb_delta_t *out)
+static int read_chunk(sb_jscan_t *s, sb_delta_t *out, int whole)
 {
     int first = 1, rc, bad_model = SB_JSCAN_OK, bad_usage = SB_JSCAN_OK, bad_choices = SB_JSCAN_OK, bad_error = SB_JSCAN_OK;
     sb_str_t key;
@@ -218,7 +220,7 @@ static int read_chunk(sb_jscan_t *s, sb_delta_t *out)
     ++s->p;
     while ((rc = sb_jscan_member(s, &first, &key)) > 0) {
         if (SB_JSCAN_KEY(key, "choices"))
-            SB_JSCAN_MEMBER(read_choices(s, out), bad_choices);
+            SB_JSCAN_MEMBER(read_choices(s, out, whole), bad_choices);
         else if (SB_JSCAN_KEY(key, "model"))
             SB_JSCAN_MEMBER(sb_jscan_str_or_null(s, &out->model, 1), bad_model);
         else if (SB_JSCAN_KEY(key, "usage"))
@@ -242,13 +244,23 @@ static int read_chunk(sb_jscan_t *s, sb_delta_t *out)
     return bad_model | bad_usage | bad_choices;
 }
 
-int sb_chunk_parse(const char *data, size_t len, sb_delta_t *out, char *scratch)
+static int parse(const char *data, size_t len, sb_delta_t *out, char *scratch, int whole)
 {
     sb_jscan_t s = {(const unsigned char *)data, (const unsigned char *)data + len, scratch, NULL};
     memset(out, 0, offsetof(sb_delta_t, tools)); /* a delta is read only up to ntools: the entries need no clearing */
-    int rc = read_chunk(&s, out);
+    int rc = read_chunk(&s, out, whole);
     if (rc == SB_JSCAN_OK)
         return 0;
     out->problem = rc == SB_JSCAN_WRONG ? s.problem : NULL;
     return rc == SB_JSCAN_WRONG ? -2 : -1;
+}
+
+int sb_chunk_parse(const char *data, size_t len, sb_delta_t *out, char *scratch)
+{
+    return parse(data, len, out, scratch, 0);
+}
+
+int sb_chunk_parse_whole(const char *data, size_t len, sb_delta_t *out, char *scratch)
+{
+    return parse(data, len, out, scratch, 1);
 }

@@ -1,5 +1,5 @@
 /*
- * Upstream Chat Completions stream chunks, parsed into a typed delta. Vendor
+ * Upstream Chat Completions stream chunks (and whole non-streamed answers), parsed into a typed delta. Vendor
  * fields (reasoning, x_groq, provider, obfuscation, ...) are ignored; fields
  * switchboard uses must have the right type or the chunk is malformed.
  */
@@ -50,5 +50,12 @@ typedef struct sb_delta {
  * must outlive the use of `out`. Reentrant: keeps no state between calls.
  */
 int sb_chunk_parse(const char *data, size_t len, sb_delta_t *out, char *scratch);
+/*
+ * The same for one whole, non-streamed chat.completion: choice 0's `message`
+ * (content, tool_calls whole, each at its position when it has no index) is
+ * read where a chunk has its `delta`; finish_reason, usage, model and an
+ * in-band error as in a chunk. Same contract.
+ */
+int sb_chunk_parse_whole(const char *data, size_t len, sb_delta_t *out, char *scratch);
 
 #endif

@@ -682,6 +682,13 @@ void sb_chat_request_offer_tools(sb_chat_request_t *r)
     r->withheld |= calls;
 }
 
+void sb_chat_request_ask_whole(sb_chat_request_t *r)
+{
+    r->whole = 1;
+    json_object_set_new(r->upstream, "stream", json_false());
+    json_object_del(r->upstream, "stream_options"); /* a non-streamed answer always reports usage */
+}
+
 size_t sb_chat_request_user_texts(const sb_chat_request_t *r, sb_str_t *out, size_t max, unsigned *tool_results)
 {
     json_t *messages = json_object_get(r->upstream, "messages");

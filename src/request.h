@@ -20,6 +20,7 @@ typedef struct sb_chat_request {
     json_t *upstream;     /* new reference: the body to send upstream */
     const char *model;    /* borrowed from `upstream` */
     int stream;           /* the client wants SSE */
+    int whole;            /* the provider is asked for one whole answer, not a stream (sb_chat_request_ask_whole) */
     int include_usage;    /* the client asked for stream_options.include_usage */
     int has_tools;        /* the client sent `tools` */
     char turn_id[64];     /* the engine's turn_id, if any ("" otherwise) */
@@ -131,6 +132,14 @@ void sb_chat_request_add_instructions(sb_chat_request_t *r, const char *const *l
  * max_completion_tokens; and offers only its tools. Before sb_chat_request_offer_tools.
  */
 void sb_chat_request_use_agent(sb_chat_request_t *r, const struct sb_agent *a, unsigned max_tokens);
+/*
+ * Asks the provider for one whole answer instead of a stream: `stream:
+ * false` and no `stream_options` in the body (r->whole). For a turn whose
+ * caller wants one answer and that no tool round of switchboard's can
+ * follow; a wire that cannot read a whole answer streams anyway (wire.h).
+ * Before the first round.
+ */
+void sb_chat_request_ask_whole(sb_chat_request_t *r);
 /* Adds retrieved passages as one system message right after the caller's own system messages. */
 void sb_chat_request_add_context(sb_chat_request_t *r, const sb_passage_t *passages, size_t n);
 /* Adds `messages` (a JSON array, taken) right after the caller's own system messages: what memory recalls. */

@@ -466,12 +466,25 @@ static sb_turn_phase_t after_remembering(const sb_turn_t *t)
 }
 
 /* The agent is settled: it shapes the request, its tools are offered, and the turn goes on. */
+/*
+ * The turn's agent is known: its instructions and tools go in, and the turn
+ * goes on. A caller who wants one answer, with no round of switchboard's
+ * tools to follow, has the provider asked for one whole answer too (it does
+ * less, and reports usage) instead of a stream gathered here.
+ */
+static void go_on(sb_turn_t *t)
+{
+    if (!t->sink->ops->live && !t->keep_rounds)
+        sb_chat_request_ask_whole(&t->creq);
+    enter(t, after_remembering(t));
+}
+
 static void routed(sb_turn_t *t)
 {
     sb_instructions_apply(&t->creq, &t->agent);
     sb_chat_request_offer_tools(&t->creq);
     t->keep_rounds = sb_tools_offered(); /* a round may end in switchboard's tools only when they are offered */
-    enter(t, after_remembering(t));
+    go_on(t);
 }
 
 /*
@@ -486,7 +499,7 @@ static void remembered(sb_turn_t *t)
         t->creq.withheld = UINT32_MAX;
         t->creq.agent_tools = NULL;
         sb_chat_request_offer_tools(&t->creq);
-        enter(t, after_remembering(t));
+        go_on(t);
         return;
     }
     sb_instructions_route(&t->creq, NULL, &t->agent);

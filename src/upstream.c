@@ -8,6 +8,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <sodium.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -52,13 +53,16 @@ struct call {
     char *scratch; /* decoded strings of the event being parsed; as large as the largest event yet */
     size_t scratch_cap;
     sb_buf_t errbody;
+    sb_buf_t answer; /* a whole answer (whole): the 200 body, up to MAX_UPSTREAM_BYTES */
     uv_timer_t *timer;
     enum state state;
     long status;
     unsigned attempts;
     uint64_t started_at, attempt_at, last_data_at;
     size_t bytes;
-    unsigned xfer_running : 1, got_header : 1, got_first_byte : 1, delivered : 1, saw_done : 1, paused : 1, pause_wanted : 1;
+    unsigned xfer_running : 1, got_header : 1, got_first_byte : 1, delivered : 1, saw_done : 1, paused : 1, pause_wanted : 1,
+        asked_whole : 1, /* one whole answer is asked for (the request's whole, and a wire that reads one), not a stream */
+        whole : 1;       /* this attempt's answer is read whole: asked_whole, unless the provider streamed anyway */
     char retry_after[32];
     /* the outcome, filled before the sink hears of it */
     sb_error_t error;
@@ -82,6 +86,7 @@ static void destroy(struct call *c)
     sb_sse_decoder_dispose(&c->sse);
     free(c->scratch);
     sb_buf_dispose(&c->errbody);
+    sb_buf_dispose(&c->answer);
     uv_close((uv_handle_t *)c->timer, on_timer_closed);
     free(c->body);
     free(c->message);
@@ -141,39 +146,65 @@ static void set_messagez(struct call *c, const char *msg)
     set_message(c, msg, strlen(msg));
 }
 
-static int on_sse_event(void *ctx, const sb_sse_event_t *ev)
+/* Room for the decoded strings of `len` bytes of the provider's JSON (decoding never makes a string longer). */
+static char *scratch(struct call *c, size_t len)
 {
-    struct call *c = ctx;
-    if (c->saw_done || c->sink == NULL)
-        return 0;
-    /* The SSE ceiling bounds the event, so this stays within max_event_bytes. */
-    if (ev->data_len > c->scratch_cap) {
-        c->scratch = sb_realloc(c->scratch, ev->data_len);
-        c->scratch_cap = ev->data_len;
+    if (len > c->scratch_cap) {
+        c->scratch = sb_realloc(c->scratch, len);
+        c->scratch_cap = len;
     }
-    sb_delta_t d;
-    sb_error_t error = SB_E_UPSTREAM_ERROR;
-    switch (c->to->wire->event(c->wire_state, ev, c->scratch, &d, &error)) {
+    return c->scratch;
+}
+
+/* What the wire read (`what`: "a chunk", "an answer") into `d`: the delta goes to the turn; 0, or the error it was. */
+static int hand_on(struct call *c, sb_wire_result_t read, const sb_delta_t *d, sb_error_t error, const char *what)
+{
+    switch (read) {
     case SB_WIRE_SKIP:
         return 0;
     case SB_WIRE_END:
         c->saw_done = 1;
         return 0;
     case SB_WIRE_ERROR:
-        if (error == SB_E_UPSTREAM_BAD_RESPONSE && d.error_message.base == NULL) {
-            char what[160];
-            snprintf(what, sizeof(what), "the model provider sent a chunk %s", d.problem != NULL ? d.problem : "it could not read");
-            set_messagez(c, what);
-        } else if (d.error_message.base != NULL) {
-            set_message(c, d.error_message.base, d.error_message.len);
+        if (error == SB_E_UPSTREAM_BAD_RESPONSE && d->error_message.base == NULL) {
+            char said[160];
+            snprintf(said, sizeof(said), "the model provider sent %s %s", what,
+                     d->problem != NULL ? d->problem : "it could not read");
+            set_messagez(c, said);
+        } else if (d->error_message.base != NULL) {
+            set_message(c, d->error_message.base, d->error_message.len);
         }
         return error;
     case SB_WIRE_DELTA:
         break;
     }
     c->delivered = 1;
-    c->sink->on_delta(c->sink, &d);
+    c->sink->on_delta(c->sink, d);
     return 0;
+}
+
+static int on_sse_event(void *ctx, const sb_sse_event_t *ev)
+{
+    struct call *c = ctx;
+    if (c->saw_done || c->sink == NULL)
+        return 0;
+    /* The SSE ceiling bounds the event, so the scratch stays within max_event_bytes. */
+    sb_delta_t d;
+    sb_error_t error = SB_E_UPSTREAM_ERROR;
+    sb_wire_result_t read = c->to->wire->event(c->wire_state, ev, scratch(c, ev->data_len), &d, &error);
+    return hand_on(c, read, &d, error, "a chunk");
+}
+
+/* The whole answer is in: the wire reads it into one delta (words, every tool call whole, finish, usage). 0 or the error. */
+static int read_whole(struct call *c)
+{
+    if (c->sink == NULL)
+        return 0;
+    sb_delta_t d;
+    sb_error_t error = SB_E_UPSTREAM_ERROR;
+    const char *body = c->answer.base != NULL ? c->answer.base : "";
+    sb_wire_result_t read = c->to->wire->whole(body, c->answer.len, scratch(c, c->answer.len), &d, &error);
+    return hand_on(c, read, &d, error, "an answer");
 }
 
 /*
@@ -217,6 +248,13 @@ static size_t on_write(char *data, size_t size, size_t nmemb, void *userp)
         sb_buf_append(&c->errbody, data, len < room ? len : room);
         return len;
     }
+    if (c->whole) {
+        if (sb_buf_append(&c->answer, data, len) != 0) {
+            c->error = SB_E_ANSWER_TOO_LARGE;
+            return 0;
+        }
+        return len;
+    }
     int rc = sb_sse_decoder_feed(&c->sse, data, len, on_sse_event, c);
     if (rc != 0) {
         c->error = rc == SB_SSE_ERR_TOO_LARGE ? SB_E_UPSTREAM_TOO_LARGE : (sb_error_t)rc;
@@ -234,6 +272,16 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *userp)
     struct call *c = userp;
     size_t len = size * nmemb;
     c->got_header = 1;
+    /* asked for a whole answer, a provider (or a proxy in front of it) may stream anyway: it is read as a stream then */
+    static const char type[] = "content-type:";
+    if (c->whole && len > sizeof(type) - 1 && strncasecmp(line, type, sizeof(type) - 1) == 0) {
+        const char *v = line + sizeof(type) - 1, *end = line + len;
+        while (v < end && (*v == ' ' || *v == '\t'))
+            ++v;
+        static const char sse[] = "text/event-stream";
+        if ((size_t)(end - v) >= sizeof(sse) - 1 && strncasecmp(v, sse, sizeof(sse) - 1) == 0)
+            c->whole = 0;
+    }
     static const char name[] = "retry-after:";
     if (len > sizeof(name) - 1 && strncasecmp(line, name, sizeof(name) - 1) == 0) {
         const char *v = line + sizeof(name) - 1;
@@ -258,6 +306,7 @@ static int start_attempt(struct call *c)
     c->attempt_at = uv_now(c->env->loop);
     c->status = 0;
     c->got_header = c->got_first_byte = c->saw_done = c->paused = c->pause_wanted = 0;
+    c->whole = c->asked_whole;
     c->retry_after[0] = '\0';
     if (c->message != NULL)
         c->message[0] = '\0';
@@ -266,6 +315,7 @@ static int start_attempt(struct call *c)
     if (c->wire_state != NULL)
         memset(c->wire_state, 0, c->to->wire->state_size);
     sb_buf_reset(&c->errbody);
+    sb_buf_reset(&c->answer);
     sb_sse_decoder_dispose(&c->sse);
     sb_sse_decoder_init(&c->sse, c->env->config->max_event_bytes);
     if (sb_curlm_add(c->env->curlm, &c->xfer) != 0)
@@ -325,6 +375,11 @@ static void on_xfer_done(sb_xfer_t *x, CURLcode result)
     c->xfer_running = 0;
     if (c->state == ST_ENDED) {
         destroy(c);
+        return;
+    }
+    if (result == CURLE_OK && c->status == 200 && c->whole) {
+        int rc = read_whole(c);
+        end(c, rc == 0 ? SB_OK : (sb_error_t)rc);
         return;
     }
     if (result == CURLE_OK && c->status == 200) {
@@ -399,10 +454,11 @@ static void arm_timer(struct call *c)
     const sb_config_t *cf = c->env->config;
     uint64_t now = uv_now(c->env->loop);
     uint64_t due = c->started_at + cf->llm_total_timeout_ms;
-    if (!c->got_first_byte) {
+    if (!c->got_first_byte && !c->whole) {
+        /* a whole answer's first byte comes when all of it is written: only LLM_TOTAL_TIMEOUT_MS bounds the wait */
         uint64_t fb = c->attempt_at + cf->llm_first_byte_timeout_ms;
         due = fb < due ? fb : due;
-    } else if (!c->paused) {
+    } else if (c->got_first_byte && !c->paused) {
         uint64_t idle = c->last_data_at + cf->llm_idle_timeout_ms;
         due = idle < due ? idle : due;
     }
@@ -435,6 +491,11 @@ sb_llm_call_t *sb_upstream_start(const sb_llm_env_t *env, const sb_endpoint_t *t
     c->sink = sink;
     c->wire_state = wire->state_size ? sb_calloc(1, wire->state_size) : NULL;
     sb_buf_init(&c->errbody, MAX_ERROR_BODY);
+    /* a whole answer is held until it is read: its words are bounded by MAX_ANSWER_BYTES, and JSON escapes at most
+     * six bytes for one; past that the answer is refused as the turn would refuse its words */
+    size_t most = env->config->max_answer_bytes <= (SIZE_MAX - 65536) / 6 ? env->config->max_answer_bytes * 6 + 65536 : SIZE_MAX;
+    sb_buf_init(&c->answer, most < env->config->max_upstream_bytes ? most : env->config->max_upstream_bytes);
+    c->asked_whole = c->whole = req->whole && wire->whole != NULL;
     sb_sse_decoder_init(&c->sse, env->config->max_event_bytes);
     c->timer = sb_alloc(sizeof(*c->timer));
     uv_timer_init(env->loop, c->timer);
@@ -462,7 +523,10 @@ sb_llm_call_t *sb_upstream_start(const sb_llm_env_t *env, const sb_endpoint_t *t
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)c->body_len);
     for (const struct curl_slist *h = to->headers; h != NULL; h = h->next)
-        c->headers = curl_slist_append(c->headers, h->data);
+        if (!c->whole || strncasecmp(h->data, "Accept:", 7) != 0)
+            c->headers = curl_slist_append(c->headers, h->data);
+    if (c->whole)
+        c->headers = curl_slist_append(c->headers, "Accept: application/json");
     char line[128];
     snprintf(line, sizeof(line), "X-Request-Id: %s", req->request_id); /* both checked to be plain ASCII (request.c) */
     if (req->request_id[0] != '\0')

@@ -62,6 +62,13 @@ typedef struct sb_wire {
      */
     sb_wire_result_t (*event)(void *state, const sb_sse_event_t *ev, char *scratch, sb_delta_t *out, sb_error_t *error);
     /*
+     * Reads one whole, non-streamed answer (the 200 body, `len` bytes) into
+     * `out`, as `event` reads one event (same `scratch` and borrowing):
+     * SB_WIRE_DELTA or SB_WIRE_ERROR. NULL: the API is always streamed here.
+     * A wire with it asks for a whole answer in `body` when req->whole.
+     */
+    sb_wire_result_t (*whole)(const char *data, size_t len, char *scratch, sb_delta_t *out, sb_error_t *error);
+    /*
      * The words of a non-2xx answer's body (`len` bytes), for the caller:
      * written into `msg` (`cap` bytes, terminated), "" when none can be read.
      * The HTTP status picks the error kind (sb_error_for_provider_status); an

@@ -984,5 +984,6 @@ const sb_wire_t sb_wire_anthropic = {
     body,                 /* body */
     sizeof(struct state), /* state_size */
     event,                /* event */
+    NULL,                 /* whole: always streamed here */
     error_message,        /* error_message */
 };

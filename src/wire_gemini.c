@@ -1307,5 +1307,6 @@ const sb_wire_t sb_wire_gemini = {
     body,                 /* body */
     sizeof(struct state), /* state_size */
     event,                /* event */
+    NULL,                 /* whole: always streamed here */
     error_message,        /* error_message */
 };

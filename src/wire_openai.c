@@ -33,17 +33,13 @@ static char *body(const sb_wire_target_t *t, const sb_chat_request_t *req, char 
     return b;
 }
 
-static sb_wire_result_t event(void *state, const sb_sse_event_t *ev, char *scratch, sb_delta_t *out, sb_error_t *error)
+/* A chunk (or a whole answer) read by chunk.c: its rc, and whether it came as an SSE `event: error`, into what it was. */
+static sb_wire_result_t read_chunk(int rc, int named_error, const char *data, size_t len, sb_delta_t *out, sb_error_t *error)
 {
-    (void)state;
-    if (ev->data_len == 6 && memcmp(ev->data, "[DONE]", 6) == 0)
-        return SB_WIRE_END;
-    int named_error = ev->event_len == 5 && memcmp(ev->event, "error", 5) == 0;
-    int rc = sb_chunk_parse(ev->data, ev->data_len, out, scratch);
     if (rc != 0) {
         if (named_error) { /* an `event: error` whose data is not a chunk: its words as they are */
             memset(out, 0, offsetof(sb_delta_t, tools));
-            out->error_message = (sb_str_t){ev->data, ev->data_len};
+            out->error_message = (sb_str_t){data, len};
             *error = SB_E_UPSTREAM_ERROR;
             return SB_WIRE_ERROR;
         }
@@ -57,6 +53,21 @@ static sb_wire_result_t event(void *state, const sb_sse_event_t *ev, char *scrat
         return SB_WIRE_ERROR;
     }
     return SB_WIRE_DELTA;
+}
+
+static sb_wire_result_t event(void *state, const sb_sse_event_t *ev, char *scratch, sb_delta_t *out, sb_error_t *error)
+{
+    (void)state;
+    if (ev->data_len == 6 && memcmp(ev->data, "[DONE]", 6) == 0)
+        return SB_WIRE_END;
+    int named_error = ev->event_len == 5 && memcmp(ev->event, "error", 5) == 0;
+    return read_chunk(sb_chunk_parse(ev->data, ev->data_len, out, scratch), named_error, ev->data, ev->data_len, out, error);
+}
+
+/* A chat.completion: its message where a chunk has its delta (sb_chunk_parse_whole). */
+static sb_wire_result_t whole(const char *data, size_t len, char *scratch, sb_delta_t *out, sb_error_t *error)
+{
+    return read_chunk(sb_chunk_parse_whole(data, len, out, scratch), 0, data, len, out, error);
 }
 
 static void error_message(const char *b, size_t len, char *msg, size_t cap)
@@ -82,5 +93,6 @@ const sb_wire_t sb_wire_openai = {
     .body = body,                   /* the cleaned request as it is */
     .state_size = 0,                /* a chunk stands alone */
     .event = event,                 /* chunk.c */
+    .whole = whole,                 /* stream:false (sb_chat_request_ask_whole): one chat.completion, chunk.c */
     .error_message = error_message, /* {"error":{"message":...}} */
 };

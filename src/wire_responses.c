@@ -551,5 +551,6 @@ const sb_wire_t sb_wire_responses = {
     .body = body,                       /* input items, instructions, flat tools, store false */
     .state_size = sizeof(struct state), /* the calls so far, and whether the response completed */
     .event = event,                     /* response.* events */
+    .whole = NULL,                      /* always streamed here */
     .error_message = error_message,     /* {"error":{"message":...}} */
 };

@@ -110,6 +110,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     }
     json_decref(holder);
+    /* The same bytes as a whole answer: the same scanner with `message` for `delta`, so it accepts exactly what the
+     * chunk reading accepts, and its strings lie in the same places. */
+    int whole = sb_chunk_parse_whole(in, size, &got, scratch);
+    if ((whole == -1) != (rc == -1) || (whole == 0 && !all_inside(&got, in, scratch, size)))
+        abort();
     free(in);
     free(scratch);
     return 0;

@@ -94,13 +94,17 @@ test('a JSON answer past MAX_ANSWER_BYTES ends with a clean error; a stream past
     assert.equal(res.status, 502);
     assert.equal(res.json.error.code, 'answer_too_large');
     assert.match(res.json.error.message, /MAX_ANSWER_BYTES/);
+    // a whole answer far past it is not even held: the provider's bytes stop at six times MAX_ANSWER_BYTES (and 64 KiB)
+    const huge = await post(local.base, { model: scenario({ gen_bytes: '400000' }), messages: ask('x') });
+    assert.equal(huge.status, 502);
+    assert.equal(huge.json.error.code, 'answer_too_large');
     const small = await post(local.base, { model: scenario({ gen_bytes: '8000' }), messages: ask('x') });
     assert.equal(small.status, 200);
     assert.equal(small.json.choices[0].message.content.length, 8000);
     const streamed = assemble((await post(local.base, { model: scenario({ gen_bytes: '20000' }), stream: true, messages: ask('x') })).text);
     assert.ok(streamed.done && streamed.errors.length === 0);
     assert.equal(streamed.content.length, 20000, 'no tools are offered, so nothing of a stream is kept');
-    await until(() => local.accessLog.filter((l) => l.route).length >= 3, { what: 'three access-log lines' });
+    await until(() => local.accessLog.filter((l) => l.route).length >= 4, { what: 'four access-log lines' });
     assert.equal(local.accessLog.find((l) => l.status === 502)?.end, 'upstream_error');
   } finally {
     await local.stop();

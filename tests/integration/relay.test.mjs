@@ -154,7 +154,43 @@ test('the official openai client sees an OpenAI-shaped error', async () => {
   });
 });
 
-test('non-streaming is built from a recorded stream, tool calls included', async () => {
+test('stream:false asks the provider for one whole answer, and relays its words and usage', async () => {
+  const model = scenario({ text: 'One whole answer from the provider.' });
+  const before = (await up.requests()).length;
+  const res = await post(sb.base, { model, stream: false, messages: user });
+  assert.equal(res.status, 200);
+  assert.equal(res.json.object, 'chat.completion');
+  assert.equal(res.json.choices[0].message.content, 'One whole answer from the provider.');
+  assert.equal(res.json.choices[0].finish_reason, 'stop');
+  const rec = (await up.requests()).slice(before).find((r) => JSON.parse(r.body).model === model);
+  const sent = JSON.parse(rec.body);
+  assert.equal(sent.stream, false, 'not streamed from the provider either');
+  assert.equal(sent.stream_options, undefined);
+  assert.match(rec.headers.accept, /application\/json/);
+  assert.ok(res.json.usage.prompt_tokens > 0 && res.json.usage.completion_tokens > 0, 'usage is the provider\'s own');
+});
+
+test('stream:false with the client\'s tools: the whole answer\'s calls go back whole', async () => {
+  const res = await post(sb.base, {
+    model: scenario({ tools: '1' }), stream: false, messages: user,
+    tools: [{ type: 'function', function: { name: 'lookup_weather', parameters: { type: 'object' } } }],
+  });
+  assert.equal(res.status, 200);
+  const msg = res.json.choices[0].message;
+  assert.equal(res.json.choices[0].finish_reason, 'tool_calls');
+  assert.equal(msg.tool_calls.length, 1);
+  assert.equal(msg.tool_calls[0].id, 'call_fake_1');
+  assert.equal(msg.tool_calls[0].function.name, 'lookup_weather');
+  assert.deepEqual(JSON.parse(msg.tool_calls[0].function.arguments), { city: 'Paris' });
+});
+
+test('a whole answer that is not JSON fails the turn with a 502 that says so', async () => {
+  const res = await post(sb.base, { model: scenario({ status: '200', body: 'not json at all' }), stream: false, messages: user });
+  assert.equal(res.status, 502);
+  assert.match(res.json.error.message, /the model provider sent an answer that is not valid json/);
+});
+
+test('non-streaming is built from a recorded stream when the provider streams anyway, tool calls included', async () => {
   const res = await post(sb.base, { model: scenario({ file: 'openai_chat_parallel_toolcalls_stream.sse', chunk: 'random' }), messages: user });
   assert.equal(res.status, 200);
   const msg = res.json.choices[0].message;

@@ -60,13 +60,18 @@ test('a round of parallel tool calls runs against Postgres; the client hears onl
     [{ order_number: '4417' }, { customer_id: 1 }], 'arguments reassembled from fragments');
 });
 
-test('non-streaming turns run the same loop', { skip }, async () => {
+test('non-streaming turns run the same loop, streamed from the provider', { skip }, async () => {
+  await up.reset();
   const model = scenario({ calls: calls([{ name: 'get_order_status', arguments: { order_number: '1002' } }]) });
   const res = await post(sb.base, { model, messages: ask('order 1002?') });
   assert.equal(res.status, 200);
   assert.match(res.json.choices[0].message.content, /RESULTS .*"order_number" ?: ?"1002"/);
   assert.equal(res.json.choices[0].message.tool_calls, undefined);
   assert.equal(res.json.choices[0].finish_reason, 'stop');
+  // switchboard's tools are offered: the tool loop keeps asking for streams, as for a streamed turn
+  const rounds = await up.requests();
+  assert.equal(rounds.length, 2);
+  assert.ok(rounds.every((r) => JSON.parse(r.body).stream === true));
 });
 
 test('a bad argument becomes a tool error the model reads, not a failed turn', { skip }, async () => {

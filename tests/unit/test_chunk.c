@@ -702,9 +702,45 @@ static void test_fixtures(void)
     is_int(n, want, "the fixture folder holds the %zu known recordings", want);
 }
 
+/* A whole, non-streamed chat.completion read into one delta (sb_chunk_parse_whole). */
+static void test_whole(void)
+{
+    static const char answer[] =
+        "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"created\":1,\"model\":\"gpt-4o-mini\","
+        "\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"Hi \\\"there\\\"\",\"refusal\":null,"
+        "\"tool_calls\":[{\"id\":\"call_a\",\"type\":\"function\",\"function\":{\"name\":\"one\",\"arguments\":\"{}\"}},"
+        "{\"id\":\"call_b\",\"type\":\"function\",\"function\":{\"name\":\"two\",\"arguments\":\"{\\\"x\\\":1}\"}}]},"
+        "\"logprobs\":null,\"finish_reason\":\"tool_calls\"}],"
+        "\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":7,\"total_tokens\":19}}";
+    size_t n = sizeof(answer) - 1;
+    char *copy = malloc(n), *room = malloc(n);
+    memcpy(copy, answer, n);
+    sb_delta_t d;
+    is_int(sb_chunk_parse_whole(copy, n, &d, room), 0, "a whole answer reads");
+    ok(str_is(d.content, "Hi \"there\""), "its message's words, unescaped");
+    ok(str_is(d.model, "gpt-4o-mini") && str_is(d.finish_reason, "tool_calls"), "its model and finish reason");
+    ok(d.ntools == 2 && d.tools[0].index == 0 && d.tools[1].index == 1, "its calls, indexed by position");
+    ok(str_is(d.tools[0].id, "call_a") && str_is(d.tools[1].name, "two") && str_is(d.tools[1].arguments, "{\"x\":1}"),
+       "each call whole: id, name, arguments");
+    ok(d.has_usage && d.prompt_tokens == 12 && d.completion_tokens == 7 && d.total_tokens == 19, "and the usage");
+    is_int(sb_chunk_parse(copy, n, &d, room), 0, "the same bytes read as a chunk");
+    ok(d.content.base == NULL && d.ntools == 0, "carry no delta: a chunk's words are in `delta` only");
+    static const char chunk[] = "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}]}";
+    is_int(sb_chunk_parse_whole(chunk, sizeof(chunk) - 1, &d, room), 0, "a chunk read as a whole answer");
+    ok(d.content.base == NULL, "carries no words: an answer's are in `message` only");
+    static const char err[] = "{\"error\":{\"message\":\"overloaded\",\"type\":\"server_error\"}}";
+    is_int(sb_chunk_parse_whole(err, sizeof(err) - 1, &d, room), 0, "an error object reads");
+    ok(d.is_error && str_is(d.error_message, "overloaded"), "as an error with its words");
+    static const char bad[] = "{\"choices\":[{\"message\":{\"content\":5}}]}";
+    is_int(sb_chunk_parse_whole(bad, sizeof(bad) - 1, &d, room), -2, "words of the wrong type are refused");
+    free(copy);
+    free(room);
+}
+
 int main(void)
 {
     test_shapes();
+    test_whole();
     test_tool_limit();
     test_failure_kinds();
     test_duplicates();

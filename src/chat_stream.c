@@ -50,11 +50,16 @@ static void open_chunk(struct stream *s, sb_buf_t *b)
     sb_buf_append(b, s->prefix.base, s->prefix.len);
 }
 
+/* `"name":"value"` (after a comma unless it is the first field); no printf: this runs for every token. */
 static void append_str_field(sb_buf_t *b, const char *name, sb_str_t v, int *comma)
 {
     if (v.base == NULL)
         return;
-    sb_buf_appendf(b, "%s\"%s\":\"", *comma ? "," : "", name);
+    if (*comma)
+        sb_buf_append(b, ",", 1);
+    sb_buf_append(b, "\"", 1);
+    sb_buf_appendz(b, name);
+    sb_buf_append(b, "\":\"", 3);
     sb_buf_append_json_escaped(b, v.base, v.len);
     sb_buf_append(b, "\"", 1);
     *comma = 1;

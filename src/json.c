@@ -369,6 +369,94 @@ double sb_json_number(const sb_json_value_t *v)
     return sb_json_is(v, SB_JSON_NUMBER) ? number_value(v->str, v->len) : 0.0;
 }
 
+/* --- a jansson tree, read at this reader's speed ---------------------------------------------------- */
+
+static json_t *to_jansson(const sb_json_value_t *v);
+
+/* A number as jansson reads it: a token without fraction or exponent is an integer, NULL past json_int_t. */
+static json_t *number_to_jansson(const sb_json_value_t *v)
+{
+    const char *p = v->str, *end = v->str + v->len;
+    if (memchr(p, '.', v->len) != NULL || memchr(p, 'e', v->len) != NULL || memchr(p, 'E', v->len) != NULL)
+        return json_real(number_value(v->str, v->len));
+    int negative = *p == '-';
+    p += negative;
+    uint64_t magnitude = 0, limit = negative ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    for (; p < end; ++p) {
+        if (magnitude > (limit - (uint64_t)(*p - '0')) / 10)
+            return NULL; /* jansson refuses it ("too big integer"): it says so */
+        magnitude = magnitude * 10 + (uint64_t)(*p - '0');
+    }
+    json_int_t i = negative ? (magnitude == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(json_int_t)magnitude) : (json_int_t)magnitude;
+    return json_integer(i);
+}
+
+static json_t *container_to_jansson(const sb_json_value_t *v)
+{
+    const sb_json_value_t *e = v + 1;
+    if (v->kind == SB_JSON_ARRAY) {
+        json_t *a = json_array();
+        for (uint32_t i = 0; i < v->len; ++i, e += e->span) {
+            json_t *x = to_jansson(e);
+            if (x == NULL || json_array_append_new(a, x) != 0) {
+                json_decref(a);
+                return NULL;
+            }
+        }
+        return a;
+    }
+    json_t *o = json_object();
+    for (uint32_t i = 0; i < v->len; ++i) { /* a key (a string: one value), then its value */
+        const sb_json_value_t *value = e + 1;
+        /* a repeated key: jansson's JSON_REJECT_DUPLICATES refuses the document, and says so */
+        json_t *x = json_object_getn(o, e->str, e->len) == NULL ? to_jansson(value) : NULL;
+        if (x == NULL || json_object_setn_new_nocheck(o, e->str, e->len, x) != 0) {
+            json_decref(o);
+            return NULL;
+        }
+        e = value + value->span;
+    }
+    return o;
+}
+
+/* The jansson value of `v` and everything inside it, or NULL where jansson would refuse the document. */
+static json_t *to_jansson(const sb_json_value_t *v)
+{
+    switch ((sb_json_kind_t)v->kind) {
+    case SB_JSON_NULL:
+        return json_null();
+    case SB_JSON_FALSE:
+        return json_false();
+    case SB_JSON_TRUE:
+        return json_true();
+    case SB_JSON_NUMBER:
+        return number_to_jansson(v);
+    case SB_JSON_STRING: /* checked as jansson checks it: valid UTF-8, no NUL */
+        return json_stringn_nocheck(v->str, v->len);
+    case SB_JSON_ARRAY:
+    case SB_JSON_OBJECT:
+        return container_to_jansson(v);
+    }
+    return NULL;
+}
+
+json_t *sb_json_loadb(const char *text, size_t len, json_error_t *error)
+{
+    /* the reader decodes strings in place: a copy, so that `text` stays as it was */
+    char *copy = sb_alloc(len + 1);
+    memcpy(copy, text, len);
+    sb_json_doc_t doc = {0};
+    json_t *root = NULL;
+    /* without JSON_DECODE_ANY jansson wants an array or an object, and says so of anything else */
+    if (sb_json_parse(&doc, copy, len, len + 1) == 0 && sb_json_root(&doc)->kind >= SB_JSON_ARRAY)
+        root = to_jansson(sb_json_root(&doc));
+    sb_json_doc_dispose(&doc);
+    free(copy);
+    /* what this reader refuses or leaves to jansson (deeper nesting, a big integer, a repeated key, bad syntax): jansson
+     * reads it, and its tree or its words about the error are the answer, as they always were */
+    return root != NULL ? root : json_loadb(text, len, JSON_REJECT_DUPLICATES, error);
+}
+
 /* --- the writer ---------------------------------------------------------------------------------- */
 
 typedef unsigned __int128 u128;

@@ -571,7 +571,7 @@ int sb_chat_request_parse_body(const char *body, size_t len, const char *default
 {
     json_error_t jerr;
     memset(out, 0, sizeof(*out));
-    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *root = sb_json_loadb(body, len, &jerr);
     if (root == NULL) {
         err->kind = SB_E_INVALID_JSON;
         err->param[0] = '\0';

@@ -366,7 +366,7 @@ int sb_responses_request_parse_body(const char *body, size_t len, const char *de
     *echo = NULL;
     err->kind = SB_OK;
     err->param[0] = err->message[0] = '\0';
-    json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *root = sb_json_loadb(body, len, &jerr);
     if (root == NULL) {
         err->kind = SB_E_INVALID_JSON;
         snprintf(err->message, sizeof(err->message), "request body is not valid json: %s at line %d column %d", jerr.text,

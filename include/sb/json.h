@@ -72,6 +72,16 @@ double sb_json_number(const sb_json_value_t *v);
     for ((i) = 0, (e) = sb_json_is((array), SB_JSON_ARRAY) ? (array) + 1 : NULL; (e) != NULL && (i) < (array)->len;                \
          ++(i), (e) += (e)->span)
 
+/*
+ * What json_loadb(text, len, JSON_REJECT_DUPLICATES, error) returns, the
+ * same tree (new reference) or the same NULL and error, at about half the
+ * cost: this reader checks the text and jansson only builds the tree. A
+ * document this reader refuses or leaves to jansson (nesting past its
+ * limit, an integer past json_int_t, a repeated key, any error) is read by
+ * json_loadb itself, so its words about the error are jansson's own.
+ */
+json_t *sb_json_loadb(const char *text, size_t len, json_error_t *error);
+
 /* The most bytes sb_json_format_float writes, with its NUL. */
 #define SB_JSON_FLOAT_MAX 24
 

@@ -4,8 +4,9 @@
  * What one accepts the other does, with the same strings, numbers and
  * structure, but where jansson differs: it nests deeper, refuses integers past
  * 64 bits, and lets a NUL byte pass after a number. And what jansson reads,
- * sb_json_dumps writes as json_dumps does, byte for byte; and sb_json_is_utf8
- * agrees with jansson on which bytes are UTF-8.
+ * sb_json_dumps writes as json_dumps does, byte for byte; sb_json_is_utf8
+ * agrees with jansson on which bytes are UTF-8; and sb_json_loadb builds the
+ * tree json_loadb builds, or fails with its words.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -153,6 +154,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_t *str = json_stringn((const char *)data, size);
     check(sb_json_is_utf8((const char *)data, size) == (str != NULL));
     json_decref(str);
+
+    /* sb_json_loadb is json_loadb with JSON_REJECT_DUPLICATES: the same tree, or the same error in the same words */
+    json_error_t fast_error, slow_error;
+    json_t *fast = sb_json_loadb((const char *)data, size, &fast_error);
+    json_t *slow = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, &slow_error);
+    check((fast == NULL) == (slow == NULL) && (fast == NULL || json_equal(fast, slow)));
+    if (fast == NULL)
+        check(strcmp(fast_error.text, slow_error.text) == 0 && fast_error.position == slow_error.position);
+    json_decref(fast);
+    json_decref(slow);
 
     /* a ceiling on values refuses, and never writes past it */
     sb_json_doc_t small = {0};

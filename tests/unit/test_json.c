@@ -123,7 +123,7 @@ static void test_refusals(void)
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i) {
         size_t len = i == sizeof(bad) / sizeof(bad[0]) - 1 ? 4 : strlen(bad[i]);
-        char shown[64]; /* the input, printable, for the test's name */
+        char shown[64] = ""; /* the input, printable, for the test's name (an empty input shows as nothing) */
         size_t n = 0;
         for (size_t j = 0; j < len && n < sizeof(shown) - 5; ++j)
             n += (size_t)snprintf(shown + n, sizeof(shown) - n, bad[i][j] >= 0x20 && bad[i][j] < 0x7f ? "%c" : "\\x%02x",
@@ -424,9 +424,47 @@ static void test_dumps(void)
     ok(out == NULL, "NULL dumps to NULL");
 }
 
+/* sb_json_loadb against json_loadb(JSON_REJECT_DUPLICATES): the same tree, or the same error. */
+static void same_as_jansson(const char *text, const char *what)
+{
+    json_error_t e1, e2;
+    json_t *fast = sb_json_loadb(text, strlen(text), &e1);
+    json_t *slow = json_loadb(text, strlen(text), JSON_REJECT_DUPLICATES, &e2);
+    if (slow != NULL)
+        ok(fast != NULL && json_equal(fast, slow), "%s: the same tree", what);
+    else
+        ok(fast == NULL && strcmp(e1.text, e2.text) == 0 && e1.position == e2.position, "%s: the same error (%s)", what, e2.text);
+    json_decref(fast);
+    json_decref(slow);
+}
+
+static void test_loadb(void)
+{
+    same_as_jansson("{\"model\":\"gpt-4o\",\"stream\":true,\"temperature\":0.7,\"max_tokens\":256,\"n\":-0,"
+                    "\"messages\":[{\"role\":\"user\",\"content\":\"h\\u00e9llo \\ud83d\\ude00\"}],\"x\":null,\"e\":1e3}",
+                    "a request");
+    same_as_jansson("{\"a\":1,\"a\":2}", "a repeated key");
+    same_as_jansson("{\"a\":{\"b\":1,\"b\":1}}", "a repeated key inside");
+    same_as_jansson("{\"big\":9223372036854775807,\"small\":-9223372036854775808}", "the largest integers");
+    same_as_jansson("{\"big\":9223372036854775808}", "an integer past json_int_t");
+    same_as_jansson("\"a string\"", "a string at the top");
+    same_as_jansson("[1,2", "a cut document");
+    same_as_jansson("{\"a\":1} x", "bytes after the document");
+    same_as_jansson("{\"a\":1e999}", "a real past a double");
+    char deep[600];
+    size_t n = 0;
+    for (int i = 0; i < 200; ++i)
+        deep[n++] = '[';
+    for (int i = 0; i < 200; ++i)
+        deep[n++] = ']';
+    deep[n] = '\0';
+    same_as_jansson(deep, "200 levels (past this reader's limit, within jansson's)");
+}
+
 int main(void)
 {
     test_navigation();
+    test_loadb();
     test_refusals();
     test_numbers();
     test_floats();

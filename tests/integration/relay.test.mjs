@@ -240,11 +240,11 @@ test('the access log has one line per request and no secrets', async () => {
   assert.ok(!all.includes(INBOUND_KEY) && !all.includes(PROVIDER_KEY), 'no key in any log');
 });
 
-test('turns beyond curl\'s first 256 connections reuse theirs on the next turn', async () => {
+test('more turns than one curl multi handle holds (512) keep their provider connections for the next turn', async () => {
   // A switchboard of its own, one worker: its provider connections are all in one cache.
   const s = await startSwitchboard({ LLM_BASE_URL: `${up.base}/v1`, OPENAI_API_KEY: PROVIDER_KEY, WORKERS: '1', ACCESS_LOG: 'false' });
   const accepted = async () => (await (await fetch(`${up.base}/_stats`)).json()).connections;
-  const n = 300;
+  const n = 600; // two of curl_uv.c's multi handles, each with its own connection cache
   // each stream stays open a while, so the whole wave holds n provider connections at once
   const body = { model: scenario({ text: 'one two three', pace_ms: '150' }), stream: true, messages: user };
   const wave = async () => {

@@ -36,7 +36,8 @@ const ALL = [
 ];
 const wanted = (env.BENCH_SCALE || '1000,4000,9000,tls4000').split(',');
 const SCENARIOS = ALL.filter((s) => wanted.includes(s.id));
-const PATHS = (env.BENCH_SCALE_PATHS || 'nginx,switchboard').split(',');
+// `baseline`: another commit's switchboard (BENCH_BASELINE_REV), measured beside the work tree's in the same run
+const PATHS = (env.BENCH_SCALE_PATHS || (env.BENCH_BASELINE_BIN ? 'nginx,switchboard,baseline' : 'nginx,switchboard')).split(',');
 const TOKENS = 32;
 const PACE_MS = num('BENCH_PACE_MS', 100);
 const NOFILE = num('BENCH_NOFILE', 1024);
@@ -56,7 +57,6 @@ for (const sig of ['SIGINT', 'SIGTERM'])
 
 // --- the request --------------------------------------------------------------------------------------
 
-const WORDS = Array.from({ length: TOKENS }, (_, i) => ['sure', 'table', 'seven', 'tonight', 'four', 'booked', 'phone', 'thanks'][i % 8]);
 // What a voice engine sends on a turn: a system prompt, some history, the new utterance (as relay.mjs).
 function turnBody(model) {
   return JSON.stringify({
@@ -81,8 +81,9 @@ function turnBody(model) {
 const scen = (params) => 'fake?' + new URLSearchParams(params).toString();
 const BODY_PACED = path.join(env.BENCH_TMP, 'paced.json');
 const BODY_WARM = path.join(env.BENCH_TMP, 'warm.json');
-fs.writeFileSync(BODY_PACED, turnBody(scen({ text: WORDS.join(' '), pace_ms: String(PACE_MS) })));
-fs.writeFileSync(BODY_WARM, turnBody(scen({ text: WORDS.join(' ') })));
+// gen_words: one short word a chunk, and a short model name in every chunk, as a real provider's stream has
+fs.writeFileSync(BODY_PACED, turnBody(scen({ gen_words: String(TOKENS), pace_ms: String(PACE_MS) })));
+fs.writeFileSync(BODY_WARM, turnBody(scen({ gen_words: String(TOKENS) })));
 
 // --- processes ---------------------------------------------------------------------------------------
 
@@ -149,7 +150,7 @@ async function startProxy(name, sc) {
     });
     pids = () => childPids(child.pid); // the worker: the master only waits
   } else {
-    const dir = path.join(env.BENCH_TMP, `sb-${sc.id}`);
+    const dir = path.join(env.BENCH_TMP, `${name}-${sc.id}`);
     fs.mkdirSync(dir, { recursive: true });
     const base = sc.tls ? `https://localhost:${upstream}/v1` : `http://127.0.0.1:${upstream}/v1`;
     const sbEnv = {
@@ -164,7 +165,7 @@ async function startProxy(name, sc) {
     };
     if (sc.tls) sbEnv.LLM_CA_FILE = env.BENCH_CERT;
     for (const kv of (env.BENCH_SB_ENV || '').split(/\s+/).filter(Boolean)) sbEnv[kv.slice(0, kv.indexOf('='))] = kv.slice(kv.indexOf('=') + 1);
-    child = spawn(env.BENCH_SB_BIN, [], { cwd: dir, env: sbEnv, stdio: ['ignore', 'ignore', fs.openSync(path.join(dir, 'stderr.log'), 'w')] });
+    child = spawn(name === 'baseline' ? env.BENCH_BASELINE_BIN : env.BENCH_SB_BIN, [], { cwd: dir, env: sbEnv, stdio: ['ignore', 'ignore', fs.openSync(path.join(dir, 'stderr.log'), 'w')] });
     pids = () => [child.pid];
   }
   children.add(child);
@@ -173,7 +174,7 @@ async function startProxy(name, sc) {
   return {
     port,
     pids,
-    dir: path.join(env.BENCH_TMP, `${name === 'nginx' ? 'nginx' : 'sb'}-${sc.id}`),
+    dir: path.join(env.BENCH_TMP, `${name}-${sc.id}`),
     async stop() {
       child.kill('SIGTERM');
       const t = setTimeout(() => child.kill('SIGKILL'), 15000);
@@ -272,7 +273,14 @@ function fmt(x, d = 1) {
 }
 
 async function main() {
-  const report = { when: new Date().toISOString(), pace_ms: PACE_MS, tokens: TOKENS, nofile: NOFILE, scenarios: [] };
+  const report = {
+    when: new Date().toISOString(),
+    pace_ms: PACE_MS,
+    tokens: TOKENS,
+    nofile: NOFILE,
+    baseline: env.BENCH_BASELINE_REV || null,
+    scenarios: [],
+  };
   const lines = [];
   let order = 0;
   for (const sc of SCENARIOS) {
@@ -281,7 +289,7 @@ async function main() {
       continue;
     }
     const rows = {};
-    const paths = order++ % 2 === 0 ? PATHS : [...PATHS].reverse(); // the order alternates: drift hits both alike
+    const paths = order++ % 2 === 0 ? PATHS : [...PATHS].reverse(); // the order alternates: drift hits all alike
     for (const p of paths) {
       log(`${sc.id}${sc.tls ? ' (TLS, HTTP/2 provider)' : ''}: ${p}, ${sc.streams} streams x ${sc.turns} turns`);
       rows[p] = await measure(p, sc);
@@ -293,12 +301,18 @@ async function main() {
     const s = rows.switchboard;
     const ratio = (a, b) => (n && s && b > 0 ? fmt(a / b, 2) : '-');
     lines.push(`${sc.id}${sc.tls ? ' TLS/h2' : ''}: ${sc.streams} streams x ${sc.turns} turns`);
-    for (const r of [n, s].filter(Boolean))
+    for (const r of [n, s, rows.baseline].filter(Boolean))
       lines.push(
         `  ${r.path.padEnd(12)} first token p50 ${fmt(r.first_token_p50_ms).padStart(7)} ms  p99 ${fmt(r.first_token_p99_ms).padStart(7)} ms  ` +
           `CPU ${fmt(r.cpu_s_per_1000, 3)} s/1000  ${fmt(r.kib_per_stream)} KiB/stream  errors ${r.errors}  ` +
           `provider conns ${r.provider_connections} for ${r.turns}  (open peak ${r.open_peak}; load ${fmt(r.load_cpu_pct)} %, ` +
           `fake+front ${fmt(r.helpers_cpu_pct)} %, others ${fmt(r.others_cpu_pct)} % of a core)`,
+      );
+    const b = rows.baseline;
+    if (b && s)
+      lines.push(
+        `  sb/baseline  p50 ${fmt(s.first_token_p50_ms / b.first_token_p50_ms, 2)}  p99 ${fmt(s.first_token_p99_ms / b.first_token_p99_ms, 2)}  ` +
+          `CPU ${fmt(s.cpu_s_per_1000 / b.cpu_s_per_1000, 2)}  memory ${fmt(s.kib_per_stream / b.kib_per_stream, 2)}  (baseline: ${env.BENCH_BASELINE_REV.slice(0, 7)})`,
       );
     if (n && s)
       lines.push(

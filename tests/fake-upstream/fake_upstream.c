@@ -1012,6 +1012,8 @@ struct scenario {
     bool calls_from_user; /* calls=@user: the JSON is the first user message's content (for scripts too long for a model name) */
     bool has_gen, tools, has_fail, hang_head, has_rounds, has_reply_pace;
     uint64_t gen_bytes, chunk, seed, pace_ms, delay_ms, fail_times, end_after, rounds, reply_pace_ms;
+    uint64_t gen_words;    /* gen_words=N: N generated words said as text= would say them (a short model name, many tokens) */
+    char *gen_text;        /* their text, owned; s->text points at it */
     uint64_t header_bytes; /* header_bytes=N: an X-Padding header of N bytes in the response head */
     uint64_t dim;          /* dim=N (embeddings only): dense N-component vectors; 0: the default 64-dim sparse ones */
     enum seg_mode seg;
@@ -1156,6 +1158,7 @@ static bool scenario_set(struct scenario *s, const char *k, const char *v, size_
             uint64_t *dst;
         } nums[] = {
             {"gen_bytes", GEN_MAX, &s->gen_bytes},
+            {"gen_words", GEN_MAX / 8, &s->gen_words},
             {"seed", UINT64_MAX / 2, &s->seed},
             {"pace_ms", MS_MAX, &s->pace_ms},
             {"delay_ms", MS_MAX, &s->delay_ms},
@@ -1213,9 +1216,13 @@ static void scenario_free(struct scenario *s)
 {
     free(s->qbuf);
     s->qbuf = NULL;
+    free(s->gen_text);
+    s->gen_text = NULL;
     json_decref(s->calls);
     s->calls = NULL;
 }
+
+static char *gen_word_list(uint64_t n, uint64_t seed);
 
 /* Parses the query after "fake?". On error, err holds a message and the scenario must still be freed. */
 static bool scenario_parse(struct scenario *s, const char *query, char *err, size_t errlen)
@@ -1241,10 +1248,14 @@ static bool scenario_parse(struct scenario *s, const char *query, char *err, siz
         }
         p = amp != NULL ? amp + 1 : NULL;
     }
-    int contents = (int)s->file.set + (int)s->text.set + (int)s->has_gen + (int)s->tools;
+    int contents = (int)s->file.set + (int)s->text.set + (int)s->has_gen + (int)s->tools + (s->gen_words > 0);
     if (contents > 1) {
-        snprintf(err, errlen, "fake-upstream: file, text, gen_bytes and tools exclude each other");
+        snprintf(err, errlen, "fake-upstream: file, text, gen_bytes, gen_words and tools exclude each other");
         return false;
+    }
+    if (s->gen_words > 0) { /* from here on it is a text= scenario whose text was generated */
+        s->gen_text = gen_word_list(s->gen_words, s->seed);
+        s->text = (struct str){s->gen_text, strlen(s->gen_text), true};
     }
     if (s->calls != NULL && (s->file.set || s->has_gen || s->tools)) {
         snprintf(err, errlen, "fake-upstream: calls excludes file, gen_bytes and tools (text is its final answer)");
@@ -1717,6 +1728,19 @@ static char *gen_words(uint64_t n, uint64_t seed)
     }
     s[n] = '\0';
     return s;
+}
+
+/* gen_words=N: N short words of a spoken answer separated by single spaces, deterministic for a seed. */
+static char *gen_word_list(uint64_t n, uint64_t seed)
+{
+    static const char *const words[] = {"sure", "your", "table", "for", "four", "is", "booked", "at", "seven", "tonight"};
+    struct sbuf out = {0};
+    uint64_t rng = seed;
+    for (uint64_t i = 0; i < n; i++)
+        sb_fmt(&out, "%s%s", i ? " " : "", words[rng_next(&rng) % (sizeof words / sizeof words[0])]);
+    size_t len;
+    char *text = sb_take(&out, &len);
+    return text != NULL ? text : xstrndup("", 0);
 }
 
 /* The words of a content: a string, or the text parts (and tool_result contents) of a part array. */

@@ -12,6 +12,7 @@
 #include "chat_sinks.h"
 #include "respond.h"
 #include "sb/buf.h"
+#include "sb/json.h"
 
 struct answer {
     sb_sink_t super;
@@ -34,6 +35,57 @@ static sb_error_t on_delta(sb_sink_t *sink, const sb_sink_delta_t *d)
     return sb_buf_append(&a->text, d->text.base, d->text.len) == 0 ? SB_OK : SB_E_ANSWER_TOO_LARGE;
 }
 
+static void append_string(sb_buf_t *b, sb_str_t s)
+{
+    sb_buf_append(b, "\"", 1);
+    sb_buf_append_json_escaped(b, s.base != NULL ? s.base : "", s.len);
+    sb_buf_append(b, "\"", 1);
+}
+
+/*
+ * The one chat.completion, written straight into `b` (initialised here): id,
+ * object, created, model, the message (its words, null beside tool calls when
+ * there are none, and the client's calls whole), the finish reason, usage.
+ * -1 when a string is not UTF-8, which JSON cannot carry.
+ */
+static int write_answer(sb_buf_t *b, const sb_chat_out_t *out, const sb_buf_t *text, const sb_turn_end_t *end)
+{
+    sb_str_t words = {text->base != NULL ? text->base : "", text->len};
+    size_t in = words.len;
+    for (size_t i = 0; i < end->ncalls; ++i)
+        in += end->calls[i].id.len + end->calls[i].name.len + end->calls[i].arguments.len;
+    sb_buf_init(b, 6 * in + 4096); /* an escape is at most 6 bytes for 1 */
+    int utf8 = sb_json_is_utf8(words.base, words.len);
+    sb_buf_appendf(b, "{\"id\":\"%s\",\"object\":\"chat.completion\",\"created\":%lld,\"model\":", out->id,
+                   (long long)out->created);
+    append_string(b, (sb_str_t){out->model != NULL ? out->model : "", out->model != NULL ? strlen(out->model) : 0});
+    sb_buf_appendz(b, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
+    if (end->ncalls > 0 && words.len == 0)
+        sb_buf_appendz(b, "null");
+    else
+        append_string(b, words);
+    if (end->ncalls > 0) {
+        sb_buf_appendz(b, ",\"tool_calls\":[");
+        for (size_t i = 0; i < end->ncalls; ++i) {
+            const sb_sink_call_t *c = &end->calls[i];
+            utf8 &= sb_json_is_utf8(c->id.base, c->id.len) && sb_json_is_utf8(c->name.base, c->name.len) &&
+                    sb_json_is_utf8(c->arguments.base, c->arguments.len);
+            sb_buf_appendz(b, i ? ",{\"id\":" : "{\"id\":");
+            append_string(b, c->id);
+            sb_buf_appendz(b, ",\"type\":\"function\",\"function\":{\"name\":");
+            append_string(b, c->name);
+            sb_buf_appendz(b, ",\"arguments\":");
+            append_string(b, c->arguments);
+            sb_buf_appendz(b, "}}");
+        }
+        sb_buf_appendz(b, "]");
+    }
+    sb_buf_appendf(
+        b, "},\"finish_reason\":\"%s\"}],\"usage\":{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"total_tokens\":%lld}}",
+        end->finish ? end->finish : "stop", end->prompt_tokens, end->completion_tokens, end->total_tokens);
+    return utf8 && b->base != NULL ? 0 : -1;
+}
+
 static void on_done(sb_sink_t *sink, const sb_turn_end_t *end)
 {
     struct answer *a = H2O_STRUCT_FROM_MEMBER(struct answer, super, sink);
@@ -43,37 +95,21 @@ static void on_done(sb_sink_t *sink, const sb_turn_end_t *end)
         sb_respond_error(out->req, end->error, end->message, NULL, end->retry_after);
         return;
     }
-    json_t *message = json_pack("{s:s, s:s%}", "role", "assistant", "content", a->text.base ? a->text.base : "", a->text.len);
-    if (end->ncalls > 0) {
-        json_t *calls = json_array();
-        for (size_t i = 0; i < end->ncalls; ++i) {
-            const sb_sink_call_t *c = &end->calls[i];
-            json_array_append_new(calls, json_pack("{s:s%, s:s, s:{s:s%, s:s%}}", "id", c->id.base, c->id.len, "type", "function",
-                                                   "function", "name", c->name.base, c->name.len, "arguments", c->arguments.base,
-                                                   c->arguments.len));
-        }
-        json_object_set_new(message, "tool_calls", calls);
-        if (a->text.len == 0)
-            json_object_set_new(message, "content", json_null());
-    }
-    json_t *body = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:o, s:s}], s:{s:I, s:I, s:I}}", "id", out->id, "object",
-                             "chat.completion", "created", (json_int_t)out->created, "model", out->model != NULL ? out->model : "",
-                             "choices", "index", 0, "message", message, "finish_reason", end->finish ? end->finish : "stop",
-                             "usage", "prompt_tokens", (json_int_t)end->prompt_tokens, "completion_tokens",
-                             (json_int_t)end->completion_tokens, "total_tokens", (json_int_t)end->total_tokens);
-    char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
-    if (text == NULL) { /* words that are not UTF-8 cannot come from a parsed chunk: a provider fault */
+    sb_buf_t b;
+    if (write_answer(&b, out, &a->text, end) !=
+        0) { /* words that are not UTF-8 cannot come from a parsed chunk: a provider fault */
+        sb_buf_dispose(&b);
         out->status = sb_error_status(SB_E_UPSTREAM_BAD_RESPONSE);
         sb_respond_error(out->req, SB_E_UPSTREAM_BAD_RESPONSE, NULL, NULL, NULL);
         return;
     }
-    size_t len = strlen(text);
+    char *text = b.base;
+    size_t len = b.len;
     out->status = 200;
     out->bytes = len;
     out->t_first = uv_hrtime();
     sb_respond_json(out->req, text, len);
-    free(text);
+    sb_buf_dispose(&b);
 }
 
 static const sb_sink_ops_t ops = {

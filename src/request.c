@@ -718,7 +718,8 @@ void sb_chat_request_add_instructions(sb_chat_request_t *r, const char *const *l
     json_t *messages = json_object_get(r->upstream, "messages");
     size_t at = 0;
     for (size_t i = 0; i < n; ++i) {
-        json_t *text = layers[i] != NULL && layers[i][0] != '\0' ? json_string(layers[i]) : NULL; /* NULL: not UTF-8 */
+        size_t len = layers[i] != NULL ? strlen(layers[i]) : 0;
+        json_t *text = len > 0 && sb_json_is_utf8(layers[i], len) ? json_stringn_nocheck(layers[i], len) : NULL;
         if (text != NULL)
             json_array_insert_new(messages, at++, json_pack("{s:s, s:o}", "role", "system", "content", text));
     }

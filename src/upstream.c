@@ -62,7 +62,8 @@ struct call {
     size_t bytes;
     unsigned xfer_running : 1, got_header : 1, got_first_byte : 1, delivered : 1, saw_done : 1, paused : 1, pause_wanted : 1,
         asked_whole : 1, /* one whole answer is asked for (the request's whole, and a wire that reads one), not a stream */
-        whole : 1;       /* this attempt's answer is read whole: asked_whole, unless the provider streamed anyway */
+        whole : 1,       /* this attempt's answer is read whole: asked_whole, unless the provider streamed anyway */
+        finishing : 1;   /* on_xfer_done hands on the last of the answer: a sink that ends the call then leaves it to free */
     char retry_after[32];
     /* the outcome, filled before the sink hears of it */
     sb_error_t error;
@@ -112,7 +113,7 @@ static void end(struct call *c, sb_error_t error)
     }
     if (c->xfer_running)
         sb_curlm_cancel(&c->xfer); /* on_xfer_done frees the call */
-    else
+    else if (!c->finishing)        /* else on_xfer_done, which is telling the sink the last of it, frees it */
         destroy(c);
 }
 
@@ -377,13 +378,19 @@ static void on_xfer_done(sb_xfer_t *x, CURLcode result)
         destroy(c);
         return;
     }
-    if (result == CURLE_OK && c->status == 200 && c->whole) {
-        int rc = read_whole(c);
-        end(c, rc == 0 ? SB_OK : (sb_error_t)rc);
-        return;
-    }
     if (result == CURLE_OK && c->status == 200) {
-        int rc = sb_sse_decoder_finish(&c->sse, on_sse_event, c);
+        /* the whole answer, or the stream's last event without its blank line: the sink may end the call hearing it */
+        c->finishing = 1;
+        int rc = c->whole ? read_whole(c) : sb_sse_decoder_finish(&c->sse, on_sse_event, c);
+        c->finishing = 0;
+        if (c->state == ST_ENDED) {
+            destroy(c);
+            return;
+        }
+        if (c->whole) {
+            end(c, rc == 0 ? SB_OK : (sb_error_t)rc);
+            return;
+        }
         if (rc == 0 && c->sink != NULL && (c->delivered || c->saw_done)) {
             end(c, SB_OK);
             return;

@@ -64,10 +64,10 @@ const WORDS = 'Sure, I can help with that. Your table for four is booked at seve
 const WORDS_HOLD = 'one two three four five six seven eight nine ten';
 
 // What a voice engine sends on a turn: a system prompt, some history, the new user utterance.
-function turnBody(model) {
+function turnBody(model, stream = true) {
   return JSON.stringify({
     model,
-    stream: true,
+    stream,
     temperature: 0.7,
     max_tokens: 256,
     messages: [
@@ -85,6 +85,7 @@ function turnBody(model) {
 }
 const scen = (params) => 'fake?' + new URLSearchParams(params).toString();
 const BODY_TEXT = Buffer.from(turnBody(scen({ text: WORDS })));
+const BODY_JSON = Buffer.from(turnBody(scen({ text: WORDS }), false)); // stream:false: one chat.completion back
 const BODY_FILE = Buffer.from(turnBody(scen({ file: FILE })));
 const BODY_HOLD = Buffer.from(turnBody(scen({ text: WORDS_HOLD, pace_ms: '400' })));
 
@@ -391,12 +392,13 @@ async function latencyPhase() {
   return out;
 }
 
-function runWrk(p, conns, seconds) {
+/** `kind`: 'text' posts the streamed turn, 'json' the same turn with stream:false. */
+function runWrk(p, conns, seconds, kind = 'text') {
   return new Promise((resolve, reject) => {
     const args = ['-t1', `-c${conns}`, `-d${seconds}s`, '--timeout', '5s', '-s', path.join(here, 'turn.lua'), `http://127.0.0.1:${p.port}${ROUTE}`];
     const reaped0 = childrenCpuUs();
     const child = spawn('wrk', args, {
-      env: { ...process.env, BENCH_BODY_FILE: path.join(env.BENCH_TMP, 'body_text.json'), BENCH_KEY: KEY },
+      env: { ...process.env, BENCH_BODY_FILE: path.join(env.BENCH_TMP, `body_${kind}.json`), BENCH_EXPECT: kind, BENCH_KEY: KEY },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     children.add(child);
@@ -419,18 +421,21 @@ function runWrk(p, conns, seconds) {
 
 async function throughputPhase() {
   fs.writeFileSync(path.join(env.BENCH_TMP, 'body_text.json'), BODY_TEXT);
-  log(`throughput: wrk, concurrency ${CFG.tpLevels.join(' and ')}, ${CFG.tpRounds} × ${CFG.tpSeconds} s per path and level`);
+  fs.writeFileSync(path.join(env.BENCH_TMP, 'body_json.json'), BODY_JSON);
+  // the streamed turn at each level, then stream:false at the highest (what a non-streaming client costs a proxy)
+  const levels = [...CFG.tpLevels.map((c) => ({ key: `c${c}`, c, kind: 'text' })), { key: `json_c${CFG.tpLevels.at(-1)}`, c: CFG.tpLevels.at(-1), kind: 'json' }];
+  log(`throughput: wrk, concurrency ${CFG.tpLevels.join(' and ')}, and stream:false at ${CFG.tpLevels.at(-1)}; ${CFG.tpRounds} × ${CFG.tpSeconds} s per path and level`);
   // warm-up: every path's connection pools filled at the highest level
   for (const p of PATHS) await runWrk(p, CFG.tpLevels.at(-1), 1);
   const out = {};
-  for (const c of CFG.tpLevels) {
+  for (const { key, c, kind } of levels) {
     const acc = PATHS.map(() => ({ requests: 0, duration_us: 0, ok: 0, bad: 0, errors: 0, p50: [], p99: [], cpu: { sb: 0, nginx: 0, fake: 0 }, wrk_cpu_us: 0, closed: 0, rounds: [] }));
     for (let round = 0; round < CFG.tpRounds; ++round) {
       for (let k = 0; k < PATHS.length; ++k) {
         const j = (round + k) % PATHS.length;
         const c0 = { sb: cpuOf('sb'), nginx: cpuOf('nginx'), fake: cpuOf('fake') };
         const tw0 = timeWaitOf(PATHS[0].port);
-        const r = await runWrk(PATHS[j], c, CFG.tpSeconds);
+        const r = await runWrk(PATHS[j], c, CFG.tpSeconds, kind);
         const a = acc[j];
         a.closed += newIn(tw0, timeWaitOf(PATHS[0].port));
         for (const w of ['sb', 'nginx', 'fake']) a.cpu[w] += cpuOf(w) - c0[w];
@@ -446,11 +451,11 @@ async function throughputPhase() {
         assertAlive();
       }
     }
-    out[`c${c}`] = {};
+    out[key] = {};
     PATHS.forEach((p, j) => {
       const a = acc[j];
       const proxy = p.name === 'nginx' ? a.cpu.nginx : p.name === 'switchboard' ? a.cpu.sb : 0;
-      out[`c${c}`][p.name] = {
+      out[key][p.name] = {
         turns_per_s: Math.round(a.requests / (a.duration_us / 1e6)),
         requests: a.requests,
         ok: a.ok,
@@ -526,7 +531,8 @@ function table(report) {
   L.push(row(['', 'direct', 'nginx', 'switchboard', 'sb/direct', 'sb/nginx', 'proxy CPU µs/turn nginx / sb'], W2));
   for (const level of Object.keys(tp)) {
     const t = tp[level];
-    L.push(row([`concurrency ${level.slice(1)}`, t.direct.turns_per_s, t.nginx.turns_per_s, t.switchboard.turns_per_s, rt.throughput[level].switchboard_over_direct.toFixed(2), rt.throughput[level].switchboard_over_nginx.toFixed(2), `${t.nginx.proxy_cpu_us_per_turn} / ${t.switchboard.proxy_cpu_us_per_turn}`], W2));
+    const label = level.startsWith('json_') ? `stream:false, concurrency ${level.slice(6)}` : `concurrency ${level.slice(1)}`;
+    L.push(row([label, t.direct.turns_per_s, t.nginx.turns_per_s, t.switchboard.turns_per_s, rt.throughput[level].switchboard_over_direct.toFixed(2), rt.throughput[level].switchboard_over_nginx.toFixed(2), `${t.nginx.proxy_cpu_us_per_turn} / ${t.switchboard.proxy_cpu_us_per_turn}`], W2));
     L.push(row([`  turn latency p50/p99 µs (median of rounds)`, '', '', '', '', '', ''], W2).trimEnd() + ' ' +
       PATHS.map((p) => `${p.name} ${t[p.name].latency_p50_us}/${t[p.name].latency_p99_us}`).join(', '));
     const bad = PATHS.map((p) => `${p.name} ${t[p.name].bad_streams + t[p.name].socket_errors}`).join(', ');

@@ -1,6 +1,7 @@
--- wrk script for the throughput part of tests/bench/run: POSTs one streamed
--- chat turn per request (body from $BENCH_BODY_FILE, bearer key $BENCH_KEY)
--- and counts the responses that are 200 and end with the SSE [DONE] event.
+-- wrk script for the throughput part of tests/bench/run: POSTs one chat turn
+-- per request (body from $BENCH_BODY_FILE, bearer key $BENCH_KEY) and counts
+-- the responses that are 200 and end with the SSE [DONE] event, or with
+-- BENCH_EXPECT=json (a stream:false turn) hold one chat.completion.
 -- done() prints one line "BENCH_JSON {...}" that relay.mjs parses.
 local f = assert(io.open(os.getenv("BENCH_BODY_FILE"), "rb"))
 wrk.method = "POST"
@@ -24,9 +25,12 @@ function init(args)
 end
 
 local tail = "data: [DONE]\n\n"
+local json = os.getenv("BENCH_EXPECT") == "json"
 
 function response(status, headers, body)
-  if status == 200 and body ~= nil and body:sub(-#tail) == tail then
+  local whole = body ~= nil and (json and body:find('"object":"chat.completion"', 1, true) ~= nil or
+                                 not json and body:sub(-#tail) == tail)
+  if status == 200 and whole then
     ok = ok + 1
   else
     bad = bad + 1

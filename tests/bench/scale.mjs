@@ -239,6 +239,12 @@ async function measure(name, sc) {
     const helpers = cpuOf(helperPids()) - helpers0;
     const m1 = machineCpuMs();
     const conns = (await providerConnections(sc.tls)) - conns0;
+    // switchboard's attempts the provider failed (a connect timeout, a reset) that it retried: each may open a connection
+    let retries = null;
+    if (name !== 'nginx') {
+      const text = fs.readFileSync(path.join(proxy.dir, 'stderr.log'), 'utf8');
+      retries = (text.match(/upstream attempt failed/g) || []).length;
+    }
     const others = m1.busy - m0.busy - cpu - helpers - r.cpu_ms;
     const errors = Object.values(r.errors).reduce((a, b) => a + b, 0) + (r.turns - r.ok - Object.values(r.errors).reduce((a, b) => a + b, 0));
     return {
@@ -258,6 +264,7 @@ async function measure(name, sc) {
       rss_idle_kib: rss0,
       rss_peak_kib: rssPeak,
       provider_connections: conns,
+      provider_retries: retries,
       load_cpu_pct: Math.round((r.cpu_ms / wall) * 1000) / 10,
       helpers_cpu_pct: Math.round((helpers / wall) * 1000) / 10,
       others_cpu_pct: Math.round((Math.max(0, others) / wall) * 1000) / 10,
@@ -305,7 +312,8 @@ async function main() {
       lines.push(
         `  ${r.path.padEnd(12)} first token p50 ${fmt(r.first_token_p50_ms).padStart(7)} ms  p99 ${fmt(r.first_token_p99_ms).padStart(7)} ms  ` +
           `CPU ${fmt(r.cpu_s_per_1000, 3)} s/1000  ${fmt(r.kib_per_stream)} KiB/stream  errors ${r.errors}  ` +
-          `provider conns ${r.provider_connections} for ${r.turns}  (open peak ${r.open_peak}; load ${fmt(r.load_cpu_pct)} %, ` +
+          `provider conns ${r.provider_connections} for ${r.turns}${r.provider_retries ? ` (${r.provider_retries} attempts retried)` : ''}  ` +
+          `(open peak ${r.open_peak}; load ${fmt(r.load_cpu_pct)} %, ` +
           `fake+front ${fmt(r.helpers_cpu_pct)} %, others ${fmt(r.others_cpu_pct)} % of a core)`,
       );
     const b = rows.baseline;

@@ -1,5 +1,5 @@
 // What the benchmark scripts share: percentiles, CPU time of processes and of
-// the machine read from /proc, a free port.
+// the machine read from /proc, a free port, a voice turn's request body.
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -92,5 +92,27 @@ export function firstTokenTurn(base, key, body, agent) {
     });
     req.on('error', reject);
     req.end(payload);
+  });
+}
+
+/** What a voice engine sends on a turn, as JSON: a system prompt, some history, the new user utterance (~800 bytes). */
+export function voiceTurnBody(model, stream = true) {
+  return JSON.stringify({
+    model,
+    stream,
+    temperature: 0.7,
+    max_tokens: 256,
+    messages: [
+      {
+        role: 'system',
+        content:
+          'You are Ava, the phone receptionist of Bistro Lumière. Speak in short, friendly sentences that sound natural ' +
+          'when read aloud. Never use lists, markdown or emoji. If the caller wants to book a table, collect the party ' +
+          'size, the date and the time, then confirm them back in one sentence. Opening hours are noon to eleven, every day.',
+      },
+      { role: 'user', content: 'Hi, I would like to book a table.' },
+      { role: 'assistant', content: 'Of course! For how many people, and when would you like to come?' },
+      { role: 'user', content: 'Four people, tonight at seven please.' },
+    ],
   });
 }

@@ -12,7 +12,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pct, cpuMs, reapedChildrenCpuMs, childPids, machineCpuMs } from './lib.mjs';
+import { pct, cpuMs, reapedChildrenCpuMs, childPids, machineCpuMs, voiceTurnBody } from './lib.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const env = process.env;
@@ -63,31 +63,11 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const WORDS = 'Sure, I can help with that. Your table for four is booked at seven tonight, and I sent the confirmation to your phone.';
 const WORDS_HOLD = 'one two three four five six seven eight nine ten';
 
-// What a voice engine sends on a turn: a system prompt, some history, the new user utterance.
-function turnBody(model, stream = true) {
-  return JSON.stringify({
-    model,
-    stream,
-    temperature: 0.7,
-    max_tokens: 256,
-    messages: [
-      {
-        role: 'system',
-        content: 'You are Ava, the phone receptionist of Bistro Lumière. Speak in short, friendly sentences that sound natural ' +
-          'when read aloud. Never use lists, markdown or emoji. If the caller wants to book a table, collect the party ' +
-          'size, the date and the time, then confirm them back in one sentence. Opening hours are noon to eleven, every day.',
-      },
-      { role: 'user', content: 'Hi, I would like to book a table.' },
-      { role: 'assistant', content: 'Of course! For how many people, and when would you like to come?' },
-      { role: 'user', content: 'Four people, tonight at seven please.' },
-    ],
-  });
-}
 const scen = (params) => 'fake?' + new URLSearchParams(params).toString();
-const BODY_TEXT = Buffer.from(turnBody(scen({ text: WORDS })));
-const BODY_JSON = Buffer.from(turnBody(scen({ text: WORDS }), false)); // stream:false: one chat.completion back
-const BODY_FILE = Buffer.from(turnBody(scen({ file: FILE })));
-const BODY_HOLD = Buffer.from(turnBody(scen({ text: WORDS_HOLD, pace_ms: '400' })));
+const BODY_TEXT = Buffer.from(voiceTurnBody(scen({ text: WORDS })));
+const BODY_JSON = Buffer.from(voiceTurnBody(scen({ text: WORDS }), false)); // stream:false: one chat.completion back
+const BODY_FILE = Buffer.from(voiceTurnBody(scen({ file: FILE })));
+const BODY_HOLD = Buffer.from(voiceTurnBody(scen({ text: WORDS_HOLD, pace_ms: '400' })));
 
 // The content each scenario must deliver, whatever the path.
 function contentOf(sseText) {

@@ -20,7 +20,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { childPids, cpuMs, freePort, machineCpuMs } from './lib.mjs';
+import { childPids, cpuMs, freePort, machineCpuMs, voiceTurnBody } from './lib.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const env = process.env;
@@ -57,33 +57,12 @@ for (const sig of ['SIGINT', 'SIGTERM'])
 
 // --- the request --------------------------------------------------------------------------------------
 
-// What a voice engine sends on a turn: a system prompt, some history, the new utterance (as relay.mjs).
-function turnBody(model) {
-  return JSON.stringify({
-    model,
-    stream: true,
-    temperature: 0.7,
-    max_tokens: 256,
-    messages: [
-      {
-        role: 'system',
-        content:
-          'You are Ava, the phone receptionist of Bistro Lumière. Speak in short, friendly sentences that sound natural ' +
-          'when read aloud. Never use lists, markdown or emoji. If the caller wants to book a table, collect the party ' +
-          'size, the date and the time, then confirm them back in one sentence. Opening hours are noon to eleven, every day.',
-      },
-      { role: 'user', content: 'Hi, I would like to book a table.' },
-      { role: 'assistant', content: 'Of course! For how many people, and when would you like to come?' },
-      { role: 'user', content: 'Four people, tonight at seven please.' },
-    ],
-  });
-}
 const scen = (params) => 'fake?' + new URLSearchParams(params).toString();
 const BODY_PACED = path.join(env.BENCH_TMP, 'paced.json');
 const BODY_WARM = path.join(env.BENCH_TMP, 'warm.json');
 // gen_words: one short word a chunk, and a short model name in every chunk, as a real provider's stream has
-fs.writeFileSync(BODY_PACED, turnBody(scen({ gen_words: String(TOKENS), pace_ms: String(PACE_MS) })));
-fs.writeFileSync(BODY_WARM, turnBody(scen({ gen_words: String(TOKENS) })));
+fs.writeFileSync(BODY_PACED, voiceTurnBody(scen({ gen_words: String(TOKENS), pace_ms: String(PACE_MS) })));
+fs.writeFileSync(BODY_WARM, voiceTurnBody(scen({ gen_words: String(TOKENS) })));
 
 // --- processes ---------------------------------------------------------------------------------------
 

@@ -195,15 +195,12 @@ static int parse_head(struct conn *c)
     return 0;
 }
 
+/* A chunk size's digit, or -1 (OR 0x20 makes a letter lowercase and leaves digits as they are). */
 static int hexval(char ch)
 {
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
+    static const char digits[] = "0123456789abcdef";
+    const char *at = ch != '\0' ? strchr(digits, ch | 0x20) : NULL;
+    return at != NULL ? (int)(at - digits) : -1;
 }
 
 /* The turn's response is complete: checked, and the next turn starts on the same connection. */

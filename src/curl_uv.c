@@ -59,6 +59,8 @@ struct sb_curlm_shard {
     sb_curlm_t *m;
     unsigned active; /* transfers added */
     unsigned idle;   /* transfers that ended well since a transfer was last added here: connections likely idle */
+    struct sb_curlm_shard *next_called; /* in m->called: curl ran in this shard since its transfers were last reaped */
+    unsigned called : 1;
 };
 
 struct sb_curlm {
@@ -66,8 +68,9 @@ struct sb_curlm {
     struct sb_curlm_shard **shards;
     unsigned nshards;
     long max_host_connections;
-    unsigned depth;       /* > 0 while we are inside a call into curl */
-    sb_xfer_t *cancelled; /* cancels requested from inside curl, removed when depth drops to 0 */
+    unsigned depth;                /* > 0 while we are inside a call into curl */
+    sb_xfer_t *cancelled;          /* cancels requested from inside curl, removed when depth drops to 0 */
+    struct sb_curlm_shard *called; /* the shards to reap: only where curl ran can a transfer have completed */
     unsigned active;
 };
 
@@ -89,15 +92,28 @@ static void finish(sb_xfer_t *x, CURLcode result)
     x->on_done(x, result);
 }
 
-/* Reaps completed transfers in every shard and carries out cancels requested while curl was running. */
+/* Curl is about to run in `s`: its completed transfers are reaped afterwards. */
+static void calling(struct sb_curlm_shard *s)
+{
+    if (s->called)
+        return;
+    s->called = 1;
+    s->next_called = s->m->called;
+    s->m->called = s;
+}
+
+/* Reaps completed transfers in the shards curl ran in, and carries out cancels requested while curl was running. */
 static void after_curl(sb_curlm_t *m)
 {
     if (m->depth != 0)
         return;
-    for (unsigned i = 0; i < m->nshards; ++i) {
+    while (m->called != NULL) { /* not every shard on every event: that would be work per shard per tick */
+        struct sb_curlm_shard *s = m->called;
+        m->called = s->next_called;
+        s->called = 0;
         CURLMsg *msg;
         int pending;
-        while ((msg = curl_multi_info_read(m->shards[i]->multi, &pending)) != NULL) {
+        while ((msg = curl_multi_info_read(s->multi, &pending)) != NULL) {
             if (msg->msg != CURLMSG_DONE)
                 continue;
             sb_xfer_t *x = NULL;
@@ -117,6 +133,7 @@ static void socket_action(struct sb_curlm_shard *s, curl_socket_t fd, int events
 {
     sb_curlm_t *m = s->m;
     int running;
+    calling(s);
     ++m->depth;
     curl_multi_socket_action(s->multi, fd, events, &running);
     --m->depth;
@@ -286,6 +303,7 @@ void sb_curlm_unpause(sb_xfer_t *x)
     sb_curlm_t *m = x->_m;
     if (!x->_added || x->_cancelling)
         return;
+    calling(x->_shard);
     ++m->depth;
     curl_easy_pause(x->easy, CURLPAUSE_CONT);
     --m->depth;

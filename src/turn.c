@@ -483,7 +483,7 @@ static void routed(sb_turn_t *t)
 {
     sb_instructions_apply(&t->creq, &t->agent);
     sb_chat_request_offer_tools(&t->creq);
-    t->keep_rounds = sb_tools_offered(); /* a round may end in switchboard's tools only when they are offered */
+    t->keep_rounds = t->creq.offered_tools != NULL; /* a round may end in switchboard's tools only when this request offers some */
     go_on(t);
 }
 

@@ -173,11 +173,6 @@ size_t sb_tools_names(uint32_t set, char *out, size_t cap)
     return used;
 }
 
-int sb_tools_offered(void)
-{
-    return offered_calls_json != NULL;
-}
-
 uint32_t sb_tools_calls(void)
 {
     return call_rows;

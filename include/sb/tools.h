@@ -105,8 +105,6 @@ const char *sb_tools_offer(json_t *body, int calls, uint32_t *shadowed);
 const char *sb_tools_offer_only(json_t *body, uint32_t allowed, const char *serialized, uint32_t *shadowed);
 /* The enabled tools whose bit is set in `allowed`, as one serialized OpenAI array; NULL when none. New (free it). */
 char *sb_tools_serialize(uint32_t allowed);
-/* Whether any tool is offered at all (sb_tools_init enabled one). */
-int sb_tools_offered(void);
 /* The rows of the tools that act on the call (SB_TOOL_CALL), one bit each, enabled or not. */
 uint32_t sb_tools_calls(void);
 

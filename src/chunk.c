@@ -77,14 +77,17 @@ static int read_tool_calls(sb_jscan_t *s, sb_delta_t *out)
     int first = 1, rc, bad = SB_JSCAN_OK;
     size_t position = 0;
     out->ntools = 0;
+    out->too_many_tools = 0;
     if ((rc = sb_jscan_enter_or_null(s, '[', 4)) != SB_JSCAN_ENTERED)
         return rc;
     while ((rc = sb_jscan_element(s, &first)) > 0) {
         if (bad != SB_JSCAN_OK || out->ntools == SB_CHUNK_MAX_TOOLS) { /* the rest need only be valid JSON */
             if (sb_jscan_skip(s, 5) != SB_JSCAN_OK)
                 return SB_JSCAN_SYNTAX;
-            if (bad == SB_JSCAN_OK)
+            if (bad == SB_JSCAN_OK && out->ntools == SB_CHUNK_MAX_TOOLS) {
                 s->problem = "more tool calls in one chunk than switchboard relays";
+                out->too_many_tools = 1;
+            }
             bad = SB_JSCAN_WRONG;
             continue;
         }

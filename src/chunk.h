@@ -31,6 +31,7 @@ typedef struct sb_delta {
     long long prompt_tokens, completion_tokens, total_tokens;
     int is_error;
     const char *problem; /* on failure, what was wrong when it can be named ("a tool call index ..."), else NULL */
+    int too_many_tools;  /* on failure: more than SB_CHUNK_MAX_TOOLS calls (a whole answer's round, or one chunk's) */
     /* last, so that clearing a delta clears only the fields before it: entries past ntools are never read */
     sb_tool_delta_t tools[SB_CHUNK_MAX_TOOLS];
 } sb_delta_t;

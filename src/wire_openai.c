@@ -43,6 +43,11 @@ static sb_wire_result_t read_chunk(int rc, int named_error, const char *data, si
             *error = SB_E_UPSTREAM_ERROR;
             return SB_WIRE_ERROR;
         }
+        if (out->too_many_tools) { /* a round the turn would refuse anyway: said as the turn says it */
+            *error = SB_E_TOO_MANY_TOOL_CALLS;
+            out->error_message = (sb_str_t){NULL, 0};
+            return SB_WIRE_ERROR;
+        }
         *error = SB_E_UPSTREAM_BAD_RESPONSE; /* upstream.c says "the model provider sent a chunk <problem>" */
         out->error_message = (sb_str_t){NULL, 0};
         out->problem = rc == -1 ? "that is not valid json" : out->problem != NULL ? out->problem : "with a field of the wrong type";

@@ -34,8 +34,9 @@ async function sandbox(env = {}) {
 
 test('the sandbox streams a labelled answer word by word, with no key anywhere', async () => {
   const sb = await sandbox();
-  assert.ok(sb.stderr.some((l) => /sandbox/.test(l)), 'the start-up log says the sandbox answers');
-  assert.ok(sb.stderr.some((l) => /ALLOW_UNAUTHENTICATED/.test(l)), 'and warns that anyone may call');
+  // the start-up lines are read from a pipe, and may be behind the first /ping's answer
+  await until(() => sb.stderr.some((l) => /sandbox/.test(l)), { what: 'the start-up log to say the sandbox answers' });
+  await until(() => sb.stderr.some((l) => /ALLOW_UNAUTHENTICATED/.test(l)), { what: 'a warning that anyone may call' });
   const res = await post(sb.base, { stream: true, messages: [{ role: 'user', content: 'how long do refunds take?' }] }, { key: null });
   assert.equal(res.status, 200);
   const out = assemble(res.text);

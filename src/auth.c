@@ -57,16 +57,28 @@ void sb_auth_dispose(void)
  * 0 when there is none. Comparing digests keeps the time independent of how
  * long the token is and of how much of it matched.
  */
+const char *sb_auth_token(const char *value, size_t len, size_t *tlen)
+{
+    if (value == NULL || len <= 7) {
+        *tlen = 0;
+        return "";
+    }
+    const char *token = value + 7;
+    size_t n = len - 7;
+    while (n > 0 && *token == ' ')
+        ++token, --n;
+    while (n > 0 && token[n - 1] == ' ')
+        --n;
+    *tlen = n;
+    return token;
+}
+
 static int bearer_digest(const char *value, size_t len, unsigned char d[crypto_generichash_BYTES])
 {
     if (value == NULL || len < 7 || len > MAX_TOKEN || strncasecmp(value, "bearer ", 7) != 0)
         return 0;
-    const char *token = value + 7;
-    size_t tlen = len - 7;
-    while (tlen > 0 && *token == ' ')
-        ++token, --tlen;
-    while (tlen > 0 && token[tlen - 1] == ' ')
-        --tlen;
+    size_t tlen;
+    const char *token = sb_auth_token(value, len, &tlen);
     if (tlen == 0)
         return 0;
     crypto_generichash(d, crypto_generichash_BYTES, (const unsigned char *)token, tlen, NULL, 0);

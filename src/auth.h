@@ -26,6 +26,13 @@ int sb_auth_check(const char *value, size_t len);
  * a wrong one. Every key is compared, as in sb_auth_check.
  */
 const char *sb_auth_team(const char *value, size_t len);
+/*
+ * The token of an Authorization header value: what follows its first seven
+ * bytes ("Bearer "), surrounding spaces trimmed; "" (length 0) when there is
+ * none. The prefix is not checked here: sb_auth_check did that. Borrowed from
+ * `value`. Its digest owns a caller's conversations (conversation.h).
+ */
+const char *sb_auth_token(const char *value, size_t len, size_t *tlen);
 /* The team named `name` (the same static string sb_auth_team returns), or NULL when no key has it. */
 const char *sb_auth_team_named(const char *name, size_t len);
 /* The same for a scrape of /metrics: "Bearer <METRICS_TOKEN>", or anything when METRICS_TOKEN is not set. */

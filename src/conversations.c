@@ -104,12 +104,8 @@ void sb_conversations_handle(h2o_req_t *req)
         return;
     }
     /* the token as a turn takes it (exchange.c): its digest owns the conversation */
-    const char *token = auth.len > 7 ? auth.base + 7 : "";
-    size_t tlen = auth.len > 7 ? auth.len - 7 : 0;
-    while (tlen > 0 && *token == ' ')
-        ++token, --tlen;
-    while (tlen > 0 && token[tlen - 1] == ' ')
-        --tlen;
+    size_t tlen;
+    const char *token = sb_auth_token(auth.base, auth.len, &tlen);
     char client_id[ID_MAX + 1], key[33], owner[33];
     memcpy(client_id, id, len);
     client_id[len] = '\0';

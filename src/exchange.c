@@ -187,12 +187,8 @@ int sb_exchange_conversation(h2o_req_t *req, sb_chat_request_t *creq)
     }
     /* the bearer token as sent (admitted already): its digest owns the conversation */
     h2o_iovec_t auth = header_value(req, H2O_STRLIT("authorization"));
-    const char *token = auth.len > 7 ? auth.base + 7 : "";
-    size_t len = auth.len > 7 ? auth.len - 7 : 0;
-    while (len > 0 && *token == ' ')
-        ++token, --len;
-    while (len > 0 && token[len - 1] == ' ')
-        --len;
+    size_t len;
+    const char *token = sb_auth_token(auth.base, auth.len, &len);
     sb_conversation_key(token, len, creq->conversation_id, creq->identity, creq->memory_key, creq->owner);
     return 1;
 }

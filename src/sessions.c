@@ -28,21 +28,6 @@ static void refuse(h2o_req_t *req, sb_error_t e, const char *message)
     sb_respond_answer(req, w->config->access_log, w->id, e, message, NULL, NULL);
 }
 
-/* The bearer token of an admitted request, trimmed; "" when none (unauthenticated local use). */
-static h2o_iovec_t bearer(h2o_req_t *req)
-{
-    ssize_t at = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
-    if (at < 0 || req->headers.entries[at].value.len <= 7)
-        return h2o_iovec_init("", 0);
-    h2o_iovec_t v = req->headers.entries[at].value;
-    const char *p = v.base + 7, *e = v.base + v.len;
-    while (p < e && *p == ' ')
-        ++p;
-    while (e > p && e[-1] == ' ')
-        --e;
-    return h2o_iovec_init(p, (size_t)(e - p));
-}
-
 /* --- POST /v1/sessions ------------------------------------------------------------------------- */
 
 /* The optional body: {"id": an earlier session to go on with, "ttl_s": a shorter token life}. 0, or -1 refused. */
@@ -115,8 +100,9 @@ void sb_sessions_create(h2o_req_t *req)
         sb_respond_new_id(rnd, sizeof(rnd));
         snprintf(claims.id, sizeof(claims.id), "sess_%s", rnd);
     }
-    h2o_iovec_t token = bearer(req);
-    sb_conversation_owner(token.base, token.len, claims.owner);
+    size_t tlen;
+    const char *token = sb_auth_token(auth, alen, &tlen); /* "" when none: unauthenticated local use */
+    sb_conversation_owner(token, tlen, claims.owner);
     const char *team = sb_auth_team(auth, alen);
     snprintf(claims.team, sizeof(claims.team), "%s", team != NULL ? team : "");
     claims.expires = (uint64_t)time(NULL) + ttl;

@@ -103,10 +103,17 @@ static void on_exiting(sb_open_work_t *work)
 
 /* --- lifetime ---------------------------------------------------------------------------------------- */
 
+/* What tells the exchange that the request is over: h2o calls a pool's shared entries' dispose hooks before it frees the
+ * pool's chunks, so the exchange itself can live in the chunk, which has room to spare (a malloc of its own cost an open
+ * stream about 1 KiB). */
+struct exchange_end {
+    struct exchange *x;
+};
+
 /* The request's pool is going away: whatever way the exchange ended, let go of everything it holds. */
 static void on_dispose(void *p)
 {
-    struct exchange *x = p;
+    struct exchange *x = ((struct exchange_end *)p)->x;
     sb_hangup_stop(x->hangup);
     x->hangup = NULL;
     forget_turn(x);
@@ -196,8 +203,10 @@ int sb_exchange_conversation(h2o_req_t *req, sb_chat_request_t *creq)
 sb_chat_out_t *sb_exchange_open(h2o_req_t *req, sb_chat_request_t *creq, const char *id_prefix)
 {
     sb_worker_t *w = sb_worker_of(req);
-    struct exchange *x = h2o_mem_alloc_shared(&req->pool, sizeof(*x), on_dispose);
+    struct exchange *x = h2o_mem_alloc_pool(&req->pool, sizeof(*x));
     memset(x, 0, sizeof(*x));
+    struct exchange_end *end = h2o_mem_alloc_shared(&req->pool, sizeof(*end), on_dispose);
+    end->x = x;
     x->w = w;
     x->work.deadline = on_deadline;
     x->work.exiting = on_exiting;

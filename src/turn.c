@@ -63,7 +63,7 @@ struct sb_turn {
         round_overflow : 1,    /* this round's words passed MAX_ANSWER_BYTES and were let go */
         starting : 1,          /* inside sb_turn_start: nothing may be told yet */
         body_dropped : 1;      /* the provider body was let go of (sb_chat_request_drop_body) */
-    char model[257];
+    char *model; /* the model that answers, once told (tell_model): the provider's name for it, at most 256 bytes; owned */
     char finish_reason[32];
     /* the tool loop */
     unsigned round;         /* provider rounds finished */
@@ -123,10 +123,9 @@ static void tell_model(sb_turn_t *t, sb_str_t model)
     t->model_told = 1;
     if (t->agent.agent != NULL)
         EMIT(t, agent, &t->agent);
-    if (model.base == NULL || model.len == 0 || model.len >= sizeof(t->model))
+    if (model.base == NULL || model.len == 0 || model.len > 256)
         model = (sb_str_t){t->creq.model, strlen(t->creq.model)};
-    memcpy(t->model, model.base, model.len);
-    t->model[model.len] = '\0';
+    t->model = sb_strndup(model.base, model.len); /* its own size: a turn is held for a whole stream */
     EMIT(t, model, (sb_str_t){t->model, model.len});
 }
 
@@ -719,6 +718,7 @@ void sb_turn_release(sb_turn_t *t)
     free(t->calls);
     sb_buf_dispose(&t->words);
     sb_chat_request_dispose(&t->creq);
+    free(t->model);
     free(t);
 }
 

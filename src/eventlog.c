@@ -441,9 +441,9 @@ void sb_eventlog_turn_start(sb_eventlog_turn_t *t, sb_eventlog_t *log, const sb_
     sodium_bin2hex(turn, sizeof(turn), r->conversation, sizeof(r->conversation));
     t->record = json_pack("{s:s, s:s, s:s, s:f, s:f}", "key", r->memory_key, "owner", r->owner, "turn", turn, "start", now_ms(),
                           "at", now_ms());
-    if (r->conversation_id[0] != '\0')
+    if (r->conversation_id != NULL)
         json_object_set_new(t->record, "client_id", json_string(r->conversation_id));
-    if (r->identity[0] != '\0')
+    if (r->identity != NULL)
         json_object_set_new(t->record, "identity", text(r->identity, strlen(r->identity), 256));
     if (r->turn_id[0] != '\0')
         json_object_set_new(t->record, "turn_id", text(r->turn_id, strlen(r->turn_id), 64));

@@ -305,11 +305,6 @@ static json_t *clean_message(json_t *m, size_t idx, sb_chat_request_t *out, sb_r
             json_object_set_new(clean, "content", json_string(marked));
         free(marked);
     }
-    if (strcmp(r, "user") == 0) {
-        json_t *text = json_object_get(clean, "content");
-        if (json_is_string(text))
-            sb_copy_text(out->last_user, sizeof(out->last_user), json_string_value(text), json_string_length(text));
-    }
     return clean;
 fail:
     json_decref(clean);
@@ -326,6 +321,22 @@ static size_t count_words(const char *s)
         in = !space;
     }
     return n;
+}
+
+/* The start of the last user message's text (at most 159 bytes, made printable), NULL when none has text; owned. */
+static char *last_user(json_t *messages)
+{
+    for (size_t i = json_array_size(messages); i-- > 0;) {
+        json_t *m = json_array_get(messages, i);
+        json_t *text = json_object_get(m, "content");
+        if (json_is_string(text) && json_is_string(json_object_get(m, "role")) &&
+            strcmp(json_string_value(json_object_get(m, "role")), "user") == 0) {
+            char said[160];
+            sb_copy_text(said, sizeof(said), json_string_value(text), json_string_length(text));
+            return sb_strdup(said);
+        }
+    }
+    return NULL;
 }
 
 /*
@@ -545,9 +556,13 @@ int sb_chat_request_parse(json_t *root, const char *default_model, const sb_engi
             fail(err, "conversation_id", "conversation_id must be 1 to 128 letters, digits or ._:-");
             goto fail;
         }
-        memcpy(out->conversation_id, json_string_value(cid), json_string_length(cid) + 1);
+        out->conversation_id = sb_strndup(json_string_value(cid), json_string_length(cid));
     }
-    sb_conversation_describe(root, clean_messages, ids, out->identity, sizeof(out->identity), out->conversation);
+    char identity[256];
+    sb_conversation_describe(root, clean_messages, ids, identity, sizeof(identity), out->conversation);
+    if (identity[0] != '\0')
+        out->identity = sb_strdup(identity);
+    out->last_user = last_user(clean_messages);
 
     json_t *turn = json_object_get(root, "turn_id");
     if (json_is_integer(turn))
@@ -563,6 +578,7 @@ int sb_chat_request_parse(json_t *root, const char *default_model, const sb_engi
     return 0;
 fail:
     json_decref(body);
+    sb_chat_request_dispose(out);
     return -1;
 }
 
@@ -619,10 +635,12 @@ int sb_chat_request_set_conversation_id(sb_chat_request_t *r, const char *id, si
         return 0;
     if (!valid_conversation_id(id, len))
         return fail(err, "X-Conversation-Id", "X-Conversation-Id must be 1 to 128 letters, digits or ._:-");
-    if (r->conversation_id[0] != '\0' && (strlen(r->conversation_id) != len || memcmp(r->conversation_id, id, len) != 0))
-        return fail(err, "conversation_id", "conversation_id and X-Conversation-Id name different conversations");
-    memcpy(r->conversation_id, id, len);
-    r->conversation_id[len] = '\0';
+    if (r->conversation_id != NULL) {
+        if (strlen(r->conversation_id) != len || memcmp(r->conversation_id, id, len) != 0)
+            return fail(err, "conversation_id", "conversation_id and X-Conversation-Id name different conversations");
+        return 0;
+    }
+    r->conversation_id = sb_strndup(id, len);
     return 0;
 }
 
@@ -632,6 +650,12 @@ void sb_chat_request_dispose(sb_chat_request_t *r)
     r->upstream = NULL;
     free(r->question);
     r->question = NULL;
+    free(r->last_user);
+    r->last_user = NULL;
+    free(r->identity);
+    r->identity = NULL;
+    free(r->conversation_id);
+    r->conversation_id = NULL;
 }
 
 void sb_chat_request_drop_body(sb_chat_request_t *r, const char *model)

@@ -26,12 +26,14 @@ typedef struct sb_chat_request {
     char turn_id[64];     /* the engine's turn_id, if any ("" otherwise) */
     char request_id[65];  /* the client's X-Request-Id when sane, else switchboard's own; sent to the provider */
     char traceparent[56]; /* the client's W3C traceparent when well formed, passed on to the provider; "" when none */
-    char last_user[160];  /* start of the caller's last utterance, for the sandbox */
+    char *last_user;      /* start of the caller's last utterance (at most 159 bytes), for the sandbox; NULL when none; owned */
     char *question;       /* what retrieval looks up: the last utterance, with the one before when it is short ("" when none);
                              owned: a new string of its own length (a turn holds its request for the whole stream) */
-    char identity[256];   /* the engine's names for the call ("app=..;channel=..;user=..;agent=.."), "" when none */
+    char *identity;       /* the engine's names for the call ("app=..;channel=..;user=..;agent=.."), NULL when none; owned */
     unsigned char conversation[SB_CONVERSATION_BYTES]; /* keyed digest of the identity and every message so far */
-    char conversation_id[129];                         /* the client's own conversation_id (body or header), "" when none */
+    char *conversation_id;                             /* the client's own conversation_id (body or header), NULL when none;
+                                                          owned. The texts a request may or may not carry are held at their
+                                                          own size: a turn holds its request for a whole stream. */
     char memory_key[33], owner[33];                    /* the stored conversation (sb_conversation_key); memory_key "" when none */
     sb_caller_t caller;                                /* the customer bound by llm.params customer_id / customer_email, if any */
     const char *offered_tools; /* switchboard's tools as a JSON array, sent as `tools` (sb_tools_offer); NULL: none */

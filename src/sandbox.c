@@ -351,7 +351,7 @@ static void client_arguments(struct call *c, json_t *parameters, const char *sai
  * client-tool path can be tried offline. Entries of any odd shape are passed
  * over. Returns 1 when it chose one.
  */
-static int call_client_tool(struct call *c, const sb_chat_request_t *req, const char *lower)
+static int call_client_tool(struct call *c, const sb_chat_request_t *req, const char *said, const char *lower)
 {
     const char *choice = json_string_value(json_object_get(req->upstream, "tool_choice"));
     if (choice != NULL && strcmp(choice, "none") == 0)
@@ -366,10 +366,10 @@ static int call_client_tool(struct call *c, const sb_chat_request_t *req, const 
         if (!json_is_string(name) || len == 0 || len > TOOL_NAME_MAX ||
             sb_tools_find_offered(json_string_value(name), len, req->shadowed | req->withheld) != NULL)
             continue;
-        if (!sb_speech_names_tool(req->last_user, json_string_value(name), len))
+        if (!sb_speech_names_tool(said, json_string_value(name), len))
             continue;
         memcpy(c->tool, json_string_value(name), len + 1);
-        client_arguments(c, json_object_get(fn, "parameters"), req->last_user, lower);
+        client_arguments(c, json_object_get(fn, "parameters"), said, lower);
         return 1;
     }
     return 0;
@@ -402,11 +402,13 @@ static void plan(struct call *c, const sb_chat_request_t *req)
         say_results(c, messages, req->shadowed | req->withheld);
         return;
     }
-    char lower[sizeof(req->last_user)];
-    size_t n = strlen(req->last_user);
-    for (size_t i = 0; i <= n; ++i)
-        lower[i] = (char)tolower((unsigned char)req->last_user[i]);
-    if (call_client_tool(c, req, lower))
+    const char *said = req->last_user != NULL ? req->last_user : "";
+    char lower[160];
+    size_t n = strnlen(said, sizeof(lower) - 1);
+    for (size_t i = 0; i < n; ++i)
+        lower[i] = (char)tolower((unsigned char)said[i]);
+    lower[n] = '\0';
+    if (call_client_tool(c, req, said, lower))
         return;
     /* "open a ticket" opens one; "is ticket 3 still open?" asks about one */
     const char *ticket_at = strstr(lower, "ticket");
@@ -423,7 +425,7 @@ static void plan(struct call *c, const sb_chat_request_t *req)
         return;
     }
     if (((ticket && opens) || says_any(lower, complaint)) && offered(req, "create_support_ticket")) {
-        json_t *args = json_pack("{s:s}", "subject", req->last_user);
+        json_t *args = json_pack("{s:s}", "subject", said);
         if (strstr(lower, "order") != NULL && order[0] != '\0')
             json_object_set_new(args, "order_number", json_string(order));
         call_own_tool(c, "create_support_ticket", args);
@@ -434,13 +436,13 @@ static void plan(struct call *c, const sb_chat_request_t *req)
         return;
     }
     if (ticket && offered(req, "create_support_ticket")) {
-        call_own_tool(c, "create_support_ticket", json_pack("{s:s}", "subject", req->last_user));
+        call_own_tool(c, "create_support_ticket", json_pack("{s:s}", "subject", said));
         return;
     }
-    if (answer_from_reference(c, messages, req->question[0] ? req->question : req->last_user))
+    if (answer_from_reference(c, messages, req->question[0] ? req->question : said))
         return;
-    if (req->last_user[0] != '\0')
-        sb_buf_appendf(&c->text, "You said: \"%s\". ", req->last_user);
+    if (said[0] != '\0')
+        sb_buf_appendf(&c->text, "You said: \"%s\". ", said);
     sb_buf_appendz(&c->text, "This is the switchboard sandbox model answering offline. "
                              "Set OPENAI_API_KEY or LLM_BASE_URL to talk to a real model.");
 }

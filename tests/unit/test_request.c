@@ -29,7 +29,7 @@ static void digest_of(const char *body, const sb_engine_ids_t *ids, unsigned cha
         exit(1);
     }
     memcpy(out, r.conversation, 16);
-    snprintf(who, cap, "%s", r.identity);
+    snprintf(who, cap, "%s", r.identity != NULL ? r.identity : "");
     sb_chat_request_dispose(&r);
 }
 

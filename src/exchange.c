@@ -109,6 +109,8 @@ static void on_exiting(sb_open_work_t *work)
 struct exchange_end {
     struct exchange *x;
 };
+/* h2o serves an allocation of a quarter of its 4 KiB chunk or more with a malloc of its own, which would undo the saving */
+_Static_assert(sizeof(struct exchange) < 1000, "the exchange must fit in the request pool's chunk");
 
 /* The request's pool is going away: whatever way the exchange ended, let go of everything it holds. */
 static void on_dispose(void *p)

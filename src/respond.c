@@ -49,12 +49,26 @@ static const char *reason_phrase(int status)
     }
 }
 
+/* Random bytes for ids, drawn from the kernel 512 at a time and kept per thread: one draw per id was a system call per turn.
+ * Ids are not secrets; they only must not repeat. */
+static void id_bytes(unsigned char *out, size_t n)
+{
+    static _Thread_local unsigned char reserve[512];
+    static _Thread_local size_t left;
+    if (n > left) {
+        randombytes_buf(reserve, sizeof(reserve));
+        left = sizeof(reserve);
+    }
+    memcpy(out, reserve + sizeof(reserve) - left, n);
+    left -= n;
+}
+
 void sb_respond_new_id(char *out, size_t len)
 {
     static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     unsigned char raw[32];
     size_t n = len - 1 < sizeof(raw) ? len - 1 : sizeof(raw);
-    randombytes_buf(raw, n);
+    id_bytes(raw, n);
     for (size_t i = 0; i < n; ++i)
         out[i] = alphabet[raw[i] % (sizeof(alphabet) - 1)];
     out[n] = '\0';

@@ -215,33 +215,44 @@ static int is_role(const char *s)
 }
 
 /* Validates one message and returns the cleaned copy to send upstream (new reference), or NULL. */
+/* The JSON paths of message `idx`, its role and its content, for an error: built only when one is reported. */
+struct message_paths {
+    char where[64], role[80], content[80];
+};
+
+static struct message_paths message_paths(size_t idx)
+{
+    struct message_paths p;
+    snprintf(p.where, sizeof(p.where), "messages[%zu]", idx);
+    snprintf(p.role, sizeof(p.role), "%s.role", p.where);
+    snprintf(p.content, sizeof(p.content), "%s.content", p.where);
+    return p;
+}
+
 static json_t *clean_message(json_t *m, size_t idx, sb_chat_request_t *out, sb_request_error_t *err)
 {
-    char where[64];
-    snprintf(where, sizeof(where), "messages[%zu]", idx);
+    struct message_paths at;
     if (!json_is_object(m))
-        return fail(err, where, "%s must be an object", where), NULL;
+        return at = message_paths(idx), fail(err, at.where, "%s must be an object", at.where), NULL;
 
     json_t *role = json_object_get(m, "role");
-    char rp[80];
-    snprintf(rp, sizeof(rp), "%s.role", where);
     if (!json_is_string(role))
-        return fail(err, rp, "%s must be a string", rp), NULL;
+        return at = message_paths(idx), fail(err, at.role, "%s must be a string", at.role), NULL;
     const char *r = json_string_value(role);
     if (!is_role(r))
-        return fail(err, rp, "%s must be one of system, developer, user, assistant, tool", rp), NULL;
+        return at = message_paths(idx), fail(err, at.role, "%s must be one of system, developer, user, assistant, tool", at.role),
+               NULL;
 
     json_t *clean = json_object();
     json_object_set(clean, "role", role);
 
-    char cp[80];
-    snprintf(cp, sizeof(cp), "%s.content", where);
     json_t *content = json_object_get(m, "content");
     json_t *tool_calls = json_object_get(m, "tool_calls");
     int is_assistant = strcmp(r, "assistant") == 0;
     if (content == NULL || json_is_null(content)) {
         if (!is_assistant) {
-            fail(err, cp, "%s is required for %s messages", cp, r);
+            at = message_paths(idx);
+            fail(err, at.content, "%s is required for %s messages", at.content, r);
             goto fail;
         }
         json_object_set_new(clean, "content", json_null());
@@ -257,28 +268,32 @@ static json_t *clean_message(json_t *m, size_t idx, sb_chat_request_t *out, sb_r
             if (json_is_string(part))
                 ok = 1;
             if (!ok) {
-                fail(err, cp, "%s[%zu] must be a string or an object with a string type", cp, i);
+                at = message_paths(idx);
+                fail(err, at.content, "%s[%zu] must be a string or an object with a string type", at.content, i);
                 goto fail;
             }
         }
         json_t *text = flatten_text(content, strcmp(r, "system") == 0 ? "\n" : "");
         json_object_set_new(clean, "content", text ? text : json_incref(content));
     } else {
-        fail(err, cp, "%s must be a string or an array of content parts", cp);
+        at = message_paths(idx);
+        fail(err, at.content, "%s must be a string or an array of content parts", at.content);
         goto fail;
     }
 
     json_t *name = json_object_get(m, "name");
     if (name != NULL) {
         if (!json_is_string(name) || json_string_length(name) > 256) {
-            fail(err, where, "%s.name must be a string of at most 256 bytes", where);
+            at = message_paths(idx);
+            fail(err, at.where, "%s.name must be a string of at most 256 bytes", at.where);
             goto fail;
         }
         json_object_set(clean, "name", name);
     }
     if (tool_calls != NULL && !json_is_null(tool_calls)) {
         if (!is_assistant || !json_is_array(tool_calls)) {
-            fail(err, where, "%s.tool_calls must be an array on an assistant message", where);
+            at = message_paths(idx);
+            fail(err, at.where, "%s.tool_calls must be an array on an assistant message", at.where);
             goto fail;
         }
         json_object_set(clean, "tool_calls", tool_calls);
@@ -286,7 +301,8 @@ static json_t *clean_message(json_t *m, size_t idx, sb_chat_request_t *out, sb_r
     if (strcmp(r, "tool") == 0) {
         json_t *id = json_object_get(m, "tool_call_id");
         if (!json_is_string(id)) {
-            fail(err, where, "%s.tool_call_id must be a string on a tool message", where);
+            at = message_paths(idx);
+            fail(err, at.where, "%s.tool_call_id must be a string on a tool message", at.where);
             goto fail;
         }
         json_object_set(clean, "tool_call_id", id);

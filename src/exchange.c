@@ -243,7 +243,7 @@ void sb_exchange_start(sb_chat_out_t *out, sb_chat_request_t *creq, sb_sink_t *s
     snprintf(route, sizeof(route), "%.*s", (int)req->path_normalized.len, req->path_normalized.base);
     sb_sink_t *observer = sb_turn_watch_start(&x->watch, w, creq, route);
     sb_worker_work_started(w, &x->work);
-    sb_turn_env_t env = {w->config, &w->loop, w->pg, w->curlm, w->server->provider, &w->llm, w->memory};
+    sb_turn_env_t env = sb_worker_turn_env(w, 1);
     x->turn = sb_turn_start(&env, creq, x->sink, observer);
     if (req->version < 0x200) {
         h2o_socket_t *sock = req->conn->callbacks->get_socket(req->conn);

@@ -93,7 +93,7 @@ void sb_live_start(sb_live_t *live, sb_live_turn_t *lt, const sb_sink_ops_t *ops
     lt->live = live;
     live->turn = lt;
     sb_sink_t *observer = sb_turn_watch_start(&lt->watch, w, creq, route);
-    sb_turn_env_t env = {w->config, &w->loop, w->pg, w->curlm, w->server->provider, &w->llm, w->memory};
+    sb_turn_env_t env = sb_worker_turn_env(w, 1);
     lt->turn = sb_turn_start(&env, creq, &lt->super, observer);
 }
 

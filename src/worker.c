@@ -291,6 +291,11 @@ static void stop_listening(sb_listener_t *l)
     uv_close((uv_handle_t *)&l->backoff, on_listener_closed);
 }
 
+sb_turn_env_t sb_worker_turn_env(sb_worker_t *w, int remembered)
+{
+    return (sb_turn_env_t){w->config, &w->loop, w->pg, w->curlm, w->server->provider, &w->llm, remembered ? w->memory : NULL};
+}
+
 void sb_worker_work_started(sb_worker_t *w, sb_open_work_t *work)
 {
     h2o_linklist_insert(&w->open, &work->link);
@@ -424,7 +429,7 @@ void *sb_worker_run(void *arg)
             .max_queue = 10000,
         };
         w->pg = sb_pgpool_create(&w->loop, &pc);
-        sb_turn_env_t env = {w->config, &w->loop, w->pg, w->curlm, w->server->provider, &w->llm, NULL};
+        sb_turn_env_t env = sb_worker_turn_env(w, 0);
         w->summaries = sb_summaries_create(&env); /* w->llm is filled below, before the loop runs */
         /* one worker keeps the tables tidy */
         w->memory = sb_memory_create(&w->loop, w->pg, w->config, w->id == 0, on_conversation_closed, w);

@@ -16,6 +16,7 @@
 #include "sb/config.h"
 #include "sb/curl_uv.h"
 #include "sb/pgpool.h"
+#include "turn.h"
 
 struct sb_provider;
 struct sb_metrics;
@@ -97,6 +98,10 @@ static inline sb_worker_t *sb_worker_of(h2o_req_t *req)
 {
     return H2O_STRUCT_FROM_MEMBER(sb_worker_t, ctx, req->conn->ctx);
 }
+
+/* What a turn on this worker uses: its loop, pool, curl multi, provider, and its memory unless the turn must not be
+ * remembered (`remembered` 0: a summary). */
+sb_turn_env_t sb_worker_turn_env(sb_worker_t *w, int remembered);
 
 /* Milliseconds on the worker's loop clock (cached per loop iteration). */
 static inline uint64_t sb_worker_now(sb_worker_t *w)

@@ -309,3 +309,45 @@ test('a session reconnects to its history; ending it closes its conversation', {
   assert.match(psql(db, `select string_agg(kind, ',') from conversation_events where conversation = (select id from conversations where key = ${key})`),
     /session_end/);
 });
+
+test('a plain close (1000) closes the conversation at once, as end does', { skip }, async () => {
+  const { json: s } = await createSession();
+  const c = connect(s);
+  await c.opened;
+  await ask(c, 'book me a table', scenario({ text: 'Done.' }));
+  const conv = `(select id from conversations where client_id = '${s.id}')`;
+  await until(() => Number(psql(db, `select count(*) from messages where conversation = ${conv}`)) === 2, { what: 'the turn to be stored' });
+  c.ws.close(1000);
+  assert.equal((await c.closed).code, 1000);
+  await until(() => psql(db, `select closed_at is not null from conversations where id = ${conv}`) === 't',
+    { what: 'the conversation to close' });
+  assert.equal(psql(db, `select data->>'reason' from conversation_events where conversation = ${conv} and kind = 'session_end'`), 'client_closed');
+});
+
+test('a client that stops reading holds the provider once 64 KiB wait for it', { skip, timeout: 60000 }, async () => {
+  const { json: s } = await createSession();
+  const c = connect(s);
+  await c.opened;
+  await up.reset();
+  c.send({ type: 'message', text: 'tell me everything', model: scenario({ gen_bytes: String(32 * 1024 * 1024) }) });
+  await c.next((m) => m.type === 'token', 'the first token');
+  c.ws.pause(); // the socket is no longer read: the kernel's buffers fill, then switchboard's queue
+  const sent = async () => (await up.requests()).at(-1)?.bytes_sent ?? 0;
+  // Once the socket buffers on both sides are full the provider must be held: over 1.5 s it may send no more than a
+  // little. Without back-pressure switchboard reads the whole 32 MiB at the fake provider's speed.
+  const samples = [];
+  await until(async () => {
+    samples.push([performance.now(), await sent()]);
+    const now = samples.at(-1);
+    const before = samples.findLast(([t]) => t < now[0] - 1500);
+    return before !== undefined && now[1] - before[1] < 256 * 1024;
+  }, { what: 'the provider to be held', timeoutMs: 30000, everyMs: 100 });
+  const held = samples.at(-1)[1];
+  assert.ok(held < 20 * 1024 * 1024, `the provider was held back: ${held} bytes sent`);
+  c.ws.resume();
+  c.send({ type: 'cancel' });
+  const done = await c.next((m) => m.type === 'done', 'done after the cancel');
+  assert.equal(done.finish, 'cancelled');
+  c.ws.close(1000);
+  await c.closed;
+});

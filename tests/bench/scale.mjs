@@ -40,6 +40,9 @@ const SCENARIOS = ALL.filter((s) => wanted.includes(s.id));
 const PATHS = (env.BENCH_SCALE_PATHS || (env.BENCH_BASELINE_BIN ? 'nginx,switchboard,baseline' : 'nginx,switchboard')).split(',');
 const TOKENS = 32;
 const PACE_MS = num('BENCH_PACE_MS', 100);
+// Rounds per scenario: each path is measured this many times, the order alternating, and its run of median CPU is reported
+// (the CPU of one run moves with how the machine's two cores happen to share the work; latency and memory move less).
+const ROUNDS = num('BENCH_SCALE_ROUNDS', 1);
 const NOFILE = num('BENCH_NOFILE', 1024);
 const KEY = env.BENCH_KEY;
 const children = new Set();
@@ -262,6 +265,7 @@ async function main() {
   const report = {
     when: new Date().toISOString(),
     pace_ms: PACE_MS,
+    rounds: ROUNDS,
     tokens: TOKENS,
     nofile: NOFILE,
     baseline: env.BENCH_BASELINE_REV || null,
@@ -274,13 +278,22 @@ async function main() {
       log(`${sc.id}: skipped: RLIMIT_NOFILE ${NOFILE} is below the ${sc.streams * 2 + 256} descriptors it needs`);
       continue;
     }
+    const runs = {};
+    for (let round = 0; round < ROUNDS; ++round) {
+      const paths = order++ % 2 === 0 ? PATHS : [...PATHS].reverse(); // the order alternates: drift hits all alike
+      for (const p of paths) {
+        log(`${sc.id}${sc.tls ? ' (TLS, HTTP/2 provider)' : ''}: ${p}, ${sc.streams} streams x ${sc.turns} turns` +
+          (ROUNDS > 1 ? `, round ${round + 1} of ${ROUNDS}` : ''));
+        const row = await measure(p, sc);
+        (runs[p] ||= []).push(row);
+        log(`  ${JSON.stringify(row)}`);
+        await sleep(1000);
+      }
+    }
     const rows = {};
-    const paths = order++ % 2 === 0 ? PATHS : [...PATHS].reverse(); // the order alternates: drift hits all alike
-    for (const p of paths) {
-      log(`${sc.id}${sc.tls ? ' (TLS, HTTP/2 provider)' : ''}: ${p}, ${sc.streams} streams x ${sc.turns} turns`);
-      rows[p] = await measure(p, sc);
-      log(`  ${JSON.stringify(rows[p])}`);
-      await sleep(1000);
+    for (const [p, list] of Object.entries(runs)) {
+      const byCpu = [...list].sort((a, b) => a.cpu_s_per_1000 - b.cpu_s_per_1000);
+      rows[p] = { ...byCpu[(byCpu.length - 1) >> 1], cpu_rounds: list.map((r) => r.cpu_s_per_1000) };
     }
     report.scenarios.push({ id: sc.id, tls: sc.tls, streams: sc.streams, turns: sc.turns, ramp_ms: sc.rampMs, rows });
     const n = rows.nginx;
@@ -293,7 +306,8 @@ async function main() {
           `CPU ${fmt(r.cpu_s_per_1000, 3)} s/1000  ${fmt(r.kib_per_stream)} KiB/stream  errors ${r.errors}  ` +
           `provider conns ${r.provider_connections} for ${r.turns}${r.provider_retries ? ` (${r.provider_retries} attempts retried)` : ''}  ` +
           `(open peak ${r.open_peak}; load ${fmt(r.load_cpu_pct)} %, ` +
-          `fake+front ${fmt(r.helpers_cpu_pct)} %, others ${fmt(r.others_cpu_pct)} % of a core)`,
+          `fake+front ${fmt(r.helpers_cpu_pct)} %, others ${fmt(r.others_cpu_pct)} % of a core)` +
+          (ROUNDS > 1 ? `  [run of median CPU; rounds ${r.cpu_rounds.map((c) => fmt(c, 3)).join(' / ')}]` : ''),
       );
     const b = rows.baseline;
     if (b && s)

@@ -214,7 +214,6 @@ static int is_role(const char *s)
     return 0;
 }
 
-/* Validates one message and returns the cleaned copy to send upstream (new reference), or NULL. */
 /* The JSON paths of message `idx`, its role and its content, for an error: built only when one is reported. */
 struct message_paths {
     char where[64], role[80], content[80];
@@ -229,19 +228,25 @@ static struct message_paths message_paths(size_t idx)
     return p;
 }
 
-static json_t *clean_message(json_t *m, size_t idx, sb_chat_request_t *out, sb_request_error_t *err)
+/* Validates one message and returns the cleaned copy to send upstream (new reference), or NULL. */
+static json_t *clean_message(json_t *m, size_t idx, sb_request_error_t *err)
 {
     struct message_paths at;
-    if (!json_is_object(m))
-        return at = message_paths(idx), fail(err, at.where, "%s must be an object", at.where), NULL;
-
+    if (!json_is_object(m)) {
+        at = message_paths(idx);
+        fail(err, at.where, "%s must be an object", at.where);
+        return NULL;
+    }
     json_t *role = json_object_get(m, "role");
-    if (!json_is_string(role))
-        return at = message_paths(idx), fail(err, at.role, "%s must be a string", at.role), NULL;
     const char *r = json_string_value(role);
-    if (!is_role(r))
-        return at = message_paths(idx), fail(err, at.role, "%s must be one of system, developer, user, assistant, tool", at.role),
-               NULL;
+    if (r == NULL || !is_role(r)) {
+        at = message_paths(idx);
+        if (r == NULL)
+            fail(err, at.role, "%s must be a string", at.role);
+        else
+            fail(err, at.role, "%s must be one of system, developer, user, assistant, tool", at.role);
+        return NULL;
+    }
 
     json_t *clean = json_object();
     json_object_set(clean, "role", role);
@@ -497,7 +502,7 @@ int sb_chat_request_parse(json_t *root, const char *default_model, const sb_engi
     json_t *m;
     json_array_foreach(messages, i, m)
     {
-        json_t *clean = clean_message(m, i, out, err);
+        json_t *clean = clean_message(m, i, err);
         if (clean == NULL)
             goto fail;
         json_array_append_new(clean_messages, clean);

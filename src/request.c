@@ -344,7 +344,7 @@ static size_t count_words(const char *s)
     return n;
 }
 
-/* The start of the last user message's text (at most 159 bytes, made printable), NULL when none has text; owned. */
+/* The start of the last user message's text (SB_LAST_USER_MAX bytes at most, made printable), NULL when none has text; owned. */
 static char *last_user(json_t *messages)
 {
     for (size_t i = json_array_size(messages); i-- > 0;) {
@@ -352,7 +352,7 @@ static char *last_user(json_t *messages)
         json_t *text = json_object_get(m, "content");
         if (json_is_string(text) && json_is_string(json_object_get(m, "role")) &&
             strcmp(json_string_value(json_object_get(m, "role")), "user") == 0) {
-            char said[160];
+            char said[SB_LAST_USER_MAX + 1];
             sb_copy_text(said, sizeof(said), json_string_value(text), json_string_length(text));
             return sb_strdup(said);
         }

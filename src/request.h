@@ -16,6 +16,9 @@
 #include "sb/rag.h"
 #include "sb/tools.h"
 
+/* The most bytes of the caller's last words a request keeps (sb_chat_request_t.last_user). */
+#define SB_LAST_USER_MAX 159
+
 typedef struct sb_chat_request {
     json_t *upstream;     /* new reference: the body to send upstream */
     const char *model;    /* borrowed from `upstream` */
@@ -26,7 +29,7 @@ typedef struct sb_chat_request {
     char turn_id[64];     /* the engine's turn_id, if any ("" otherwise) */
     char request_id[65];  /* the client's X-Request-Id when sane, else switchboard's own; sent to the provider */
     char traceparent[56]; /* the client's W3C traceparent when well formed, passed on to the provider; "" when none */
-    char *last_user;      /* start of the caller's last utterance (at most 159 bytes), for the sandbox; NULL when none; owned */
+    char *last_user;      /* start of the caller's last utterance, for the sandbox; NULL when none; owned */
     char *question;       /* what retrieval looks up: the last utterance, with the one before when it is short ("" when none);
                              owned: a new string of its own length (a turn holds its request for the whole stream) */
     char *identity;       /* the engine's names for the call ("app=..;channel=..;user=..;agent=.."), NULL when none; owned */

@@ -403,7 +403,7 @@ static void plan(struct call *c, const sb_chat_request_t *req)
         return;
     }
     const char *said = req->last_user != NULL ? req->last_user : "";
-    char lower[160];
+    char lower[SB_LAST_USER_MAX + 1];
     size_t n = strnlen(said, sizeof(lower) - 1);
     for (size_t i = 0; i < n; ++i)
         lower[i] = (char)tolower((unsigned char)said[i]);

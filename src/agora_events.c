@@ -73,12 +73,6 @@ struct notice {
     sb_pgquery_t *query;
 };
 
-static void answer(h2o_req_t *req, sb_error_t e, const char *message, const char *json)
-{
-    sb_worker_t *w = sb_worker_of(req);
-    sb_respond_answer(req, w->config->access_log, w->id, e, message, NULL, json);
-}
-
 /* Whether `sig` (the header value, may be NULL) is the hex HMAC-SHA256 of `body` under `secret`, in constant time. */
 static int signature_ok(const char *secret, const char *sig, size_t sig_len, const char *body, size_t body_len)
 {
@@ -138,7 +132,7 @@ static void on_recorded(void *data, const PGresult *res, sb_error_t err, const c
     if (err != SB_OK) {
         sb_log_warn("agora events: notice not recorded: %s (SQLSTATE %s)", sb_error_name(err),
                     sqlstate && *sqlstate ? sqlstate : "none");
-        answer(x->req, err, NULL, NULL); /* Agora retries a notice that did not get its 200 */
+        sb_worker_answer(x->req, err, NULL, NULL, NULL); /* Agora retries a notice that did not get its 200 */
         return;
     }
     int fresh = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "1") == 0;
@@ -148,10 +142,10 @@ static void on_recorded(void *data, const PGresult *res, sb_error_t err, const c
         if (sb_summaries_start(w->summaries, PQgetvalue(res, 0, 2)) != 0)
             sb_log_warn("agora events: conversation %s keeps its extract: summaries are busy", PQgetvalue(res, 0, 2));
     }
-    answer(x->req, SB_OK, NULL,
-           !fresh    ? "{\"status\":\"duplicate\"}"
-           : matched ? "{\"status\":\"ok\"}"
-                     : "{\"status\":\"no_conversation\"}");
+    sb_worker_answer(x->req, SB_OK, NULL, NULL,
+                     !fresh    ? "{\"status\":\"duplicate\"}"
+                     : matched ? "{\"status\":\"ok\"}"
+                               : "{\"status\":\"no_conversation\"}");
 }
 
 void sb_agora_events_handle(h2o_req_t *req)
@@ -159,28 +153,28 @@ void sb_agora_events_handle(h2o_req_t *req)
     sb_worker_t *w = sb_worker_of(req);
     const sb_config_t *c = w->config;
     if (c->agora_webhook_secret == NULL || c->agora_webhook_secret[0] == '\0') {
-        answer(req, SB_E_NOT_FOUND, "agora webhooks are off: AGORA_WEBHOOK_SECRET is not set", NULL);
+        sb_worker_answer(req, SB_E_NOT_FOUND, "agora webhooks are off: AGORA_WEBHOOK_SECRET is not set", NULL, NULL);
         return;
     }
     if (req->entity.len > c->max_body_bytes) {
-        answer(req, SB_E_BODY_TOO_LARGE, NULL, NULL);
+        sb_worker_answer(req, SB_E_BODY_TOO_LARGE, NULL, NULL, NULL);
         return;
     }
     ssize_t hi = h2o_find_header_by_str(&req->headers, H2O_STRLIT("agora-signature-v2"), -1);
     if (!signature_ok(c->agora_webhook_secret, hi >= 0 ? req->headers.entries[hi].value.base : NULL,
                       hi >= 0 ? req->headers.entries[hi].value.len : 0, req->entity.base ? req->entity.base : "",
                       req->entity.len)) {
-        answer(req, SB_E_UNAUTHORIZED, "missing or invalid Agora-Signature-V2", NULL);
+        sb_worker_answer(req, SB_E_UNAUTHORIZED, "missing or invalid Agora-Signature-V2", NULL, NULL);
         return;
     }
     if (w->pg == NULL) {
-        answer(req, SB_E_DB_UNAVAILABLE, "agora webhooks need the database (DATABASE_URL)", NULL);
+        sb_worker_answer(req, SB_E_DB_UNAVAILABLE, "agora webhooks need the database (DATABASE_URL)", NULL, NULL);
         return;
     }
     json_error_t jerr;
     json_t *root = req->entity.len > 0 ? json_loadb(req->entity.base, req->entity.len, JSON_REJECT_DUPLICATES, &jerr) : NULL;
     if (root == NULL) {
-        answer(req, SB_E_INVALID_JSON, NULL, NULL);
+        sb_worker_answer(req, SB_E_INVALID_JSON, NULL, NULL, NULL);
         return;
     }
     const char *notice_id = NULL;
@@ -190,7 +184,8 @@ void sb_agora_events_handle(h2o_req_t *req)
                        &type, "notifyMs", &notify_ms, "payload", &payload) != 0 ||
         !json_is_object(payload) || notice_id[0] == '\0' || strlen(notice_id) > NOTICE_ID_MAX) {
         json_decref(root);
-        answer(req, SB_E_INVALID_REQUEST, "not an agora notice: noticeId, eventType and a payload object are required", NULL);
+        sb_worker_answer(req, SB_E_INVALID_REQUEST, "not an agora notice: noticeId, eventType and a payload object are required",
+                         NULL, NULL);
         return;
     }
     const char *channel = NULL, *agent = NULL;
@@ -199,12 +194,14 @@ void sb_agora_events_handle(h2o_req_t *req)
         (channel != NULL && strlen(channel) > ENGINE_ID_MAX) || (agent != NULL && strlen(agent) > ENGINE_ID_MAX) ||
         (contents != NULL && !json_is_array(contents))) {
         json_decref(root);
-        answer(req, SB_E_INVALID_REQUEST, "malformed agora notice payload: channel and agent_id are short strings", NULL);
+        sb_worker_answer(req, SB_E_INVALID_REQUEST, "malformed agora notice payload: channel and agent_id are short strings", NULL,
+                         NULL);
         return;
     }
     if (type != EVENT_AGENT_JOINED && type != EVENT_AGENT_LEFT && type != EVENT_HISTORY) {
         json_decref(root);
-        answer(req, SB_OK, NULL, "{\"status\":\"ignored\"}"); /* errors, metrics, calls: not this route's business */
+        /* errors, metrics, calls: not this route's business */
+        sb_worker_answer(req, SB_OK, NULL, NULL, "{\"status\":\"ignored\"}");
         return;
     }
     json_t *history = type == EVENT_HISTORY ? clean_history(contents) : NULL;

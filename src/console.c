@@ -23,8 +23,7 @@ static const char policy[] = "default-src 'none'; script-src 'self'; style-src '
 
 static void refuse(h2o_req_t *req, const char *message)
 {
-    sb_worker_t *w = sb_worker_of(req);
-    sb_respond_answer(req, w->config->access_log, w->id, SB_E_NOT_FOUND, message, NULL, NULL);
+    sb_worker_answer(req, SB_E_NOT_FOUND, message, NULL, NULL);
 }
 
 /* The file a path names: /console and /console/ the page, /console/<name> a file by name; NULL when none. */

@@ -39,12 +39,6 @@ struct read {
     sb_pgquery_t *query;
 };
 
-static void answer(h2o_req_t *req, sb_error_t e, const char *message, const char *json)
-{
-    sb_worker_t *w = sb_worker_of(req);
-    sb_respond_answer(req, w->config->access_log, w->id, e, message, NULL, json);
-}
-
 static int valid_id(const char *s, size_t len)
 {
     if (len == 0 || len > ID_MAX)
@@ -71,14 +65,15 @@ static void on_read(void *data, const PGresult *res, sb_error_t err, const char 
     x->query = NULL;
     if (err != SB_OK) {
         sb_log_warn("conversations: not read: %s (SQLSTATE %s)", sb_error_name(err), sqlstate && *sqlstate ? sqlstate : "none");
-        answer(x->req, err, NULL, NULL);
+        sb_worker_answer(x->req, err, NULL, NULL, NULL);
         return;
     }
     if (PQntuples(res) != 1) {
-        answer(x->req, SB_E_NOT_FOUND, "no such conversation", NULL);
+        sb_worker_answer(x->req, SB_E_NOT_FOUND, "no such conversation", NULL, NULL);
         return;
     }
-    answer(x->req, SB_OK, NULL, h2o_strdup(&x->req->pool, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0)).base);
+    sb_worker_answer(x->req, SB_OK, NULL, NULL,
+                     h2o_strdup(&x->req->pool, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0)).base);
 }
 
 void sb_conversations_handle(h2o_req_t *req)
@@ -88,7 +83,7 @@ void sb_conversations_handle(h2o_req_t *req)
     h2o_iovec_t auth = hi >= 0 ? req->headers.entries[hi].value : h2o_iovec_init(NULL, 0);
     if (!sb_auth_check(auth.base, auth.len)) {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("Bearer"));
-        answer(req, SB_E_UNAUTHORIZED, NULL, NULL);
+        sb_worker_answer(req, SB_E_UNAUTHORIZED, NULL, NULL, NULL);
         return;
     }
     h2o_iovec_t path = req->path_normalized;
@@ -96,11 +91,11 @@ void sb_conversations_handle(h2o_req_t *req)
     const char *id = path.base + skip;
     size_t len = path.len - skip;
     if (!valid_id(id, len)) {
-        answer(req, SB_E_NOT_FOUND, "no such conversation", NULL);
+        sb_worker_answer(req, SB_E_NOT_FOUND, "no such conversation", NULL, NULL);
         return;
     }
     if (w->pg == NULL) {
-        answer(req, SB_E_DB_UNAVAILABLE, "conversations need the database (DATABASE_URL)", NULL);
+        sb_worker_answer(req, SB_E_DB_UNAVAILABLE, "conversations need the database (DATABASE_URL)", NULL, NULL);
         return;
     }
     /* the token as a turn takes it (exchange.c): its digest owns the conversation */
@@ -110,7 +105,7 @@ void sb_conversations_handle(h2o_req_t *req)
     memcpy(client_id, id, len);
     client_id[len] = '\0';
     if (sb_conversation_key(token, tlen, client_id, NULL, key, owner) != 0) {
-        answer(req, SB_E_NOT_FOUND, "no such conversation", NULL);
+        sb_worker_answer(req, SB_E_NOT_FOUND, "no such conversation", NULL, NULL);
         return;
     }
     int number = strspn(client_id, "0123456789") == len && len <= 18;

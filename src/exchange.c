@@ -154,10 +154,9 @@ void sb_exchange_engine_ids(h2o_req_t *req, sb_engine_ids_t *ids)
 
 void sb_exchange_refuse(h2o_req_t *req, sb_error_t e, const char *message, const char *param)
 {
-    sb_worker_t *w = sb_worker_of(req);
     char route[64];
     snprintf(route, sizeof(route), "%.*s", (int)req->path_normalized.len, req->path_normalized.base);
-    sb_respond_answer(req, w->config->access_log, w->id, e, message, param, NULL);
+    sb_worker_answer(req, e, message, param, NULL);
     sb_metrics_request(route, sb_error_status(e), "rejected");
 }
 

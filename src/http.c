@@ -62,16 +62,9 @@ static const struct route {
     {"/metrics", "GET", "GET, HEAD", on_metrics, 0}, /* Prometheus; on METRICS_PORT instead when that is set */
 };
 
-/* Sends a fixed answer (or an error) and logs it. */
-static void answer(h2o_req_t *req, sb_error_t e, const char *message, const char *param, const char *json)
-{
-    sb_worker_t *w = sb_worker_of(req);
-    sb_respond_answer(req, w->config->access_log, w->id, e, message, param, json);
-}
-
 static void on_ping(h2o_req_t *req)
 {
-    answer(req, SB_OK, NULL, NULL, "{\"message\":\"pong\"}");
+    sb_worker_answer(req, SB_OK, NULL, NULL, "{\"message\":\"pong\"}");
 }
 
 static void on_healthz(h2o_req_t *req)
@@ -93,7 +86,7 @@ static void on_healthz(h2o_req_t *req)
                          : "ok",
              sb_routes_match(&w->server->routes, "*")->to.provider, db, w->id, w->nopen);
     /* degraded still answers 200: switchboard serves turns without the database, the model hears why */
-    answer(req, SB_OK, NULL, NULL, h2o_strdup(&req->pool, body, strlen(body)).base);
+    sb_worker_answer(req, SB_OK, NULL, NULL, h2o_strdup(&req->pool, body, strlen(body)).base);
 }
 
 /*
@@ -106,18 +99,18 @@ static void on_readyz(h2o_req_t *req)
 {
     sb_worker_t *w = sb_worker_of(req);
     if (w->draining) {
-        answer(req, SB_E_SHUTTING_DOWN, NULL, NULL, NULL);
+        sb_worker_answer(req, SB_E_SHUTTING_DOWN, NULL, NULL, NULL);
         return;
     }
     if (w->pg != NULL) {
         sb_pgpool_stats_t st;
         sb_pgpool_stats(w->pg, &st);
         if (!st.healthy) {
-            answer(req, SB_E_DB_UNAVAILABLE, "not ready: the database (DATABASE_URL) is unreachable", NULL, NULL);
+            sb_worker_answer(req, SB_E_DB_UNAVAILABLE, "not ready: the database (DATABASE_URL) is unreachable", NULL, NULL);
             return;
         }
     }
-    answer(req, SB_OK, NULL, NULL, "{\"status\":\"ready\"}");
+    sb_worker_answer(req, SB_OK, NULL, NULL, "{\"status\":\"ready\"}");
 }
 
 /* The local port the request came in on, 0 when unknown. */
@@ -146,14 +139,14 @@ static void on_metrics(h2o_req_t *req)
     sb_worker_t *w = sb_worker_of(req);
     const sb_config_t *c = w->config;
     if (w->server->metrics == NULL || (c->metrics_port != 0 && local_port(req) != c->metrics_port)) {
-        answer(req, SB_E_NOT_FOUND, NULL, NULL, NULL);
+        sb_worker_answer(req, SB_E_NOT_FOUND, NULL, NULL, NULL);
         return;
     }
     ssize_t hi = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
     if (!sb_auth_check_metrics(hi >= 0 ? req->headers.entries[hi].value.base : NULL,
                                hi >= 0 ? req->headers.entries[hi].value.len : 0)) {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("Bearer"));
-        answer(req, SB_E_UNAUTHORIZED, "missing or invalid metrics token (METRICS_TOKEN)", NULL, NULL);
+        sb_worker_answer(req, SB_E_UNAUTHORIZED, "missing or invalid metrics token (METRICS_TOKEN)", NULL, NULL);
         return;
     }
     sb_buf_t text;
@@ -212,7 +205,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     h2o_iovec_t path = req->path_normalized;
     if (ambiguous_length(req)) {
         req->http1_is_persistent = 0; /* what follows on this connection cannot be told apart from the body */
-        answer(req, SB_E_INVALID_REQUEST, "conflicting Content-Length or Transfer-Encoding headers", NULL, NULL);
+        sb_worker_answer(req, SB_E_INVALID_REQUEST, "conflicting Content-Length or Transfer-Encoding headers", NULL, NULL);
         return 0;
     }
     sb_worker_t *w = sb_worker_of(req);
@@ -232,11 +225,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
             r->on_req(req);
         } else {
             h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, r->allow, strlen(r->allow));
-            answer(req, SB_E_METHOD_NOT_ALLOWED, NULL, NULL, NULL);
+            sb_worker_answer(req, SB_E_METHOD_NOT_ALLOWED, NULL, NULL, NULL);
         }
         return 0;
     }
-    answer(req, SB_E_NOT_FOUND, NULL, NULL, NULL);
+    sb_worker_answer(req, SB_E_NOT_FOUND, NULL, NULL, NULL);
     return 0;
 }
 

@@ -189,13 +189,12 @@ void sb_live_close_conversation(sb_live_t *live, const char *memory_key, const c
 
 int sb_live_handshake(h2o_req_t *req, h2o_iovec_t *key)
 {
-    sb_worker_t *w = sb_worker_of(req);
     int hs = sb_ws_is_handshake(req, key);
     if (hs == 0)
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_UPGRADE, NULL, H2O_STRLIT("websocket"));
     if (hs <= 0)
-        sb_respond_answer(req, w->config->access_log, w->id, hs == 0 ? SB_E_UPGRADE_REQUIRED : SB_E_INVALID_REQUEST,
-                          hs == 0 ? NULL : "malformed WebSocket handshake (version 13, a 24-byte key)", NULL, NULL);
+        sb_worker_answer(req, hs == 0 ? SB_E_UPGRADE_REQUIRED : SB_E_INVALID_REQUEST,
+                         hs == 0 ? NULL : "malformed WebSocket handshake (version 13, a 24-byte key)", NULL, NULL);
     return hs > 0;
 }
 

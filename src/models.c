@@ -39,7 +39,7 @@ void sb_models_handle(h2o_req_t *req)
     ssize_t hi = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
     if (!sb_auth_check(hi >= 0 ? req->headers.entries[hi].value.base : NULL, hi >= 0 ? req->headers.entries[hi].value.len : 0)) {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("Bearer"));
-        sb_respond_answer(req, w->config->access_log, w->id, SB_E_UNAUTHORIZED, NULL, NULL, NULL);
+        sb_worker_answer(req, SB_E_UNAUTHORIZED, NULL, NULL, NULL);
         return;
     }
     json_t *data = json_array();
@@ -47,6 +47,6 @@ void sb_models_handle(h2o_req_t *req)
     json_t *list = json_pack("{s:s, s:o}", "object", "list", "data", data);
     char *text = json_dumps(list, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(list);
-    sb_respond_answer(req, w->config->access_log, w->id, SB_OK, NULL, NULL, h2o_strdup(&req->pool, text, strlen(text)).base);
+    sb_worker_answer(req, SB_OK, NULL, NULL, h2o_strdup(&req->pool, text, strlen(text)).base);
     free(text);
 }

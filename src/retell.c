@@ -354,12 +354,6 @@ static void accept_call(h2o_req_t *req, h2o_iovec_t key, h2o_iovec_t call_id, h2
 
 /* --- GET /v1/retell/llm-websocket/{call_id} ------------------------------------------------------- */
 
-static void refuse(h2o_req_t *req, sb_error_t e, const char *message)
-{
-    sb_worker_t *w = sb_worker_of(req);
-    sb_respond_answer(req, w->config->access_log, w->id, e, message, NULL, NULL);
-}
-
 /* Retell's call ids are letters and digits; '_' and '-' are let through too, nothing that could mean a path. */
 static int valid_call_id(h2o_iovec_t id)
 {
@@ -379,21 +373,22 @@ void sb_retell_connect(h2o_req_t *req)
     h2o_iovec_t path = req->path_normalized;
     h2o_iovec_t call_id = h2o_iovec_init(path.base + sizeof(SB_RETELL_PREFIX) - 1, path.len - (sizeof(SB_RETELL_PREFIX) - 1));
     if (!c->sessions || c->retell_secret == NULL || !valid_call_id(call_id)) {
-        refuse(req, SB_E_NOT_FOUND, NULL);
+        sb_worker_answer(req, SB_E_NOT_FOUND, NULL, NULL, NULL);
         return;
     }
     h2o_iovec_t secret = sb_ws_query_param(req, "secret");
     if (!sb_auth_check_retell(secret.base, secret.len)) {
-        refuse(req, SB_E_UNAUTHORIZED, "missing or invalid secret: the URL in Retell's dashboard ends ?secret=<RETELL_SECRET>");
+        sb_worker_answer(req, SB_E_UNAUTHORIZED,
+                         "missing or invalid secret: the URL in Retell's dashboard ends ?secret=<RETELL_SECRET>", NULL, NULL);
         return;
     }
     if (w->draining) {
-        refuse(req, SB_E_SHUTTING_DOWN, NULL);
+        sb_worker_answer(req, SB_E_SHUTTING_DOWN, NULL, NULL, NULL);
         return;
     }
     h2o_iovec_t agent = sb_ws_query_param(req, "agent");
     if (agent.base != NULL && sb_agents() != NULL && sb_agents_find(agent.base, agent.len) == NULL) {
-        refuse(req, SB_E_INVALID_REQUEST, "agent= must name one of the agents");
+        sb_worker_answer(req, SB_E_INVALID_REQUEST, "agent= must name one of the agents", NULL, NULL);
         return;
     }
     if (agent.base == NULL || sb_agents() == NULL || agent.len > SB_AGENT_NAME_MAX)

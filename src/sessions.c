@@ -22,12 +22,6 @@
 
 #define BODY_MAX 4096 /* POST /v1/sessions takes a few small fields */
 
-static void refuse(h2o_req_t *req, sb_error_t e, const char *message)
-{
-    sb_worker_t *w = sb_worker_of(req);
-    sb_respond_answer(req, w->config->access_log, w->id, e, message, NULL, NULL);
-}
-
 /* --- POST /v1/sessions ------------------------------------------------------------------------- */
 
 /* The optional body: {"id": an earlier session to go on with, "ttl_s": a shorter token life}. 0, or -1 refused. */
@@ -36,7 +30,7 @@ static int read_body(h2o_req_t *req, char id[SB_SESSION_ID_MAX + 1], unsigned *t
     if (req->entity.base == NULL || req->entity.len == 0)
         return 0;
     if (req->entity.len > BODY_MAX) {
-        refuse(req, SB_E_BODY_TOO_LARGE, NULL);
+        sb_worker_answer(req, SB_E_BODY_TOO_LARGE, NULL, NULL, NULL);
         return -1;
     }
     json_error_t jerr;
@@ -44,23 +38,24 @@ static int read_body(h2o_req_t *req, char id[SB_SESSION_ID_MAX + 1], unsigned *t
     const char *given = NULL;
     json_int_t want = 0;
     if (root == NULL) {
-        refuse(req, SB_E_INVALID_JSON, NULL);
+        sb_worker_answer(req, SB_E_INVALID_JSON, NULL, NULL, NULL);
         return -1;
     }
     int rc = json_unpack_ex(root, &jerr, JSON_STRICT, "{s?s, s?I}", "id", &given, "ttl_s", &want);
     if (rc != 0) {
         json_decref(root);
-        refuse(req, SB_E_INVALID_REQUEST, "the body may hold id (a string) and ttl_s (an integer), nothing else");
+        sb_worker_answer(req, SB_E_INVALID_REQUEST, "the body may hold id (a string) and ttl_s (an integer), nothing else", NULL,
+                         NULL);
         return -1;
     }
     if (given != NULL && !sb_session_id_valid(given, strlen(given))) {
         json_decref(root);
-        refuse(req, SB_E_INVALID_REQUEST, "id: 1 to 64 letters, digits, '_' or '-'");
+        sb_worker_answer(req, SB_E_INVALID_REQUEST, "id: 1 to 64 letters, digits, '_' or '-'", NULL, NULL);
         return -1;
     }
     if (want < 0 || (json_int_t)*ttl < want) {
         json_decref(root);
-        refuse(req, SB_E_INVALID_REQUEST, "ttl_s: 1 second up to SESSION_TOKEN_TTL_S");
+        sb_worker_answer(req, SB_E_INVALID_REQUEST, "ttl_s: 1 second up to SESSION_TOKEN_TTL_S", NULL, NULL);
         return -1;
     }
     if (given != NULL)
@@ -76,11 +71,11 @@ void sb_sessions_create(h2o_req_t *req)
     sb_worker_t *w = sb_worker_of(req);
     const sb_config_t *c = w->config;
     if (!c->sessions) {
-        refuse(req, SB_E_NOT_FOUND, "sessions are off (SESSIONS=false)");
+        sb_worker_answer(req, SB_E_NOT_FOUND, "sessions are off (SESSIONS=false)", NULL, NULL);
         return;
     }
     if (w->draining) {
-        refuse(req, SB_E_SHUTTING_DOWN, NULL);
+        sb_worker_answer(req, SB_E_SHUTTING_DOWN, NULL, NULL, NULL);
         return;
     }
     ssize_t at = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
@@ -88,7 +83,7 @@ void sb_sessions_create(h2o_req_t *req)
     size_t alen = at >= 0 ? req->headers.entries[at].value.len : 0;
     if (!sb_auth_check(auth, alen)) {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("Bearer"));
-        refuse(req, SB_E_UNAUTHORIZED, NULL);
+        sb_worker_answer(req, SB_E_UNAUTHORIZED, NULL, NULL, NULL);
         return;
     }
     sb_session_claims_t claims = {0};
@@ -163,19 +158,19 @@ void sb_sessions_connect(h2o_req_t *req)
     const char *id = path.base + plen;
     size_t idlen = path.len - plen;
     if (!c->sessions || idlen <= 3 || memcmp(path.base + path.len - 3, "/ws", 3) != 0 || !sb_session_id_valid(id, idlen - 3)) {
-        refuse(req, SB_E_NOT_FOUND, NULL);
+        sb_worker_answer(req, SB_E_NOT_FOUND, NULL, NULL, NULL);
         return;
     }
     idlen -= 3;
     if (w->draining) {
-        refuse(req, SB_E_SHUTTING_DOWN, NULL);
+        sb_worker_answer(req, SB_E_SHUTTING_DOWN, NULL, NULL, NULL);
         return;
     }
     h2o_iovec_t key;
     if (!sb_live_handshake(req, &key))
         return;
     if (!sb_cors_socket_allowed(req, c)) {
-        refuse(req, SB_E_ORIGIN_NOT_ALLOWED, NULL);
+        sb_worker_answer(req, SB_E_ORIGIN_NOT_ALLOWED, NULL, NULL, NULL);
         return;
     }
     int offered;
@@ -185,11 +180,11 @@ void sb_sessions_connect(h2o_req_t *req)
     sb_session_token_verdict_t verdict =
         token.base != NULL ? sb_session_token_verify(token.base, token.len, (uint64_t)time(NULL), &claims) : SB_TOKEN_FORGED;
     if (verdict == SB_TOKEN_FORGED) {
-        refuse(req, SB_E_UNAUTHORIZED, "missing or invalid session token (POST /v1/sessions)");
+        sb_worker_answer(req, SB_E_UNAUTHORIZED, "missing or invalid session token (POST /v1/sessions)", NULL, NULL);
         return;
     }
     if (strlen(claims.id) != idlen || memcmp(claims.id, id, idlen) != 0) {
-        refuse(req, SB_E_UNAUTHORIZED, "the session token is for another session");
+        sb_worker_answer(req, SB_E_UNAUTHORIZED, "the session token is for another session", NULL, NULL);
         return;
     }
     /* a client that offered subprotocols must get one of them back, or a browser drops the connection */

@@ -19,6 +19,7 @@
 #include "hangup.h"
 #include "limit.h"
 #include "memory.h"
+#include "respond.h"
 #include "summary.h"
 #include "metrics.h"
 #include "worker.h"
@@ -294,6 +295,12 @@ static void stop_listening(sb_listener_t *l)
 sb_turn_env_t sb_worker_turn_env(sb_worker_t *w, int remembered)
 {
     return (sb_turn_env_t){w->config, &w->loop, w->pg, w->curlm, w->server->provider, &w->llm, remembered ? w->memory : NULL};
+}
+
+void sb_worker_answer(h2o_req_t *req, sb_error_t e, const char *message, const char *param, const char *json)
+{
+    sb_worker_t *w = sb_worker_of(req);
+    sb_respond_answer(req, w->config->access_log, w->id, e, message, param, json);
 }
 
 void sb_worker_work_started(sb_worker_t *w, sb_open_work_t *work)

@@ -102,6 +102,8 @@ static inline sb_worker_t *sb_worker_of(h2o_req_t *req)
 /* What a turn on this worker uses: its loop, pool, curl multi, provider, and its memory unless the turn must not be
  * remembered (`remembered` 0: a summary). */
 sb_turn_env_t sb_worker_turn_env(sb_worker_t *w, int remembered);
+/* Answers a request that is not a turn (sb_respond_answer), logged as the request's worker logs, under its id. */
+void sb_worker_answer(h2o_req_t *req, sb_error_t e, const char *message, const char *param, const char *json);
 
 /* Milliseconds on the worker's loop clock (cached per loop iteration). */
 static inline uint64_t sb_worker_now(sb_worker_t *w)

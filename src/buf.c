@@ -122,10 +122,19 @@ fail:
     return undo(b, start);
 }
 
+int sb_buf_append_json_string(sb_buf_t *b, const char *s, size_t len)
+{
+    size_t start = b->len;
+    if (sb_buf_append(b, "\"", 1) == 0 && (len == 0 || sb_buf_append_json_escaped(b, s, len) == 0) &&
+        sb_buf_append(b, "\"", 1) == 0)
+        return 0;
+    return undo(b, start);
+}
+
 int sb_buf_append_json_member(sb_buf_t *b, const char *key, const char *s, size_t len)
 {
     size_t start = b->len;
-    if (sb_buf_appendf(b, ",\"%s\":\"", key) == 0 && sb_buf_append_json_escaped(b, s, len) == 0 && sb_buf_append(b, "\"", 1) == 0)
+    if (sb_buf_appendf(b, ",\"%s\":", key) == 0 && sb_buf_append_json_string(b, s, len) == 0)
         return 0;
     return undo(b, start);
 }

@@ -35,13 +35,6 @@ static sb_error_t on_delta(sb_sink_t *sink, const sb_sink_delta_t *d)
     return sb_buf_append(&a->text, d->text.base, d->text.len) == 0 ? SB_OK : SB_E_ANSWER_TOO_LARGE;
 }
 
-static void append_string(sb_buf_t *b, sb_str_t s)
-{
-    sb_buf_append(b, "\"", 1);
-    sb_buf_append_json_escaped(b, s.base != NULL ? s.base : "", s.len);
-    sb_buf_append(b, "\"", 1);
-}
-
 /*
  * The one chat.completion, written straight into `b` (initialised here): id,
  * object, created, model, the message (its words, null beside tool calls when
@@ -58,12 +51,12 @@ static int write_answer(sb_buf_t *b, const sb_chat_out_t *out, const sb_buf_t *t
     int utf8 = sb_json_is_utf8(words.base, words.len);
     sb_buf_appendf(b, "{\"id\":\"%s\",\"object\":\"chat.completion\",\"created\":%lld,\"model\":", out->id,
                    (long long)out->created);
-    append_string(b, (sb_str_t){out->model != NULL ? out->model : "", out->model != NULL ? strlen(out->model) : 0});
+    sb_buf_append_json_string(b, out->model != NULL ? out->model : "", out->model != NULL ? strlen(out->model) : 0);
     sb_buf_appendz(b, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
     if (end->ncalls > 0 && words.len == 0)
         sb_buf_appendz(b, "null");
     else
-        append_string(b, words);
+        sb_buf_append_json_string(b, words.base, words.len);
     if (end->ncalls > 0) {
         sb_buf_appendz(b, ",\"tool_calls\":[");
         for (size_t i = 0; i < end->ncalls; ++i) {
@@ -71,11 +64,11 @@ static int write_answer(sb_buf_t *b, const sb_chat_out_t *out, const sb_buf_t *t
             utf8 &= sb_json_is_utf8(c->id.base, c->id.len) && sb_json_is_utf8(c->name.base, c->name.len) &&
                     sb_json_is_utf8(c->arguments.base, c->arguments.len);
             sb_buf_appendz(b, i ? ",{\"id\":" : "{\"id\":");
-            append_string(b, c->id);
+            sb_buf_append_json_string(b, c->id.base, c->id.len);
             sb_buf_appendz(b, ",\"type\":\"function\",\"function\":{\"name\":");
-            append_string(b, c->name);
+            sb_buf_append_json_string(b, c->name.base, c->name.len);
             sb_buf_appendz(b, ",\"arguments\":");
-            append_string(b, c->arguments);
+            sb_buf_append_json_string(b, c->arguments.base, c->arguments.len);
             sb_buf_appendz(b, "}}");
         }
         sb_buf_appendz(b, "]");
@@ -96,19 +89,16 @@ static void on_done(sb_sink_t *sink, const sb_turn_end_t *end)
         return;
     }
     sb_buf_t b;
-    if (write_answer(&b, out, &a->text, end) !=
-        0) { /* words that are not UTF-8 cannot come from a parsed chunk: a provider fault */
+    if (write_answer(&b, out, &a->text, end) != 0) { /* words not UTF-8 cannot come from a parsed chunk: a provider fault */
         sb_buf_dispose(&b);
         out->status = sb_error_status(SB_E_UPSTREAM_BAD_RESPONSE);
         sb_respond_error(out->req, SB_E_UPSTREAM_BAD_RESPONSE, NULL, NULL, NULL);
         return;
     }
-    char *text = b.base;
-    size_t len = b.len;
     out->status = 200;
-    out->bytes = len;
+    out->bytes = b.len;
     out->t_first = uv_hrtime();
-    sb_respond_json(out->req, text, len);
+    sb_respond_json(out->req, b.base, b.len);
     sb_buf_dispose(&b);
 }
 

@@ -47,16 +47,9 @@ struct responses {
 
 /* --- JSON text ---------------------------------------------------------------------------------- */
 
-static void append_str(sb_buf_t *b, const char *s, size_t len)
-{
-    sb_buf_append(b, "\"", 1);
-    sb_buf_append_json_escaped(b, s, len);
-    sb_buf_append(b, "\"", 1);
-}
-
 static void append_buf_str(sb_buf_t *b, const sb_buf_t *s)
 {
-    append_str(b, s->base ? s->base : "", s->len);
+    sb_buf_append_json_string(b, s->base ? s->base : "", s->len);
 }
 
 /* The item's id: msg_/fc_ and the response's own id, and its place in the output. */
@@ -108,7 +101,7 @@ static void append_response(sb_buf_t *b, const struct responses *r, const char *
     if (end != NULL && end->error != SB_OK) {
         const char *m = end->message ? end->message : sb_error_message(end->error);
         sb_buf_appendf(b, "{\"code\":\"%s\",\"message\":", sb_error_code(end->error));
-        append_str(b, m, strlen(m));
+        sb_buf_append_json_string(b, m, strlen(m));
         sb_buf_appendz(b, "}");
     } else {
         sb_buf_appendz(b, "null");
@@ -269,7 +262,7 @@ static sb_error_t add_text(struct responses *r, sb_str_t text)
         sb_buf_t *b = open_event(r, "response.output_text.delta");
         append_place(b, r, it);
         sb_buf_appendz(b, ",\"delta\":");
-        append_str(b, text.base, text.len);
+        sb_buf_append_json_string(b, text.base, text.len);
         sb_buf_appendz(b, ",\"logprobs\":[]");
         close_event(b);
     }
@@ -296,7 +289,7 @@ static sb_error_t add_fragment(struct responses *r, const sb_tool_delta_t *f)
         sb_buf_t *b = open_event(r, "response.function_call_arguments.delta");
         append_place(b, r, it);
         sb_buf_appendz(b, ",\"delta\":");
-        append_str(b, f->arguments.base, f->arguments.len);
+        sb_buf_append_json_string(b, f->arguments.base, f->arguments.len);
         close_event(b);
     }
     return SB_OK;
@@ -372,10 +365,10 @@ static void on_live_done(sb_sink_t *sink, const sb_turn_end_t *end)
         const char *m = end->message ? end->message : sb_error_message(end->error);
         sb_buf_t *b = open_event(r, "error");
         sb_buf_appendf(b, ",\"code\":\"%s\",\"message\":", sb_error_code(end->error));
-        append_str(b, m, strlen(m));
+        sb_buf_append_json_string(b, m, strlen(m));
         sb_buf_appendf(b, ",\"param\":null,\"error\":{\"type\":\"%s\",\"code\":\"%s\",\"message\":", sb_error_type(end->error),
                        sb_error_code(end->error));
-        append_str(b, m, strlen(m));
+        sb_buf_append_json_string(b, m, strlen(m));
         sb_buf_appendz(b, ",\"param\":null}");
         close_event(b);
         write_response_event(r, "response.failed", "failed", end);

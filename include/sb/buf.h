@@ -26,6 +26,8 @@ int sb_buf_appendz(sb_buf_t *b, const char *s);
 int sb_buf_appendf(sb_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends `s` as the body of a JSON string (escaped, without quotes); same contract. */
 int sb_buf_append_json_escaped(sb_buf_t *b, const char *s, size_t len);
+/* Appends `s` as a JSON string: quoted and escaped (`s` may be NULL when `len` is 0). Same contract. */
+int sb_buf_append_json_string(sb_buf_t *b, const char *s, size_t len);
 /* Appends ,"key":"s" with `s` escaped: a member of the JSON object being written (`key` is a plain word). Same contract. */
 int sb_buf_append_json_member(sb_buf_t *b, const char *key, const char *s, size_t len);
 /*

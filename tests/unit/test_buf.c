@@ -27,6 +27,14 @@ int main(void)
     is_str(b.base, "ab", "and leaves no half-escaped bytes");
     sb_buf_dispose(&b);
 
+    sb_buf_init(&b, 8);
+    sb_buf_append_json_string(&b, "a\n", 2);
+    sb_buf_append_json_string(&b, NULL, 0);
+    is_str(b.base, "\"a\\n\"\"\"", "a JSON string is quoted and escaped; none is an empty one");
+    is_int(sb_buf_append_json_string(&b, "xy", 2), -1, "a string past the ceiling fails");
+    is_str(b.base, "\"a\\n\"\"\"", "and leaves no opening quote behind");
+    sb_buf_dispose(&b);
+
     sb_buf_init(&b, 1 << 20);
     char big[1000];
     memset(big, 'x', sizeof(big));

@@ -212,8 +212,11 @@ sb_router_call_t *sb_router_start(const sb_provider_t *provider, const sb_llm_en
     c->call = provider->start(env, &c->req, &c->llm);
     if (c->call == NULL)
         end_with(c, NULL, "error");
-    else
+    else {
+        /* the loop's clock is read once per pass, maybe before this turn began: the budget counts from now */
+        uv_update_time(env->loop);
         uv_timer_start(c->timer, on_budget, env->config->router_timeout_ms, 0);
+    }
     return c;
 }
 
